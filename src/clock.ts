@@ -1,0 +1,34 @@
+/**
+ * Time as the pool sees it. Injected so unit tests move time instead of sleeping; the default is
+ * the real clock. Every timer the pool starts goes through here and is `unref()`ed, so a pool never
+ * keeps a process alive on its own.
+ */
+export interface Clock {
+  /** Milliseconds since an arbitrary fixed origin; only differences are meaningful. */
+  now(): number
+  /** Runs `fn` after `ms` milliseconds; the returned handle does not keep the process alive. */
+  setTimeout(fn: () => void, ms: number): TimerHandle
+  /** Cancels a timer made by {@link Clock.setTimeout}; unknown or fired handles are ignored. */
+  clearTimeout(handle: TimerHandle): void
+}
+
+/** Opaque timer handle returned by {@link Clock.setTimeout}. */
+export type TimerHandle = { readonly __timer: unique symbol } | object
+
+/** The real clock: `performance.now()` and unref'd Node timers. */
+export const systemClock: Clock = {
+  now: () => performance.now(),
+  setTimeout(fn, ms) {
+    const t = setTimeout(fn, ms)
+    t.unref()
+    return t
+  },
+  clearTimeout(handle) {
+    clearTimeout(handle as NodeJS.Timeout)
+  },
+}
+
+/** `ms` scaled by a random factor in [1 - spread, 1 + spread], so a fleet does not act in lockstep. */
+export function jitter(ms: number, spread = 0.2): number {
+  return Math.max(0, ms * (1 - spread + Math.random() * 2 * spread))
+}

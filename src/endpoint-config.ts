@@ -1,0 +1,150 @@
+import { parse as parseConnectionString } from 'pg-connection-string'
+import type { ClientConfig } from 'pg'
+import { ConfigError, maskPassword } from './errors.js'
+
+/** One endpoint as the user may give it: a pg client config object with an optional name. */
+export interface EndpointConfig extends ClientConfig {
+  /** Name used in events, errors and `status()`. Default: `host:port`. */
+  name?: string
+}
+
+/** What `options.endpoints` accepts. */
+export type EndpointsInput = string | ReadonlyArray<string | EndpointConfig>
+
+/** An endpoint after validation: its name, where it is, and the client config its pool gets. */
+export interface ResolvedEndpoint {
+  readonly name: string
+  readonly host: string
+  readonly port: number
+  readonly database: string | undefined
+  /** Settings specific to this endpoint, merged over the shared pool options by the pool. */
+  readonly config: ClientConfig
+}
+
+const DEFAULT_PORT = 5432
+
+/**
+ * Turns `options.endpoints` into one {@link ResolvedEndpoint} per node. Accepts a list of
+ * connection strings or config objects, or one libpq-style multi-host URL
+ * (`postgres://u:p@h1:5432,h2:5433/db`), which node-postgres cannot parse on its own.
+ *
+ * @throws ConfigError naming the field (e.g. `endpoints[1]`) for an empty list, an unparsable
+ *   string, a bad port, or two endpoints that name the same server or the same name.
+ */
+export function resolveEndpoints(input: unknown, shared: ClientConfig): ResolvedEndpoint[] {
+  if (typeof input === 'string') {
+    const urls = splitMultiHostUrl(input, 'endpoints')
+    return checkUnique(urls.map((url, i) => resolveOne(url, `endpoints[${i}]`, shared)))
+  }
+  if (!Array.isArray(input)) {
+    throw new ConfigError('endpoints', input, 'expected a connection string or a non-empty array of connection strings / config objects')
+  }
+  if (input.length === 0) throw new ConfigError('endpoints', input, 'at least one endpoint is required')
+  const resolved: ResolvedEndpoint[] = []
+  input.forEach((item: unknown, i) => {
+    const field = `endpoints[${i}]`
+    if (typeof item === 'string') {
+      const urls = splitMultiHostUrl(item, field)
+      urls.forEach((url) => resolved.push(resolveOne(url, field, shared)))
+    } else {
+      resolved.push(resolveOne(item, field, shared))
+    }
+  })
+  return checkUnique(resolved)
+}
+
+function resolveOne(item: unknown, field: string, shared: ClientConfig): ResolvedEndpoint {
+  let config: EndpointConfig
+  if (typeof item === 'string') {
+    config = { connectionString: item }
+  } else if (item !== null && typeof item === 'object') {
+    config = { ...(item as EndpointConfig) }
+    // Keep the password out of enumeration, as pg-pool does, so logging a config cannot leak it.
+    if ('password' in (item as object)) hidePassword(config, (item as EndpointConfig).password)
+  } else {
+    throw new ConfigError(field, item, 'expected a connection string or a pg client config object')
+  }
+
+  let host = config.host ?? shared.host
+  let port: unknown = config.port ?? shared.port
+  let database = config.database ?? shared.database
+  if (config.connectionString !== undefined) {
+    if (typeof config.connectionString !== 'string' || config.connectionString.trim() === '') {
+      throw new ConfigError(`${field}.connectionString`, config.connectionString, 'expected a non-empty connection string')
+    }
+    const parsed = parseStrict(config.connectionString, field)
+    host = config.host ?? parsed.host ?? host
+    port = config.port ?? parsed.port ?? port
+    database = config.database ?? parsed.database ?? database
+  }
+  host = host || process.env.PGHOST || 'localhost'
+  const portNumber = port === undefined || port === null || port === '' ? Number(process.env.PGPORT || DEFAULT_PORT) : Number(port)
+  if (!Number.isInteger(portNumber) || portNumber < 1 || portNumber > 65535) {
+    throw new ConfigError(`${field}.port`, port, 'expected an integer from 1 to 65535')
+  }
+  const name = config.name ?? `${host}:${portNumber}`
+  if (typeof name !== 'string' || name.length === 0) {
+    throw new ConfigError(`${field}.name`, name, 'expected a non-empty string')
+  }
+  delete config.name
+  return { name, host, port: portNumber, database: database ?? undefined, config }
+}
+
+/** Parses a connection string, turning every parser failure into a ConfigError without the password. */
+function parseStrict(text: string, field: string): ReturnType<typeof parseConnectionString> {
+  const isUrl = /^[a-z][a-z0-9+.-]*:\/\//i.test(text)
+  if (isUrl) {
+    const scheme = text.slice(0, text.indexOf(':')).toLowerCase()
+    if (scheme !== 'postgres' && scheme !== 'postgresql' && scheme !== 'socket') {
+      throw new ConfigError(field, text, `unsupported scheme "${scheme}:" (expected postgres:// or postgresql://)`)
+    }
+    try {
+      new URL(text.replace(/^socket:/i, 'postgres:'))
+    } catch {
+      throw new ConfigError(field, text, 'not a valid connection URL')
+    }
+  } else if (!/^\s*[a-z_]+\s*=/i.test(text)) {
+    throw new ConfigError(field, text, 'not a connection URL (postgres://...) nor key=value pairs')
+  }
+  try {
+    return parseConnectionString(text)
+  } catch (err) {
+    const reason = err instanceof Error ? maskPassword(err.message) : 'unparsable'
+    throw new ConfigError(field, text, reason)
+  }
+}
+
+/**
+ * Splits `postgres://u:p@h1:5432,h2:5433/db?x=y` into one URL per host, keeping credentials, path
+ * and query. A single-host string comes back unchanged.
+ */
+export function splitMultiHostUrl(text: string, field: string): string[] {
+  const match = /^([a-z][a-z0-9+.-]*:\/\/)([^/?#]*@)?([^/?#]*)(.*)$/is.exec(text)
+  if (!match) return [text]
+  const [, scheme, credentials = '', hostList = '', rest = ''] = match
+  if (!hostList.includes(',')) return [text]
+  const hosts = hostList.split(',')
+  return hosts.map((hostPort, i) => {
+    if (hostPort.trim() === '') throw new ConfigError(field, text, `host #${i + 1} in the multi-host list is empty`)
+    return `${scheme}${credentials}${hostPort.trim()}${rest}`
+  })
+}
+
+function checkUnique(endpoints: ResolvedEndpoint[]): ResolvedEndpoint[] {
+  const names = new Set<string>()
+  const servers = new Set<string>()
+  endpoints.forEach((e, i) => {
+    if (names.has(e.name)) throw new ConfigError(`endpoints[${i}].name`, e.name, 'duplicate endpoint name')
+    const server = `${e.host}:${e.port}/${e.database ?? ''}`
+    if (servers.has(server)) throw new ConfigError(`endpoints[${i}]`, `${e.host}:${e.port}`, 'duplicate endpoint (same host, port and database as an earlier one)')
+    names.add(e.name)
+    servers.add(server)
+  })
+  return endpoints
+}
+
+/** Makes `password` a non-enumerable property so logging or serialising the object never shows it. */
+export function hidePassword<T extends object>(target: T, password: unknown): T {
+  Object.defineProperty(target, 'password', { value: password, enumerable: false, writable: true, configurable: true })
+  return target
+}

@@ -1,0 +1,71 @@
+/**
+ * The SQLSTATE policy table: what an error from an endpoint means for the pool. The README
+ * reproduces this table; keep the two in step.
+ *
+ * | class            | examples                                              | pool reaction                          |
+ * |------------------|-------------------------------------------------------|----------------------------------------|
+ * | `connection`     | ECONNREFUSED, ECONNRESET, ETIMEDOUT, EPIPE, 08xxx,    | endpoint failure: evict its idle        |
+ * |                  | 57P01-57P03, "Connection terminated", timeouts        | clients, re-discover the primary        |
+ * |                  | (pg-pool's "timeout exceeded when trying to connect"  | is pool exhaustion, not a node failure: |
+ * |                  | is classed `statement`)                               | surfaced as is)                         |
+ * | `read-only`      | 25006 read_only_sql_transaction                       | node demoted: evict, re-discover, retry |
+ * |                  |                                                       | once (nothing was written)              |
+ * | `configuration`  | 28xxx (auth), 3D000 (unknown database)                | surfaced as is, never a failover        |
+ * | `statement`      | anything else (syntax, constraint, ...)               | the caller's problem, surfaced as is    |
+ */
+
+/** What an error means for the endpoint it came from. */
+export type ErrorClass = 'connection' | 'read-only' | 'configuration' | 'statement'
+
+const CONNECTION_ERRNOS = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'EHOSTDOWN',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ECONNABORTED',
+])
+
+const CONNECTION_SQLSTATES = new Set(['57P01', '57P02', '57P03'])
+
+/** Messages node-postgres and pg-pool use for broken or timed-out connections (no code attached). */
+const CONNECTION_MESSAGES = [
+  'Connection terminated',
+  'connection timeout',
+  'Client has encountered a connection error',
+  'Query read timeout',
+  'terminating connection',
+]
+
+/** Classifies an error raised by node-postgres for one endpoint; see the table above. */
+export function classifyError(err: unknown): ErrorClass {
+  if (!(err instanceof Error)) return 'statement'
+  const code = (err as { code?: unknown }).code
+  if (typeof code === 'string') {
+    if (code === '25006') return 'read-only'
+    if (CONNECTION_ERRNOS.has(code) || CONNECTION_SQLSTATES.has(code) || code.startsWith('08')) return 'connection'
+    if (code.startsWith('28') || code === '3D000') return 'configuration'
+    if (/^[0-9A-Z]{5}$/.test(code)) return 'statement'
+  }
+  const message = err.message
+  if (CONNECTION_MESSAGES.some((m) => message.includes(m))) return 'connection'
+  // AggregateError from a dual-stack connect, or an error wrapping the socket error.
+  const cause = (err as { cause?: unknown }).cause
+  if (cause !== undefined && cause !== err) return classifyError(cause)
+  const errors = (err as { errors?: unknown }).errors
+  if (Array.isArray(errors) && errors.some((e) => classifyError(e) === 'connection')) return 'connection'
+  return 'statement'
+}
+
+/**
+ * True when node-postgres refused the statement before writing a byte of it to the socket, so it
+ * provably did not run and may be retried elsewhere.
+ */
+export function failedBeforeSending(err: unknown): boolean {
+  return err instanceof Error && /is not queryable/.test(err.message)
+}

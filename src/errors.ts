@@ -1,0 +1,130 @@
+/**
+ * Error classes thrown by pg-failover-pool. Every class carries a stable `code` (a string that
+ * never changes between releases, safe to switch on) and an `is*()` guard that works across
+ * package copies, because `instanceof` fails when two copies of the library are installed.
+ *
+ * No message, property or `cause` built here ever contains a password: endpoint descriptions are
+ * produced by {@link describeEndpointForError}-style helpers that only know names and host:port.
+ */
+
+/** Stable codes carried by every error this library creates. */
+export type FailoverPoolErrorCode =
+  | 'PGFP_CONFIG'
+  | 'PGFP_NO_PRIMARY'
+  | 'PGFP_OUTCOME_UNKNOWN'
+  | 'PGFP_POOL_ENDED'
+
+/** Base class of every error created by this library. */
+export class FailoverPoolError extends Error {
+  /** Stable machine-readable code; see {@link FailoverPoolErrorCode}. */
+  readonly code: FailoverPoolErrorCode
+
+  constructor(code: FailoverPoolErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.code = code
+    this.name = new.target.name
+  }
+}
+
+/** True when `err` is any error created by this library (works across duplicated installs). */
+export function isFailoverPoolError(err: unknown): err is FailoverPoolError {
+  return err instanceof Error && typeof (err as { code?: unknown }).code === 'string' && (err as unknown as { code: string }).code.startsWith('PGFP_')
+}
+
+/**
+ * Invalid options given to `new FailoverPool()`. Names the offending field and value; a password
+ * is never echoed (it is replaced by `****`).
+ */
+export class ConfigError extends FailoverPoolError {
+  /** Dotted path of the offending option, e.g. `endpoints[1]` or `connectionTimeoutMillis`. */
+  readonly field: string
+  /** The offending value, with any password masked. */
+  readonly value: unknown
+
+  constructor(field: string, value: unknown, problem: string) {
+    super('PGFP_CONFIG', `Invalid option ${field} = ${formatValue(value)}: ${problem}`)
+    this.field = field
+    this.value = value
+  }
+}
+
+/** True when `err` is a {@link ConfigError}. */
+export function isConfigError(err: unknown): err is ConfigError {
+  return isFailoverPoolError(err) && err.code === 'PGFP_CONFIG'
+}
+
+/** What one endpoint answered during the last attempt to find a primary. */
+export interface EndpointAnswer {
+  /** Endpoint name (default `host:port`). */
+  readonly endpoint: string
+  /** The role it reported, or `unreachable` when the probe failed. */
+  readonly role: 'primary' | 'standby' | 'read-only' | 'unreachable' | 'mismatched-system' | 'unknown'
+  /** The probe's error message, when the probe failed. */
+  readonly error?: string
+}
+
+/**
+ * No verified primary became available within `failoverTimeoutMs`. `answers` lists what each
+ * endpoint said on the most recent probe so an operator can tell "all down" from "all standbys".
+ */
+export class NoPrimaryError extends FailoverPoolError {
+  /** One entry per endpoint, in configuration order. */
+  readonly answers: readonly EndpointAnswer[]
+  /** How long the request waited, in milliseconds. */
+  readonly waitedMs: number
+
+  constructor(answers: readonly EndpointAnswer[], waitedMs: number, options?: { cause?: unknown }) {
+    const summary = answers
+      .map((a) => `${a.endpoint}: ${a.role}${a.error ? ` (${a.error})` : ''}`)
+      .join('; ')
+    super('PGFP_NO_PRIMARY', `No verified primary within ${waitedMs} ms. ${summary || 'no endpoint answered'}`, options)
+    this.answers = answers
+    this.waitedMs = waitedMs
+  }
+}
+
+/** True when `err` is a {@link NoPrimaryError}. */
+export function isNoPrimaryError(err: unknown): err is NoPrimaryError {
+  return isFailoverPoolError(err) && err.code === 'PGFP_NO_PRIMARY'
+}
+
+/**
+ * The connection broke after the statement was sent, so the server may or may not have run (and
+ * committed) it. The pool never replays such a statement: the caller must decide, e.g. by checking
+ * for the row or using an idempotency key. The driver's original error is `cause`.
+ */
+export class OutcomeUnknownError extends FailoverPoolError {
+  /** Name of the endpoint the statement was sent to. */
+  readonly endpoint: string
+
+  constructor(endpoint: string, cause: unknown) {
+    const reason = cause instanceof Error ? cause.message : String(cause)
+    super(
+      'PGFP_OUTCOME_UNKNOWN',
+      `The connection to ${endpoint} failed after the statement was sent; it may or may not have been applied (${reason})`,
+      { cause },
+    )
+    this.endpoint = endpoint
+  }
+}
+
+/** True when `err` is an {@link OutcomeUnknownError}. */
+export function isOutcomeUnknownError(err: unknown): err is OutcomeUnknownError {
+  return isFailoverPoolError(err) && err.code === 'PGFP_OUTCOME_UNKNOWN'
+}
+
+function formatValue(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(maskPassword(value))
+  if (typeof value === 'number' || typeof value === 'boolean' || value === null || value === undefined) return String(value)
+  if (typeof value === 'function') return '[function]'
+  try {
+    return JSON.stringify(value, (key, v) => (key === 'password' ? '****' : typeof v === 'string' ? maskPassword(v) : v))
+  } catch {
+    return Object.prototype.toString.call(value)
+  }
+}
+
+/** Replaces the password part of any `scheme://user:password@` URL in `text` with `****`. */
+export function maskPassword(text: string): string {
+  return text.replace(/(\/\/[^:/?#@\s]*:)[^@/?#\s]*@/g, '$1****@').replace(/(password\s*=\s*)('[^']*'|\S+)/gi, '$1****')
+}

@@ -1,0 +1,18 @@
+export { FailoverPool, type FailoverEvent } from './failover-pool.js'
+export type { FailoverPoolOptions } from './options.js'
+export type { EndpointConfig, EndpointsInput } from './endpoint-config.js'
+export type { FailoverPoolStatus, EndpointStatus, EndpointRole } from './status.js'
+export type { Clock, TimerHandle } from './clock.js'
+export { classifyError, type ErrorClass } from './error-policy.js'
+export {
+  FailoverPoolError,
+  ConfigError,
+  NoPrimaryError,
+  OutcomeUnknownError,
+  isFailoverPoolError,
+  isConfigError,
+  isNoPrimaryError,
+  isOutcomeUnknownError,
+  type FailoverPoolErrorCode,
+  type EndpointAnswer,
+} from './errors.js'

@@ -1,0 +1,172 @@
+import type { PoolConfig } from 'pg'
+import type { Clock } from './clock.js'
+import { systemClock } from './clock.js'
+import { ConfigError } from './errors.js'
+import { type EndpointsInput, type ResolvedEndpoint, hidePassword, resolveEndpoints } from './endpoint-config.js'
+
+/**
+ * Options for `new FailoverPool()`. Every `pg.Pool` option (`max`, `idleTimeoutMillis`,
+ * `connectionTimeoutMillis`, `ssl`, `maxUses`, `allowExitOnIdle`, `application_name`, ...) applies
+ * to each endpoint's own pool; the options below are the failover layer's own.
+ */
+export interface FailoverPoolOptions extends Omit<PoolConfig, 'host' | 'port' | 'connectionString'> {
+  /**
+   * The PostgreSQL nodes: a list of connection strings or pg client config objects (each may carry
+   * a `name`, default `host:port`), or one libpq-style multi-host URL
+   * `postgres://user:pass@h1:5432,h2:5433/db`. Required.
+   */
+  endpoints: EndpointsInput
+  /**
+   * How long a request waits for a verified primary while none is known (during a failover),
+   * in milliseconds, before failing with `NoPrimaryError`. Default 30000.
+   */
+  failoverTimeoutMs?: number
+  /** Upper bound on requests waiting for a primary at once; the next fails at once. Default 10000. */
+  maxQueuedRequests?: number
+  /** Deadline for one role probe (connect plus one round trip), in milliseconds. Default 3000. */
+  probeTimeoutMs?: number
+  /**
+   * While no primary is known, how often every endpoint is probed again, in milliseconds
+   * (jittered by ±20%). Default 250.
+   */
+  discoveryIntervalMs?: number
+  /**
+   * Keep one session per standby running a server-side wait that returns the moment the standby
+   * leaves recovery, so a promotion is noticed within milliseconds without client polling. The
+   * session re-arms every `promotionWatchWindowMs`. Default true.
+   */
+  promotionWatch?: boolean
+  /** How long one promotion-watch statement waits before re-arming, in milliseconds. Default 1000. */
+  promotionWatchWindowMs?: number
+  /** How often the server-side promotion watch checks `pg_is_in_recovery()`, in milliseconds. Default 5. */
+  promotionWatchCheckMs?: number
+  /** Time source for timers and durations; tests inject a fake. Default: the real clock. */
+  clock?: Clock
+}
+
+/** Options after validation, with defaults applied. */
+export interface ResolvedOptions {
+  readonly endpoints: readonly ResolvedEndpoint[]
+  /** The pg.Pool options shared by every endpoint's pool (password hidden). */
+  readonly poolConfig: PoolConfig
+  readonly failoverTimeoutMs: number
+  readonly maxQueuedRequests: number
+  readonly probeTimeoutMs: number
+  readonly discoveryIntervalMs: number
+  readonly promotionWatch: boolean
+  readonly promotionWatchWindowMs: number
+  readonly promotionWatchCheckMs: number
+  readonly clock: Clock
+}
+
+/** Option names node-postgres's Pool and Client understand; anything else is a typo. */
+const PG_OPTION_NAMES = new Set([
+  // pg.Client / ConnectionParameters
+  'user', 'database', 'password', 'port', 'host', 'connectionString', 'keepAlive', 'stream',
+  'statement_timeout', 'ssl', 'sslnegotiation', 'sslNegotiation', 'enableChannelBinding', 'query_timeout', 'lock_timeout',
+  'keepAliveInitialDelayMillis', 'idle_in_transaction_session_timeout', 'application_name',
+  'fallback_application_name', 'connectionTimeoutMillis', 'types', 'options', 'client_encoding',
+  'binary', 'replication', 'Promise', 'pipeline', 'scramMaxIterations',
+  // pg-pool
+  'max', 'min', 'idleTimeoutMillis', 'log', 'allowExitOnIdle', 'maxUses', 'maxLifetimeSeconds',
+  'Client', 'onConnect', 'verify', 'poolSize',
+])
+
+const OWN_OPTION_NAMES = new Set([
+  'endpoints', 'failoverTimeoutMs', 'maxQueuedRequests', 'probeTimeoutMs', 'discoveryIntervalMs',
+  'promotionWatch', 'promotionWatchWindowMs', 'promotionWatchCheckMs', 'clock',
+])
+
+/** Options that take a non-negative number of some unit; `Infinity` allowed where listed. */
+const NUMERIC_OPTIONS: Record<string, { min: number; infinite?: boolean; integer?: boolean; allowFalse?: boolean; allowNull?: boolean }> = {
+  max: { min: 1, integer: true },
+  min: { min: 0, integer: true },
+  poolSize: { min: 1, integer: true },
+  idleTimeoutMillis: { min: 0, allowNull: true },
+  connectionTimeoutMillis: { min: 0 },
+  maxUses: { min: 1, infinite: true },
+  maxLifetimeSeconds: { min: 0 },
+  statement_timeout: { min: 0, allowFalse: true },
+  query_timeout: { min: 0 },
+  lock_timeout: { min: 0 },
+  idle_in_transaction_session_timeout: { min: 0 },
+  keepAliveInitialDelayMillis: { min: 0 },
+  failoverTimeoutMs: { min: 0 },
+  maxQueuedRequests: { min: 0, integer: true },
+  probeTimeoutMs: { min: 1 },
+  discoveryIntervalMs: { min: 1 },
+  promotionWatchWindowMs: { min: 10 },
+  promotionWatchCheckMs: { min: 1 },
+}
+
+/** Host-level keys that belong on an endpoint, not on the shared options. */
+const ENDPOINT_ONLY = new Set(['host', 'port', 'connectionString'])
+
+/**
+ * Validates `options` and applies defaults.
+ * @throws ConfigError naming the field and value (never a password) for anything invalid.
+ */
+export function resolveOptions(options: unknown): ResolvedOptions {
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new ConfigError('options', options, 'expected an options object with an `endpoints` list')
+  }
+  const input = options as Record<string, unknown>
+  for (const key of Object.keys(input)) {
+    if (ENDPOINT_ONLY.has(key)) {
+      throw new ConfigError(key, input[key], 'set the server address inside `endpoints`, not on the pool options')
+    }
+    if (!PG_OPTION_NAMES.has(key) && !OWN_OPTION_NAMES.has(key)) {
+      throw new ConfigError(key, input[key], 'unknown option name')
+    }
+    checkNumeric(key, input[key])
+  }
+  if (!('endpoints' in input)) throw new ConfigError('endpoints', undefined, 'at least one endpoint is required')
+  if (input.promotionWatch !== undefined && typeof input.promotionWatch !== 'boolean') {
+    throw new ConfigError('promotionWatch', input.promotionWatch, 'expected true or false')
+  }
+  const clock = (input.clock as Clock | undefined) ?? systemClock
+  if (typeof clock.now !== 'function' || typeof clock.setTimeout !== 'function' || typeof clock.clearTimeout !== 'function') {
+    throw new ConfigError('clock', '[object]', 'expected an object with now(), setTimeout() and clearTimeout()')
+  }
+
+  const poolConfig: PoolConfig = {}
+  for (const key of Object.keys(input)) {
+    if (PG_OPTION_NAMES.has(key) && key !== 'password') (poolConfig as Record<string, unknown>)[key] = input[key]
+  }
+  if ('password' in input) hidePassword(poolConfig, input.password)
+
+  const endpoints = resolveEndpoints(input.endpoints, poolConfig)
+  endpoints.forEach((e, i) => {
+    for (const key of Object.keys(e.config)) {
+      if (!PG_OPTION_NAMES.has(key)) throw new ConfigError(`endpoints[${i}].${key}`, (e.config as Record<string, unknown>)[key], 'unknown option name')
+      checkNumeric(`endpoints[${i}].${key}`, (e.config as Record<string, unknown>)[key], key)
+    }
+  })
+
+  return {
+    endpoints,
+    poolConfig,
+    failoverTimeoutMs: (input.failoverTimeoutMs as number | undefined) ?? 30_000,
+    maxQueuedRequests: (input.maxQueuedRequests as number | undefined) ?? 10_000,
+    probeTimeoutMs: (input.probeTimeoutMs as number | undefined) ?? 3_000,
+    discoveryIntervalMs: (input.discoveryIntervalMs as number | undefined) ?? 250,
+    promotionWatch: (input.promotionWatch as boolean | undefined) ?? true,
+    promotionWatchWindowMs: (input.promotionWatchWindowMs as number | undefined) ?? 1_000,
+    promotionWatchCheckMs: (input.promotionWatchCheckMs as number | undefined) ?? 5,
+    clock,
+  }
+}
+
+function checkNumeric(field: string, value: unknown, key = field): void {
+  const rule = NUMERIC_OPTIONS[key]
+  if (!rule || value === undefined) return
+  if (rule.allowFalse && value === false) return
+  if (rule.allowNull && value === null) return
+  if (typeof value !== 'number' || Number.isNaN(value)) {
+    throw new ConfigError(field, value, 'expected a number')
+  }
+  if (value === Infinity && rule.infinite) return
+  if (!Number.isFinite(value)) throw new ConfigError(field, value, 'expected a finite number')
+  if (value < rule.min) throw new ConfigError(field, value, `expected a number >= ${rule.min}`)
+  if (rule.integer && !Number.isInteger(value)) throw new ConfigError(field, value, 'expected a whole number')
+}

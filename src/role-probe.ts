@@ -1,0 +1,89 @@
+import type { ClientBase } from 'pg'
+
+/** What one probe learned about a node, in one round trip. */
+export interface ProbeResult {
+  /** `pg_is_in_recovery()`: true on a standby. */
+  readonly inRecovery: boolean
+  /** `transaction_read_only` for a new transaction on this session (e.g. `default_transaction_read_only`). */
+  readonly readOnly: boolean
+  /** `pg_control_system().system_identifier` as a decimal string: equal for a primary and its physical standbys. */
+  readonly systemId: string | null
+  /** The node's timeline: from the current WAL file on a primary, the last checkpoint's on a standby. */
+  readonly timeline: number | null
+  /** Current WAL insert position on a primary, last replayed position on a standby (`X/Y`). */
+  readonly lsn: string | null
+  /** Replay lag in milliseconds on a standby that has received WAL it has not replayed yet; 0 when caught up or on a primary. */
+  readonly lagMs: number
+  /** `server_version_num`, e.g. 150004. */
+  readonly serverVersion: number
+  /** Round-trip time of the probe statement, in milliseconds. */
+  readonly latencyMs: number
+}
+
+/** The role a probe result implies. Only `primary` may receive writes. */
+export type VerifiedRole = 'primary' | 'standby' | 'read-only'
+
+/** A node counts as primary only when it is out of recovery and a new transaction would be writable. */
+export function roleOf(probe: ProbeResult): VerifiedRole {
+  if (probe.inRecovery) return 'standby'
+  return probe.readOnly ? 'read-only' : 'primary'
+}
+
+/**
+ * One statement, one round trip. Every branch that only works on one kind of node sits behind a
+ * CASE on `pg_is_in_recovery()`, which PostgreSQL evaluates lazily for volatile functions.
+ */
+export const PROBE_SQL = `SELECT pg_is_in_recovery() AS in_recovery,
+  current_setting('transaction_read_only') = 'on' AS read_only,
+  (SELECT system_identifier::text FROM pg_control_system()) AS system_id,
+  CASE WHEN pg_is_in_recovery()
+    THEN (SELECT timeline_id FROM pg_control_checkpoint())
+    ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS timeline,
+  CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END::text AS lsn,
+  CASE WHEN NOT pg_is_in_recovery() OR pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn() THEN 0
+    ELSE COALESCE(EXTRACT(EPOCH FROM clock_timestamp() - pg_last_xact_replay_timestamp()) * 1000, 0) END::float8 AS lag_ms,
+  current_setting('server_version_num')::int AS server_version`
+
+interface ProbeRow {
+  in_recovery: boolean
+  read_only: boolean
+  system_id: string | null
+  timeline: number | null
+  lsn: string | null
+  lag_ms: number
+  server_version: number
+}
+
+/** Runs the probe statement on an open client and returns what it found. */
+export async function probeRole(client: ClientBase, now: () => number = () => performance.now()): Promise<ProbeResult> {
+  const started = now()
+  const result = await client.query<ProbeRow>(PROBE_SQL)
+  const latencyMs = now() - started
+  const row = result.rows[0]
+  if (!row) throw new Error('role probe returned no row')
+  return {
+    inRecovery: row.in_recovery,
+    readOnly: row.read_only,
+    systemId: row.system_id,
+    timeline: row.timeline,
+    lsn: row.lsn,
+    lagMs: Math.max(0, Number(row.lag_ms) || 0),
+    serverVersion: row.server_version,
+    latencyMs,
+  }
+}
+
+/**
+ * The statement a promotion watch runs on a standby: it returns as soon as the node leaves
+ * recovery or after `windowMs`, whichever is first, checking every `checkMs`. It runs on the server
+ * so that noticing a promotion costs no client round trips; the window bounds how long it holds a
+ * snapshot (which would otherwise hold back vacuum through hot_standby_feedback).
+ */
+export function promotionWatchSql(windowMs: number, checkMs: number): string {
+  const window = Math.max(0.01, windowMs / 1000).toFixed(3)
+  const check = Math.max(0.001, checkMs / 1000).toFixed(3)
+  return `DO $pgfp$ DECLARE deadline timestamptz := clock_timestamp() + interval '${window} seconds';
+BEGIN
+  WHILE pg_is_in_recovery() AND clock_timestamp() < deadline LOOP PERFORM pg_sleep(${check}); END LOOP;
+END $pgfp$`
+}

@@ -1,0 +1,102 @@
+import type { Endpoint } from './endpoint.js'
+import { maskPassword } from './errors.js'
+
+/**
+ * What the pool believes about one endpoint:
+ * `primary` (verified, receives writes), `standby` (in recovery), `read-only` (out of recovery but
+ * refusing writes), `unverified-primary` (writable but not adopted: not yet elected), `fenced`
+ * (writable but stale or disputed: never written to), `mismatched-system` (another cluster),
+ * `unreachable` (last probe or connection failed), `unknown` (not probed yet).
+ */
+export type EndpointRole =
+  | 'primary'
+  | 'standby'
+  | 'read-only'
+  | 'unverified-primary'
+  | 'fenced'
+  | 'mismatched-system'
+  | 'unreachable'
+  | 'unknown'
+
+/** One endpoint in {@link FailoverPoolStatus}. */
+export interface EndpointStatus {
+  readonly name: string
+  readonly host: string
+  readonly port: number
+  readonly role: EndpointRole
+  /** Wall-clock time of the last probe (ISO 8601), or null. */
+  readonly lastProbeAt: string | null
+  /** Round trip of the last successful probe, in milliseconds. */
+  readonly probeLatencyMs: number | null
+  /** Replay lag reported by the last probe, in milliseconds (0 on a primary or a caught-up standby). */
+  readonly lagMs: number | null
+  /** WAL position of the last probe (insert position on a primary, replay position on a standby). */
+  readonly lsn: string | null
+  readonly timeline: number | null
+  /** Message of the last connection-class error, password masked. */
+  readonly lastError: string | null
+  /** Clients open / idle on this endpoint. */
+  readonly totalCount: number
+  readonly idleCount: number
+}
+
+/** The snapshot returned by `FailoverPool#status()`: plain JSON, no passwords. */
+export interface FailoverPoolStatus {
+  /** Name of the verified primary, or null while none is known (writes wait). */
+  readonly primary: string | null
+  /** True when a verified primary is known. */
+  readonly ready: boolean
+  /** Grows by one with every change of primary. */
+  readonly epoch: number
+  /** Completed failovers since the pool was created. */
+  readonly failovers: number
+  readonly systemId: string | null
+  /** Highest timeline a primary was verified on; writable nodes below it are fenced. */
+  readonly timeline: number | null
+  /** True while a discovery round is probing. */
+  readonly discovering: boolean
+  /** The latest election's outcome in words. */
+  readonly lastElection: string
+  readonly endpoints: readonly EndpointStatus[]
+}
+
+/** Assembles the status snapshot from the facade's state. */
+export function buildStatus(input: {
+  primary: string | null
+  epoch: number
+  failovers: number
+  systemId: string | null
+  timeline: number | null
+  discovering: boolean
+  lastElection: string
+  endpoints: ReadonlyArray<{ endpoint: Endpoint; role: EndpointRole }>
+}): FailoverPoolStatus {
+  return {
+    primary: input.primary,
+    ready: input.primary !== null,
+    epoch: input.epoch,
+    failovers: input.failovers,
+    systemId: input.systemId,
+    timeline: input.timeline,
+    discovering: input.discovering,
+    lastElection: maskPassword(input.lastElection),
+    endpoints: input.endpoints.map(({ endpoint: e, role }) => ({
+      name: e.name,
+      host: e.host,
+      port: e.port,
+      role,
+      lastProbeAt: e.lastProbeWallTime === null ? null : new Date(e.lastProbeWallTime).toISOString(),
+      probeLatencyMs: e.lastProbe ? round(e.lastProbe.latencyMs) : null,
+      lagMs: e.lastProbe ? round(e.lastProbe.lagMs) : null,
+      lsn: e.lastProbe?.lsn ?? null,
+      timeline: e.lastProbe?.timeline ?? null,
+      lastError: e.lastError ? maskPassword(e.lastError.message) : null,
+      totalCount: e.totalCount,
+      idleCount: e.idleCount,
+    })),
+  }
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 100) / 100
+}

@@ -1,0 +1,100 @@
+import type { ProbeResult } from './role-probe.js'
+import { roleOf } from './role-probe.js'
+
+/** The latest probe outcome of one endpoint, as the election sees it. */
+export type ProbeOutcome =
+  | { readonly kind: 'pending' }
+  | { readonly kind: 'ok'; readonly probe: ProbeResult }
+  | { readonly kind: 'failed'; readonly error: Error }
+
+/** One endpoint's entry in an election. */
+export interface Candidate {
+  readonly name: string
+  readonly outcome: ProbeOutcome
+}
+
+/** What the election decided. Pure data: the facade applies it. */
+export type Election =
+  | { readonly kind: 'primary'; readonly name: string; readonly systemId: string | null; readonly timeline: number | null; readonly fenced: readonly string[]; readonly mismatched: readonly string[] }
+  | { readonly kind: 'none'; readonly reason: string; readonly mismatched: readonly string[] }
+  | { readonly kind: 'wait'; readonly reason: string }
+  | { readonly kind: 'ambiguous'; readonly reason: string; readonly candidates: readonly string[]; readonly mismatched: readonly string[] }
+
+/** What the pool already knows about its cluster, which narrows the election. */
+export interface ElectionContext {
+  /** System identifier of the cluster, once learned; endpoints reporting another one are never used. */
+  readonly systemId: string | null
+  /** Lowest acceptable timeline: a writable node on an older timeline is a stale old primary. */
+  readonly minTimeline: number | null
+}
+
+/**
+ * Picks the verified primary from probe outcomes.
+ *
+ * - A node qualifies only when it is out of recovery and not read-only.
+ * - While the cluster's system identifier is unknown, every endpoint must have answered or failed
+ *   first (`wait`), so an unrelated server cannot win by answering first; the identifier of the
+ *   single writable node, else the most common one, becomes the cluster's.
+ * - Once it is known, the first matching writable node wins at once (`primary`), without waiting
+ *   for slow endpoints.
+ * - Two or more writable nodes of the same cluster: the highest timeline wins and the others are
+ *   fenced; equal timelines are `ambiguous` (writes must be refused). Writable nodes of different
+ *   clusters with no known identifier are `ambiguous` too.
+ */
+export function elect(candidates: readonly Candidate[], context: ElectionContext): Election {
+  const answered = candidates.filter((c): c is Candidate & { outcome: { kind: 'ok'; probe: ProbeResult } } => c.outcome.kind === 'ok')
+  const pending = candidates.some((c) => c.outcome.kind === 'pending')
+  const writable = answered.filter((c) => roleOf(c.outcome.probe) === 'primary')
+
+  let systemId = context.systemId
+  if (systemId === null) {
+    if (pending) return { kind: 'wait', reason: 'waiting for every endpoint to answer before learning the cluster identity' }
+    const writableIds = new Set(writable.map((c) => c.outcome.probe.systemId))
+    if (writableIds.size > 1) {
+      return {
+        kind: 'ambiguous',
+        reason: `writable nodes belong to different clusters (system identifiers ${[...writableIds].join(', ')})`,
+        candidates: writable.map((c) => c.name),
+        mismatched: [],
+      }
+    }
+    systemId = writable[0]?.outcome.probe.systemId ?? mostCommon(answered.map((c) => c.outcome.probe.systemId))
+  }
+
+  const mismatched = answered.filter((c) => systemId !== null && c.outcome.probe.systemId !== null && c.outcome.probe.systemId !== systemId).map((c) => c.name)
+  const eligible = writable.filter((c) => !mismatched.includes(c.name))
+  const fresh = eligible.filter((c) => context.minTimeline === null || (c.outcome.probe.timeline ?? Infinity) >= context.minTimeline)
+  const stale = eligible.filter((c) => !fresh.includes(c)).map((c) => c.name)
+
+  if (fresh.length === 0) {
+    if (pending) return { kind: 'wait', reason: 'no verified primary among the endpoints that answered so far' }
+    const reason = stale.length > 0 ? `only stale writable nodes (older timeline): ${stale.join(', ')}` : 'no endpoint is a verified primary'
+    return { kind: 'none', reason, mismatched }
+  }
+  if (fresh.length === 1) {
+    const [only] = fresh as [(typeof fresh)[number]]
+    return { kind: 'primary', name: only.name, systemId, timeline: only.outcome.probe.timeline, fenced: stale, mismatched }
+  }
+  const highest = Math.max(...fresh.map((c) => c.outcome.probe.timeline ?? -1))
+  const top = fresh.filter((c) => (c.outcome.probe.timeline ?? -1) === highest)
+  if (top.length > 1) {
+    return {
+      kind: 'ambiguous',
+      reason: `split brain: ${top.map((c) => c.name).join(' and ')} are all writable on timeline ${highest}`,
+      candidates: top.map((c) => c.name),
+      mismatched,
+    }
+  }
+  const [winner] = top as [(typeof top)[number]]
+  const fenced = [...stale, ...fresh.filter((c) => c !== winner).map((c) => c.name)]
+  return { kind: 'primary', name: winner.name, systemId, timeline: winner.outcome.probe.timeline, fenced, mismatched }
+}
+
+function mostCommon(values: ReadonlyArray<string | null>): string | null {
+  const counts = new Map<string, number>()
+  for (const v of values) if (v !== null) counts.set(v, (counts.get(v) ?? 0) + 1)
+  let best: string | null = null
+  let bestCount = 0
+  for (const [v, n] of counts) if (n > bestCount) [best, bestCount] = [v, n]
+  return best
+}
