@@ -134,9 +134,9 @@ function checkUnique(endpoints: ResolvedEndpoint[]): ResolvedEndpoint[] {
   const names = new Set<string>()
   const servers = new Set<string>()
   endpoints.forEach((e, i) => {
-    if (names.has(e.name)) throw new ConfigError(`endpoints[${i}].name`, e.name, 'duplicate endpoint name')
     const server = `${e.host}:${e.port}/${e.database ?? ''}`
     if (servers.has(server)) throw new ConfigError(`endpoints[${i}]`, `${e.host}:${e.port}`, 'duplicate endpoint (same host, port and database as an earlier one)')
+    if (names.has(e.name)) throw new ConfigError(`endpoints[${i}].name`, e.name, 'duplicate endpoint name')
     names.add(e.name)
     servers.add(server)
   })

@@ -38,13 +38,14 @@ export function isFailoverPoolError(err: unknown): err is FailoverPoolError {
 export class ConfigError extends FailoverPoolError {
   /** Dotted path of the offending option, e.g. `endpoints[1]` or `connectionTimeoutMillis`. */
   readonly field: string
-  /** The offending value, with any password masked. */
-  readonly value: unknown
+  /** The offending value as text, with any password masked. */
+  readonly value: string
 
   constructor(field: string, value: unknown, problem: string) {
-    super('PGFP_CONFIG', `Invalid option ${field} = ${formatValue(value)}: ${problem}`)
+    const shown = formatValue(value)
+    super('PGFP_CONFIG', `Invalid option ${field} = ${shown}: ${problem}`)
     this.field = field
-    this.value = value
+    this.value = shown
   }
 }
 

@@ -245,7 +245,7 @@ export class FailoverPool extends pg.Pool {
     const kind = classifyError(err)
     const replayable = typeof text?.submit !== 'function' && attempt < MAX_ATTEMPTS
     if (kind === 'read-only') {
-      this.#reportFailure(endpoint, generation, `demoted: ${endpoint.name} answered 25006 read_only_sql_transaction`, err)
+      this.#reportFailure(endpoint, generation, err)
       if (replayable && !readOnlyRetried) {
         requestLog('retrying on the new primary after 25006 from %s', endpoint.name)
         return this.#dispatch(text, values, cb, since, attempt + 1, true)
@@ -253,7 +253,7 @@ export class FailoverPool extends pg.Pool {
       return cb(err)
     }
     if (kind === 'connection') {
-      this.#reportFailure(endpoint, generation, `connection failure on ${endpoint.name}: ${err.message}`, err)
+      this.#reportFailure(endpoint, generation, err)
       if (replayable && failedBeforeSending(err)) return this.#dispatch(text, values, cb, since, attempt + 1, readOnlyRetried)
       return cb(new OutcomeUnknownError(endpoint.name, err))
     }
@@ -279,7 +279,7 @@ export class FailoverPool extends pg.Pool {
     if (err instanceof EndpointRetiredError) return true
     const kind = classifyError(err)
     if (kind === 'connection' || kind === 'read-only') {
-      this.#reportFailure(endpoint, generation, `connection failure on ${endpoint.name}: ${err?.message}`, err)
+      this.#reportFailure(endpoint, generation, err)
       return true
     }
     return false
@@ -318,9 +318,13 @@ export class FailoverPool extends pg.Pool {
    * Reports from requests that started before the current primary was adopted are ignored, so one
    * failover costs one discovery however many requests saw it.
    */
-  #reportFailure(endpoint: Endpoint, generation: number, reason: string, err: unknown): void {
+  #reportFailure(endpoint: Endpoint, generation: number, err: unknown): void {
     if (err instanceof Error && !(err instanceof EndpointRetiredError)) endpoint.lastError = err
     if (endpoint !== this.#primary || generation !== this.#generation) return
+    const reason =
+      classifyError(err) === 'read-only'
+        ? `demoted: ${endpoint.name} answered 25006 read_only_sql_transaction`
+        : `connection failure on ${endpoint.name}: ${maskPassword(err instanceof Error ? err.message : String(err))}`
     topologyLog('primary %s suspect: %s', endpoint.name, reason)
     this.#suspendPrimary(reason)
     endpoint.retire()
@@ -382,11 +386,22 @@ export class FailoverPool extends pg.Pool {
       this.#lastAnswers = this.#endpoints.map((e) => answerOf(e, outcomes.get(e)!, election))
       this.#apply(election)
       this.#syncWatches()
+      if (this.#primary === null) this.#failWaitersOnConfigurationError(outcomes)
       const again = this.#rediscover
       this.#rediscover = null
       if (again !== null) this.#startDiscovery(again)
       else if (this.#primary === null) this.#scheduleDiscovery()
     })
+  }
+
+  /**
+   * When every endpoint rejects us for a configuration reason (bad password, unknown database),
+   * waiting for a failover cannot help: fail the waiting requests now with the server's own error.
+   */
+  #failWaitersOnConfigurationError(outcomes: ReadonlyMap<Endpoint, ProbeOutcome>): void {
+    const errors = [...outcomes.values()].map((o) => (o.kind === 'failed' ? o.error : null))
+    if (errors.some((e) => e === null || classifyError(e) !== 'configuration')) return
+    for (const waiter of [...this.#waiters]) this.#settleWaiter(waiter, errors[0]!)
   }
 
   #scheduleDiscovery(): void {
@@ -485,7 +500,7 @@ export class FailoverPool extends pg.Pool {
     if (event === 'error') {
       const err = args[0] as Error
       if (classifyError(err) === 'connection' || classifyError(err) === 'read-only') {
-        this.#reportFailure(endpoint, this.#generation, `idle client error on ${endpoint.name}: ${maskPassword(err.message)}`, err)
+        this.#reportFailure(endpoint, this.#generation, err)
       }
       // pg.Pool would crash a process with no 'error' listener; a failover must not.
       if (this.listenerCount('error') > 0) this.emit('error', ...args)
@@ -494,7 +509,7 @@ export class FailoverPool extends pg.Pool {
     if (event === 'release') {
       const err = args[0]
       if (err instanceof Error && classifyError(err) !== 'statement' && classifyError(err) !== 'configuration') {
-        this.#reportFailure(endpoint, this.#generation, `client released with ${maskPassword(err.message)}`, err)
+        this.#reportFailure(endpoint, this.#generation, err)
       }
     }
     this.emit(event, ...args)

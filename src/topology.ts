@@ -33,8 +33,8 @@ export interface ElectionContext {
  *
  * - A node qualifies only when it is out of recovery and not read-only.
  * - While the cluster's system identifier is unknown, every endpoint must have answered or failed
- *   first (`wait`), so an unrelated server cannot win by answering first; the identifier of the
- *   single writable node, else the most common one, becomes the cluster's.
+ *   first (`wait`), so an unrelated server cannot win by answering first; the identifier most
+ *   endpoints report (on a tie, the one with the only writable node) becomes the cluster's.
  * - Once it is known, the first matching writable node wins at once (`primary`), without waiting
  *   for slow endpoints.
  * - Two or more writable nodes of the same cluster: the highest timeline wins and the others are
@@ -49,16 +49,11 @@ export function elect(candidates: readonly Candidate[], context: ElectionContext
   let systemId = context.systemId
   if (systemId === null) {
     if (pending) return { kind: 'wait', reason: 'waiting for every endpoint to answer before learning the cluster identity' }
-    const writableIds = new Set(writable.map((c) => c.outcome.probe.systemId))
-    if (writableIds.size > 1) {
-      return {
-        kind: 'ambiguous',
-        reason: `writable nodes belong to different clusters (system identifiers ${[...writableIds].join(', ')})`,
-        candidates: writable.map((c) => c.name),
-        mismatched: [],
-      }
+    const learned = learnSystemId(answered.map((c) => ({ id: c.outcome.probe.systemId, writable: writable.includes(c) })))
+    if (learned.kind === 'ambiguous') {
+      return { kind: 'ambiguous', reason: learned.reason, candidates: writable.map((c) => c.name), mismatched: [] }
     }
-    systemId = writable[0]?.outcome.probe.systemId ?? mostCommon(answered.map((c) => c.outcome.probe.systemId))
+    systemId = learned.id
   }
 
   const mismatched = answered.filter((c) => systemId !== null && c.outcome.probe.systemId !== null && c.outcome.probe.systemId !== systemId).map((c) => c.name)
@@ -90,11 +85,18 @@ export function elect(candidates: readonly Candidate[], context: ElectionContext
   return { kind: 'primary', name: winner.name, systemId, timeline: winner.outcome.probe.timeline, fenced, mismatched }
 }
 
-function mostCommon(values: ReadonlyArray<string | null>): string | null {
+/**
+ * The cluster's identity is the system identifier most endpoints report; on a tie, the one held by
+ * the only writable node among the tied. Anything else cannot be decided safely.
+ */
+function learnSystemId(nodes: ReadonlyArray<{ id: string | null; writable: boolean }>): { kind: 'ok'; id: string | null } | { kind: 'ambiguous'; reason: string } {
   const counts = new Map<string, number>()
-  for (const v of values) if (v !== null) counts.set(v, (counts.get(v) ?? 0) + 1)
-  let best: string | null = null
-  let bestCount = 0
-  for (const [v, n] of counts) if (n > bestCount) [best, bestCount] = [v, n]
-  return best
+  for (const n of nodes) if (n.id !== null) counts.set(n.id, (counts.get(n.id) ?? 0) + 1)
+  if (counts.size <= 1) return { kind: 'ok', id: counts.keys().next().value ?? null }
+  const most = Math.max(...counts.values())
+  const top = [...counts].filter(([, n]) => n === most).map(([id]) => id)
+  if (top.length === 1) return { kind: 'ok', id: top[0]! }
+  const withWriter = top.filter((id) => nodes.some((n) => n.id === id && n.writable))
+  if (withWriter.length === 1) return { kind: 'ok', id: withWriter[0]! }
+  return { kind: 'ambiguous', reason: `endpoints belong to different clusters (system identifiers ${top.join(', ')}) and none is in the majority` }
 }

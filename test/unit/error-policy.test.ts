@@ -1,0 +1,48 @@
+import { describe, expect, it } from 'vitest'
+import { classifyError, failedBeforeSending } from '../../src/error-policy.js'
+
+const withCode = (code: string, message = 'x') => Object.assign(new Error(message), { code })
+
+describe('classifyError (the SQLSTATE policy table)', () => {
+  it.each([
+    ['ECONNREFUSED', 'connection'],
+    ['ECONNRESET', 'connection'],
+    ['ETIMEDOUT', 'connection'],
+    ['EPIPE', 'connection'],
+    ['08006', 'connection'],
+    ['08P01', 'connection'],
+    ['57P01', 'connection'],
+    ['57P02', 'connection'],
+    ['57P03', 'connection'],
+    ['25006', 'read-only'],
+    ['28P01', 'configuration'],
+    ['28000', 'configuration'],
+    ['3D000', 'configuration'],
+    ['42601', 'statement'],
+    ['23505', 'statement'],
+    ['40001', 'statement'],
+  ])('%s is %s', (code, expected) => {
+    expect(classifyError(withCode(code))).toBe(expected)
+  })
+
+  it('knows node-postgres messages without codes', () => {
+    expect(classifyError(new Error('Connection terminated unexpectedly'))).toBe('connection')
+    expect(classifyError(new Error('Connection terminated due to connection timeout'))).toBe('connection')
+    expect(classifyError(new Error('Query read timeout'))).toBe('connection')
+    // pg-pool's own queue timeout is pool exhaustion, not a node failure.
+    expect(classifyError(new Error('timeout exceeded when trying to connect'))).toBe('statement')
+    expect(classifyError(new Error('syntax'))).toBe('statement')
+    expect(classifyError('not an error')).toBe('statement')
+  })
+
+  it('looks through causes and aggregate errors', () => {
+    expect(classifyError(new Error('wrapped', { cause: withCode('ECONNREFUSED') }))).toBe('connection')
+    expect(classifyError(new AggregateError([withCode('ECONNREFUSED')], 'multi'))).toBe('connection')
+  })
+
+  it('treats only "not queryable" refusals as provably unsent', () => {
+    expect(failedBeforeSending(new Error('Client has encountered a connection error and is not queryable'))).toBe(true)
+    expect(failedBeforeSending(new Error('Client was closed and is not queryable'))).toBe(true)
+    expect(failedBeforeSending(new Error('Connection terminated unexpectedly'))).toBe(false)
+  })
+})

@@ -1,0 +1,90 @@
+import { describe, expect, it } from 'vitest'
+import { ConfigError, isConfigError } from '../../src/errors.js'
+import { resolveOptions } from '../../src/options.js'
+import { splitMultiHostUrl } from '../../src/endpoint-config.js'
+
+function configError(options: unknown): ConfigError {
+  try {
+    resolveOptions(options)
+  } catch (err) {
+    expect(isConfigError(err)).toBe(true)
+    expect((err as ConfigError).code).toBe('PGFP_CONFIG')
+    return err as ConfigError
+  }
+  throw new Error('expected a ConfigError')
+}
+
+describe('resolveOptions', () => {
+  it('accepts connection strings and names endpoints host:port', () => {
+    const o = resolveOptions({ endpoints: ['postgres://app:pw@db1:5432/app', 'postgres://app:pw@db2:6543/app'], max: 5 })
+    expect(o.endpoints.map((e) => e.name)).toEqual(['db1:5432', 'db2:6543'])
+    expect(o.poolConfig.max).toBe(5)
+    expect(o.failoverTimeoutMs).toBe(30_000)
+    expect(o.probeTimeoutMs).toBe(3_000)
+  })
+
+  it('splits a libpq multi-host URL into one endpoint per host, keeping credentials and query', () => {
+    const o = resolveOptions({ endpoints: 'postgres://u:secret@h1:5432,h2:5433/db?application_name=x' })
+    expect(o.endpoints.map((e) => [e.name, e.host, e.port, e.database])).toEqual([
+      ['h1:5432', 'h1', 5432, 'db'],
+      ['h2:5433', 'h2', 5433, 'db'],
+    ])
+    expect(splitMultiHostUrl('postgres://u:secret@h1,h2:7/db', 'f')).toEqual(['postgres://u:secret@h1/db', 'postgres://u:secret@h2:7/db'])
+  })
+
+  it('accepts config objects with names and keeps their password out of enumeration', () => {
+    const o = resolveOptions({ endpoints: [{ name: 'a', host: 'h', port: 1, password: 'topsecret' }], password: 'shared-secret' })
+    expect(o.endpoints[0]!.name).toBe('a')
+    expect(JSON.stringify(o.endpoints)).not.toContain('topsecret')
+    expect(JSON.stringify(o.poolConfig)).not.toContain('shared-secret')
+    expect((o.endpoints[0]!.config as { password?: string }).password).toBe('topsecret')
+  })
+
+  it.each([
+    [{}, 'endpoints'],
+    [{ endpoints: [] }, 'endpoints'],
+    [{ endpoints: 42 }, 'endpoints'],
+    [{ endpoints: ['postgres://a:5432/x', 'postgres://a:5432/x'] }, 'endpoints[1]'],
+    [{ endpoints: [{ name: 'x', host: 'a' }, { name: 'x', host: 'b' }] }, 'endpoints[1].name'],
+    [{ endpoints: ['not a url'] }, 'endpoints[0]'],
+    [{ endpoints: ['mysql://u:pw@h/db'] }, 'endpoints[0]'],
+    [{ endpoints: ['postgres://h:99999/db'] }, 'endpoints[0]'],
+    [{ endpoints: ['postgres://h:0/db'] }, 'endpoints[0].port'],
+    [{ endpoints: ['postgres://h/db'], connectionTimeoutMillis: -1 }, 'connectionTimeoutMillis'],
+    [{ endpoints: ['postgres://h/db'], idleTimeoutMillis: 'soon' }, 'idleTimeoutMillis'],
+    [{ endpoints: ['postgres://h/db'], failoverTimeoutMs: Number.NaN }, 'failoverTimeoutMs'],
+    [{ endpoints: ['postgres://h/db'], max: 2.5 }, 'max'],
+    [{ endpoints: ['postgres://h/db'], maxx: 3 }, 'maxx'],
+    [{ endpoints: ['postgres://h/db'], host: 'h' }, 'host'],
+    [{ endpoints: [{ host: 'h', bogus: 1 }] }, 'endpoints[0].bogus'],
+    [{ endpoints: [{ host: 'h', statement_timeout: -5 }] }, 'endpoints[0].statement_timeout'],
+    [{ endpoints: 'postgres://u:pw@h1,,h2/db' }, 'endpoints'],
+    [{ endpoints: ['postgres://u:pw@h1,,h2/db'] }, 'endpoints[0]'],
+    [null, 'options'],
+  ])('rejects %j with a ConfigError naming %s', (options, field) => {
+    const err = configError(options)
+    expect(err.field).toBe(field)
+    expect(err.message).toContain(field)
+  })
+
+  it('never echoes a password in the error', () => {
+    const err = configError({ endpoints: ['postgres://app:hunter2@db:5432/x', 'postgres://app:hunter2@db:5432/x'] })
+    expect(err.message).not.toContain('hunter2')
+    const err2 = configError({ endpoints: ['postgres://app:hunter2@db:notaport/x'] })
+    expect(err2.message).not.toContain('hunter2')
+    expect(JSON.stringify(err2)).not.toContain('hunter2')
+    const err3 = configError({ endpoints: [{ host: 'h', password: 'hunter2', bogus: true }] })
+    expect(err3.message).not.toContain('hunter2')
+  })
+
+  it('accepts every documented pg.Pool option', () => {
+    const o = resolveOptions({
+      endpoints: ['postgres://h/db'],
+      max: 3, min: 0, idleTimeoutMillis: 1000, connectionTimeoutMillis: 500, maxUses: Infinity,
+      allowExitOnIdle: true, maxLifetimeSeconds: 60, application_name: 'app', ssl: false,
+      statement_timeout: false, query_timeout: 1000, keepAlive: true,
+    })
+    expect(o.poolConfig.allowExitOnIdle).toBe(true)
+    expect(o.poolConfig.application_name).toBe('app')
+  })
+})
