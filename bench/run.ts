@@ -1,0 +1,86 @@
+/**
+ * `npm run bench`: measures on real PostgreSQL servers and writes bench/RESULTS.md.
+ * Figures, not pass/fail: targets are printed next to them for comparison.
+ */
+import { execFileSync } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
+import os from 'node:os'
+import { fileURLToPath } from 'node:url'
+import { startCluster } from '../test/support/cluster.js'
+import { measureOverhead, median } from './overhead.js'
+import { measurePromotionToWrite } from './promotion-to-write.js'
+
+const runs = Number(process.env.BENCH_PROMOTION_RUNS ?? 7)
+const rounds = Number(process.env.BENCH_ROUNDS ?? 5)
+const roundMs = Number(process.env.BENCH_ROUND_MS ?? 1500)
+
+function pgVersion(): string {
+  try {
+    return execFileSync('pg_config', ['--version'], { encoding: 'utf8' }).trim()
+  } catch {
+    return 'unknown'
+  }
+}
+
+async function main(): Promise<void> {
+  console.log(`overhead: SELECT 1, ${rounds} interleaved rounds of ${roundMs} ms per subject`)
+  const cluster = await startCluster({ standbys: 2 })
+  let overhead
+  try {
+    overhead = await measureOverhead(cluster, [1, 16], rounds, roundMs)
+  } finally {
+    await cluster.destroy()
+  }
+  for (const r of overhead) {
+    console.log(`  concurrency ${r.concurrency}: pg.Pool ${r.pgPoolQps.toFixed(0)} q/s, FailoverPool ${r.failoverPoolQps.toFixed(0)} q/s, ratio ${r.ratio.toFixed(3)}`)
+  }
+
+  console.log(`promotion to first acknowledged write: ${runs} runs`)
+  const samples = []
+  for (let i = 0; i < runs; i++) {
+    const s = await measurePromotionToWrite()
+    samples.push(s)
+    console.log(`  run ${i + 1}: ${s.promotionToWriteMs.toFixed(1)} ms (failover event ${s.failoverEventMs} ms)`)
+  }
+  const latencies = samples.map((s) => s.promotionToWriteMs)
+  const med = median(latencies)
+  console.log(`  median ${med.toFixed(1)} ms, min ${Math.min(...latencies).toFixed(1)}, max ${Math.max(...latencies).toFixed(1)}`)
+
+  const cpu = os.cpus()[0]?.model ?? 'unknown CPU'
+  const lines = [
+    '# Benchmark results',
+    '',
+    `Measured ${new Date().toISOString().slice(0, 10)} by \`npm run bench\` on ${os.cpus().length} × ${cpu}, ${Math.round(os.totalmem() / 2 ** 30)} GiB,`,
+    `Node ${process.version}, ${pgVersion()}, every server on loopback (fsync off, as in the tests).`,
+    'Figures, not pass/fail tests; rerun to compare.',
+    '',
+    '## Per-query overhead against pg.Pool',
+    '',
+    `\`SELECT 1\` on the same primary; FailoverPool has all three nodes as endpoints (promotion watch on).`,
+    `Median of ${rounds} interleaved rounds of ${roundMs} ms each. Target: ratio ≥ 0.97.`,
+    '',
+    '| concurrent callers | pg.Pool (q/s) | FailoverPool (q/s) | ratio |',
+    '|---:|---:|---:|---:|',
+    ...overhead.map((r) => `| ${r.concurrency} | ${r.pgPoolQps.toFixed(0)} | ${r.failoverPoolQps.toFixed(0)} | ${r.ratio.toFixed(3)} |`),
+    '',
+    '## Promotion to first acknowledged write',
+    '',
+    'Primary stopped (immediate), standby promoted while a writer keeps writing through the pool.',
+    'Measured from the standby first answering `pg_is_in_recovery() = false` (polled every millisecond',
+    `on its own session) to the first write the pool acknowledges. ${runs} runs, fresh cluster each. Target: median ≤ 25 ms.`,
+    '',
+    '| run | promotion → write (ms) | failover event durationMs |',
+    '|---:|---:|---:|',
+    ...samples.map((s, i) => `| ${i + 1} | ${s.promotionToWriteMs.toFixed(1)} | ${s.failoverEventMs} |`),
+    `| **median** | **${med.toFixed(1)}** | ${median(samples.map((s) => s.failoverEventMs)).toFixed(0)} |`,
+    '',
+  ]
+  const out = fileURLToPath(new URL('./RESULTS.md', import.meta.url))
+  writeFileSync(out, lines.join('\n'))
+  console.log(`wrote ${out}`)
+}
+
+main().catch((err) => {
+  console.error(err)
+  process.exitCode = 1
+})
