@@ -421,7 +421,7 @@ export class Cluster {
     await waitFor(`${n.name} port ${n.port} to refuse connections`, DEFAULT_TIMEOUT_MS, 10, async () =>
       (await probePort(n.port, 200)) === 'refused',
     )
-    removeIfExists(path.join(n.dataDir, 'postmaster.pid'))
+    this.removeStaleLockFiles(n)
     if (shmId !== null) n.leakedShmId = shmId
   }
 
@@ -502,17 +502,21 @@ export class Cluster {
   }
 
   /**
-   * Turn an old primary into a standby of `newPrimary`: stop it (fast) if running, `pg_rewind
-   * --source-server`, restore the node's own settings (pg_rewind copies the source's config
-   * files), write standby.signal + primary_conninfo, start, and wait until it streams from
-   * `newPrimary`.
+   * Turn an old primary into a standby of `newPrimary`: stop it (fast) if running, CHECKPOINT
+   * `newPrimary` (so pg_rewind sees its new timeline), `pg_rewind --source-server`, restore the
+   * node's own settings (pg_rewind copies the source's config files), write standby.signal +
+   * primary_conninfo, start, and wait until it streams from `newPrimary`.
    */
   async rejoinAsStandby(node: ClusterNode | string, newPrimary: ClusterNode | string): Promise<void> {
     const n = this.resolve(node)
     const p = this.resolve(newPrimary)
     if (n === p) throw new Error(`rejoinAsStandby(${n.name}): a node cannot replicate from itself`)
     await this.stop(n, 'fast')
-    removeIfExists(path.join(n.dataDir, 'postmaster.pid'))
+    if (this.livePid(n) === null) this.removeStaleLockFiles(n)
+    // PG < 16: pg_rewind reads the source's timeline from its control file, which a freshly
+    // promoted server only updates at its first checkpoint; without this it may wrongly decide
+    // "no rewind required" and the node can never follow the new timeline.
+    await this.sql(p, 'CHECKPOINT')
     await this.runTool(
       'pg_rewind',
       [
@@ -839,9 +843,8 @@ export class Cluster {
 
   private async pgCtlStart(n: NodeImpl, postgresOptions?: string): Promise<void> {
     n.frozenPids = null
-    const pidFile = path.join(n.dataDir, 'postmaster.pid')
     const stalePid = this.readPid(n)
-    if (stalePid !== null && !isAlive(stalePid)) removeIfExists(pidFile)
+    if (stalePid !== null && !isAlive(stalePid)) this.removeStaleLockFiles(n)
     const args = ['-D', n.dataDir, '-l', n.logFile, '-w', '-t', '60']
     if (postgresOptions !== undefined) args.push('-o', postgresOptions)
     args.push('start')
@@ -905,6 +908,17 @@ export class Cluster {
   private pidsOf(n: NodeImpl): number[] {
     const pid = this.livePid(n)
     return pid === null ? [] : [pid, ...childPids(pid)]
+  }
+
+  /**
+   * Remove postmaster.pid and the unix socket + its lock file left behind by a dead postmaster.
+   * PostgreSQL itself treats them as stale only if their pid is gone, but where PID 1 does not reap
+   * orphans (some containers) the dead postmaster lingers as a zombie and would block a restart.
+   */
+  private removeStaleLockFiles(n: NodeImpl): void {
+    removeIfExists(path.join(n.dataDir, 'postmaster.pid'))
+    removeIfExists(path.join(n.dir, `.s.PGSQL.${n.port}.lock`))
+    removeIfExists(path.join(n.dir, `.s.PGSQL.${n.port}`))
   }
 
   private readPidFileLines(n: NodeImpl): string[] | null {
