@@ -182,6 +182,7 @@ export class Endpoint {
       () => {
         this.monitorConnecting = null
         this.monitor = client
+        unrefClient(client)
         client.once('end', () => {
           if (this.monitor === client) this.monitor = null
         })
@@ -227,6 +228,14 @@ function waitForEnd(pool: pg.Pool): Promise<void> {
     }
     check()
   })
+}
+
+/**
+ * Lets the process exit while this client's socket is open: background sessions (probes, watches)
+ * must never keep an application alive on their own; user requests keep it alive instead.
+ */
+export function unrefClient(client: pg.Client): void {
+  ;(client as unknown as { unref?: () => void }).unref?.()
 }
 
 /** Ends a client without waiting for the server (which may be frozen or gone). */

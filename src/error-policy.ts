@@ -48,7 +48,10 @@ export function classifyError(err: unknown): ErrorClass {
   const code = (err as { code?: unknown }).code
   if (typeof code === 'string') {
     if (code === '25006') return 'read-only'
-    if (CONNECTION_ERRNOS.has(code) || CONNECTION_SQLSTATES.has(code) || code.startsWith('08')) return 'connection'
+    if (CONNECTION_ERRNOS.has(code) || CONNECTION_SQLSTATES.has(code)) return 'connection'
+    // An 08xxx sent as a plain ERROR (e.g. 08P01 for a bind with the wrong number of parameters)
+    // leaves the session usable: the statement was wrong, the connection is fine.
+    if (code.startsWith('08')) return (err as { severity?: unknown }).severity === 'ERROR' ? 'statement' : 'connection'
     if (code.startsWith('28') || code === '3D000') return 'configuration'
     if (/^[0-9A-Z]{5}$/.test(code)) return 'statement'
   }

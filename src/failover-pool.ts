@@ -26,6 +26,25 @@ export interface FailoverEvent {
   readonly epoch: number
 }
 
+/** Events a FailoverPool emits beyond pg.Pool's, with their payloads. */
+export interface FailoverPoolEvents {
+  failover: (event: FailoverEvent) => void
+}
+
+// Typed listeners for our own events; pg.Pool's overloads still apply for its events.
+export interface FailoverPool {
+  on<E extends keyof FailoverPoolEvents>(event: E, listener: FailoverPoolEvents[E]): this
+  on(event: 'connect' | 'acquire' | 'remove', listener: (client: PoolClient) => void): this
+  on(event: 'release', listener: (err: Error | undefined, client: PoolClient) => void): this
+  on(event: 'error', listener: (err: Error, client: PoolClient) => void): this
+  once<E extends keyof FailoverPoolEvents>(event: E, listener: FailoverPoolEvents[E]): this
+  once(event: 'connect' | 'acquire' | 'remove', listener: (client: PoolClient) => void): this
+  once(event: 'release', listener: (err: Error | undefined, client: PoolClient) => void): this
+  once(event: 'error', listener: (err: Error, client: PoolClient) => void): this
+  off<E extends keyof FailoverPoolEvents>(event: E, listener: FailoverPoolEvents[E]): this
+  off(event: string | symbol, listener: (...args: any[]) => void): this
+}
+
 type QueryCallback = (err: Error | undefined, result?: QueryResult) => void
 type ConnectCallback = (err: Error | undefined, client?: PoolClient, release?: (err?: Error | boolean) => void) => void
 type PrimaryCallback = (err: Error | undefined, endpoint?: Endpoint, generation?: number) => void
@@ -301,6 +320,8 @@ export class FailoverPool extends pg.Pool {
       waiter.timer = null
       this.#settleWaiter(waiter, new NoPrimaryError(this.#lastAnswers, Math.round(clock.now() - since)))
     }, remaining)
+    // A request waiting for a primary is user work: it keeps the process alive, as pg-pool's pending connects do.
+    ;(waiter.timer as { ref?: () => void }).ref?.()
     this.#waiters.add(waiter)
     if (!this.#discovering && this.#discoveryTimer === null) this.#startDiscovery('a request is waiting for a primary')
   }

@@ -1,4 +1,4 @@
-export { FailoverPool, type FailoverEvent } from './failover-pool.js'
+export { FailoverPool, type FailoverEvent, type FailoverPoolEvents } from './failover-pool.js'
 export type { FailoverPoolOptions } from './options.js'
 export type { EndpointConfig, EndpointsInput } from './endpoint-config.js'
 export type { FailoverPoolStatus, EndpointStatus, EndpointRole } from './status.js'

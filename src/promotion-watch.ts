@@ -1,7 +1,7 @@
 import type pg from 'pg'
 import type { Clock, TimerHandle } from './clock.js'
 import { jitter } from './clock.js'
-import { destroyClient, type Endpoint } from './endpoint.js'
+import { destroyClient, type Endpoint, unrefClient } from './endpoint.js'
 import { promotionWatchSql } from './role-probe.js'
 
 /** Settings for {@link PromotionWatch}, all in milliseconds. */
@@ -73,6 +73,7 @@ export class PromotionWatch {
     })
     try {
       await client.connect()
+      unrefClient(client)
       const sql = promotionWatchSql(this.settings.windowMs, this.settings.checkMs)
       while (!this.stopped && this.client === client) {
         await client.query(sql)

@@ -25,6 +25,11 @@ describe('classifyError (the SQLSTATE policy table)', () => {
     expect(classifyError(withCode(code))).toBe(expected)
   })
 
+  it('a server ERROR in class 08 (bind mismatch) is a statement error; FATAL ones are connection failures', () => {
+    expect(classifyError(Object.assign(withCode('08P01'), { severity: 'ERROR' }))).toBe('statement')
+    expect(classifyError(Object.assign(withCode('08P01'), { severity: 'FATAL' }))).toBe('connection')
+  })
+
   it('knows node-postgres messages without codes', () => {
     expect(classifyError(new Error('Connection terminated unexpectedly'))).toBe('connection')
     expect(classifyError(new Error('Connection terminated due to connection timeout'))).toBe('connection')

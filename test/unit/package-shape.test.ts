@@ -14,7 +14,7 @@ describe('published package shape', () => {
   })
 
   it.each([
-    ['ESM', async () => (await import('pg-failover-pool')) as typeof import('../../src/index.js')],
+    ['ESM', async () => (await import('pg-failover-pool')) as unknown as typeof import('../../src/index.js')],
     ['CJS', async () => require('pg-failover-pool') as typeof import('../../src/index.js')],
   ])('%s entry: the class keeps its name and extends the application\'s pg.Pool', async (_, load) => {
     const mod = await load()
