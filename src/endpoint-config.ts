@@ -6,6 +6,8 @@ import { ConfigError, maskPassword } from './errors.js'
 export interface EndpointConfig extends ClientConfig {
   /** Name used in events, errors and `status()`. Default: `host:port`. */
   name?: string
+  /** Relative share of reads this node gets as a replica (a positive number). Default 1. */
+  weight?: number
 }
 
 /** What `options.endpoints` accepts. */
@@ -17,6 +19,8 @@ export interface ResolvedEndpoint {
   readonly host: string
   readonly port: number
   readonly database: string | undefined
+  /** Relative share of reads as a replica. */
+  readonly weight: number
   /** Settings specific to this endpoint, merged over the shared pool options by the pool. */
   readonly config: ClientConfig
 }
@@ -86,8 +90,13 @@ function resolveOne(item: unknown, field: string, shared: ClientConfig): Resolve
   if (typeof name !== 'string' || name.length === 0) {
     throw new ConfigError(`${field}.name`, name, 'expected a non-empty string')
   }
+  const weight = config.weight ?? 1
+  if (typeof weight !== 'number' || !Number.isFinite(weight) || weight <= 0) {
+    throw new ConfigError(`${field}.weight`, weight, 'expected a positive number')
+  }
   delete config.name
-  return { name, host, port: portNumber, database: database ?? undefined, config }
+  delete config.weight
+  return { name, host, port: portNumber, database: database ?? undefined, weight, config }
 }
 
 /** Parses a connection string, turning every parser failure into a ConfigError without the password. */

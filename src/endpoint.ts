@@ -1,40 +1,33 @@
 import pg from 'pg'
-import type { ClientConfig, PoolClient, PoolConfig, PoolOptions } from 'pg'
+import type { ClientConfig, PoolConfig, PoolOptions } from 'pg'
 import type { Clock } from './clock.js'
 import type { ResolvedEndpoint } from './endpoint-config.js'
 import { hidePassword } from './endpoint-config.js'
+import { Lane, type PoolEventName, destroySocket } from './lane.js'
 import { type ProbeResult, probeRole } from './role-probe.js'
 
-/** pg.Pool's events, which the facade re-emits with pg.Pool's arguments. */
-export type PoolEventName = 'connect' | 'acquire' | 'release' | 'remove' | 'error'
+/** Which lane of an endpoint: writes (the primary's traffic) or reads (pool.reader's). */
+export type LaneKind = 'write' | 'read'
 
-/** Receives every event of every inner pool, including retired ones still draining. */
-export type PoolEventSink = (endpoint: Endpoint, event: PoolEventName, args: unknown[]) => void
+/** Receives every event of every lane of every endpoint. */
+export type PoolEventSink = (endpoint: Endpoint, lane: LaneKind, event: PoolEventName, args: unknown[]) => void
 
-/** Callback shape of pg.Pool#connect. */
-export type AcquireCallback = (err: Error | undefined, client?: PoolClient, release?: (err?: Error | boolean) => void) => void
-
-/** Raised to requests waiting for a client of a pool that was retired: they never reached the server. */
-export class EndpointRetiredError extends Error {
-  constructor(endpoint: string) {
-    super(`endpoint ${endpoint} was retired while the request waited for a connection`)
-    this.name = 'EndpointRetiredError'
-  }
-}
-
-interface PendingAcquire {
-  abort(err: Error): void
+/** Per-endpoint routing settings. */
+export interface EndpointRouting {
+  /** Relative share of reads among replicas (default 1). */
+  readonly weight: number
 }
 
 /**
- * One PostgreSQL node: its own pg.Pool (with every pg.Pool option the user gave), a dedicated
- * monitor session for role probes, and what the last probe found. It reports; it never decides
- * topology (the facade does).
+ * One PostgreSQL node: a write lane and a read lane (each its own pg.Pool with every pg.Pool option
+ * the user gave), a dedicated monitor session for role probes, and what the last probe found. It
+ * reports; it never decides topology (the facade does).
  */
 export class Endpoint {
   readonly name: string
   readonly host: string
   readonly port: number
+  readonly weight: number
   /** Last successful probe, or null before the first one. */
   lastProbe: ProbeResult | null = null
   /** When the last probe finished (clock ms), successful or not. */
@@ -43,10 +36,11 @@ export class Endpoint {
   lastProbeWallTime: number | null = null
   /** The last connection-class error seen on this endpoint, cleared by a successful probe. */
   lastError: Error | null = null
+  /** Highest WAL position this node is known to have replayed (probes and read-your-writes checks). */
+  knownReplayLsn: bigint | null = null
 
-  private pool: pg.Pool
-  private readonly draining = new Set<pg.Pool>()
-  private readonly pendingAcquires = new Set<PendingAcquire>()
+  readonly write: Lane
+  readonly read: Lane
   private readonly clientConfig: PoolConfig
   private monitor: pg.Client | null = null
   private monitorConnecting: Promise<pg.Client> | null = null
@@ -54,78 +48,37 @@ export class Endpoint {
   constructor(
     resolved: ResolvedEndpoint,
     sharedConfig: PoolConfig,
-    private readonly sink: PoolEventSink,
+    sink: PoolEventSink,
     private readonly clock: Clock,
   ) {
     this.name = resolved.name
     this.host = resolved.host
     this.port = resolved.port
+    this.weight = resolved.weight
     this.clientConfig = { ...sharedConfig, ...resolved.config }
     const password = 'password' in resolved.config ? resolved.config.password : sharedConfig.password
     if (password !== undefined) hidePassword(this.clientConfig, password)
-    this.pool = this.createPool()
+    this.write = new Lane(this.name, this.clientConfig, (event, args) => sink(this, 'write', event, args))
+    this.read = new Lane(this.name, this.clientConfig, (event, args) => sink(this, 'read', event, args))
   }
 
-  /** The current inner pool's options (what pg.Pool#options would show for this node). */
+  /** The write lane's pg.Pool options (what pg.Pool#options would show for this node). */
   get options(): PoolOptions {
-    return this.pool.options
+    return this.write.options
   }
 
-  /** Clients held by this endpoint across its current and draining pools. */
-  get totalCount(): number {
-    return this.sum((p) => p.totalCount)
-  }
-  get idleCount(): number {
-    return this.sum((p) => p.idleCount)
-  }
-  get waitingCount(): number {
-    return this.sum((p) => p.waitingCount)
-  }
-  get expiredCount(): number {
-    return this.sum((p) => p.expiredCount)
+  /** The lane of the given kind. */
+  lane(kind: LaneKind): Lane {
+    return kind === 'write' ? this.write : this.read
   }
 
   /**
-   * Checks a client out of the current pool. If the pool is retired before a client arrives, the
-   * callback gets an {@link EndpointRetiredError} (the request never reached the server) and the
-   * late client goes straight back.
+   * The node failed or changed role: retire both lanes (see {@link Lane.retire}) and the monitor
+   * session. `cutRunning` when it stopped answering, so statements stuck there fail now.
    */
-  acquire(callback: AcquireCallback): void {
-    let settled = false
-    const pending: PendingAcquire = {
-      abort: (err) => {
-        if (settled) return
-        settled = true
-        callback(err)
-      },
-    }
-    this.pendingAcquires.add(pending)
-    this.pool.connect((err, client, release) => {
-      this.pendingAcquires.delete(pending)
-      if (settled) {
-        if (client) release(err)
-        return
-      }
-      settled = true
-      callback(err, client, release)
-    })
-  }
-
-  /**
-   * Replaces the inner pool with a fresh one: idle clients of the old pool close now, checked-out
-   * clients close when released (never switched under their user), and waiting requests are told
-   * to look elsewhere. Used when the node failed or was demoted.
-   */
-  retire(): void {
-    const old = this.pool
-    this.pool = this.createPool()
-    this.draining.add(old)
-    old.end().then(
-      () => this.draining.delete(old),
-      () => this.draining.delete(old),
-    )
-    for (const pending of [...this.pendingAcquires]) pending.abort(new EndpointRetiredError(this.name))
-    this.pendingAcquires.clear()
+  retire(cutRunning = false): void {
+    this.write.retire(cutRunning)
+    this.read.retire(cutRunning)
     this.closeMonitor()
   }
 
@@ -145,6 +98,7 @@ export class Endpoint {
       const result = await Promise.race([this.monitorClient().then((c) => probeRole(c, () => this.clock.now())), deadline])
       this.lastProbe = result
       this.lastError = null
+      if (result.inRecovery && result.lsn !== null) this.noteReplayed(parseLsn(result.lsn))
       return result
     } catch (err) {
       this.lastError = err instanceof Error ? err : new Error(String(err))
@@ -157,6 +111,11 @@ export class Endpoint {
     }
   }
 
+  /** Records that this node has replayed WAL up to `lsn` (monotonic). */
+  noteReplayed(lsn: bigint): void {
+    if (this.knownReplayLsn === null || lsn > this.knownReplayLsn) this.knownReplayLsn = lsn
+  }
+
   /** A standalone client with this endpoint's settings, not counted in the pool (for monitoring). */
   createClient(overrides: ClientConfig = {}): pg.Client {
     const config: ClientConfig = { ...this.clientConfig, keepAlive: true, ...overrides }
@@ -167,11 +126,10 @@ export class Endpoint {
     return client
   }
 
-  /** Closes every pool (waiting for checked-out clients, as pg.Pool#end does) and the monitor session. */
+  /** Closes both lanes (waiting for checked-out clients, as pg.Pool#end does) and the monitor session. */
   async end(): Promise<void> {
     this.closeMonitor()
-    for (const pending of [...this.pendingAcquires]) pending.abort(new EndpointRetiredError(this.name))
-    await Promise.all([this.pool.end(), ...[...this.draining].map((p) => (p.ended ? undefined : waitForEnd(p)))])
+    await Promise.all([this.write.end(), this.read.end()])
   }
 
   private monitorClient(): Promise<pg.Client> {
@@ -204,30 +162,6 @@ export class Endpoint {
     if (this.monitor) destroyClient(this.monitor)
     this.monitor = null
   }
-
-  private createPool(): pg.Pool {
-    const pool = new pg.Pool({ ...this.clientConfig, ...(this.clientConfig.password !== undefined ? { password: this.clientConfig.password } : {}) })
-    for (const event of ['connect', 'acquire', 'release', 'remove', 'error'] as const) {
-      pool.on(event, (...args: unknown[]) => this.sink(this, event, args))
-    }
-    return pool
-  }
-
-  private sum(count: (p: pg.Pool) => number): number {
-    let total = count(this.pool)
-    for (const p of this.draining) total += count(p)
-    return total
-  }
-}
-
-function waitForEnd(pool: pg.Pool): Promise<void> {
-  return new Promise((resolve) => {
-    const check = (): void => {
-      if (pool.ended || pool.totalCount === 0) resolve()
-      else pool.once('remove', check)
-    }
-    check()
-  })
 }
 
 /**
@@ -240,9 +174,20 @@ export function unrefClient(client: pg.Client): void {
 
 /** Ends a client without waiting for the server (which may be frozen or gone). */
 export function destroyClient(client: pg.Client): void {
-  const stream = (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream
   client.end().catch(() => undefined)
-  stream?.destroy()
+  destroySocket(client)
+}
+
+/** Parses a PostgreSQL LSN (`16/B374D848`) into a byte position. */
+export function parseLsn(text: string): bigint {
+  const [hi, lo] = text.split('/')
+  if (hi === undefined || lo === undefined) throw new Error(`not an LSN: ${text}`)
+  return (BigInt(`0x${hi}`) << 32n) + BigInt(`0x${lo}`)
+}
+
+/** Formats a byte position as a PostgreSQL LSN. */
+export function formatLsn(lsn: bigint): string {
+  return `${(lsn >> 32n).toString(16).toUpperCase()}/${(lsn & 0xffffffffn).toString(16).toUpperCase()}`
 }
 
 function monitorApplicationName(config: ClientConfig): string {

@@ -7,7 +7,8 @@
  * | `connection`     | ECONNREFUSED, ECONNRESET, ETIMEDOUT, EPIPE, 08xxx,    | endpoint failure: evict its idle        |
  * |                  | 57P01-57P03, "Connection terminated", timeouts        | clients, re-discover the primary        |
  * |                  | (pg-pool's "timeout exceeded when trying to connect"  | is pool exhaustion, not a node failure: |
- * |                  | is classed `statement`)                               | surfaced as is)                         |
+ * |                  | is classed `statement`, as is pg's client-side        | surfaced as is)                         |
+ * |                  | "Query read timeout": a slow query, not a dead node)  |                                         |
  * | `read-only`      | 25006 read_only_sql_transaction                       | node demoted: evict, re-discover, retry |
  * |                  |                                                       | once (nothing was written)              |
  * | `configuration`  | 28xxx (auth), 3D000 (unknown database)                | surfaced as is, never a failover        |
@@ -38,7 +39,6 @@ const CONNECTION_MESSAGES = [
   'Connection terminated',
   'connection timeout',
   'Client has encountered a connection error',
-  'Query read timeout',
   'terminating connection',
 ]
 

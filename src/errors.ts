@@ -12,6 +12,7 @@ export type FailoverPoolErrorCode =
   | 'PGFP_CONFIG'
   | 'PGFP_NO_PRIMARY'
   | 'PGFP_OUTCOME_UNKNOWN'
+  | 'PGFP_NO_REPLICA'
   | 'PGFP_POOL_ENDED'
 
 /** Base class of every error created by this library. */
@@ -112,6 +113,21 @@ export class OutcomeUnknownError extends FailoverPoolError {
 /** True when `err` is an {@link OutcomeUnknownError}. */
 export function isOutcomeUnknownError(err: unknown): err is OutcomeUnknownError {
   return isFailoverPoolError(err) && err.code === 'PGFP_OUTCOME_UNKNOWN'
+}
+
+/**
+ * A read that must be served by a replica (`readFallback: 'replicas-only'`) found none usable:
+ * all down, over the lag limits, or behind the caller's read-your-writes position.
+ */
+export class NoReplicaError extends FailoverPoolError {
+  constructor(reason: string) {
+    super('PGFP_NO_REPLICA', `No replica can serve this read: ${reason}`)
+  }
+}
+
+/** True when `err` is a {@link NoReplicaError}. */
+export function isNoReplicaError(err: unknown): err is NoReplicaError {
+  return isFailoverPoolError(err) && err.code === 'PGFP_NO_REPLICA'
 }
 
 function formatValue(value: unknown): string {

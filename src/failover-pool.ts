@@ -1,15 +1,20 @@
-import pg from 'pg'
-import type { PoolClient, PoolOptions, QueryResult } from 'pg'
+import type { PoolOptions } from 'pg'
 import type { TimerHandle } from './clock.js'
 import { jitter } from './clock.js'
-import { Endpoint, EndpointRetiredError, type PoolEventName } from './endpoint.js'
-import { classifyError, failedBeforeSending } from './error-policy.js'
-import { type EndpointAnswer, NoPrimaryError, OutcomeUnknownError, maskPassword } from './errors.js'
-import { requestLog, topologyLog } from './log.js'
+import { currentConsistency, runWithConsistency, tokenOf } from './consistency.js'
+import { Endpoint, type LaneKind, parseLsn } from './endpoint.js'
+import { classifyError } from './error-policy.js'
+import { type EndpointAnswer, NoPrimaryError, NoReplicaError, maskPassword } from './errors.js'
+import type { Lane, PoolEventName } from './lane.js'
+import { LaneRetiredError } from './lane.js'
+import { topologyLog } from './log.js'
 import { type FailoverPoolOptions, type ResolvedOptions, resolveOptions } from './options.js'
+import { type Intent, PoolSurface, type ReadRequest, type RoutingHost, type Target, promisify } from './pool-surface.js'
 import { PromotionWatch } from './promotion-watch.js'
 import { roleOf } from './role-probe.js'
-import { type FailoverPoolStatus, type EndpointRole, buildStatus } from './status.js'
+import { RoutedPool } from './routed-pool.js'
+import { type ReplicaView, type RouterCursor, chooseReplica } from './router.js'
+import { type EndpointRole, type FailoverPoolStatus, buildStatus } from './status.js'
 import { type Candidate, type Election, type ProbeOutcome, elect } from './topology.js'
 
 /** Payload of the `failover` event. */
@@ -34,19 +39,17 @@ export interface FailoverPoolEvents {
 // Typed listeners for our own events; pg.Pool's overloads still apply for its events.
 export interface FailoverPool {
   on<E extends keyof FailoverPoolEvents>(event: E, listener: FailoverPoolEvents[E]): this
-  on(event: 'connect' | 'acquire' | 'remove', listener: (client: PoolClient) => void): this
-  on(event: 'release', listener: (err: Error | undefined, client: PoolClient) => void): this
-  on(event: 'error', listener: (err: Error, client: PoolClient) => void): this
+  on(event: 'connect' | 'acquire' | 'remove', listener: (client: import('pg').PoolClient) => void): this
+  on(event: 'release', listener: (err: Error | undefined, client: import('pg').PoolClient) => void): this
+  on(event: 'error', listener: (err: Error, client: import('pg').PoolClient) => void): this
   once<E extends keyof FailoverPoolEvents>(event: E, listener: FailoverPoolEvents[E]): this
-  once(event: 'connect' | 'acquire' | 'remove', listener: (client: PoolClient) => void): this
-  once(event: 'release', listener: (err: Error | undefined, client: PoolClient) => void): this
-  once(event: 'error', listener: (err: Error, client: PoolClient) => void): this
+  once(event: 'connect' | 'acquire' | 'remove', listener: (client: import('pg').PoolClient) => void): this
+  once(event: 'release', listener: (err: Error | undefined, client: import('pg').PoolClient) => void): this
+  once(event: 'error', listener: (err: Error, client: import('pg').PoolClient) => void): this
   off<E extends keyof FailoverPoolEvents>(event: E, listener: FailoverPoolEvents[E]): this
   off(event: string | symbol, listener: (...args: any[]) => void): this
 }
 
-type QueryCallback = (err: Error | undefined, result?: QueryResult) => void
-type ConnectCallback = (err: Error | undefined, client?: PoolClient, release?: (err?: Error | boolean) => void) => void
 type PrimaryCallback = (err: Error | undefined, endpoint?: Endpoint, generation?: number) => void
 
 interface Waiter {
@@ -55,25 +58,32 @@ interface Waiter {
   timer: TimerHandle | null
 }
 
-const BASE_OPTIONS = Symbol('baseOptions')
-/** Attempts per request before giving up even within the deadline; guards against a retry loop. */
-const MAX_ATTEMPTS = 10
-
 /**
- * A drop-in `pg.Pool` over several PostgreSQL endpoints. `query` and `connect` always reach the
- * verified primary; when it fails or is demoted, the pool re-discovers the primary once for all
- * waiting requests and carries on without a process restart.
+ * A drop-in `pg.Pool` over several PostgreSQL endpoints. `query` and `connect` reach the verified
+ * primary (or, with `routeReads: 'auto'`, a replica for certainly read-only statements); when the
+ * primary fails or is demoted, the pool re-discovers it once for all waiting requests and carries
+ * on without a process restart. `pool.reader` and `pool.writer` are pg.Pool-compatible views bound
+ * to replicas and to the primary.
  *
- * Events: pg.Pool's `connect`, `acquire`, `release`, `remove`, `error` (same arguments), plus
- * `failover` ({@link FailoverEvent}).
+ * Events: pg.Pool's `connect`, `acquire`, `release`, `remove`, `error` (same arguments) for the
+ * primary's connections, plus `failover` ({@link FailoverEvent}).
  */
-export class FailoverPool extends pg.Pool {
+export class FailoverPool extends PoolSurface {
+  /** @internal */
+  protected readonly host: RoutingHost
+  /** @internal */
+  protected readonly intent: Intent
   readonly #opts: ResolvedOptions
   readonly #endpoints: readonly Endpoint[]
   readonly #watches = new Map<Endpoint, PromotionWatch>()
   readonly #waiters = new Set<Waiter>()
   readonly #mismatched = new Set<string>()
   readonly #fenced = new Set<string>()
+  /** Standbys whose promotion was noticed: no reads until a probe says what they are now. */
+  readonly #promoted = new Set<Endpoint>()
+  readonly #cursor: RouterCursor = { next: 0 }
+  #reader: RoutedPool | null = null
+  #writer: RoutedPool | null = null
   #primary: Endpoint | null = null
   /** Bumped whenever a primary is adopted (even the same one again), to ignore stale failure reports. */
   #generation = 0
@@ -96,84 +106,43 @@ export class FailoverPool extends pg.Pool {
     const resolved = resolveOptions(options)
     super(resolved.poolConfig)
     this.#opts = resolved
-    this.#endpoints = resolved.endpoints.map((e) => new Endpoint(e, resolved.poolConfig, (ep, event, args) => this.#onPoolEvent(ep, event, args), resolved.clock))
+    this.intent = resolved.routeReads === 'auto' ? 'auto' : 'write'
+    this.#endpoints = resolved.endpoints.map(
+      (e) => new Endpoint(e, resolved.poolConfig, (ep, lane, event, args) => this.#onPoolEvent(ep, lane, event, args), resolved.clock),
+    )
+    this.host = this.#makeHost()
     this.#startDiscovery('start')
   }
 
   /**
-   * pg.Pool's `options`, reflecting the current primary's connection settings (host, port, ...), so
-   * code that opens side connections from them (query cancellation) reaches the primary.
+   * A pg.Pool-compatible view (`instanceof pg.Pool`, same methods and events) that sends reads to
+   * healthy replicas by `readStrategy`, within the lag limits, falling back by `readFallback`. Hand
+   * it to a read-only ORM instance or query builder. Its events are those of the read connections.
    */
-  // @ts-expect-error pg's typings declare `options` as a field; here it is an accessor so it can follow the primary.
-  override get options(): PoolOptions {
-    // pg-pool's constructor reads this before our fields exist.
-    const endpoint = #endpoints in this ? (this.#primary ?? this.#endpoints[0]) : undefined
-    return endpoint ? endpoint.options : (this as unknown as Record<symbol, PoolOptions>)[BASE_OPTIONS]!
-  }
-  override set options(value: PoolOptions) {
-    ;(this as unknown as Record<symbol, PoolOptions>)[BASE_OPTIONS] = value
+  get reader(): RoutedPool {
+    return (this.#reader ??= new RoutedPool(this.host, 'read', this.#opts.poolConfig))
   }
 
-  /** Clients open across every endpoint (as pg.Pool#totalCount). */
-  // @ts-expect-error pg's typings declare a field; pg-pool itself defines a getter, as here.
-  override get totalCount(): number {
-    return this.#sum((e) => e.totalCount)
-  }
-  /** Idle clients across every endpoint (as pg.Pool#idleCount). */
-  // @ts-expect-error pg's typings declare a field; pg-pool itself defines a getter, as here.
-  override get idleCount(): number {
-    return this.#sum((e) => e.idleCount)
-  }
-  /** Requests waiting for a client, including those waiting for a primary to be verified. */
-  // @ts-expect-error pg's typings declare a field; pg-pool itself defines a getter, as here.
-  override get waitingCount(): number {
-    return this.#sum((e) => e.waitingCount) + (#waiters in this ? this.#waiters.size : 0)
-  }
-  /** Clients past `maxLifetimeSeconds` that will close on release (as pg.Pool#expiredCount). */
-  // @ts-expect-error pg's typings declare a field; pg-pool itself defines a getter, as here.
-  override get expiredCount(): number {
-    return this.#sum((e) => e.expiredCount)
+  /** A pg.Pool-compatible view bound to the verified primary (even with `routeReads: 'auto'`). */
+  get writer(): RoutedPool {
+    return (this.#writer ??= new RoutedPool(this.host, 'write', this.#opts.poolConfig))
   }
 
   /**
-   * Checks out a real `pg.Client` from the verified primary, in promise or callback form, exactly as
-   * pg.Pool#connect. The client stays on that node until released, whatever happens meanwhile.
+   * Runs `fn` so that every read it makes (through `reader`, or auto-routed) sees every write it
+   * made before, however lagged the replicas: a read goes to a replica that has replayed the
+   * caller's last write (waiting up to `readYourWritesTimeoutMs`), else to the primary. Pass the
+   * token from {@link consistencyToken} of an earlier request (cookie, header) to carry it across
+   * requests.
+   * @throws ConfigError for a token this library did not make.
    */
-  override connect(): Promise<PoolClient>
-  override connect(callback: (err: Error | undefined, client: PoolClient | undefined, done: (release?: any) => void) => void): void
-  override connect(callback?: any): Promise<PoolClient> | void {
-    const { result, cb } = promisify<PoolClient>(callback as ((err: Error | undefined, value?: PoolClient) => void) | undefined)
-    if (this.ending) {
-      cb(new Error('Cannot use a pool after calling end on the pool'))
-      return result
-    }
-    this.#checkout(this.#opts.clock.now(), 1, cb as ConnectCallback)
-    return result
+  withReadYourWrites<T>(fn: () => T, token?: string | null): T {
+    return runWithConsistency(fn, token)
   }
 
-  /**
-   * Runs a statement on the verified primary, exactly as pg.Pool#query (text, config object or
-   * submittable; promise or callback). A statement that provably did not run (refused before it was
-   * sent, or rejected with 25006 by a demoted node) is retried once the new primary is verified; one
-   * lost mid-flight fails with `OutcomeUnknownError` and is never replayed.
-   */
-  override query(text: any, values?: any, callback?: any): any {
-    if (typeof text === 'function') {
-      const { result, cb } = promisify<QueryResult>(text)
-      setImmediate(() => cb(new Error('Passing a function as the first parameter to pool.query is not supported')))
-      return result
-    }
-    if (typeof values === 'function') {
-      callback = values
-      values = undefined
-    }
-    const { result, cb } = promisify<QueryResult>(callback)
-    if (this.ending) {
-      cb(new Error('Cannot use a pool after calling end on the pool'))
-      return result
-    }
-    this.#dispatch(text, values, cb as QueryCallback, this.#opts.clock.now(), 1, false)
-    return result
+  /** The current read-your-writes position as an opaque token (null outside a context or before a write). */
+  consistencyToken(): string | null {
+    return tokenOf(currentConsistency())
   }
 
   /**
@@ -188,7 +157,7 @@ export class FailoverPool extends pg.Pool {
       cb(new Error('Called end on pool more than once'))
       return result
     }
-    (this as { ending: boolean }).ending = true
+    ;(this as { ending: boolean }).ending = true
     if (this.#discoveryTimer !== null) this.#opts.clock.clearTimeout(this.#discoveryTimer)
     this.#discoveryTimer = null
     for (const watch of this.#watches.values()) watch.stop()
@@ -196,11 +165,11 @@ export class FailoverPool extends pg.Pool {
     for (const waiter of [...this.#waiters]) this.#settleWaiter(waiter, ended)
     Promise.all(this.#endpoints.map((e) => e.end())).then(
       () => {
-        (this as { ended: boolean }).ended = true
+        ;(this as { ended: boolean }).ended = true
         cb(undefined)
       },
       (err: Error) => {
-        (this as { ended: boolean }).ended = true
+        ;(this as { ended: boolean }).ended = true
         cb(err)
       },
     )
@@ -209,99 +178,121 @@ export class FailoverPool extends pg.Pool {
 
   /** A JSON-serialisable snapshot of the topology: primary, roles, lag, failovers. No passwords. */
   status(): FailoverPoolStatus {
+    const replicas = this.#replicaEndpoints()
     return buildStatus({
       primary: this.#primary?.name ?? null,
+      mode: this.#primary !== null ? 'read-write' : replicas.length > 0 ? 'read-only' : 'unavailable',
       epoch: this.#epoch,
       failovers: this.#failovers,
       systemId: this.#systemId,
       timeline: this.#minTimeline,
       discovering: this.#discovering,
       lastElection: this.#lastElectionReason,
-      endpoints: this.#endpoints.map((e) => ({ endpoint: e, role: this.#roleOf(e) })),
+      endpoints: this.#endpoints.map((e) => ({ endpoint: e, role: this.#roleOf(e), lagBytes: this.#lagBytes(e) })),
     })
   }
 
-  // ---------------------------------------------------------------- requests
+  // ---------------------------------------------------------------- routing (what surfaces ask for)
 
-  #dispatch(text: any, values: any, cb: QueryCallback, since: number, attempt: number, readOnlyRetried: boolean): void {
+  #makeHost(): RoutingHost {
+    const pool = this
+    return {
+      clock: this.#opts.clock,
+      readYourWritesTimeoutMs: this.#opts.readYourWritesTimeoutMs,
+      get ending() {
+        return pool.ending
+      },
+      target: (kind, since, read, callback) => (kind === 'write' ? this.#writeTarget(since, callback) : this.#readTarget(since, read!, callback)),
+      report: (target, err) => this.#report(target, err),
+      lanes: (kind) => this.#endpoints.map((e) => e.lane(kind)),
+      primaryOptions: () => (this.#primary ?? this.#endpoints[0]!).options,
+      waitingForPrimary: () => this.#waiters.size,
+    }
+  }
+
+  #writeTarget(since: number, callback: (err: Error | undefined, target?: Target) => void): void {
     this.#withPrimary(since, (err, endpoint, generation) => {
-      if (err || !endpoint) return cb(err)
-      endpoint.acquire((acquireErr, client, release) => {
-        if (acquireErr || !client || !release) {
-          if (this.#retryAfterAcquireFailure(endpoint, generation!, acquireErr, attempt)) {
-            return this.#dispatch(text, values, cb, since, attempt + 1, readOnlyRetried)
-          }
-          return cb(acquireErr)
-        }
-        let finished = false
-        const onClientError = (clientErr: Error): void => {
-          if (finished) return
-          finished = true
-          release(clientErr)
-          this.#afterQueryError(endpoint, generation!, clientErr, text, values, cb, since, attempt, readOnlyRetried)
-        }
-        client.once('error', onClientError)
-        try {
-          client.query(text, values, (queryErr: Error | undefined, res: QueryResult) => {
-            client.removeListener('error', onClientError)
-            if (finished) return
-            finished = true
-            release(queryErr)
-            if (queryErr) return this.#afterQueryError(endpoint, generation!, queryErr, text, values, cb, since, attempt, readOnlyRetried)
-            cb(undefined, res)
-          })
-        } catch (thrown) {
-          client.removeListener('error', onClientError)
-          finished = true
-          release(thrown as Error)
-          cb(thrown as Error)
-        }
-      })
+      if (err || !endpoint) return callback(err)
+      callback(undefined, { endpoint, lane: endpoint.write, generation: generation!, role: 'primary', caughtUp: true })
     })
   }
 
-  #afterQueryError(endpoint: Endpoint, generation: number, err: Error, text: any, values: any, cb: QueryCallback, since: number, attempt: number, readOnlyRetried: boolean): void {
-    const kind = classifyError(err)
-    const replayable = typeof text?.submit !== 'function' && attempt < MAX_ATTEMPTS
-    if (kind === 'read-only') {
-      this.#reportFailure(endpoint, generation, err)
-      if (replayable && !readOnlyRetried) {
-        requestLog('retrying on the new primary after 25006 from %s', endpoint.name)
-        return this.#dispatch(text, values, cb, since, attempt + 1, true)
-      }
-      return cb(err)
+  #readTarget(since: number, read: ReadRequest, callback: (err: Error | undefined, target?: Target) => void): void {
+    const replicas = this.#replicaEndpoints()
+    const choice = chooseReplica(
+      replicas.map((e) => this.#replicaView(e)),
+      {
+        maxLagMs: read.maxStalenessMs ?? this.#opts.maxReplicaLagMs,
+        maxLagBytes: this.#opts.maxReplicaLagBytes,
+        minLsn: read.minLsn,
+        exclude: read.exclude,
+      },
+      this.#opts.readStrategy,
+      this.#cursor,
+    )
+    if (choice.kind === 'replica') {
+      const endpoint = replicas.find((e) => e.name === choice.name)!
+      return callback(undefined, { endpoint, lane: endpoint.read, generation: this.#generation, role: 'replica', caughtUp: choice.caughtUp })
     }
-    if (kind === 'connection') {
-      this.#reportFailure(endpoint, generation, err)
-      if (replayable && failedBeforeSending(err)) return this.#dispatch(text, values, cb, since, attempt + 1, readOnlyRetried)
-      return cb(new OutcomeUnknownError(endpoint.name, err))
-    }
-    cb(err)
-  }
-
-  #checkout(since: number, attempt: number, cb: ConnectCallback): void {
+    if (this.#opts.readFallback === 'replicas-only') return callback(new NoReplicaError(choice.reason))
+    // The primary has every write, so it also satisfies read-your-writes.
     this.#withPrimary(since, (err, endpoint, generation) => {
-      if (err || !endpoint) return cb(err)
-      endpoint.acquire((acquireErr, client, release) => {
-        if (acquireErr || !client) {
-          if (this.#retryAfterAcquireFailure(endpoint, generation!, acquireErr, attempt)) return this.#checkout(since, attempt + 1, cb)
-          return cb(acquireErr)
-        }
-        cb(undefined, client, release)
-      })
+      if (err || !endpoint) return callback(err)
+      callback(undefined, { endpoint, lane: endpoint.read, generation: generation!, role: 'primary', caughtUp: true })
     })
   }
 
-  /** A failed checkout never reached the server, so it may go again; true when it should. */
-  #retryAfterAcquireFailure(endpoint: Endpoint, generation: number, err: Error | undefined, attempt: number): boolean {
-    if (attempt >= MAX_ATTEMPTS || this.ending) return false
-    if (err instanceof EndpointRetiredError) return true
-    const kind = classifyError(err)
-    if (kind === 'connection' || kind === 'read-only') {
-      this.#reportFailure(endpoint, generation, err)
-      return true
+  /** Verified standbys of our cluster that may serve reads now. */
+  #replicaEndpoints(): Endpoint[] {
+    return this.#endpoints.filter(
+      (e) =>
+        e !== this.#primary &&
+        e.lastError === null &&
+        e.lastProbe !== null &&
+        e.lastProbe.inRecovery &&
+        !this.#promoted.has(e) &&
+        !this.#mismatched.has(e.name) &&
+        !this.#fenced.has(e.name),
+    )
+  }
+
+  #replicaView(e: Endpoint): ReplicaView {
+    return {
+      name: e.name,
+      weight: e.weight,
+      lagMs: e.lastProbe?.lagMs ?? null,
+      lagBytes: this.#lagBytes(e),
+      replayedLsn: e.knownReplayLsn,
+      busy: e.read.activeCount,
+      latencyMs: e.lastProbe?.latencyMs ?? null,
     }
-    return false
+  }
+
+  /** Bytes of WAL a standby was behind the primary, comparing the last probes of both. */
+  #lagBytes(e: Endpoint): bigint | null {
+    const primaryLsn = this.#primary?.lastProbe?.lsn
+    const replayed = e.lastProbe?.inRecovery ? e.lastProbe.lsn : null
+    if (!primaryLsn || !replayed) return null
+    const lag = parseLsn(primaryLsn) - parseLsn(replayed)
+    return lag > 0n ? lag : 0n
+  }
+
+  /** A request saw `err` on `target`. Only endpoint failures and demotions matter here. */
+  #report(target: Target, err: unknown): void {
+    const errorClass = classifyError(err)
+    if (errorClass !== 'connection' && errorClass !== 'read-only') return
+    if (target.role === 'primary') return this.#reportFailure(target.endpoint, target.generation, err)
+    this.#reportReplicaFailure(target.endpoint, err)
+  }
+
+  /** A replica failed a read: no more reads there until a probe finds it healthy again. */
+  #reportReplicaFailure(endpoint: Endpoint, err: unknown): void {
+    if (endpoint === this.#primary || err instanceof LaneRetiredError) return
+    const alreadyDown = endpoint.lastError !== null
+    endpoint.lastError = err instanceof Error ? err : new Error(String(err))
+    if (alreadyDown) return
+    topologyLog('replica %s failed: %s', endpoint.name, maskPassword(endpoint.lastError.message))
+    endpoint.retire(isTimeout(err))
   }
 
   /** Calls back with the verified primary at once, or when one is verified, or with NoPrimaryError at the deadline. */
@@ -340,7 +331,7 @@ export class FailoverPool extends pg.Pool {
    * failover costs one discovery however many requests saw it.
    */
   #reportFailure(endpoint: Endpoint, generation: number, err: unknown): void {
-    if (err instanceof Error && !(err instanceof EndpointRetiredError)) endpoint.lastError = err
+    if (err instanceof Error && !(err instanceof LaneRetiredError)) endpoint.lastError = err
     if (endpoint !== this.#primary || generation !== this.#generation) return
     const reason =
       classifyError(err) === 'read-only'
@@ -348,7 +339,8 @@ export class FailoverPool extends pg.Pool {
         : `connection failure on ${endpoint.name}: ${maskPassword(err instanceof Error ? err.message : String(err))}`
     topologyLog('primary %s suspect: %s', endpoint.name, reason)
     this.#suspendPrimary(reason)
-    endpoint.retire()
+    // A node that stopped answering would hold our running statements forever: cut them loose.
+    endpoint.retire(isTimeout(err))
     this.#startDiscovery(reason)
   }
 
@@ -362,6 +354,7 @@ export class FailoverPool extends pg.Pool {
     const reason = `promotion of ${endpoint.name} noticed`
     topologyLog(reason)
     // The cluster has moved on: writing to the old primary now could be lost, so stop at once.
+    this.#promoted.add(endpoint)
     if (this.#primary !== null && this.#primary !== endpoint) this.#suspendPrimary(reason)
     this.#startDiscovery(reason)
   }
@@ -388,14 +381,24 @@ export class FailoverPool extends pg.Pool {
         this.#apply(election)
       }
     }
+    const generation = this.#generation
     const probes = this.#endpoints.map((endpoint) =>
       endpoint.probe(this.#opts.probeTimeoutMs).then(
         (probe) => {
           outcomes.set(endpoint, { kind: 'ok', probe })
+          this.#promoted.delete(endpoint)
+          // The primary we write to says it no longer is one: treat it as a demotion now.
+          if (endpoint === this.#primary && roleOf(probe) !== 'primary') {
+            this.#reportFailure(endpoint, generation, Object.assign(new Error(`${endpoint.name} is ${roleOf(probe)} now`), { code: '25006' }))
+          }
           consider()
         },
         (error: Error) => {
           outcomes.set(endpoint, { kind: 'failed', error })
+          if (classifyError(error) === 'connection') {
+            if (endpoint === this.#primary) this.#reportFailure(endpoint, generation, error)
+            else this.#reportReplicaFailure(endpoint, error)
+          }
           consider()
         },
       ),
@@ -411,7 +414,7 @@ export class FailoverPool extends pg.Pool {
       const again = this.#rediscover
       this.#rediscover = null
       if (again !== null) this.#startDiscovery(again)
-      else if (this.#primary === null) this.#scheduleDiscovery()
+      else this.#scheduleDiscovery()
     })
   }
 
@@ -425,12 +428,20 @@ export class FailoverPool extends pg.Pool {
     for (const waiter of [...this.#waiters]) this.#settleWaiter(waiter, errors[0]!)
   }
 
+  /**
+   * The health monitor: the next probe round comes after `healthCheckIntervalMs` while a primary is
+   * known (roles, lag, liveness), after `discoveryIntervalMs` while none is. Rounds never overlap.
+   */
   #scheduleDiscovery(): void {
     if (this.ending || this.#discoveryTimer !== null) return
-    this.#discoveryTimer = this.#opts.clock.setTimeout(() => {
-      this.#discoveryTimer = null
-      this.#startDiscovery('no primary yet: probing again')
-    }, jitter(this.#opts.discoveryIntervalMs))
+    const known = this.#primary !== null
+    this.#discoveryTimer = this.#opts.clock.setTimeout(
+      () => {
+        this.#discoveryTimer = null
+        this.#startDiscovery(known ? 'health check' : 'no primary yet: probing again')
+      },
+      jitter(known ? this.#opts.healthCheckIntervalMs : this.#opts.discoveryIntervalMs),
+    )
   }
 
   #apply(election: Election): void {
@@ -517,32 +528,29 @@ export class FailoverPool extends pg.Pool {
 
   // ---------------------------------------------------------------- inner pool events
 
-  #onPoolEvent(endpoint: Endpoint, event: PoolEventName, args: unknown[]): void {
-    if (event === 'error') {
-      const err = args[0] as Error
-      if (classifyError(err) === 'connection' || classifyError(err) === 'read-only') {
-        this.#reportFailure(endpoint, this.#generation, err)
+  #onPoolEvent(endpoint: Endpoint, lane: LaneKind, event: PoolEventName, args: unknown[]): void {
+    const surfaces: PoolSurface[] = lane === 'write' ? [this, ...(this.#writer ? [this.#writer] : [])] : this.#reader ? [this.#reader] : []
+    if (event === 'error' || event === 'release') {
+      const err = args[0]
+      const errorClass = classifyError(err)
+      if (err instanceof Error && (errorClass === 'connection' || errorClass === 'read-only')) {
+        if (endpoint === this.#primary) this.#reportFailure(endpoint, this.#generation, err)
+        else this.#reportReplicaFailure(endpoint, err)
       }
+    }
+    if (event === 'error') {
       // pg.Pool would crash a process with no 'error' listener; a failover must not.
-      if (this.listenerCount('error') > 0) this.emit('error', ...args)
+      const listening = surfaces.filter((s) => s.listenerCount('error') > 0)
+      if (listening.length === 0 && this.listenerCount('error') > 0) listening.push(this)
+      for (const s of listening) s.emit('error', ...args)
       return
     }
-    if (event === 'release') {
-      const err = args[0]
-      if (err instanceof Error && classifyError(err) !== 'statement' && classifyError(err) !== 'configuration') {
-        this.#reportFailure(endpoint, this.#generation, err)
-      }
-    }
-    this.emit(event, ...args)
+    for (const s of surfaces) s.emit(event, ...args)
   }
+}
 
-  #sum(count: (e: Endpoint) => number): number {
-    if (!(#endpoints in this)) return 0
-    const endpoints = this.#endpoints
-    let total = 0
-    for (const e of endpoints) total += count(e)
-    return total
-  }
+function isTimeout(err: unknown): boolean {
+  return err instanceof Error && ((err as { code?: unknown }).code === 'ETIMEDOUT' || /timeout|timed out/i.test(err.message))
 }
 
 function answerOf(endpoint: Endpoint, outcome: ProbeOutcome, election: Election): EndpointAnswer {
@@ -554,17 +562,3 @@ function answerOf(endpoint: Endpoint, outcome: ProbeOutcome, election: Election)
   return { endpoint: endpoint.name, role: 'unknown' }
 }
 
-/** pg-pool's promise-or-callback convention: with a callback, no promise; without, a promise. */
-function promisify<T>(callback: ((err: Error | undefined, value?: T) => void) | undefined): {
-  result: Promise<T> | undefined
-  cb: (err: Error | undefined, value?: T, ...rest: unknown[]) => void
-} {
-  if (callback) return { result: undefined, cb: callback as never }
-  let resolve!: (value: T) => void
-  let reject!: (err: Error) => void
-  const result = new Promise<T>((res, rej) => {
-    resolve = res
-    reject = rej
-  })
-  return { result, cb: (err, value) => (err ? reject(err) : resolve(value as T)) }
-}

@@ -1,4 +1,6 @@
 export { FailoverPool, type FailoverEvent, type FailoverPoolEvents } from './failover-pool.js'
+export { RoutedPool } from './routed-pool.js'
+export type { ReadStrategy } from './router.js'
 export type { FailoverPoolOptions } from './options.js'
 export type { EndpointConfig, EndpointsInput } from './endpoint-config.js'
 export type { FailoverPoolStatus, EndpointStatus, EndpointRole } from './status.js'
@@ -9,6 +11,8 @@ export {
   ConfigError,
   NoPrimaryError,
   OutcomeUnknownError,
+  NoReplicaError,
+  isNoReplicaError,
   isFailoverPoolError,
   isConfigError,
   isNoPrimaryError,

@@ -2,6 +2,7 @@ import type { PoolConfig } from 'pg'
 import type { Clock } from './clock.js'
 import { systemClock } from './clock.js'
 import { ConfigError } from './errors.js'
+import type { ReadStrategy } from './router.js'
 import { type EndpointsInput, type ResolvedEndpoint, hidePassword, resolveEndpoints } from './endpoint-config.js'
 
 /**
@@ -40,6 +41,34 @@ export interface FailoverPoolOptions extends Omit<PoolConfig, 'host' | 'port' | 
   promotionWatchWindowMs?: number
   /** How often the server-side promotion watch checks `pg_is_in_recovery()`, in milliseconds. Default 5. */
   promotionWatchCheckMs?: number
+  /**
+   * How often every endpoint is probed while a primary is known (roles, lag, liveness), in
+   * milliseconds (jittered by ±20%; probes never overlap). Default 2000.
+   */
+  healthCheckIntervalMs?: number
+  /**
+   * `'off'` (default): `pool.query` always goes to the primary. `'auto'`: statements that are
+   * certainly read-only (a plain SELECT without locking clauses or writing functions) go to a
+   * replica; anything uncertain stays on the primary. Override per query with `{ text, route:
+   * 'primary' | 'replica' }`.
+   */
+  routeReads?: 'off' | 'auto'
+  /** How reads are spread over replicas. Default `'round-robin'`. */
+  readStrategy?: ReadStrategy
+  /** Replicas lagging more than this many milliseconds get no reads. Default: no limit. */
+  maxReplicaLagMs?: number
+  /** Replicas more than this many bytes of WAL behind the primary get no reads. Default: no limit. */
+  maxReplicaLagBytes?: number
+  /**
+   * When no replica can serve a read: `'primary'` (default) sends it to the primary;
+   * `'replicas-only'` fails it with `NoReplicaError` (protects the primary).
+   */
+  readFallback?: 'primary' | 'replicas-only'
+  /**
+   * Read-your-writes: how long a read may wait on a replica for it to replay the caller's last
+   * write before going elsewhere, in milliseconds. Default 200.
+   */
+  readYourWritesTimeoutMs?: number
   /** Time source for timers and durations; tests inject a fake. Default: the real clock. */
   clock?: Clock
 }
@@ -56,6 +85,13 @@ export interface ResolvedOptions {
   readonly promotionWatch: boolean
   readonly promotionWatchWindowMs: number
   readonly promotionWatchCheckMs: number
+  readonly healthCheckIntervalMs: number
+  readonly routeReads: 'off' | 'auto'
+  readonly readStrategy: ReadStrategy
+  readonly maxReplicaLagMs: number
+  readonly maxReplicaLagBytes: bigint | null
+  readonly readFallback: 'primary' | 'replicas-only'
+  readonly readYourWritesTimeoutMs: number
   readonly clock: Clock
 }
 
@@ -74,8 +110,16 @@ const PG_OPTION_NAMES = new Set([
 
 const OWN_OPTION_NAMES = new Set([
   'endpoints', 'failoverTimeoutMs', 'maxQueuedRequests', 'probeTimeoutMs', 'discoveryIntervalMs',
-  'promotionWatch', 'promotionWatchWindowMs', 'promotionWatchCheckMs', 'clock',
+  'promotionWatch', 'promotionWatchWindowMs', 'promotionWatchCheckMs', 'clock', 'healthCheckIntervalMs',
+  'routeReads', 'readStrategy', 'maxReplicaLagMs', 'maxReplicaLagBytes', 'readFallback', 'readYourWritesTimeoutMs',
 ])
+
+/** Options that take one of a fixed set of strings. */
+const CHOICE_OPTIONS: Record<string, readonly string[]> = {
+  routeReads: ['off', 'auto'],
+  readStrategy: ['round-robin', 'random', 'least-busy', 'lowest-latency'],
+  readFallback: ['primary', 'replicas-only'],
+}
 
 /** Options that take a non-negative number of some unit; `Infinity` allowed where listed. */
 const NUMERIC_OPTIONS: Record<string, { min: number; infinite?: boolean; integer?: boolean; allowFalse?: boolean; allowNull?: boolean }> = {
@@ -97,6 +141,10 @@ const NUMERIC_OPTIONS: Record<string, { min: number; infinite?: boolean; integer
   discoveryIntervalMs: { min: 1 },
   promotionWatchWindowMs: { min: 10 },
   promotionWatchCheckMs: { min: 1 },
+  healthCheckIntervalMs: { min: 10 },
+  maxReplicaLagMs: { min: 0, infinite: true },
+  maxReplicaLagBytes: { min: 0, integer: true },
+  readYourWritesTimeoutMs: { min: 0 },
 }
 
 /** Host-level keys that belong on an endpoint, not on the shared options. */
@@ -119,6 +167,10 @@ export function resolveOptions(options: unknown): ResolvedOptions {
       throw new ConfigError(key, input[key], 'unknown option name')
     }
     checkNumeric(key, input[key])
+    const choices = CHOICE_OPTIONS[key]
+    if (choices && input[key] !== undefined && !choices.includes(input[key] as string)) {
+      throw new ConfigError(key, input[key], `expected one of ${choices.map((c) => `'${c}'`).join(', ')}`)
+    }
   }
   if (!('endpoints' in input)) throw new ConfigError('endpoints', undefined, 'at least one endpoint is required')
   if (input.promotionWatch !== undefined && typeof input.promotionWatch !== 'boolean') {
@@ -153,6 +205,13 @@ export function resolveOptions(options: unknown): ResolvedOptions {
     promotionWatch: (input.promotionWatch as boolean | undefined) ?? true,
     promotionWatchWindowMs: (input.promotionWatchWindowMs as number | undefined) ?? 1_000,
     promotionWatchCheckMs: (input.promotionWatchCheckMs as number | undefined) ?? 5,
+    healthCheckIntervalMs: (input.healthCheckIntervalMs as number | undefined) ?? 2_000,
+    routeReads: (input.routeReads as 'off' | 'auto' | undefined) ?? 'off',
+    readStrategy: (input.readStrategy as ReadStrategy | undefined) ?? 'round-robin',
+    maxReplicaLagMs: (input.maxReplicaLagMs as number | undefined) ?? Infinity,
+    maxReplicaLagBytes: input.maxReplicaLagBytes === undefined ? null : BigInt(input.maxReplicaLagBytes as number),
+    readFallback: (input.readFallback as 'primary' | 'replicas-only' | undefined) ?? 'primary',
+    readYourWritesTimeoutMs: (input.readYourWritesTimeoutMs as number | undefined) ?? 200,
     clock,
   }
 }

@@ -35,7 +35,9 @@ export interface EndpointStatus {
   readonly timeline: number | null
   /** Message of the last connection-class error, password masked. */
   readonly lastError: string | null
-  /** Clients open / idle on this endpoint. */
+  /** WAL bytes a standby was behind the primary at the last probes, or null. */
+  readonly lagBytes: number | null
+  /** Clients open / idle on this endpoint (write and read pools together). */
   readonly totalCount: number
   readonly idleCount: number
 }
@@ -46,6 +48,11 @@ export interface FailoverPoolStatus {
   readonly primary: string | null
   /** True when a verified primary is known. */
   readonly ready: boolean
+  /**
+   * `read-write`: a primary is verified; `read-only`: no primary, but replicas serve reads (writes
+   * wait or fail); `unavailable`: neither.
+   */
+  readonly mode: 'read-write' | 'read-only' | 'unavailable'
   /** Grows by one with every change of primary. */
   readonly epoch: number
   /** Completed failovers since the pool was created. */
@@ -63,24 +70,26 @@ export interface FailoverPoolStatus {
 /** Assembles the status snapshot from the facade's state. */
 export function buildStatus(input: {
   primary: string | null
+  mode: FailoverPoolStatus['mode']
   epoch: number
   failovers: number
   systemId: string | null
   timeline: number | null
   discovering: boolean
   lastElection: string
-  endpoints: ReadonlyArray<{ endpoint: Endpoint; role: EndpointRole }>
+  endpoints: ReadonlyArray<{ endpoint: Endpoint; role: EndpointRole; lagBytes: bigint | null }>
 }): FailoverPoolStatus {
   return {
     primary: input.primary,
     ready: input.primary !== null,
+    mode: input.mode,
     epoch: input.epoch,
     failovers: input.failovers,
     systemId: input.systemId,
     timeline: input.timeline,
     discovering: input.discovering,
     lastElection: maskPassword(input.lastElection),
-    endpoints: input.endpoints.map(({ endpoint: e, role }) => ({
+    endpoints: input.endpoints.map(({ endpoint: e, role, lagBytes }) => ({
       name: e.name,
       host: e.host,
       port: e.port,
@@ -91,8 +100,9 @@ export function buildStatus(input: {
       lsn: e.lastProbe?.lsn ?? null,
       timeline: e.lastProbe?.timeline ?? null,
       lastError: e.lastError ? maskPassword(e.lastError.message) : null,
-      totalCount: e.totalCount,
-      idleCount: e.idleCount,
+      lagBytes: lagBytes === null ? null : Number(lagBytes),
+      totalCount: e.write.totalCount + e.read.totalCount,
+      idleCount: e.write.idleCount + e.read.idleCount,
     })),
   }
 }

@@ -33,7 +33,8 @@ describe('classifyError (the SQLSTATE policy table)', () => {
   it('knows node-postgres messages without codes', () => {
     expect(classifyError(new Error('Connection terminated unexpectedly'))).toBe('connection')
     expect(classifyError(new Error('Connection terminated due to connection timeout'))).toBe('connection')
-    expect(classifyError(new Error('Query read timeout'))).toBe('connection')
+    // query_timeout fires on slow statements as well as dead nodes; probes judge the node.
+    expect(classifyError(new Error('Query read timeout'))).toBe('statement')
     // pg-pool's own queue timeout is pool exhaustion, not a node failure.
     expect(classifyError(new Error('timeout exceeded when trying to connect'))).toBe('statement')
     expect(classifyError(new Error('syntax'))).toBe('statement')
