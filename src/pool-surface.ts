@@ -62,6 +62,11 @@ const BASE_OPTIONS = Symbol('baseOptions')
 
 interface Attempt {
   readonly since: number
+  /**
+   * The caller's read-your-writes context, captured once at the call: pg invokes our callbacks in
+   * the socket's async context, where AsyncLocalStorage would answer for whoever opened the socket.
+   */
+  readonly context: ConsistencyContext | undefined
   attempt: number
   readOnlyRetried: boolean
   /** Set once a replica answered 25006 to an auto-routed statement: it writes after all. */
@@ -128,10 +133,10 @@ export abstract class PoolSurface extends pg.Pool {
       return result
     }
     const kind = this.intent === 'read' ? 'read' : 'write'
-    const context = currentConsistency()
+    const state = newAttempt(this.host.clock.now())
     // A checked-out primary client may write anything: the next read must see it.
-    if (context && kind === 'write') context.pendingWrite = true
-    this.checkout(kind, newAttempt(this.host.clock.now()), context, cb as ConnectCallback)
+    if (state.context && kind === 'write') state.context.pendingWrite = true
+    this.checkout(kind, state, cb as ConnectCallback)
     return result
   }
 
@@ -176,11 +181,12 @@ export abstract class PoolSurface extends pg.Pool {
 
   private dispatch(text: any, values: any, cb: QueryCallback, state: Attempt): void {
     const kind = this.kindOf(text, state)
-    const context = currentConsistency()
+    const { context } = state
     const run = (minLsn: bigint | null): void => {
       const read = kind === 'read' ? readRequest(text, state, minLsn) : null
       this.host.target(kind, state.since, read, (err, target) => {
         if (err || !target) return cb(err)
+        if (read?.minLsn != null) requestLog('read needing %s -> %s (%s, caught up: %s)', read.minLsn, target.endpoint.name, target.role, target.caughtUp)
         target.lane.acquire((acquireErr, client, release) => {
           if (acquireErr || !client || !release) {
             if (this.retryAfterAcquireFailure(target, acquireErr, state)) return this.dispatch(text, values, cb, state)
@@ -283,14 +289,15 @@ export abstract class PoolSurface extends pg.Pool {
     this.dispatch(text, values, cb, state)
   }
 
-  private checkout(kind: 'write' | 'read', state: Attempt, context: ConsistencyContext | undefined, cb: ConnectCallback): void {
+  private checkout(kind: 'write' | 'read', state: Attempt, cb: ConnectCallback): void {
+    const { context } = state
     const run = (minLsn: bigint | null): void => {
       const read = kind === 'read' ? { exclude: state.exclude ?? new Set<string>(), maxStalenessMs: undefined, minLsn } : null
       this.host.target(kind, state.since, read, (err, target) => {
         if (err || !target) return cb(err)
         target.lane.acquire((acquireErr, client, release) => {
           if (acquireErr || !client || !release) {
-            if (this.retryAfterAcquireFailure(target, acquireErr, state)) return this.checkout(kind, state, context, cb)
+            if (this.retryAfterAcquireFailure(target, acquireErr, state)) return this.checkout(kind, state, cb)
             return cb(acquireErr)
           }
           if (minLsn !== null && target.role === 'replica' && !target.caughtUp) {
@@ -298,7 +305,7 @@ export abstract class PoolSurface extends pg.Pool {
               if (ok) return cb(undefined, client, release)
               release()
               exclude(state, target)
-              this.checkout(kind, state, context, cb)
+              this.checkout(kind, state, cb)
             })
           }
           cb(undefined, client, release)
@@ -361,11 +368,13 @@ export abstract class PoolSurface extends pg.Pool {
         const lsn = res?.rows[0]?.lsn
         if (err || !lsn) return then(false)
         const replayed = parseLsn(lsn)
+        requestLog('%s has replayed %s, needs %s', target.endpoint.name, lsn, minLsn)
         target.endpoint.noteReplayed(replayed)
         then(replayed >= minLsn)
       })
     }
     check((ok) => {
+      requestLog('read-your-writes on %s: %s', target.endpoint.name, ok ? 'caught up' : 'behind, waiting')
       if (ok) return done(true)
       const waitMs = this.host.readYourWritesTimeoutMs
       if (waitMs <= 0) return done(false)
@@ -386,7 +395,7 @@ export abstract class PoolSurface extends pg.Pool {
 }
 
 function newAttempt(since: number): Attempt {
-  return { since, attempt: 1, readOnlyRetried: false, forceWrite: false, exclude: null }
+  return { since, context: currentConsistency(), attempt: 1, readOnlyRetried: false, forceWrite: false, exclude: null }
 }
 
 function exclude(state: Attempt, target: Target): void {
