@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url'
 import { startCluster } from '../test/support/cluster.js'
 import { measureOverhead, median } from './overhead.js'
 import { measurePromotionToWrite } from './promotion-to-write.js'
+import { measureReads } from './reads.js'
 
 const runs = Number(process.env.BENCH_PROMOTION_RUNS ?? 7)
 const rounds = Number(process.env.BENCH_ROUNDS ?? 5)
@@ -26,8 +27,11 @@ async function main(): Promise<void> {
   console.log(`overhead: SELECT 1, ${rounds} interleaved rounds of ${roundMs} ms per subject`)
   const cluster = await startCluster({ standbys: 2 })
   let overhead
+  let reads
   try {
     overhead = await measureOverhead(cluster, [1, 16], rounds, roundMs)
+    console.log('reads: pool.reader over two replicas against pg.Pool on one replica')
+    reads = await measureReads(cluster, 16, rounds, roundMs)
   } finally {
     await cluster.destroy()
   }
@@ -35,6 +39,8 @@ async function main(): Promise<void> {
     console.log(`  concurrency ${r.concurrency}: pg.Pool ${r.pgPoolQps.toFixed(0)} q/s, FailoverPool ${r.failoverPoolQps.toFixed(0)} q/s, ratio ${r.ratio.toFixed(3)}`)
   }
 
+  console.log(`  reader ${reads.readerTwoReplicasQps.toFixed(0)} q/s vs one replica ${reads.plainOneReplicaQps.toFixed(0)} q/s, ratio ${reads.ratio.toFixed(2)}`)
+  console.log(`  read-your-writes read after a write: +${reads.readYourWritesExtraMs.toFixed(3)} ms (${reads.rywReadMs.toFixed(3)} vs ${reads.plainReadMs.toFixed(3)} ms)`)
   console.log(`promotion to first acknowledged write: ${runs} runs`)
   const samples = []
   for (let i = 0; i < runs; i++) {
@@ -62,6 +68,23 @@ async function main(): Promise<void> {
     '| concurrent callers | pg.Pool (q/s) | FailoverPool (q/s) | ratio |',
     '|---:|---:|---:|---:|',
     ...overhead.map((r) => `| ${r.concurrency} | ${r.pgPoolQps.toFixed(0)} | ${r.failoverPoolQps.toFixed(0)} | ${r.ratio.toFixed(3)} |`),
+    '',
+    '## Reads through pool.reader',
+    '',
+    `\`${'SELECT count(*) FROM pg_class'}\`, 16 concurrent callers: \`pool.reader\` over two replicas against a plain pg.Pool`,
+    'on one replica, interleaved rounds, median. On this 2-core machine all three servers and the client share',
+    'the same cores, so the ratio shows routing overhead and spread, not the scale-out two real hosts would give.',
+    '',
+    '| pg.Pool on one replica (q/s) | pool.reader, two replicas (q/s) | ratio |',
+    '|---:|---:|---:|',
+    `| ${reads.plainOneReplicaQps.toFixed(0)} | ${reads.readerTwoReplicasQps.toFixed(0)} | ${reads.ratio.toFixed(2)} |`,
+    '',
+    'Read-your-writes: mean latency of a `SELECT 1` through the reader right after a write in the same',
+    '`withReadYourWrites` context (the write\'s cost subtracted), against a plain reader read.',
+    '',
+    '| plain read (ms) | read-your-writes read (ms) | added per read (ms) |',
+    '|---:|---:|---:|',
+    `| ${reads.plainReadMs.toFixed(3)} | ${reads.rywReadMs.toFixed(3)} | ${reads.readYourWritesExtraMs.toFixed(3)} |`,
     '',
     '## Promotion to first acknowledged write',
     '',

@@ -1,5 +1,6 @@
 import pg from 'pg'
 import type { ClientConfig, PoolConfig, PoolOptions } from 'pg'
+import { type BreakerSettings, CircuitBreaker } from './breaker.js'
 import type { Clock } from './clock.js'
 import type { ResolvedEndpoint } from './endpoint-config.js'
 import { hidePassword } from './endpoint-config.js'
@@ -36,11 +37,15 @@ export class Endpoint {
   lastProbeWallTime: number | null = null
   /** The last connection-class error seen on this endpoint, cleared by a successful probe. */
   lastError: Error | null = null
+  /** Statements this endpoint ran for the pool, and how many failed (any error), since start. */
+  readonly counters = { writes: 0, reads: 0, errors: 0 }
   /** Highest WAL position this node is known to have replayed (probes and read-your-writes checks). */
   knownReplayLsn: bigint | null = null
 
   readonly write: Lane
   readonly read: Lane
+  /** Counts this endpoint's failures; while open, no traffic and no probes reach it. */
+  readonly breaker: CircuitBreaker
   private readonly clientConfig: PoolConfig
   private monitor: pg.Client | null = null
   private monitorConnecting: Promise<pg.Client> | null = null
@@ -50,7 +55,9 @@ export class Endpoint {
     sharedConfig: PoolConfig,
     sink: PoolEventSink,
     private readonly clock: Clock,
+    breaker: BreakerSettings,
   ) {
+    this.breaker = new CircuitBreaker(breaker, clock)
     this.name = resolved.name
     this.host = resolved.host
     this.port = resolved.port

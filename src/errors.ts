@@ -13,6 +13,7 @@ export type FailoverPoolErrorCode =
   | 'PGFP_NO_PRIMARY'
   | 'PGFP_OUTCOME_UNKNOWN'
   | 'PGFP_NO_REPLICA'
+  | 'PGFP_ALL_ENDPOINTS_DOWN'
   | 'PGFP_POOL_ENDED'
 
 /** Base class of every error created by this library. */
@@ -128,6 +129,34 @@ export class NoReplicaError extends FailoverPoolError {
 /** True when `err` is a {@link NoReplicaError}. */
 export function isNoReplicaError(err: unknown): err is NoReplicaError {
   return isFailoverPoolError(err) && err.code === 'PGFP_NO_REPLICA'
+}
+
+/** One endpoint's state in an {@link AllEndpointsDownError}. */
+export interface EndpointBreakerReport {
+  readonly endpoint: string
+  readonly breaker: 'closed' | 'open' | 'half-open'
+  /** Last error message (password masked), or null. */
+  readonly lastError: string | null
+}
+
+/**
+ * Every endpoint's circuit breaker is open: no node can be tried before its wait ends, so the
+ * request fails at once instead of waiting for `failoverTimeoutMs`.
+ */
+export class AllEndpointsDownError extends FailoverPoolError {
+  /** Each endpoint's breaker state and last error, in configuration order. */
+  readonly endpoints: readonly EndpointBreakerReport[]
+
+  constructor(endpoints: readonly EndpointBreakerReport[]) {
+    const summary = endpoints.map((e) => `${e.endpoint}: breaker ${e.breaker}${e.lastError ? ` (${e.lastError})` : ''}`).join('; ')
+    super('PGFP_ALL_ENDPOINTS_DOWN', `Every endpoint is down (circuit breakers open). ${summary}`)
+    this.endpoints = endpoints
+  }
+}
+
+/** True when `err` is an {@link AllEndpointsDownError}. */
+export function isAllEndpointsDownError(err: unknown): err is AllEndpointsDownError {
+  return isFailoverPoolError(err) && err.code === 'PGFP_ALL_ENDPOINTS_DOWN'
 }
 
 function formatValue(value: unknown): string {

@@ -15,37 +15,17 @@ import { roleOf } from './role-probe.js'
 import { RoutedPool } from './routed-pool.js'
 import { type ReplicaView, type RouterCursor, chooseReplica } from './router.js'
 import { type EndpointRole, type FailoverPoolStatus, buildStatus } from './status.js'
+import type { FailoverEvent, FailoverPoolEvents, PgPoolEvents } from './events.js'
+import { AllEndpointsDownError } from './errors.js'
+import type { BreakerTransition } from './breaker.js'
 import { type Candidate, type Election, type ProbeOutcome, elect } from './topology.js'
-
-/** Payload of the `failover` event. */
-export interface FailoverEvent {
-  /** The primary before the failover (null if none had been verified yet). */
-  readonly from: string | null
-  /** The newly verified primary. */
-  readonly to: string
-  /** Why the pool left the old primary, e.g. `connection failure: ECONNREFUSED`. */
-  readonly reason: string
-  /** From the first sign of trouble to the new primary being verified, in milliseconds. */
-  readonly durationMs: number
-  /** Topology epoch after the failover; grows by one with every change of primary. */
-  readonly epoch: number
-}
-
-/** Events a FailoverPool emits beyond pg.Pool's, with their payloads. */
-export interface FailoverPoolEvents {
-  failover: (event: FailoverEvent) => void
-}
 
 // Typed listeners for our own events; pg.Pool's overloads still apply for its events.
 export interface FailoverPool {
   on<E extends keyof FailoverPoolEvents>(event: E, listener: FailoverPoolEvents[E]): this
-  on(event: 'connect' | 'acquire' | 'remove', listener: (client: import('pg').PoolClient) => void): this
-  on(event: 'release', listener: (err: Error | undefined, client: import('pg').PoolClient) => void): this
-  on(event: 'error', listener: (err: Error, client: import('pg').PoolClient) => void): this
+  on<E extends keyof PgPoolEvents>(event: E, listener: PgPoolEvents[E]): this
   once<E extends keyof FailoverPoolEvents>(event: E, listener: FailoverPoolEvents[E]): this
-  once(event: 'connect' | 'acquire' | 'remove', listener: (client: import('pg').PoolClient) => void): this
-  once(event: 'release', listener: (err: Error | undefined, client: import('pg').PoolClient) => void): this
-  once(event: 'error', listener: (err: Error, client: import('pg').PoolClient) => void): this
+  once<E extends keyof PgPoolEvents>(event: E, listener: PgPoolEvents[E]): this
   off<E extends keyof FailoverPoolEvents>(event: E, listener: FailoverPoolEvents[E]): this
   off(event: string | symbol, listener: (...args: any[]) => void): this
 }
@@ -108,7 +88,7 @@ export class FailoverPool extends PoolSurface {
     this.#opts = resolved
     this.intent = resolved.routeReads === 'auto' ? 'auto' : 'write'
     this.#endpoints = resolved.endpoints.map(
-      (e) => new Endpoint(e, resolved.poolConfig, (ep, lane, event, args) => this.#onPoolEvent(ep, lane, event, args), resolved.clock),
+      (e) => new Endpoint(e, resolved.poolConfig, (ep, lane, event, args) => this.#onPoolEvent(ep, lane, event, args), resolved.clock, resolved.breaker),
     )
     this.host = this.#makeHost()
     this.#startDiscovery('start')
@@ -248,6 +228,7 @@ export class FailoverPool extends PoolSurface {
       (e) =>
         e !== this.#primary &&
         e.lastError === null &&
+        e.breaker.allowsTraffic &&
         e.lastProbe !== null &&
         e.lastProbe.inRecovery &&
         !this.#promoted.has(e) &&
@@ -288,11 +269,33 @@ export class FailoverPool extends PoolSurface {
   /** A replica failed a read: no more reads there until a probe finds it healthy again. */
   #reportReplicaFailure(endpoint: Endpoint, err: unknown): void {
     if (endpoint === this.#primary || err instanceof LaneRetiredError) return
-    const alreadyDown = endpoint.lastError !== null
-    endpoint.lastError = err instanceof Error ? err : new Error(String(err))
-    if (alreadyDown) return
-    topologyLog('replica %s failed: %s', endpoint.name, maskPassword(endpoint.lastError.message))
+    const wasDown = !this.#markDown(endpoint, err)
+    if (wasDown) return
+    topologyLog('replica %s failed: %s', endpoint.name, maskPassword(endpoint.lastError!.message))
     endpoint.retire(isTimeout(err))
+  }
+
+  /**
+   * An endpoint failure: counted by its breaker, remembered as its last error, and announced once
+   * with `endpointDown`. Returns true when the endpoint was up until now.
+   */
+  #markDown(endpoint: Endpoint, err: unknown): boolean {
+    const error = err instanceof Error ? err : new Error(String(err))
+    const wasUp = endpoint.lastError === null
+    endpoint.lastError = error
+    if (classifyError(error) === 'connection') this.#breakerMoved(endpoint, endpoint.breaker.recordFailure(), error.message)
+    if (wasUp) this.#emitEndpoint('endpointDown', endpoint, 'up', 'down', error.message)
+    return wasUp
+  }
+
+  #breakerMoved(endpoint: Endpoint, transition: BreakerTransition | null, reason: string): void {
+    if (transition) this.#emitEndpoint('breakerStateChange', endpoint, transition.from, transition.to, reason)
+  }
+
+  #emitEndpoint<E extends 'endpointDown' | 'endpointUp' | 'roleChange' | 'breakerStateChange'>(event: E, endpoint: Endpoint, from: string, to: string, reason: string): void {
+    topologyLog('%s %s: %s -> %s (%s)', event, endpoint.name, from, to, reason)
+    if (this.listenerCount(event) === 0) return
+    this.emit(event, { endpoint: endpoint.name, from, to, reason: maskPassword(reason), at: new Date().toISOString() })
   }
 
   /** Calls back with the verified primary at once, or when one is verified, or with NoPrimaryError at the deadline. */
@@ -300,6 +303,10 @@ export class FailoverPool extends PoolSurface {
     const primary = this.#primary
     if (primary !== null) return callback(undefined, primary, this.#generation)
     if (this.ending) return callback(new Error('Cannot use a pool after calling end on the pool'))
+    // Every breaker open: no node can answer before its wait ends, so say so now, not at the deadline.
+    if (this.#endpoints.every((e) => e.breaker.state.kind === 'open')) {
+      return callback(new AllEndpointsDownError(this.#endpoints.map((e) => ({ endpoint: e.name, breaker: e.breaker.state.kind, lastError: e.lastError ? maskPassword(e.lastError.message) : null }))))
+    }
     const clock = this.#opts.clock
     const remaining = since + this.#opts.failoverTimeoutMs - clock.now()
     if (remaining <= 0 || this.#waiters.size >= this.#opts.maxQueuedRequests) {
@@ -331,7 +338,8 @@ export class FailoverPool extends PoolSurface {
    * failover costs one discovery however many requests saw it.
    */
   #reportFailure(endpoint: Endpoint, generation: number, err: unknown): void {
-    if (err instanceof Error && !(err instanceof LaneRetiredError)) endpoint.lastError = err
+    if (err instanceof LaneRetiredError) return
+    if (classifyError(err) === 'connection') this.#markDown(endpoint, err)
     if (endpoint !== this.#primary || generation !== this.#generation) return
     const reason =
       classifyError(err) === 'read-only'
@@ -383,25 +391,10 @@ export class FailoverPool extends PoolSurface {
     }
     const generation = this.#generation
     const probes = this.#endpoints.map((endpoint) =>
-      endpoint.probe(this.#opts.probeTimeoutMs).then(
-        (probe) => {
-          outcomes.set(endpoint, { kind: 'ok', probe })
-          this.#promoted.delete(endpoint)
-          // The primary we write to says it no longer is one: treat it as a demotion now.
-          if (endpoint === this.#primary && roleOf(probe) !== 'primary') {
-            this.#reportFailure(endpoint, generation, Object.assign(new Error(`${endpoint.name} is ${roleOf(probe)} now`), { code: '25006' }))
-          }
-          consider()
-        },
-        (error: Error) => {
-          outcomes.set(endpoint, { kind: 'failed', error })
-          if (classifyError(error) === 'connection') {
-            if (endpoint === this.#primary) this.#reportFailure(endpoint, generation, error)
-            else this.#reportReplicaFailure(endpoint, error)
-          }
-          consider()
-        },
-      ),
+      this.#probe(endpoint, generation).then((outcome) => {
+        outcomes.set(endpoint, outcome)
+        consider()
+      }),
     )
     void Promise.all(probes).then(() => {
       this.#discovering = false
@@ -416,6 +409,48 @@ export class FailoverPool extends PoolSurface {
       if (again !== null) this.#startDiscovery(again)
       else this.#scheduleDiscovery()
     })
+  }
+
+  /**
+   * Probes one endpoint (unless its breaker is open: then no traffic at all, and a half-open
+   * breaker's single trial is this probe) and turns the answer into breaker, reachability and role
+   * events, and into a demotion or failure report when it is the primary.
+   */
+  async #probe(endpoint: Endpoint, generation: number): Promise<ProbeOutcome> {
+    this.#breakerMoved(endpoint, endpoint.breaker.refresh(), 'open wait over: one trial probe')
+    if (!endpoint.breaker.tryTrial()) {
+      return { kind: 'failed', error: endpoint.lastError ?? new Error(`${endpoint.name}: circuit breaker open`) }
+    }
+    const startedAt = this.#opts.clock.now()
+    const wasDown = endpoint.lastError !== null
+    const previousRole = this.#roleOf(endpoint)
+    try {
+      const probe = await endpoint.probe(this.#opts.probeTimeoutMs)
+      this.#breakerMoved(endpoint, endpoint.breaker.recordSuccess(startedAt), 'probe succeeded')
+      if (wasDown) this.#emitEndpoint('endpointUp', endpoint, 'down', 'up', 'probe succeeded')
+      this.#promoted.delete(endpoint)
+      const role = roleOf(probe)
+      if (endpoint === this.#primary && role !== 'primary') {
+        // The primary we write to says it no longer is one: treat it as a demotion now.
+        this.#reportFailure(endpoint, generation, Object.assign(new Error(`${endpoint.name} is ${role} now`), { code: '25006' }))
+      }
+      const nowRole = this.#roleOf(endpoint)
+      if (previousRole !== 'unknown' && nowRole !== previousRole && nowRole !== 'unverified-primary') {
+        this.#emitEndpoint('roleChange', endpoint, previousRole, nowRole, `probe: in recovery ${probe.inRecovery}, read-only ${probe.readOnly}`)
+      }
+      return { kind: 'ok', probe }
+    } catch (err) {
+      const error = err instanceof Error ? err : new Error(String(err))
+      // Endpoint.probe set lastError already; the breaker and the events are ours to update.
+      endpoint.lastError = wasDown ? error : null
+      if (classifyError(error) === 'connection') {
+        if (endpoint === this.#primary) this.#reportFailure(endpoint, generation, error)
+        else this.#reportReplicaFailure(endpoint, error)
+      } else {
+        endpoint.lastError = error
+      }
+      return { kind: 'failed', error }
+    }
   }
 
   /**

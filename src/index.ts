@@ -1,4 +1,14 @@
-export { FailoverPool, type FailoverEvent, type FailoverPoolEvents } from './failover-pool.js'
+export { FailoverPool } from './failover-pool.js'
+export type {
+  FailoverEvent,
+  FailoverPoolEvents,
+  PgPoolEvents,
+  EndpointEvent,
+  EndpointReachabilityEvent,
+  RoleChangeEvent,
+  BreakerStateChangeEvent,
+} from './events.js'
+export type { BreakerStateName } from './breaker.js'
 export { RoutedPool } from './routed-pool.js'
 export type { ReadStrategy } from './router.js'
 export type { FailoverPoolOptions } from './options.js'
@@ -13,6 +23,9 @@ export {
   OutcomeUnknownError,
   NoReplicaError,
   isNoReplicaError,
+  AllEndpointsDownError,
+  isAllEndpointsDownError,
+  type EndpointBreakerReport,
   isFailoverPoolError,
   isConfigError,
   isNoPrimaryError,
@@ -20,3 +33,5 @@ export {
   type FailoverPoolErrorCode,
   type EndpointAnswer,
 } from './errors.js'
+export { healthHandler, readiness, type HealthOptions, type Readiness, type StatusSource } from './health.js'
+export { registerMetrics, type MetricsOptions, type PromClientLike } from './metrics.js'

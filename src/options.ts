@@ -3,6 +3,7 @@ import type { Clock } from './clock.js'
 import { systemClock } from './clock.js'
 import { ConfigError } from './errors.js'
 import type { ReadStrategy } from './router.js'
+import { type BreakerSettings, DEFAULT_BREAKER } from './breaker.js'
 import { type EndpointsInput, type ResolvedEndpoint, hidePassword, resolveEndpoints } from './endpoint-config.js'
 
 /**
@@ -69,6 +70,12 @@ export interface FailoverPoolOptions extends Omit<PoolConfig, 'host' | 'port' | 
    * write before going elsewhere, in milliseconds. Default 200.
    */
   readYourWritesTimeoutMs?: number
+  /** Consecutive endpoint failures (connection errors, timeouts) that open its circuit breaker. Default 3. */
+  failureThreshold?: number
+  /** How long an open breaker waits before one half-open trial probe, in milliseconds. Default 10000. */
+  halfOpenAfterMs?: number
+  /** Cap of the breaker wait, which doubles (±20% jitter) after each failed trial, in milliseconds. Default 60000. */
+  maxHalfOpenAfterMs?: number
   /** Time source for timers and durations; tests inject a fake. Default: the real clock. */
   clock?: Clock
 }
@@ -92,6 +99,7 @@ export interface ResolvedOptions {
   readonly maxReplicaLagBytes: bigint | null
   readonly readFallback: 'primary' | 'replicas-only'
   readonly readYourWritesTimeoutMs: number
+  readonly breaker: BreakerSettings
   readonly clock: Clock
 }
 
@@ -112,6 +120,7 @@ const OWN_OPTION_NAMES = new Set([
   'endpoints', 'failoverTimeoutMs', 'maxQueuedRequests', 'probeTimeoutMs', 'discoveryIntervalMs',
   'promotionWatch', 'promotionWatchWindowMs', 'promotionWatchCheckMs', 'clock', 'healthCheckIntervalMs',
   'routeReads', 'readStrategy', 'maxReplicaLagMs', 'maxReplicaLagBytes', 'readFallback', 'readYourWritesTimeoutMs',
+  'failureThreshold', 'halfOpenAfterMs', 'maxHalfOpenAfterMs',
 ])
 
 /** Options that take one of a fixed set of strings. */
@@ -145,6 +154,9 @@ const NUMERIC_OPTIONS: Record<string, { min: number; infinite?: boolean; integer
   maxReplicaLagMs: { min: 0, infinite: true },
   maxReplicaLagBytes: { min: 0, integer: true },
   readYourWritesTimeoutMs: { min: 0 },
+  failureThreshold: { min: 1, integer: true },
+  halfOpenAfterMs: { min: 0 },
+  maxHalfOpenAfterMs: { min: 0 },
 }
 
 /** Host-level keys that belong on an endpoint, not on the shared options. */
@@ -212,6 +224,14 @@ export function resolveOptions(options: unknown): ResolvedOptions {
     maxReplicaLagBytes: input.maxReplicaLagBytes === undefined ? null : BigInt(input.maxReplicaLagBytes as number),
     readFallback: (input.readFallback as 'primary' | 'replicas-only' | undefined) ?? 'primary',
     readYourWritesTimeoutMs: (input.readYourWritesTimeoutMs as number | undefined) ?? 200,
+    breaker: {
+      failureThreshold: (input.failureThreshold as number | undefined) ?? DEFAULT_BREAKER.failureThreshold,
+      halfOpenAfterMs: (input.halfOpenAfterMs as number | undefined) ?? DEFAULT_BREAKER.halfOpenAfterMs,
+      maxHalfOpenAfterMs: Math.max(
+        (input.maxHalfOpenAfterMs as number | undefined) ?? DEFAULT_BREAKER.maxHalfOpenAfterMs,
+        (input.halfOpenAfterMs as number | undefined) ?? DEFAULT_BREAKER.halfOpenAfterMs,
+      ),
+    },
     clock,
   }
 }

@@ -221,7 +221,11 @@ export abstract class PoolSurface extends pg.Pool {
   ): void {
     let finished = false
     const { lane } = target
+    const counters = target.endpoint.counters
+    if (kind === 'write') counters.writes++
+    else counters.reads++
     const fail = (err: Error): void => {
+      counters.errors++
       lane.untrack(client)
       release(err)
       this.afterError(target, kind, err, text, values, cb, state)

@@ -24,6 +24,8 @@ export interface EndpointStatus {
   readonly host: string
   readonly port: number
   readonly role: EndpointRole
+  /** Circuit breaker: `closed` (in use), `open` (skipped until its wait ends), `half-open` (one trial probe next). */
+  readonly breaker: 'closed' | 'open' | 'half-open'
   /** Wall-clock time of the last probe (ISO 8601), or null. */
   readonly lastProbeAt: string | null
   /** Round trip of the last successful probe, in milliseconds. */
@@ -37,6 +39,8 @@ export interface EndpointStatus {
   readonly lastError: string | null
   /** WAL bytes a standby was behind the primary at the last probes, or null. */
   readonly lagBytes: number | null
+  /** Statements sent to this endpoint as writes and as reads, and how many failed, since start. */
+  readonly queries: { readonly writes: number; readonly reads: number; readonly errors: number }
   /** Clients open / idle on this endpoint (write and read pools together). */
   readonly totalCount: number
   readonly idleCount: number
@@ -94,6 +98,7 @@ export function buildStatus(input: {
       host: e.host,
       port: e.port,
       role,
+      breaker: e.breaker.state.kind,
       lastProbeAt: e.lastProbeWallTime === null ? null : new Date(e.lastProbeWallTime).toISOString(),
       probeLatencyMs: e.lastProbe ? round(e.lastProbe.latencyMs) : null,
       lagMs: e.lastProbe ? round(e.lastProbe.lagMs) : null,
@@ -101,6 +106,7 @@ export function buildStatus(input: {
       timeline: e.lastProbe?.timeline ?? null,
       lastError: e.lastError ? maskPassword(e.lastError.message) : null,
       lagBytes: lagBytes === null ? null : Number(lagBytes),
+      queries: { ...e.counters },
       totalCount: e.write.totalCount + e.read.totalCount,
       idleCount: e.write.idleCount + e.read.idleCount,
     })),

@@ -111,7 +111,9 @@ describe('writes follow the primary', () => {
   it('all nodes down: NoPrimaryError after failoverTimeoutMs, then recovery when a primary returns', async () => {
     cluster = await startCluster({ standbys: 1 })
     const [n0, n1] = cluster.nodes as [ClusterNode, ClusterNode]
-    pool = poolFor(cluster, { failoverTimeoutMs: 1_000, maxQueuedRequests: 3, discoveryIntervalMs: 50 })
+    // Short breaker waits: after every node failed three times the breakers open, and a returning
+    // node is tried again after halfOpenAfterMs.
+    pool = poolFor(cluster, { failoverTimeoutMs: 1_000, maxQueuedRequests: 3, discoveryIntervalMs: 50, halfOpenAfterMs: 300, maxHalfOpenAfterMs: 300 })
     await pool.query('CREATE TABLE ledger (id int PRIMARY KEY)')
     await cluster.stop(n1, 'immediate')
     await cluster.stop(n0, 'immediate')

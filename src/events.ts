@@ -1,0 +1,54 @@
+import type { PoolClient } from 'pg'
+import type { BreakerStateName } from './breaker.js'
+import type { EndpointRole } from './status.js'
+
+/** Payload of the `failover` event. */
+export interface FailoverEvent {
+  /** The primary before the failover (null if none had been verified yet). */
+  readonly from: string | null
+  /** The newly verified primary. */
+  readonly to: string
+  /** Why the pool left the old primary, e.g. `connection failure: ECONNREFUSED`. */
+  readonly reason: string
+  /** From the first sign of trouble to the new primary being verified, in milliseconds. */
+  readonly durationMs: number
+  /** Topology epoch after the failover; grows by one with every change of primary. */
+  readonly epoch: number
+}
+
+/** Payload shared by the per-endpoint events. */
+export interface EndpointEvent<State extends string> {
+  /** Endpoint name. */
+  readonly endpoint: string
+  readonly from: State
+  readonly to: State
+  /** Why, in words (password-free). */
+  readonly reason: string
+  /** When it happened (ISO 8601). */
+  readonly at: string
+}
+
+/** `endpointDown` / `endpointUp`: reachability changed. */
+export type EndpointReachabilityEvent = EndpointEvent<'up' | 'down'>
+/** `roleChange`: a probe found the node in another role than before. */
+export type RoleChangeEvent = EndpointEvent<EndpointRole>
+/** `breakerStateChange`: the endpoint's circuit breaker moved. */
+export type BreakerStateChangeEvent = EndpointEvent<BreakerStateName>
+
+/** Events a FailoverPool emits beyond pg.Pool's, with their payloads. */
+export interface FailoverPoolEvents {
+  failover: (event: FailoverEvent) => void
+  endpointDown: (event: EndpointReachabilityEvent) => void
+  endpointUp: (event: EndpointReachabilityEvent) => void
+  roleChange: (event: RoleChangeEvent) => void
+  breakerStateChange: (event: BreakerStateChangeEvent) => void
+}
+
+/** pg.Pool's own events and their listener shapes. */
+export interface PgPoolEvents {
+  connect: (client: PoolClient) => void
+  acquire: (client: PoolClient) => void
+  remove: (client: PoolClient) => void
+  release: (err: Error | undefined, client: PoolClient) => void
+  error: (err: Error, client: PoolClient) => void
+}
