@@ -18,6 +18,7 @@ import { type EndpointRole, type FailoverPoolStatus, buildStatus } from './statu
 import type { FailoverEvent, FailoverPoolEvents, PgPoolEvents } from './events.js'
 import { AllEndpointsDownError } from './errors.js'
 import type { BreakerTransition } from './breaker.js'
+import { RetryBudget } from './retry-budget.js'
 import { type Candidate, type Election, type ProbeOutcome, elect } from './topology.js'
 
 // Typed listeners for our own events; pg.Pool's overloads still apply for its events.
@@ -62,6 +63,7 @@ export class FailoverPool extends PoolSurface {
   /** Standbys whose promotion was noticed: no reads until a probe says what they are now. */
   readonly #promoted = new Set<Endpoint>()
   readonly #cursor: RouterCursor = { next: 0 }
+  readonly #retryBudget: RetryBudget
   #reader: RoutedPool | null = null
   #writer: RoutedPool | null = null
   #primary: Endpoint | null = null
@@ -86,6 +88,7 @@ export class FailoverPool extends PoolSurface {
     const resolved = resolveOptions(options)
     super(resolved.poolConfig)
     this.#opts = resolved
+    this.#retryBudget = new RetryBudget(resolved.retryBudget, resolved.clock)
     this.intent = resolved.routeReads === 'auto' ? 'auto' : 'write'
     this.#endpoints = resolved.endpoints.map(
       (e) => new Endpoint(e, resolved.poolConfig, (ep, lane, event, args) => this.#onPoolEvent(ep, lane, event, args), resolved.clock, resolved.breaker),
@@ -187,6 +190,7 @@ export class FailoverPool extends PoolSurface {
       lanes: (kind) => this.#endpoints.map((e) => e.lane(kind)),
       primaryOptions: () => (this.#primary ?? this.#endpoints[0]!).options,
       waitingForPrimary: () => this.#waiters.size,
+      spendRetry: () => this.#retryBudget.trySpend(),
     }
   }
 

@@ -4,6 +4,7 @@ import { systemClock } from './clock.js'
 import { ConfigError } from './errors.js'
 import type { ReadStrategy } from './router.js'
 import { type BreakerSettings, DEFAULT_BREAKER } from './breaker.js'
+import { DEFAULT_RETRY_BUDGET, type RetryBudgetSettings } from './retry-budget.js'
 import { type EndpointsInput, type ResolvedEndpoint, hidePassword, resolveEndpoints } from './endpoint-config.js'
 
 /**
@@ -76,6 +77,12 @@ export interface FailoverPoolOptions extends Omit<PoolConfig, 'host' | 'port' | 
   halfOpenAfterMs?: number
   /** Cap of the breaker wait, which doubles (±20% jitter) after each failed trial, in milliseconds. Default 60000. */
   maxHalfOpenAfterMs?: number
+  /**
+   * Token bucket bounding retries, so a fleet does not stampede a recovering node: `burst` retries
+   * back to back, `perSecond` earned back. Past it, the error surfaces instead. Default
+   * `{ burst: 100, perSecond: 50 }`.
+   */
+  retryBudget?: { burst?: number; perSecond?: number }
   /** Time source for timers and durations; tests inject a fake. Default: the real clock. */
   clock?: Clock
 }
@@ -100,6 +107,7 @@ export interface ResolvedOptions {
   readonly readFallback: 'primary' | 'replicas-only'
   readonly readYourWritesTimeoutMs: number
   readonly breaker: BreakerSettings
+  readonly retryBudget: RetryBudgetSettings
   readonly clock: Clock
 }
 
@@ -120,7 +128,7 @@ const OWN_OPTION_NAMES = new Set([
   'endpoints', 'failoverTimeoutMs', 'maxQueuedRequests', 'probeTimeoutMs', 'discoveryIntervalMs',
   'promotionWatch', 'promotionWatchWindowMs', 'promotionWatchCheckMs', 'clock', 'healthCheckIntervalMs',
   'routeReads', 'readStrategy', 'maxReplicaLagMs', 'maxReplicaLagBytes', 'readFallback', 'readYourWritesTimeoutMs',
-  'failureThreshold', 'halfOpenAfterMs', 'maxHalfOpenAfterMs',
+  'failureThreshold', 'halfOpenAfterMs', 'maxHalfOpenAfterMs', 'retryBudget',
 ])
 
 /** Options that take one of a fixed set of strings. */
@@ -184,6 +192,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
       throw new ConfigError(key, input[key], `expected one of ${choices.map((c) => `'${c}'`).join(', ')}`)
     }
   }
+  const retryBudget = resolveRetryBudget(input.retryBudget)
   if (!('endpoints' in input)) throw new ConfigError('endpoints', undefined, 'at least one endpoint is required')
   if (input.promotionWatch !== undefined && typeof input.promotionWatch !== 'boolean') {
     throw new ConfigError('promotionWatch', input.promotionWatch, 'expected true or false')
@@ -232,8 +241,21 @@ export function resolveOptions(options: unknown): ResolvedOptions {
         (input.halfOpenAfterMs as number | undefined) ?? DEFAULT_BREAKER.halfOpenAfterMs,
       ),
     },
+    retryBudget,
     clock,
   }
+}
+
+function resolveRetryBudget(value: unknown): RetryBudgetSettings {
+  if (value === undefined) return DEFAULT_RETRY_BUDGET
+  if (value === null || typeof value !== 'object') throw new ConfigError('retryBudget', value, 'expected { burst?, perSecond? }')
+  const { burst, perSecond, ...rest } = value as Record<string, unknown>
+  const unknown = Object.keys(rest)[0]
+  if (unknown !== undefined) throw new ConfigError(`retryBudget.${unknown}`, rest[unknown], 'unknown option name')
+  for (const [field, v] of [['burst', burst], ['perSecond', perSecond]] as const) {
+    if (v !== undefined && (typeof v !== 'number' || !Number.isFinite(v) || v < 0)) throw new ConfigError(`retryBudget.${field}`, v, 'expected a number >= 0')
+  }
+  return { burst: (burst as number | undefined) ?? DEFAULT_RETRY_BUDGET.burst, perSecond: (perSecond as number | undefined) ?? DEFAULT_RETRY_BUDGET.perSecond }
 }
 
 function checkNumeric(field: string, value: unknown, key = field): void {

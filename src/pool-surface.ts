@@ -49,6 +49,8 @@ export interface RoutingHost {
   primaryOptions(): PoolOptions
   /** Requests waiting for a primary to be verified (part of a write surface's waitingCount). */
   waitingForPrimary(): number
+  /** Takes a token from the retry budget; false when retrying now would stampede a node. */
+  spendRetry(): boolean
 }
 
 type QueryCallback = (err: Error | undefined, result?: QueryResult) => void
@@ -267,12 +269,12 @@ export abstract class PoolSurface extends pg.Pool {
         if (replayable && !state.readOnlyRetried) {
           requestLog('retrying on the new primary after 25006 from %s', target.endpoint.name)
           state.readOnlyRetried = true
-          return this.retry(text, values, cb, state)
+          return this.retry(text, values, cb, state, err)
         }
       } else if (replayable && this.intent === 'auto') {
         // Auto-routed as a read, but it writes (a user function, say): nothing was written; go to the primary.
         state.forceWrite = true
-        return this.retry(text, values, cb, state)
+        return this.retry(text, values, cb, state, err)
       }
       return cb(err)
     }
@@ -281,14 +283,18 @@ export abstract class PoolSurface extends pg.Pool {
       // A read may run again elsewhere; anything else only if it provably never left.
       if (replayable && (kind === 'read' || failedBeforeSending(err))) {
         if (kind === 'read') exclude(state, target)
-        return this.retry(text, values, cb, state)
+        return this.retry(text, values, cb, state, err)
       }
       return cb(new OutcomeUnknownError(target.endpoint.name, err))
     }
     cb(err)
   }
 
-  private retry(text: any, values: any, cb: QueryCallback, state: Attempt): void {
+  private retry(text: any, values: any, cb: QueryCallback, state: Attempt, err: Error): void {
+    if (!this.host.spendRetry()) {
+      requestLog('retry budget spent: surfacing %s', err.message)
+      return cb(err)
+    }
     state.attempt++
     this.dispatch(text, values, cb, state)
   }
@@ -324,12 +330,13 @@ export abstract class PoolSurface extends pg.Pool {
   private retryAfterAcquireFailure(target: Target, err: Error | undefined, state: Attempt): boolean {
     if (state.attempt >= MAX_ATTEMPTS || this.isClosed()) return false
     state.attempt++
+    // A retired lane means the request was never sent: it simply goes to the new target.
     if (err instanceof LaneRetiredError) return true
     const errorClass = classifyError(err)
     if (errorClass === 'connection' || errorClass === 'read-only') {
       this.host.report(target, err)
       if (target.role === 'replica') exclude(state, target)
-      return true
+      return this.host.spendRetry()
     }
     return false
   }

@@ -61,6 +61,11 @@ describe('resolveOptions', () => {
     [{ endpoints: 'postgres://u:pw@h1,,h2/db' }, 'endpoints'],
     [{ endpoints: ['postgres://u:pw@h1,,h2/db'] }, 'endpoints[0]'],
     [null, 'options'],
+    [{ endpoints: ['postgres://h/db'], retryBudget: { burst: -1 } }, 'retryBudget.burst'],
+    [{ endpoints: ['postgres://h/db'], retryBudget: { bursts: 1 } }, 'retryBudget.bursts'],
+    [{ endpoints: ['postgres://h/db'], routeReads: 'always' }, 'routeReads'],
+    [{ endpoints: ['postgres://h/db'], readStrategy: 'fastest' }, 'readStrategy'],
+    [{ endpoints: [{ host: 'h', weight: 0 }] }, 'endpoints[0].weight'],
   ])('rejects %j with a ConfigError naming %s', (options, field) => {
     const err = configError(options)
     expect(err.field).toBe(field)
