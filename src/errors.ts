@@ -14,6 +14,8 @@ export type FailoverPoolErrorCode =
   | 'PGFP_OUTCOME_UNKNOWN'
   | 'PGFP_NO_REPLICA'
   | 'PGFP_ALL_ENDPOINTS_DOWN'
+  | 'PGFP_SPLIT_BRAIN'
+  | 'PGFP_SWITCHOVER_REFUSED'
   | 'PGFP_POOL_ENDED'
 
 /** Base class of every error created by this library. */
@@ -157,6 +159,41 @@ export class AllEndpointsDownError extends FailoverPoolError {
 /** True when `err` is an {@link AllEndpointsDownError}. */
 export function isAllEndpointsDownError(err: unknown): err is AllEndpointsDownError {
   return isFailoverPoolError(err) && err.code === 'PGFP_ALL_ENDPOINTS_DOWN'
+}
+
+/**
+ * More than one node is writable and the evidence (timeline, stored epoch) cannot tell which one
+ * is the real primary: writes are refused rather than risk two primaries.
+ */
+export class SplitBrainError extends FailoverPoolError {
+  /** The writable nodes in dispute. */
+  readonly candidates: readonly string[]
+
+  constructor(candidates: readonly string[], reason: string) {
+    super('PGFP_SPLIT_BRAIN', `Writes refused: ${reason}`)
+    this.candidates = candidates
+  }
+}
+
+/** True when `err` is a {@link SplitBrainError}. */
+export function isSplitBrainError(err: unknown): err is SplitBrainError {
+  return isFailoverPoolError(err) && err.code === 'PGFP_SPLIT_BRAIN'
+}
+
+/** `pool.switchTo(name)` refused: the target is not a verified primary (or its promotion hook failed). */
+export class SwitchoverRefusedError extends FailoverPoolError {
+  /** The endpoint that was asked for. */
+  readonly endpoint: string
+
+  constructor(endpoint: string, reason: string, options?: { cause?: unknown }) {
+    super('PGFP_SWITCHOVER_REFUSED', `Cannot switch to ${endpoint}: ${reason}`, options)
+    this.endpoint = endpoint
+  }
+}
+
+/** True when `err` is a {@link SwitchoverRefusedError}. */
+export function isSwitchoverRefusedError(err: unknown): err is SwitchoverRefusedError {
+  return isFailoverPoolError(err) && err.code === 'PGFP_SWITCHOVER_REFUSED'
 }
 
 function formatValue(value: unknown): string {

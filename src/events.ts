@@ -35,9 +35,41 @@ export type RoleChangeEvent = EndpointEvent<EndpointRole>
 /** `breakerStateChange`: the endpoint's circuit breaker moved. */
 export type BreakerStateChangeEvent = EndpointEvent<BreakerStateName>
 
+/** `splitBrain`: more than one node is writable. */
+export interface SplitBrainEvent {
+  /** Every writable node involved. */
+  readonly endpoints: readonly string[]
+  /** The node the pool writes to, or null when it refuses writes (ambiguous evidence). */
+  readonly chosen: string | null
+  /** Nodes that are writable but will never receive a write from this pool. */
+  readonly fenced: readonly string[]
+  readonly reason: string
+  readonly at: string
+}
+
+/** `stateStoreError`: the state store failed; the pool keeps serving from its own probes. */
+export interface StateStoreErrorEvent {
+  readonly operation: 'load' | 'save'
+  readonly failure: 'unavailable' | 'corrupt' | 'timeout'
+  readonly message: string
+  readonly at: string
+}
+
+/** `promoteHookError`: the `onPromote` hook failed on a new primary. */
+export interface PromoteHookErrorEvent {
+  readonly endpoint: string
+  readonly error: Error
+  /** What the pool did about it (`onPromoteFailure`). */
+  readonly decision: 'refuse' | 'proceed'
+  readonly at: string
+}
+
 /** Events a FailoverPool emits beyond pg.Pool's, with their payloads. */
 export interface FailoverPoolEvents {
   failover: (event: FailoverEvent) => void
+  splitBrain: (event: SplitBrainEvent) => void
+  stateStoreError: (event: StateStoreErrorEvent) => void
+  promoteHookError: (event: PromoteHookErrorEvent) => void
   endpointDown: (event: EndpointReachabilityEvent) => void
   endpointUp: (event: EndpointReachabilityEvent) => void
   roleChange: (event: RoleChangeEvent) => void

@@ -19,6 +19,11 @@ import type { FailoverEvent, FailoverPoolEvents, PgPoolEvents } from './events.j
 import { AllEndpointsDownError } from './errors.js'
 import type { BreakerTransition } from './breaker.js'
 import { RetryBudget } from './retry-budget.js'
+import { type Candidate as ElectionCandidate, electLogical } from './topology.js'
+import { StateKeeper } from './state/state-keeper.js'
+import type { StateRecord, StateStoreError } from './state/state-store.js'
+import { ConfigError, SplitBrainError, SwitchoverRefusedError } from './errors.js'
+import type { PromotionContext } from './promotion-hook.js'
 import { type Candidate, type Election, type ProbeOutcome, elect } from './topology.js'
 
 // Typed listeners for our own events; pg.Pool's overloads still apply for its events.
@@ -79,6 +84,20 @@ export class FailoverPool extends PoolSurface {
   #trouble: { from: string | null; reason: string; since: number } | null = null
   #lastAnswers: EndpointAnswer[] = []
   #lastElectionReason = 'not probed yet'
+  readonly #keeper: StateKeeper
+  /** The primary named by the state store (this process's or another's decision), a hint to verify. */
+  #storedPrimary: string | null = null
+  #unwatchStore: () => void = () => undefined
+  /** True until the state store has been read (or failed): the first discovery waits for the hint. */
+  #booting = true
+  /** Why writes are refused (ambiguous split brain), or null. */
+  #ambiguity: { reason: string; candidates: readonly string[] } | null = null
+  /** A node whose promotion hook is running; writes wait for it. */
+  #adopting: Endpoint | null = null
+  /** Nodes whose promotion hook failed under onPromoteFailure 'refuse': never used until switchTo(). */
+  readonly #refused = new Set<Endpoint>()
+  #paused = false
+  readonly #drained = new Set<Endpoint>()
 
   /**
    * @param options endpoints plus any pg.Pool option; see {@link FailoverPoolOptions}.
@@ -94,7 +113,8 @@ export class FailoverPool extends PoolSurface {
       (e) => new Endpoint(e, resolved.poolConfig, (ep, lane, event, args) => this.#onPoolEvent(ep, lane, event, args), resolved.clock, resolved.breaker),
     )
     this.host = this.#makeHost()
-    this.#startDiscovery('start')
+    this.#keeper = new StateKeeper(resolved.stateStore, resolved.clock, resolved.stateStoreTimeoutMs)
+    void this.#boot()
   }
 
   /**
@@ -144,9 +164,10 @@ export class FailoverPool extends PoolSurface {
     if (this.#discoveryTimer !== null) this.#opts.clock.clearTimeout(this.#discoveryTimer)
     this.#discoveryTimer = null
     for (const watch of this.#watches.values()) watch.stop()
+    this.#unwatchStore()
     const ended = new Error('Cannot use a pool after calling end on the pool')
     for (const waiter of [...this.#waiters]) this.#settleWaiter(waiter, ended)
-    Promise.all(this.#endpoints.map((e) => e.end())).then(
+    Promise.all([...this.#endpoints.map((e) => e.end()), this.#keeper.close().catch(() => undefined)]).then(
       () => {
         ;(this as { ended: boolean }).ended = true
         cb(undefined)
@@ -171,8 +192,104 @@ export class FailoverPool extends PoolSurface {
       timeline: this.#minTimeline,
       discovering: this.#discovering,
       lastElection: this.#lastElectionReason,
+      topology: this.#opts.topology,
+      paused: this.#paused,
+      splitBrain: this.#ambiguity?.reason ?? null,
+      stateStore: this.#keeper.health,
       endpoints: this.#endpoints.map((e) => ({ endpoint: e, role: this.#roleOf(e), lagBytes: this.#lagBytes(e) })),
     })
+  }
+
+  /**
+   * Planned switchover or manual failback: verifies `name` (reachable; the cluster's verified
+   * primary — out of recovery, writable, same system identifier, timeline not older than the
+   * current one; with `topology: 'logical'`, writable), runs `onPromote`, records the decision and
+   * moves writes there at once.
+   * @throws ConfigError for an unknown name; SwitchoverRefusedError when the target fails verification.
+   */
+  async switchTo(name: string): Promise<void> {
+    const target = this.#endpoints.find((e) => e.name === name)
+    if (!target) throw new ConfigError('switchTo(name)', name, `no such endpoint (endpoints: ${this.#endpoints.map((e) => e.name).join(', ')})`)
+    let probe
+    try {
+      probe = await target.probe(this.#opts.probeTimeoutMs)
+    } catch (err) {
+      throw new SwitchoverRefusedError(name, `unreachable (${maskPassword((err as Error).message)})`, { cause: err })
+    }
+    const role = roleOf(probe)
+    if (role !== 'primary') throw new SwitchoverRefusedError(name, `it is ${role === 'standby' ? 'a standby (promote it first)' : 'read-only'}`)
+    if (this.#opts.topology === 'physical') {
+      if (this.#systemId !== null && probe.systemId !== this.#systemId) throw new SwitchoverRefusedError(name, 'it belongs to another cluster (system identifier differs)')
+      if (this.#minTimeline !== null && probe.timeline !== null && probe.timeline < this.#minTimeline) {
+        throw new SwitchoverRefusedError(name, `it is on timeline ${probe.timeline}, older than the current ${this.#minTimeline}: it may lack writes`)
+      }
+    }
+    this.#refused.delete(target)
+    if (this.#primary === target) return
+    const previous = this.#primary
+    const from = previous?.name ?? this.#storedPrimary
+    this.#suspendPrimary(`switchTo(${name})`)
+    previous?.retire()
+    if (this.#opts.onPromote && from !== name) {
+      this.#adopting = target
+      const ok = await this.#runPromoteHook(target, from)
+      this.#adopting = null
+      if (!ok) throw new SwitchoverRefusedError(name, 'its promotion hook failed')
+    }
+    this.#fenced.delete(name)
+    if (probe.timeline !== null && this.#opts.topology === 'physical') this.#minTimeline = Math.max(this.#minTimeline ?? 0, probe.timeline)
+    this.#adopt(target, from)
+  }
+
+  /**
+   * Planned maintenance: new writes queue (bounded by `failoverTimeoutMs` and `maxQueuedRequests`)
+   * instead of reaching the primary, while the HA tool switches roles. Running statements finish.
+   */
+  pauseWrites(): void {
+    if (this.#paused) return
+    this.#paused = true
+    topologyLog('writes paused')
+  }
+
+  /** Ends a pause: the primary is verified again (it may have changed), then queued writes go. */
+  resumeWrites(): void {
+    if (!this.#paused) return
+    this.#paused = false
+    topologyLog('writes resumed')
+    if (this.#primary !== null) this.#suspendPrimary('writes resumed: re-verifying the primary')
+    this.#startDiscovery('writes resumed')
+  }
+
+  /**
+   * Takes `name` out of service for maintenance: no new reads go there (and if it is the primary,
+   * writes pause), its idle connections close now, and the promise resolves once every client
+   * checked out there has been released. Undo with {@link undrain}.
+   * @throws ConfigError for an unknown name.
+   */
+  async drain(name: string): Promise<void> {
+    const endpoint = this.#endpoints.find((e) => e.name === name)
+    if (!endpoint) throw new ConfigError('drain(name)', name, 'no such endpoint')
+    this.#drained.add(endpoint)
+    if (endpoint === this.#primary) this.pauseWrites()
+    endpoint.retire()
+    while (endpoint.write.totalCount + endpoint.read.totalCount > 0) {
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          this.off('remove', done)
+          this.reader.off('remove', done)
+          resolve()
+        }
+        this.once('remove', done)
+        this.reader.once('remove', done)
+      })
+    }
+  }
+
+  /** Puts a drained endpoint back in service (call `resumeWrites()` too if it was the primary). */
+  undrain(name: string): void {
+    const endpoint = this.#endpoints.find((e) => e.name === name)
+    if (!endpoint) throw new ConfigError('undrain(name)', name, 'no such endpoint')
+    this.#drained.delete(endpoint)
   }
 
   // ---------------------------------------------------------------- routing (what surfaces ask for)
@@ -233,6 +350,7 @@ export class FailoverPool extends PoolSurface {
         e !== this.#primary &&
         e.lastError === null &&
         e.breaker.allowsTraffic &&
+        !this.#drained.has(e) &&
         e.lastProbe !== null &&
         e.lastProbe.inRecovery &&
         !this.#promoted.has(e) &&
@@ -305,8 +423,9 @@ export class FailoverPool extends PoolSurface {
   /** Calls back with the verified primary at once, or when one is verified, or with NoPrimaryError at the deadline. */
   #withPrimary(since: number, callback: PrimaryCallback): void {
     const primary = this.#primary
-    if (primary !== null) return callback(undefined, primary, this.#generation)
+    if (primary !== null && !this.#paused) return callback(undefined, primary, this.#generation)
     if (this.ending) return callback(new Error('Cannot use a pool after calling end on the pool'))
+    if (this.#ambiguity !== null) return callback(new SplitBrainError(this.#ambiguity.candidates, this.#ambiguity.reason))
     // Every breaker open: no node can answer before its wait ends, so say so now, not at the deadline.
     if (this.#endpoints.every((e) => e.breaker.state.kind === 'open')) {
       return callback(new AllEndpointsDownError(this.#endpoints.map((e) => ({ endpoint: e.name, breaker: e.breaker.state.kind, lastError: e.lastError ? maskPassword(e.lastError.message) : null }))))
@@ -325,7 +444,7 @@ export class FailoverPool extends PoolSurface {
     // A request waiting for a primary is user work: it keeps the process alive, as pg-pool's pending connects do.
     ;(waiter.timer as { ref?: () => void }).ref?.()
     this.#waiters.add(waiter)
-    if (!this.#discovering && this.#discoveryTimer === null) this.#startDiscovery('a request is waiting for a primary')
+    if (!this.#booting && !this.#paused && !this.#discovering && this.#discoveryTimer === null) this.#startDiscovery('a request is waiting for a primary')
   }
 
   #settleWaiter(waiter: Waiter, err: Error | undefined, endpoint?: Endpoint): void {
@@ -383,11 +502,14 @@ export class FailoverPool extends PoolSurface {
     this.#discovering = true
     topologyLog('discovery: %s', reason)
     const outcomes = new Map<Endpoint, ProbeOutcome>(this.#endpoints.map((e) => [e, { kind: 'pending' }]))
-    const candidates = (): Candidate[] => this.#endpoints.map((e) => ({ name: e.name, outcome: outcomes.get(e)! }))
+    const candidates = (): Candidate[] => this.#endpoints.map((e) => ({ name: e.name, outcome: this.#refused.has(e) ? REFUSED : outcomes.get(e)! }))
     let adopted = false
     const consider = (): void => {
       if (adopted || this.ending) return
-      const election = elect(candidates(), { systemId: this.#systemId, minTimeline: this.#minTimeline })
+      // The stored primary is tried first: nobody else wins before it has answered.
+      const hinted = this.#endpoints.find((e) => e.name === this.#storedPrimary)
+      if (hinted && outcomes.get(hinted)!.kind === 'pending' && this.#primary === null) return
+      const election = this.#elect(candidates())
       if (election.kind === 'primary') {
         adopted = true
         this.#apply(election)
@@ -403,7 +525,7 @@ export class FailoverPool extends PoolSurface {
     void Promise.all(probes).then(() => {
       this.#discovering = false
       if (this.ending) return
-      const election = elect(candidates(), { systemId: this.#systemId, minTimeline: this.#minTimeline })
+      const election = this.#elect(candidates())
       this.#lastAnswers = this.#endpoints.map((e) => answerOf(e, outcomes.get(e)!, election))
       this.#apply(election)
       this.#syncWatches()
@@ -483,33 +605,66 @@ export class FailoverPool extends PoolSurface {
     )
   }
 
+  #elect(candidates: ElectionCandidate[]): Election {
+    if (this.#opts.topology === 'logical') return electLogical(candidates, this.#primary?.name ?? this.#storedPrimary)
+    return elect(candidates, { systemId: this.#systemId, minTimeline: this.#minTimeline })
+  }
+
   #apply(election: Election): void {
     this.#lastElectionReason = election.kind === 'primary' ? `primary ${election.name}` : election.reason
     if (election.kind === 'wait') return
     for (const name of election.mismatched) this.#mismatched.add(name)
-    if (election.kind !== 'primary') {
-      if (election.kind === 'ambiguous' && this.#primary !== null) {
-        topologyLog('refusing writes: %s', election.reason)
-        this.#suspendPrimary(election.reason)
-      }
+    if (election.kind === 'ambiguous') {
+      if (this.#ambiguity === null) this.#emitSplitBrain(election.candidates, null, [], election.reason)
+      this.#ambiguity = { reason: election.reason, candidates: election.candidates }
+      topologyLog('refusing writes: %s', election.reason)
+      if (this.#primary !== null) this.#suspendPrimary(election.reason)
+      const refusal = new SplitBrainError(election.candidates, election.reason)
+      for (const waiter of [...this.#waiters]) this.#settleWaiter(waiter, refusal)
       return
     }
+    if (election.kind !== 'primary') return
+    this.#ambiguity = null
+    const newlyFenced = election.fenced.filter((name) => !this.#fenced.has(name))
     for (const name of election.fenced) this.#fenced.add(name)
     this.#fenced.delete(election.name)
-    if (this.#systemId === null) this.#systemId = election.systemId
+    if (newlyFenced.length > 0) {
+      this.#emitSplitBrain([election.name, ...election.fenced], election.name, newlyFenced, `writable on an older timeline than ${election.name}: fenced`)
+    }
+    if (this.#systemId === null && this.#opts.topology === 'physical') this.#systemId = election.systemId
     if (election.timeline !== null) this.#minTimeline = Math.max(this.#minTimeline ?? 0, election.timeline)
     const next = this.#endpoints.find((e) => e.name === election.name)!
-    if (this.#primary === next) return
+    if (this.#primary === next || this.#adopting === next) return this.#releaseWaiters()
     const previous = this.#primary
-    if (previous !== null) previous.retire()
+    const from = previous?.name ?? this.#trouble?.from ?? this.#storedPrimary
+    if (previous !== null) {
+      this.#suspendPrimary(`${next.name} took over`)
+      previous.retire()
+    }
+    if (this.#opts.onPromote && from !== null && from !== next.name) {
+      this.#adopting = next
+      void this.#runPromoteHook(next, from).then((ok) => {
+        this.#adopting = null
+        if (this.ending) return
+        if (ok) this.#adopt(next, from)
+        else this.#scheduleDiscovery()
+      })
+      return
+    }
+    this.#adopt(next, from)
+  }
+
+  /** Makes `next` the primary: a new epoch when it changed, the failover event, the store, the waiters. */
+  #adopt(next: Endpoint, from: string | null): void {
     this.#primary = next
     this.#generation++
     this.#watches.get(next)?.stop()
     const trouble = this.#trouble
     this.#trouble = null
-    const from = previous?.name ?? trouble?.from ?? null
-    if (from !== next.name) this.#epoch++
-    if (from !== null && from !== next.name) {
+    const changed = from !== null && from !== next.name
+    const storedEpoch = this.#keeper.record?.epoch ?? 0
+    if (changed || this.#epoch === 0) this.#epoch = Math.max(this.#epoch, storedEpoch) + 1
+    if (changed) {
       this.#failovers++
       const event: FailoverEvent = {
         from,
@@ -523,7 +678,111 @@ export class FailoverPool extends PoolSurface {
     } else {
       topologyLog('primary %s verified (epoch %d)', next.name, this.#epoch)
     }
-    for (const waiter of [...this.#waiters]) this.#settleWaiter(waiter, undefined, next)
+    this.#storedPrimary = next.name
+    this.#persist(changed ? `failover from ${from}: ${trouble?.reason ?? 'promotion'}` : 'primary verified')
+    this.#releaseWaiters()
+  }
+
+  /** Lets waiting requests go to the primary, unless writes are paused. */
+  #releaseWaiters(): void {
+    const primary = this.#primary
+    if (primary === null || this.#paused) return
+    for (const waiter of [...this.#waiters]) this.#settleWaiter(waiter, undefined, primary)
+  }
+
+  // ---------------------------------------------------------------- state store
+
+  /** Reads the stored decision (bounded), then starts the first discovery with it as a hint. */
+  async #boot(): Promise<void> {
+    const { record, error } = await this.#keeper.load()
+    if (error) this.#emitStoreError('load', error)
+    if (record) this.#learnFromStore(record)
+    this.#unwatchStore = this.#keeper.watch((r) => this.#onStoredElsewhere(r))
+    this.#booting = false
+    this.#startDiscovery(record ? `start (state store says ${record.primary}, epoch ${record.epoch})` : 'start')
+  }
+
+  #learnFromStore(record: StateRecord): void {
+    this.#storedPrimary = record.primary
+    this.#epoch = Math.max(this.#epoch, record.epoch)
+    if (this.#opts.topology === 'physical') {
+      if (this.#systemId === null) this.#systemId = record.systemId
+      if (record.timeline !== null) this.#minTimeline = Math.max(this.#minTimeline ?? 0, record.timeline)
+    }
+  }
+
+  /** Records the current decision; a newer decision found in the store is followed (after verification). */
+  #persist(reason: string): void {
+    const primary = this.#primary
+    if (primary === null) return
+    const stored = this.#keeper.record
+    if (stored && stored.primary === primary.name && stored.epoch === this.#epoch && stored.timeline === this.#minTimeline) return
+    void this.#keeper
+      .save({ primary: primary.name, systemId: this.#systemId, timeline: this.#minTimeline, epoch: this.#epoch, updatedAt: new Date().toISOString(), reason: maskPassword(reason) })
+      .then(({ superseded, error }) => {
+        if (error) this.#emitStoreError('save', error)
+        if (superseded) this.#onStoredElsewhere(superseded)
+      })
+  }
+
+  /** Another instance recorded a decision: follow it if it is newer, after verifying it. */
+  #onStoredElsewhere(record: StateRecord): void {
+    if (this.ending || record.epoch < this.#epoch) return
+    if (record.primary === this.#primary?.name) {
+      this.#epoch = Math.max(this.#epoch, record.epoch)
+      return
+    }
+    topologyLog('state store: %s chosen elsewhere (epoch %d)', record.primary, record.epoch)
+    this.#learnFromStore(record)
+    if (this.#primary !== null) this.#suspendPrimary(`state store: ${record.primary} chosen by another instance (epoch ${record.epoch})`)
+    this.#startDiscovery('state store changed')
+  }
+
+  #emitStoreError(operation: 'load' | 'save', error: StateStoreError): void {
+    topologyLog('state store %s failed (%s): %s', operation, error.failure, error.message)
+    if (this.listenerCount('stateStoreError') === 0) return
+    this.emit('stateStoreError', { operation, failure: error.failure, message: maskPassword(error.message), at: new Date().toISOString() })
+  }
+
+  #emitSplitBrain(endpoints: readonly string[], chosen: string | null, fenced: readonly string[], reason: string): void {
+    topologyLog('split brain: %s (chosen %s, fenced %s)', reason, chosen, fenced.join(', '))
+    if (this.listenerCount('splitBrain') === 0) return
+    this.emit('splitBrain', { endpoints, chosen, fenced, reason, at: new Date().toISOString() })
+  }
+
+  // ---------------------------------------------------------------- promotion hook
+
+  /** Runs `onPromote` on the new primary; true when the node may take writes. */
+  async #runPromoteHook(next: Endpoint, from: string | null): Promise<boolean> {
+    const hook = this.#opts.onPromote!
+    const context: PromotionContext = { from, to: next.name, epoch: Math.max(this.#epoch, this.#keeper.record?.epoch ?? 0) + 1, reason: this.#trouble?.reason ?? 'promotion' }
+    try {
+      await new Promise<void>((resolve, reject) => {
+        next.write.acquire((err, client, release) => {
+          if (err || !client || !release) return reject(err ?? new Error('no client'))
+          hook(client, context).then(
+            () => {
+              release()
+              resolve()
+            },
+            (hookErr: unknown) => {
+              release()
+              reject(hookErr)
+            },
+          )
+        })
+      })
+      topologyLog('promotion hook done on %s', next.name)
+      return true
+    } catch (err) {
+      const error = err instanceof Error ? err : new Error(String(err))
+      const decision = this.#opts.onPromoteFailure
+      topologyLog('promotion hook failed on %s (%s): %s', next.name, decision, error.message)
+      this.#lastElectionReason = `promotion hook failed on ${next.name}: ${maskPassword(error.message)}`
+      if (decision === 'refuse') this.#refused.add(next)
+      if (this.listenerCount('promoteHookError') > 0) this.emit('promoteHookError', { endpoint: next.name, error, decision, at: new Date().toISOString() })
+      return decision === 'proceed'
+    }
   }
 
   /** Keeps a promotion watch on every verified standby of our cluster, and none elsewhere. */
@@ -601,3 +860,4 @@ function answerOf(endpoint: Endpoint, outcome: ProbeOutcome, election: Election)
   return { endpoint: endpoint.name, role: 'unknown' }
 }
 
+const REFUSED: ProbeOutcome = { kind: 'failed', error: new Error('its promotion hook failed (onPromoteFailure: refuse); use switchTo() to retry') }

@@ -7,7 +7,22 @@ export type {
   EndpointReachabilityEvent,
   RoleChangeEvent,
   BreakerStateChangeEvent,
+  SplitBrainEvent,
+  StateStoreErrorEvent,
+  PromoteHookErrorEvent,
 } from './events.js'
+export { MemoryStateStore } from './state/memory-store.js'
+export { FileStateStore, type FileStateStoreOptions } from './state/file-store.js'
+export {
+  StateStoreError,
+  type StateStore,
+  type StateRecord,
+  type StateUpdate,
+  type CompareAndSetResult,
+  type StateStoreFailure,
+} from './state/state-store.js'
+export type { StateStoreHealth } from './state/state-keeper.js'
+export { logicalMirrorHook, type PromoteHook, type PromotionContext, type LogicalMirrorHookOptions } from './promotion-hook.js'
 export type { BreakerStateName } from './breaker.js'
 export { RoutedPool } from './routed-pool.js'
 export type { ReadStrategy } from './router.js'
@@ -25,6 +40,10 @@ export {
   isNoReplicaError,
   AllEndpointsDownError,
   isAllEndpointsDownError,
+  SplitBrainError,
+  isSplitBrainError,
+  SwitchoverRefusedError,
+  isSwitchoverRefusedError,
   type EndpointBreakerReport,
   isFailoverPoolError,
   isConfigError,

@@ -5,6 +5,9 @@ import { ConfigError } from './errors.js'
 import type { ReadStrategy } from './router.js'
 import { type BreakerSettings, DEFAULT_BREAKER } from './breaker.js'
 import { DEFAULT_RETRY_BUDGET, type RetryBudgetSettings } from './retry-budget.js'
+import type { PromoteHook } from './promotion-hook.js'
+import { MemoryStateStore } from './state/memory-store.js'
+import type { StateStore } from './state/state-store.js'
 import { type EndpointsInput, type ResolvedEndpoint, hidePassword, resolveEndpoints } from './endpoint-config.js'
 
 /**
@@ -83,6 +86,32 @@ export interface FailoverPoolOptions extends Omit<PoolConfig, 'host' | 'port' | 
    * `{ burst: 100, perSecond: 50 }`.
    */
   retryBudget?: { burst?: number; perSecond?: number }
+  /**
+   * Where the active primary is recorded so a restarted process (or another instance) starts on
+   * the right node: `MemoryStateStore` (default), `FileStateStore`, `RedisStateStore`, or your own.
+   * Treated as a hint: the recorded node is tried first and verified before the first write.
+   */
+  stateStore?: StateStore
+  /** Deadline of one state-store operation, in milliseconds; a slower store is skipped. Default 1000. */
+  stateStoreTimeoutMs?: number
+  /**
+   * When the pool moves back to an earlier primary. `'never'` (default): it stays on the current
+   * verified primary while that is healthy. `'manual'`: only `await pool.switchTo(name)`, which
+   * verifies the target first. `'auto'`: also when the cluster itself has made the preferred node
+   * (the first endpoint) the primary again — physical topology only; with `topology: 'logical'` no
+   * signal proves the preferred node has the writes, so it acts as `'manual'`.
+   */
+  failback?: 'never' | 'manual' | 'auto'
+  /**
+   * `'physical'` (default): streaming replication; the primary is the node out of recovery.
+   * `'logical'`: several nodes are writable by design (logical-replication mirrors); the active
+   * node is chosen by endpoint order and the state store, and only it gets writes.
+   */
+  topology?: 'physical' | 'logical'
+  /** Runs on a new primary before it takes writes (writes wait); see `logicalMirrorHook`. */
+  onPromote?: PromoteHook
+  /** When `onPromote` throws: `'refuse'` (default) never uses that node; `'proceed'` uses it anyway. */
+  onPromoteFailure?: 'refuse' | 'proceed'
   /** Time source for timers and durations; tests inject a fake. Default: the real clock. */
   clock?: Clock
 }
@@ -108,6 +137,12 @@ export interface ResolvedOptions {
   readonly readYourWritesTimeoutMs: number
   readonly breaker: BreakerSettings
   readonly retryBudget: RetryBudgetSettings
+  readonly stateStore: StateStore
+  readonly stateStoreTimeoutMs: number
+  readonly failback: 'never' | 'manual' | 'auto'
+  readonly topology: 'physical' | 'logical'
+  readonly onPromote: PromoteHook | null
+  readonly onPromoteFailure: 'refuse' | 'proceed'
   readonly clock: Clock
 }
 
@@ -129,6 +164,7 @@ const OWN_OPTION_NAMES = new Set([
   'promotionWatch', 'promotionWatchWindowMs', 'promotionWatchCheckMs', 'clock', 'healthCheckIntervalMs',
   'routeReads', 'readStrategy', 'maxReplicaLagMs', 'maxReplicaLagBytes', 'readFallback', 'readYourWritesTimeoutMs',
   'failureThreshold', 'halfOpenAfterMs', 'maxHalfOpenAfterMs', 'retryBudget',
+  'stateStore', 'stateStoreTimeoutMs', 'failback', 'topology', 'onPromote', 'onPromoteFailure',
 ])
 
 /** Options that take one of a fixed set of strings. */
@@ -136,6 +172,9 @@ const CHOICE_OPTIONS: Record<string, readonly string[]> = {
   routeReads: ['off', 'auto'],
   readStrategy: ['round-robin', 'random', 'least-busy', 'lowest-latency'],
   readFallback: ['primary', 'replicas-only'],
+  failback: ['never', 'manual', 'auto'],
+  topology: ['physical', 'logical'],
+  onPromoteFailure: ['refuse', 'proceed'],
 }
 
 /** Options that take a non-negative number of some unit; `Infinity` allowed where listed. */
@@ -165,6 +204,7 @@ const NUMERIC_OPTIONS: Record<string, { min: number; infinite?: boolean; integer
   failureThreshold: { min: 1, integer: true },
   halfOpenAfterMs: { min: 0 },
   maxHalfOpenAfterMs: { min: 0 },
+  stateStoreTimeoutMs: { min: 1 },
 }
 
 /** Host-level keys that belong on an endpoint, not on the shared options. */
@@ -193,6 +233,13 @@ export function resolveOptions(options: unknown): ResolvedOptions {
     }
   }
   const retryBudget = resolveRetryBudget(input.retryBudget)
+  const store = input.stateStore as StateStore | undefined
+  if (store !== undefined && (store === null || typeof store.load !== 'function' || typeof store.compareAndSet !== 'function')) {
+    throw new ConfigError('stateStore', '[object]', 'expected a StateStore with load() and compareAndSet()')
+  }
+  if (input.onPromote !== undefined && typeof input.onPromote !== 'function') {
+    throw new ConfigError('onPromote', input.onPromote, 'expected an async function (client, context) => void')
+  }
   if (!('endpoints' in input)) throw new ConfigError('endpoints', undefined, 'at least one endpoint is required')
   if (input.promotionWatch !== undefined && typeof input.promotionWatch !== 'boolean') {
     throw new ConfigError('promotionWatch', input.promotionWatch, 'expected true or false')
@@ -242,6 +289,12 @@ export function resolveOptions(options: unknown): ResolvedOptions {
       ),
     },
     retryBudget,
+    stateStore: store ?? new MemoryStateStore(),
+    stateStoreTimeoutMs: (input.stateStoreTimeoutMs as number | undefined) ?? 1_000,
+    failback: (input.failback as 'never' | 'manual' | 'auto' | undefined) ?? 'never',
+    topology: (input.topology as 'physical' | 'logical' | undefined) ?? 'physical',
+    onPromote: (input.onPromote as PromoteHook | undefined) ?? null,
+    onPromoteFailure: (input.onPromoteFailure as 'refuse' | 'proceed' | undefined) ?? 'refuse',
     clock,
   }
 }

@@ -1,5 +1,6 @@
 import type { Endpoint } from './endpoint.js'
 import { maskPassword } from './errors.js'
+import type { StateStoreHealth } from './state/state-keeper.js'
 
 /**
  * What the pool believes about one endpoint:
@@ -68,6 +69,13 @@ export interface FailoverPoolStatus {
   readonly discovering: boolean
   /** The latest election's outcome in words. */
   readonly lastElection: string
+  readonly topology: 'physical' | 'logical'
+  /** True while `pauseWrites()` holds writes. */
+  readonly paused: boolean
+  /** Why writes are refused (ambiguous split brain), or null. */
+  readonly splitBrain: string | null
+  /** The state store's health: a failing store never blocks queries, it shows here. */
+  readonly stateStore: StateStoreHealth
   readonly endpoints: readonly EndpointStatus[]
 }
 
@@ -81,6 +89,10 @@ export function buildStatus(input: {
   timeline: number | null
   discovering: boolean
   lastElection: string
+  topology: 'physical' | 'logical'
+  paused: boolean
+  splitBrain: string | null
+  stateStore: StateStoreHealth
   endpoints: ReadonlyArray<{ endpoint: Endpoint; role: EndpointRole; lagBytes: bigint | null }>
 }): FailoverPoolStatus {
   return {
@@ -93,6 +105,10 @@ export function buildStatus(input: {
     timeline: input.timeline,
     discovering: input.discovering,
     lastElection: maskPassword(input.lastElection),
+    topology: input.topology,
+    paused: input.paused,
+    splitBrain: input.splitBrain,
+    stateStore: { ...input.stateStore, lastError: input.stateStore.lastError && maskPassword(input.stateStore.lastError) },
     endpoints: input.endpoints.map(({ endpoint: e, role, lagBytes }) => ({
       name: e.name,
       host: e.host,

@@ -100,3 +100,29 @@ function learnSystemId(nodes: ReadonlyArray<{ id: string | null; writable: boole
   if (withWriter.length === 1) return { kind: 'ok', id: withWriter[0]! }
   return { kind: 'ambiguous', reason: `endpoints belong to different clusters (system identifiers ${top.join(', ')}) and none is in the majority` }
 }
+
+/**
+ * Election for `topology: 'logical'`, where several nodes are writable by design and roles say
+ * nothing: the active node stays while it answers writable (`current`, else the stored one), and
+ * only when it does not does the first writable node in endpoint order take over. A pending
+ * active node is waited for, so a slow answer never causes a switch.
+ */
+export function electLogical(candidates: readonly Candidate[], active: string | null): Election {
+  const writable = (c: Candidate): boolean => c.outcome.kind === 'ok' && roleOf(c.outcome.probe) === 'primary'
+  const incumbent = active === null ? undefined : candidates.find((c) => c.name === active)
+  if (incumbent) {
+    if (incumbent.outcome.kind === 'pending') return { kind: 'wait', reason: `waiting for the active node ${incumbent.name}` }
+    if (writable(incumbent)) return primaryOf(incumbent)
+  }
+  for (const c of candidates) {
+    if (c === incumbent) continue
+    if (c.outcome.kind === 'pending') return { kind: 'wait', reason: `waiting for ${c.name}, earlier in endpoint order` }
+    if (writable(c)) return primaryOf(c)
+  }
+  return { kind: 'none', reason: 'no writable node answered', mismatched: [] }
+}
+
+function primaryOf(c: Candidate): Election {
+  const probe = c.outcome.kind === 'ok' ? c.outcome.probe : null
+  return { kind: 'primary', name: c.name, systemId: probe?.systemId ?? null, timeline: null, fenced: [], mismatched: [] }
+}

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import type { ProbeResult } from '../../src/role-probe.js'
-import { type Candidate, elect } from '../../src/topology.js'
+import { type Candidate, elect, electLogical } from '../../src/topology.js'
 
 function probe(overrides: Partial<ProbeResult>): ProbeResult {
   return { inRecovery: false, readOnly: false, systemId: 'S1', timeline: 1, lsn: '0/1', lagMs: 0, serverVersion: 150000, latencyMs: 1, ...overrides }
@@ -51,5 +51,17 @@ describe('elect', () => {
     const e = elect([ok('old', { timeline: 1 }), ok('b', { inRecovery: true })], { systemId: 'S1', minTimeline: 2 })
     expect(e.kind).toBe('none')
     expect((e as { reason: string }).reason).toContain('old')
+  })
+})
+
+describe('electLogical', () => {
+  it('keeps the active node while it is writable, even when an earlier one is back', () => {
+    expect(electLogical([ok('a', { systemId: 'A' }), ok('b', { systemId: 'B' })], 'b')).toMatchObject({ kind: 'primary', name: 'b' })
+  })
+  it('takes the first writable node in order when the active one fails, waiting for earlier pending ones', () => {
+    expect(electLogical([failed('a'), ok('b', { systemId: 'B' }), ok('c', {})], 'a')).toMatchObject({ kind: 'primary', name: 'b' })
+    expect(electLogical([pending('a'), ok('b', {})], null).kind).toBe('wait')
+    expect(electLogical([ok('a', {}), pending('b')], 'b').kind).toBe('wait')
+    expect(electLogical([failed('a'), ok('b', { readOnly: true })], 'a').kind).toBe('none')
   })
 })

@@ -1,0 +1,305 @@
+import { type CompareAndSetResult, type StateRecord, type StateStore, StateStoreError, type StateUpdate, asStateRecord } from './state-store.js'
+
+/**
+ * The few methods of an ioredis client this store calls. Declared structurally so the library
+ * never imports ioredis (an optional peer dependency): pass any `new Redis(...)` instance.
+ */
+export interface RedisLike {
+  /** `EVAL script numkeys ...keysAndArgs`; resolves to the script's reply. */
+  eval(script: string, numKeys: number, ...keysAndArgs: string[]): Promise<unknown>
+  /** `GET key`; null when the key does not exist. */
+  get(key: string): Promise<string | null>
+  /** A new connection with the same options, used for the subscription of {@link RedisStateStore.watch}. */
+  duplicate(): RedisSubscriberLike
+}
+
+/** The methods of the duplicated connection that carries the subscription. */
+export interface RedisSubscriberLike {
+  /** `SUBSCRIBE channel`; resolves once the server confirmed it. */
+  subscribe(channel: string): Promise<unknown>
+  /** Events used: 'message' (channel, message), 'ready', 'close', 'error'. */
+  on(event: string, listener: (...args: any[]) => void): unknown
+  /** Closes the connection at once, without waiting for replies (a frozen server cannot delay it). */
+  disconnect(): void
+}
+
+/** Options of {@link RedisStateStore}. */
+export interface RedisStateStoreOptions {
+  /** An ioredis client you created (and still own: the store never closes it). */
+  client: RedisLike
+  /** Key holding the record as JSON. Default `pg-failover-pool:state`. */
+  key?: string
+  /** Channel on which a successful compare-and-set publishes the new record. Default `${key}:changed`. */
+  channel?: string
+  /**
+   * While watching, how often the key is read in case a published change was missed (pub/sub
+   * drops messages while a subscriber is disconnected), in ms. Default 1000; 0 turns periodic
+   * reads off (the store still reads once when watching starts and after each resubscribe).
+   */
+  pollIntervalMs?: number
+  /** Deadline of every Redis command, in ms; past it the operation fails with 'timeout'. Default 1000. */
+  commandTimeoutMs?: number
+}
+
+// One atomic step: Redis runs a script without interleaving other commands. A stored value that is
+// not a well-formed record counts as absent (the same checks as asStateRecord), so a
+// compare-and-set from null replaces it and pools recover without a human, like FileStateStore.
+// The caller builds the new JSON (version = expected + 1), which keeps cjson's encoder out of it.
+const COMPARE_AND_SET = `
+local function isint(v) return type(v) == 'number' and v == math.floor(v) end
+local function version(raw)
+  if not raw then return nil end
+  local ok, r = pcall(cjson.decode, raw)
+  if not ok or type(r) ~= 'table' then return nil end
+  if not (isint(r.version) and r.version >= 1) then return nil end
+  if not (type(r.primary) == 'string' and #r.primary > 0) then return nil end
+  if not (r.systemId == cjson.null or type(r.systemId) == 'string') then return nil end
+  if not (r.timeline == cjson.null or isint(r.timeline)) then return nil end
+  if not (isint(r.epoch) and type(r.updatedAt) == 'string' and type(r.reason) == 'string') then return nil end
+  return r.version
+end
+local raw = redis.call('GET', KEYS[1])
+local current = version(raw)
+local expected = nil
+if ARGV[1] ~= '' then expected = tonumber(ARGV[1]) end
+if current ~= expected then
+  if current == nil then return {0} end
+  return {0, raw}
+end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[2])
+return {1, ARGV[2]}
+`
+
+/** A listener of {@link RedisStateStore.watch} and the highest version it was given. */
+interface Watcher {
+  readonly listener: (record: StateRecord) => void
+  lastSeen: number
+}
+
+/**
+ * Keeps the decision in Redis, so every instance of an app (on any host) shares it.
+ * Compare-and-set is one Lua script (read, compare, SET, PUBLISH), hence atomic across processes;
+ * {@link watch} hears changes over pub/sub on a duplicated connection and polls as a fallback.
+ * Every command is bounded by `commandTimeoutMs`: a dead or frozen Redis fails fast with a
+ * {@link StateStoreError} and never holds a pool up. A 'timeout' on compareAndSet is ambiguous
+ * (the write may still happen); the next load or watch tells.
+ */
+export class RedisStateStore implements StateStore {
+  readonly #client: RedisLike
+  readonly #key: string
+  readonly #channel: string
+  readonly #pollIntervalMs: number
+  readonly #commandTimeoutMs: number
+  readonly #watchers = new Set<Watcher>()
+  #subscriber: RedisSubscriberLike | null = null
+  #subscribed = false
+  #pollTimer: NodeJS.Timeout | null = null
+  #polling = false
+  #pollAgain = false
+  #closed = false
+
+  constructor(options: RedisStateStoreOptions) {
+    this.#client = options.client
+    this.#key = options.key ?? 'pg-failover-pool:state'
+    this.#channel = options.channel ?? `${this.#key}:changed`
+    this.#pollIntervalMs = options.pollIntervalMs ?? 1_000
+    this.#commandTimeoutMs = options.commandTimeoutMs ?? 1_000
+    if (!(this.#pollIntervalMs >= 0)) throw new RangeError(`pollIntervalMs must be >= 0, got ${this.#pollIntervalMs}`)
+    if (!(this.#commandTimeoutMs > 0)) throw new RangeError(`commandTimeoutMs must be > 0, got ${this.#commandTimeoutMs}`)
+  }
+
+  /** The key holding the record. */
+  get key(): string {
+    return this.#key
+  }
+
+  /** The channel changes are published on. */
+  get channel(): string {
+    return this.#channel
+  }
+
+  async load(): Promise<StateRecord | null> {
+    const raw = await this.#command('GET', () => this.#client.get(this.#key))
+    if (raw === null) return null
+    return this.#parse(raw)
+  }
+
+  async compareAndSet(expectedVersion: number | null, update: StateUpdate): Promise<CompareAndSetResult> {
+    const json = JSON.stringify({ ...update, version: (expectedVersion ?? 0) + 1 })
+    const reply = await this.#command('compare-and-set', () =>
+      this.#client.eval(COMPARE_AND_SET, 1, this.#key, expectedVersion === null ? '' : String(expectedVersion), json, this.#channel),
+    )
+    if (!Array.isArray(reply) || (reply[0] !== 1 && reply[0] !== 0)) {
+      throw new StateStoreError('unavailable', `unexpected reply from the compare-and-set script on key "${this.#key}"`)
+    }
+    if (reply[0] === 1) return { ok: true, record: this.#parse(json) }
+    const current = reply[1]
+    return { ok: false, current: typeof current === 'string' ? this.#parse(current) : null }
+  }
+
+  /**
+   * Calls `listener` with each record newer than the last one it was given: first the stored
+   * record (if any), then every record another process (or this one) stores. Pub/sub delivers
+   * within milliseconds; polling every `pollIntervalMs` catches what pub/sub missed. Listener
+   * errors are swallowed (they must not break the watch). Returns the unsubscribe function.
+   */
+  watch(listener: (record: StateRecord) => void): () => void {
+    if (this.#closed) return () => undefined
+    const watcher: Watcher = { listener, lastSeen: 0 }
+    this.#watchers.add(watcher)
+    if (this.#watchers.size === 1) this.#startWatching()
+    else void this.#poll()
+    return () => {
+      if (this.#watchers.delete(watcher) && this.#watchers.size === 0) this.#stopWatching()
+    }
+  }
+
+  /** Stops timers and closes the subscription connection; the client you passed stays open. */
+  async close(): Promise<void> {
+    this.#closed = true
+    this.#watchers.clear()
+    this.#stopWatching()
+  }
+
+  #startWatching(): void {
+    const subscriber = this.#client.duplicate()
+    this.#subscriber = subscriber
+    // Without a listener ioredis prints every connection error; the poll covers the outage.
+    subscriber.on('error', () => undefined)
+    subscriber.on('message', (channel: unknown, message: unknown) => {
+      if (channel !== this.#channel || typeof message !== 'string') return
+      try {
+        this.#deliver(this.#parse(message))
+      } catch {
+        // Someone else's garbage on our channel: ignore it, the poll reads the real key.
+      }
+    })
+    subscriber.on('close', () => {
+      if (this.#subscriber === subscriber) this.#subscribed = false
+    })
+    // Messages published while disconnected are lost: resubscribe (if ioredis did not) and read.
+    subscriber.on('ready', () => this.#subscribe(subscriber))
+    this.#subscribe(subscriber)
+    this.#schedulePoll()
+  }
+
+  #stopWatching(): void {
+    if (this.#pollTimer !== null) clearTimeout(this.#pollTimer)
+    this.#pollTimer = null
+    this.#subscriber?.disconnect()
+    this.#subscriber = null
+    this.#subscribed = false
+  }
+
+  /** Subscribes (if not yet), then reads once so that nothing stored before the subscription is missed. */
+  #subscribe(subscriber: RedisSubscriberLike): void {
+    const catchUp = (): void => {
+      if (this.#subscriber === subscriber) void this.#poll()
+    }
+    if (this.#subscribed) return catchUp()
+    // With enableOfflineQueue: false this fails until connected; the 'ready' event retries it.
+    subscriber.subscribe(this.#channel).then(() => {
+      if (this.#subscriber === subscriber) this.#subscribed = true
+      catchUp()
+    }, catchUp)
+  }
+
+  #schedulePoll(): void {
+    if (this.#pollIntervalMs === 0 || this.#subscriber === null) return
+    this.#pollTimer = setTimeout(() => {
+      this.#pollTimer = null
+      void this.#poll().finally(() => {
+        if (this.#pollTimer === null) this.#schedulePoll()
+      })
+    }, this.#pollIntervalMs)
+    this.#pollTimer.unref()
+  }
+
+  /** Reads the key and delivers it; never rejects (a failed read just waits for the next one). */
+  async #poll(): Promise<void> {
+    if (this.#polling) {
+      // A read already in flight may have started before the change we are told about.
+      this.#pollAgain = true
+      return
+    }
+    this.#polling = true
+    try {
+      do {
+        this.#pollAgain = false
+        if (this.#watchers.size === 0) return
+        try {
+          const record = await this.load()
+          if (record) this.#deliver(record)
+        } catch {
+          // Unavailable, slow or corrupt: load() and compareAndSet() report it; watching retries.
+        }
+      } while (this.#pollAgain)
+    } finally {
+      this.#polling = false
+    }
+  }
+
+  #deliver(record: StateRecord): void {
+    for (const watcher of [...this.#watchers]) {
+      if (record.version <= watcher.lastSeen || !this.#watchers.has(watcher)) continue
+      watcher.lastSeen = record.version
+      try {
+        watcher.listener(record)
+      } catch {
+        // A listener's bug must not stop the others or kill the timer.
+      }
+    }
+  }
+
+  #parse(raw: string): StateRecord {
+    let parsed: unknown
+    try {
+      parsed = JSON.parse(raw)
+    } catch (err) {
+      throw new StateStoreError('corrupt', `Redis key "${this.#key}" does not hold valid JSON`, { cause: err })
+    }
+    const record = asStateRecord(parsed)
+    if (!record) throw new StateStoreError('corrupt', `Redis key "${this.#key}" does not hold a valid state record`)
+    return record
+  }
+
+  /** Runs one command against a deadline; maps every failure to a StateStoreError. */
+  async #command<T>(what: string, run: () => Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new StateStoreError('timeout', `Redis ${what} on key "${this.#key}" took longer than ${this.#commandTimeoutMs} ms`)),
+        this.#commandTimeoutMs,
+      )
+      timer.unref()
+    })
+    let pending: Promise<T>
+    try {
+      pending = run()
+    } catch (err) {
+      pending = Promise.reject(err)
+    }
+    // The command may still settle after the deadline (a frozen server thaws): never unhandled.
+    pending.catch(() => undefined)
+    try {
+      return await Promise.race([pending, deadline])
+    } catch (err) {
+      if (err instanceof StateStoreError) throw err
+      const original = err instanceof Error ? err.message : String(err)
+      const message = redact(original)
+      // A key of another type is someone else's data: report it, never overwrite it.
+      const failure = message.startsWith('WRONGTYPE') ? 'corrupt' : 'unavailable'
+      // A cause that showed credentials would show them again when logged with its cause.
+      const options = message === original ? { cause: err } : undefined
+      throw new StateStoreError(failure, `Redis ${what} on key "${this.#key}" failed: ${message}`, options)
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+}
+
+/** Hides credentials of a URL (`redis://user:password@host`) should a client ever echo one. */
+function redact(message: string): string {
+  return message.replace(/\b(rediss?:\/\/)[^@\s/]*@/gi, '$1***@')
+}

@@ -1,0 +1,95 @@
+/**
+ * Where a FailoverPool keeps its decision about the active primary, so a restarted process (or
+ * another instance of the app) starts on the right node. A record is a hint: the pool tries the
+ * stored primary first but verifies it before the first write.
+ */
+
+/** What a store holds: the active primary and the fencing facts behind the decision. */
+export interface StateRecord {
+  /** Incremented by every successful write; the compare-and-set token. */
+  readonly version: number
+  /** Name of the active primary endpoint. */
+  readonly primary: string
+  /** The cluster's system identifier (decimal string), or null when unknown. */
+  readonly systemId: string | null
+  /** Timeline the primary was verified on; a writable node on an older one is stale. */
+  readonly timeline: number | null
+  /** Grows by one with every failover; orders decisions across processes. */
+  readonly epoch: number
+  /** When the decision was made (ISO 8601). */
+  readonly updatedAt: string
+  /** Why, in words (never a password). */
+  readonly reason: string
+}
+
+/** A record to write: everything but the version, which the store assigns. */
+export type StateUpdate = Omit<StateRecord, 'version'>
+
+/** Outcome of {@link StateStore.compareAndSet}. */
+export type CompareAndSetResult =
+  | { readonly ok: true; readonly record: StateRecord }
+  | { readonly ok: false; readonly current: StateRecord | null }
+
+/**
+ * A pluggable store with a versioned compare-and-set. Implementations must make `compareAndSet`
+ * atomic (one step) across every process sharing the store, and must throw {@link StateStoreError}
+ * when the store cannot be read or written; the pool treats that as "no hint" and carries on.
+ */
+export interface StateStore {
+  /** The stored record, or null when nothing was stored yet. */
+  load(): Promise<StateRecord | null>
+  /**
+   * Writes `update` as version `expectedVersion + 1` only if the stored version is
+   * `expectedVersion` (null: nothing stored). Otherwise returns what is stored now.
+   */
+  compareAndSet(expectedVersion: number | null, update: StateUpdate): Promise<CompareAndSetResult>
+  /**
+   * Optional: calls `listener` when another process stores a record (a shared store's pub/sub or
+   * polling). Returns a function that stops watching.
+   */
+  watch?(listener: (record: StateRecord) => void): () => void
+  /** Optional: releases connections and timers. */
+  close?(): Promise<void>
+}
+
+/** Why a store operation failed. */
+export type StateStoreFailure = 'unavailable' | 'corrupt' | 'timeout'
+
+/** A store could not be read or written. The pool reports it (event, status) and keeps serving. */
+export class StateStoreError extends Error {
+  /** Stable code for switch statements. */
+  readonly code = 'PGFP_STATE_STORE' as const
+  readonly failure: StateStoreFailure
+
+  constructor(failure: StateStoreFailure, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.name = 'StateStoreError'
+    this.failure = failure
+  }
+}
+
+/** Checks that a parsed value is a well-formed {@link StateRecord}; returns null when it is not. */
+export function asStateRecord(value: unknown): StateRecord | null {
+  if (value === null || typeof value !== 'object') return null
+  const r = value as Record<string, unknown>
+  const ok =
+    Number.isInteger(r.version) &&
+    (r.version as number) >= 1 &&
+    typeof r.primary === 'string' &&
+    r.primary.length > 0 &&
+    (r.systemId === null || typeof r.systemId === 'string') &&
+    (r.timeline === null || Number.isInteger(r.timeline)) &&
+    Number.isInteger(r.epoch) &&
+    typeof r.updatedAt === 'string' &&
+    typeof r.reason === 'string'
+  if (!ok) return null
+  return {
+    version: r.version as number,
+    primary: r.primary as string,
+    systemId: r.systemId as string | null,
+    timeline: r.timeline as number | null,
+    epoch: r.epoch as number,
+    updatedAt: r.updatedAt as string,
+    reason: r.reason as string,
+  }
+}
