@@ -623,7 +623,12 @@ export class FailoverPool extends PoolSurface {
       for (const waiter of [...this.#waiters]) this.#settleWaiter(waiter, refusal)
       return
     }
-    if (election.kind !== 'primary') return
+    if (election.kind === 'none') {
+      const stale = (election.fenced ?? []).filter((name) => !this.#fenced.has(name))
+      for (const name of stale) this.#fenced.add(name)
+      if (stale.length > 0) this.#emitSplitBrain(stale, null, stale, `writable on a timeline older than ${this.#minTimeline}: a stale old primary, fenced`)
+      return
+    }
     this.#ambiguity = null
     const newlyFenced = election.fenced.filter((name) => !this.#fenced.has(name))
     for (const name of election.fenced) this.#fenced.add(name)

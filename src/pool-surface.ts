@@ -1,5 +1,5 @@
 import pg from 'pg'
-import type { PoolClient, PoolOptions, QueryResult } from 'pg'
+import type { PoolClient, PoolOptions, QueryArrayConfig, QueryArrayResult, QueryConfig, QueryConfigValues, QueryResult, QueryResultRow, Submittable } from 'pg'
 import type { Clock } from './clock.js'
 import { type ConsistencyContext, currentConsistency, requireLsn } from './consistency.js'
 import { type Endpoint, parseLsn } from './endpoint.js'
@@ -8,6 +8,15 @@ import { OutcomeUnknownError } from './errors.js'
 import { type Lane, LaneRetiredError } from './lane.js'
 import { requestLog } from './log.js'
 import { isCertainlyReadOnly } from './statement-kind.js'
+
+/**
+ * pg's query config plus per-query routing: `route` forces the primary or a replica (overriding
+ * `routeReads`), `maxStalenessMs` is this read's replica-lag budget in milliseconds.
+ */
+export type RoutedQueryConfig<I = any[]> = QueryConfig<I> & {
+  route?: 'primary' | 'replica'
+  maxStalenessMs?: number
+}
 
 /** What a surface sends its statements to: `write` (the primary), `read` (replicas), or `auto` (by statement). */
 export type Intent = 'write' | 'read' | 'auto'
@@ -146,6 +155,13 @@ export abstract class PoolSurface extends pg.Pool {
    * Runs a statement exactly as pg.Pool#query (text, config object or submittable; promise or
    * callback) on the node this surface's intent selects.
    */
+  override query<T extends Submittable>(queryStream: T): T
+  override query<R extends any[] = any[], I = any[]>(queryConfig: RoutedQueryConfig<I> & QueryArrayConfig<I>, values?: QueryConfigValues<I>): Promise<QueryArrayResult<R>>
+  override query<R extends QueryResultRow = any, I = any[]>(queryConfig: RoutedQueryConfig<I>): Promise<QueryResult<R>>
+  override query<R extends QueryResultRow = any, I = any[]>(queryTextOrConfig: string | RoutedQueryConfig<I>, values?: QueryConfigValues<I>): Promise<QueryResult<R>>
+  override query<R extends any[] = any[], I = any[]>(queryConfig: RoutedQueryConfig<I> & QueryArrayConfig<I>, callback: (err: Error, result: QueryArrayResult<R>) => void): void
+  override query<R extends QueryResultRow = any, I = any[]>(queryTextOrConfig: string | RoutedQueryConfig<I>, callback: (err: Error, result: QueryResult<R>) => void): void
+  override query<R extends QueryResultRow = any, I = any[]>(queryText: string, values: QueryConfigValues<I>, callback: (err: Error, result: QueryResult<R>) => void): void
   override query(text: any, values?: any, callback?: any): any {
     if (typeof text === 'function') {
       const { result, cb } = promisify<QueryResult>(text)

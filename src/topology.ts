@@ -16,7 +16,7 @@ export interface Candidate {
 /** What the election decided. Pure data: the facade applies it. */
 export type Election =
   | { readonly kind: 'primary'; readonly name: string; readonly systemId: string | null; readonly timeline: number | null; readonly fenced: readonly string[]; readonly mismatched: readonly string[] }
-  | { readonly kind: 'none'; readonly reason: string; readonly mismatched: readonly string[] }
+  | { readonly kind: 'none'; readonly reason: string; readonly mismatched: readonly string[]; readonly fenced?: readonly string[] }
   | { readonly kind: 'wait'; readonly reason: string }
   | { readonly kind: 'ambiguous'; readonly reason: string; readonly candidates: readonly string[]; readonly mismatched: readonly string[] }
 
@@ -64,7 +64,7 @@ export function elect(candidates: readonly Candidate[], context: ElectionContext
   if (fresh.length === 0) {
     if (pending) return { kind: 'wait', reason: 'no verified primary among the endpoints that answered so far' }
     const reason = stale.length > 0 ? `only stale writable nodes (older timeline): ${stale.join(', ')}` : 'no endpoint is a verified primary'
-    return { kind: 'none', reason, mismatched }
+    return { kind: 'none', reason, mismatched, fenced: stale }
   }
   if (fresh.length === 1) {
     const [only] = fresh as [(typeof fresh)[number]]

@@ -286,13 +286,12 @@ export class RedisStateStore implements StateStore {
       return await Promise.race([pending, deadline])
     } catch (err) {
       if (err instanceof StateStoreError) throw err
-      const original = err instanceof Error ? err.message : String(err)
-      const message = redact(original)
+      const message = redact(err instanceof Error ? err.message : String(err))
       // A key of another type is someone else's data: report it, never overwrite it.
       const failure = message.startsWith('WRONGTYPE') ? 'corrupt' : 'unavailable'
-      // A cause that showed credentials would show them again when logged with its cause.
-      const options = message === original ? { cause: err } : undefined
-      throw new StateStoreError(failure, `Redis ${what} on key "${this.#key}" failed: ${message}`, options)
+      // No `cause`: ioredis errors carry the failed command's arguments, and for the HELLO/AUTH
+      // of a connection those include the password.
+      throw new StateStoreError(failure, `Redis ${what} on key "${this.#key}" failed: ${message}`)
     } finally {
       clearTimeout(timer)
     }
