@@ -117,7 +117,8 @@ export function buildStatus(input: {
       breaker: e.breaker.state.kind,
       lastProbeAt: e.lastProbeWallTime === null ? null : new Date(e.lastProbeWallTime).toISOString(),
       probeLatencyMs: e.lastProbe ? round(e.lastProbe.latencyMs) : null,
-      lagMs: e.lastProbe ? round(e.lastProbe.lagMs) : null,
+      // A down node's last lag says nothing about now.
+      lagMs: e.lastProbe && e.lastError === null ? round(e.lastProbe.lagMs) : null,
       lsn: e.lastProbe?.lsn ?? null,
       timeline: e.lastProbe?.timeline ?? null,
       lastError: e.lastError ? maskPassword(e.lastError.message) : null,
