@@ -70,6 +70,7 @@ export class FailoverPool extends PoolSurface {
   readonly #cursor: RouterCursor = { next: 0 }
   readonly #retryBudget: RetryBudget
   #reader: RoutedPool | null = null
+  #primaryTarget: Target | null = null
   #writer: RoutedPool | null = null
   #primary: Endpoint | null = null
   /** Bumped whenever a primary is adopted (even the same one again), to ignore stale failure reports. */
@@ -312,9 +313,14 @@ export class FailoverPool extends PoolSurface {
   }
 
   #writeTarget(since: number, callback: (err: Error | undefined, target?: Target) => void): void {
+    // The hot path: one shared target object per adopted primary, no allocation per statement.
+    const cached = this.#primaryTarget
+    if (cached !== null && cached.endpoint === this.#primary && cached.generation === this.#generation && !this.#paused) return callback(undefined, cached)
     this.#withPrimary(since, (err, endpoint, generation) => {
       if (err || !endpoint) return callback(err)
-      callback(undefined, { endpoint, lane: endpoint.write, generation: generation!, role: 'primary', caughtUp: true })
+      const target: Target = { endpoint, lane: endpoint.write, generation: generation!, role: 'primary', caughtUp: true }
+      if (generation === this.#generation) this.#primaryTarget = target
+      callback(undefined, target)
     })
   }
 
@@ -667,8 +673,12 @@ export class FailoverPool extends PoolSurface {
     const trouble = this.#trouble
     this.#trouble = null
     const changed = from !== null && from !== next.name
-    const storedEpoch = this.#keeper.record?.epoch ?? 0
-    if (changed || this.#epoch === 0) this.#epoch = Math.max(this.#epoch, storedEpoch) + 1
+    const stored = this.#keeper.record
+    if (changed || this.#epoch === 0) {
+      // Following a decision another instance recorded keeps its epoch; a decision of our own makes a new one.
+      if (stored && stored.primary === next.name && stored.epoch >= this.#epoch && stored.epoch > 0) this.#epoch = stored.epoch
+      else this.#epoch = Math.max(this.#epoch, stored?.epoch ?? 0) + 1
+    }
     if (changed) {
       this.#failovers++
       const event: FailoverEvent = {

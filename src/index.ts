@@ -13,6 +13,7 @@ export type {
 } from './events.js'
 export { MemoryStateStore } from './state/memory-store.js'
 export { FileStateStore, type FileStateStoreOptions } from './state/file-store.js'
+export { RedisStateStore, type RedisStateStoreOptions, type RedisLike, type RedisSubscriberLike } from './state/redis-store.js'
 export {
   StateStoreError,
   type StateStore,

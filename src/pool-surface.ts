@@ -199,31 +199,33 @@ export abstract class PoolSurface extends pg.Pool {
 
   private dispatch(text: any, values: any, cb: QueryCallback, state: Attempt): void {
     const kind = this.kindOf(text, state)
-    const { context } = state
-    const run = (minLsn: bigint | null): void => {
-      const read = kind === 'read' ? readRequest(text, state, minLsn) : null
-      this.host.target(kind, state.since, read, (err, target) => {
-        if (err || !target) return cb(err)
-        if (read?.minLsn != null) requestLog('read needing %s -> %s (%s, caught up: %s)', read.minLsn, target.endpoint.name, target.role, target.caughtUp)
-        target.lane.acquire((acquireErr, client, release) => {
-          if (acquireErr || !client || !release) {
-            if (this.retryAfterAcquireFailure(target, acquireErr, state)) return this.dispatch(text, values, cb, state)
-            return cb(acquireErr)
-          }
-          if (read && read.minLsn !== null && target.role === 'replica' && !target.caughtUp) {
-            return this.ensureReplayed(target, client, read.minLsn, (ok) => {
-              if (ok) return this.execute(target, client, release, kind, context, text, values, cb, state)
-              release()
-              exclude(state, target)
-              this.dispatch(text, values, cb, state)
-            })
-          }
-          this.execute(target, client, release, kind, context, text, values, cb, state)
-        })
-      })
+    if (kind === 'read' && state.context) {
+      return this.resolveMinLsn(state.context, state.since, (minLsn) => this.route(kind, minLsn, text, values, cb, state))
     }
-    if (kind === 'read' && context) this.resolveMinLsn(context, state.since, run)
-    else run(null)
+    this.route(kind, null, text, values, cb, state)
+  }
+
+  private route(kind: 'write' | 'read', minLsn: bigint | null, text: any, values: any, cb: QueryCallback, state: Attempt): void {
+    const read = kind === 'read' ? readRequest(text, state, minLsn) : null
+    this.host.target(kind, state.since, read, (err, target) => {
+      if (err || !target) return cb(err)
+      target.lane.acquire((acquireErr, client, release) => {
+        if (acquireErr || !client || !release) {
+          if (this.retryAfterAcquireFailure(target, acquireErr, state)) return this.dispatch(text, values, cb, state)
+          return cb(acquireErr)
+        }
+        if (minLsn !== null && target.role === 'replica' && !target.caughtUp) {
+          requestLog('read needing %s on %s: checking its replay position', minLsn, target.endpoint.name)
+          return this.ensureReplayed(target, client, minLsn, (ok) => {
+            if (ok) return this.execute(target, client, release, kind, state.context, text, values, cb, state)
+            release()
+            exclude(state, target)
+            this.dispatch(text, values, cb, state)
+          })
+        }
+        this.execute(target, client, release, kind, state.context, text, values, cb, state)
+      })
+    })
   }
 
   private execute(

@@ -99,6 +99,7 @@ export class RedisStateStore implements StateStore {
   #pollAgain = false
   #closed = false
 
+  /** @throws RangeError when pollIntervalMs is negative or commandTimeoutMs is not positive. */
   constructor(options: RedisStateStoreOptions) {
     this.#client = options.client
     this.#key = options.key ?? 'pg-failover-pool:state'
@@ -119,21 +120,33 @@ export class RedisStateStore implements StateStore {
     return this.#channel
   }
 
+  /**
+   * GET + JSON.parse. Rejects with StateStoreError: 'corrupt' (not a record, or a key of another
+   * type), 'unavailable' (Redis refused or failed the command), 'timeout' (past commandTimeoutMs).
+   */
   async load(): Promise<StateRecord | null> {
     const raw = await this.#command('GET', () => this.#client.get(this.#key))
     if (raw === null) return null
     return this.#parse(raw)
   }
 
+  /**
+   * Atomic compare-and-set (one Lua script); on success the new record is also published on the
+   * channel. A stored value that is not a record counts as nothing stored. Rejects like load();
+   * after a 'timeout' the write may still have happened. Throws TypeError for an invalid update.
+   */
   async compareAndSet(expectedVersion: number | null, update: StateUpdate): Promise<CompareAndSetResult> {
-    const json = JSON.stringify({ ...update, version: (expectedVersion ?? 0) + 1 })
+    // Checked before writing: an invalid record would be stored and then read back as corrupt.
+    const record = asStateRecord({ ...update, version: (expectedVersion ?? 0) + 1 })
+    if (!record) throw new TypeError(`not a valid state record update: ${JSON.stringify(update)}`)
+    const json = JSON.stringify(record)
     const reply = await this.#command('compare-and-set', () =>
       this.#client.eval(COMPARE_AND_SET, 1, this.#key, expectedVersion === null ? '' : String(expectedVersion), json, this.#channel),
     )
     if (!Array.isArray(reply) || (reply[0] !== 1 && reply[0] !== 0)) {
       throw new StateStoreError('unavailable', `unexpected reply from the compare-and-set script on key "${this.#key}"`)
     }
-    if (reply[0] === 1) return { ok: true, record: this.#parse(json) }
+    if (reply[0] === 1) return { ok: true, record }
     const current = reply[1]
     return { ok: false, current: typeof current === 'string' ? this.#parse(current) : null }
   }
