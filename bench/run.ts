@@ -10,6 +10,7 @@ import { startCluster } from '../test/support/cluster.js'
 import { measureOverhead, median } from './overhead.js'
 import { measurePromotionToWrite } from './promotion-to-write.js'
 import { measureReads } from './reads.js'
+import { measureFrozenDetection, measureIdlePromotionNotice } from './detection.js'
 
 const runs = Number(process.env.BENCH_PROMOTION_RUNS ?? 7)
 const rounds = Number(process.env.BENCH_ROUNDS ?? 5)
@@ -51,6 +52,18 @@ async function main(): Promise<void> {
   const latencies = samples.map((s) => s.promotionToWriteMs)
   const med = median(latencies)
   console.log(`  median ${med.toFixed(1)} ms, min ${Math.min(...latencies).toFixed(1)}, max ${Math.max(...latencies).toFixed(1)}`)
+
+  const probeTimeoutMs = 1000
+  const healthCheckIntervalMs = 500
+  console.log(`frozen primary detection: probeTimeoutMs ${probeTimeoutMs}, healthCheckIntervalMs ${healthCheckIntervalMs}, ${runs} runs`)
+  const freezes = await measureFrozenDetection(runs, probeTimeoutMs, healthCheckIntervalMs)
+  for (const f of freezes) console.log(`  detected in ${f.detectedMs.toFixed(0)} ms (deadline ${f.deadlineMs} ms)`)
+  console.log(`idle promotion notice: ${runs} runs`)
+  const notices: number[] = []
+  for (let i = 0; i < runs; i++) {
+    notices.push(await measureIdlePromotionNotice())
+    console.log(`  run ${i + 1}: ${notices[i]!.toFixed(1)} ms`)
+  }
 
   const cpu = os.cpus()[0]?.model ?? 'unknown CPU'
   const lines = [
@@ -96,6 +109,28 @@ async function main(): Promise<void> {
     '|---:|---:|---:|',
     ...samples.map((s, i) => `| ${i + 1} | ${s.promotionToWriteMs.toFixed(1)} | ${s.failoverEventMs} |`),
     `| **median** | **${med.toFixed(1)}** | ${median(samples.map((s) => s.failoverEventMs)).toFixed(0)} |`,
+    '',
+    '## Frozen primary detection',
+    '',
+    `The primary is frozen with SIGSTOP (its sockets stay open; nothing answers). The health monitor probes`,
+    `every ${healthCheckIntervalMs} ms with a ${probeTimeoutMs} ms deadline, so the documented worst case is`,
+    `probeTimeoutMs + healthCheckIntervalMs = ${probeTimeoutMs + healthCheckIntervalMs} ms. Measured from SIGSTOP to the pool's \`endpointDown\`.`,
+    '',
+    '| run | detected (ms) | deadline (ms) | share of deadline |',
+    '|---:|---:|---:|---:|',
+    ...freezes.map((f, i) => `| ${i + 1} | ${f.detectedMs.toFixed(0)} | ${f.deadlineMs} | ${(f.detectedMs / f.deadlineMs).toFixed(2)} |`),
+    `| **median** | **${median(freezes.map((f) => f.detectedMs)).toFixed(0)}** | ${probeTimeoutMs + healthCheckIntervalMs} | ${(median(freezes.map((f) => f.detectedMs)) / (probeTimeoutMs + healthCheckIntervalMs)).toFixed(2)} |`,
+    '',
+    '## Idle promotion notice',
+    '',
+    'Primary stopped, the pool idle (polling slowed to every 10 s), a standby promoted. Measured from the standby',
+    'first answering `pg_is_in_recovery() = false` (polled every millisecond) to the pool\'s `failover` event:',
+    'the promotion watch (a server-side wait on each standby) is what notices. Fresh cluster per run.',
+    '',
+    '| run | promotion → failover event (ms) |',
+    '|---:|---:|',
+    ...notices.map((n, i) => `| ${i + 1} | ${n.toFixed(1)} |`),
+    `| **median** | **${median(notices).toFixed(1)}** |`,
     '',
   ]
   const out = fileURLToPath(new URL('./RESULTS.md', import.meta.url))

@@ -330,18 +330,36 @@ export abstract class PoolSurface extends pg.Pool {
           }
           if (minLsn !== null && target.role === 'replica' && !target.caughtUp) {
             return this.ensureReplayed(target, client, minLsn, (ok) => {
-              if (ok) return cb(undefined, client, release)
+              if (ok) return this.handOut(target, client, release, cb)
               release()
               exclude(state, target)
               this.checkout(kind, state, cb)
             })
           }
-          cb(undefined, client, release)
+          this.handOut(target, client, release, cb)
         })
       })
     }
     if (kind === 'read' && context) this.resolveMinLsn(context, state.since, run)
     else run(null)
+  }
+
+  /**
+   * Hands a checked-out client to the caller. pg-pool only listens for 'error' on idle clients, so
+   * a server ending the session of a client an ORM holds between statements (idle in transaction,
+   * during a failover) would emit an unhandled 'error' and crash the process. We listen while it is
+   * checked out — the error still reaches the caller's next query, and any listener of its own —
+   * report it as an endpoint failure, and stop listening when it is released.
+   */
+  private handOut(target: Target, client: PoolClient, release: (err?: Error | boolean) => void, cb: ConnectCallback): void {
+    const onError = (err: Error): void => this.host.report(target, err)
+    client.on('error', onError)
+    const releaseOnce = (err?: Error | boolean): void => {
+      client.removeListener('error', onError)
+      release(err)
+    }
+    client.release = releaseOnce
+    cb(undefined, client, releaseOnce)
   }
 
   /** A failed checkout never reached the server, so it may go again; true when it should. */
