@@ -9,7 +9,7 @@ import type { Lane, PoolEventName } from './lane.js'
 import { LaneRetiredError } from './lane.js'
 import { topologyLog } from './log.js'
 import { type FailoverPoolOptions, type ResolvedOptions, resolveOptions } from './options.js'
-import { type Intent, PoolSurface, type ReadRequest, type RoutingHost, type Target, promisify } from './pool-surface.js'
+import { type Intent, PoolSurface, type ReadRequest, type RoutingHost, type Target } from './pool-surface.js'
 import { PromotionWatch } from './promotion-watch.js'
 import { roleOf } from './role-probe.js'
 import { RoutedPool } from './routed-pool.js'
@@ -149,36 +149,15 @@ export class FailoverPool extends PoolSurface {
     return tokenOf(currentConsistency())
   }
 
-  /**
-   * Closes every connection and stops every timer, in promise or callback form, exactly as
-   * pg.Pool#end: it waits for checked-out clients to be released, and a second call fails.
-   */
-  override end(): Promise<void>
-  override end(callback: () => void): void
-  override end(callback?: (err?: Error) => void): Promise<void> | void {
-    const { result, cb } = promisify<void>(callback as ((err: Error | undefined) => void) | undefined)
-    if (this.ending) {
-      cb(new Error('Called end on pool more than once'))
-      return result
-    }
-    ;(this as { ending: boolean }).ending = true
+  /** Closes every connection and stops every timer (pg.Pool#end's contract is in PoolSurface#end). */
+  protected override async shutdown(): Promise<void> {
     if (this.#discoveryTimer !== null) this.#opts.clock.clearTimeout(this.#discoveryTimer)
     this.#discoveryTimer = null
     for (const watch of this.#watches.values()) watch.stop()
     this.#unwatchStore()
     const ended = new Error('Cannot use a pool after calling end on the pool')
     for (const waiter of [...this.#waiters]) this.#settleWaiter(waiter, ended)
-    Promise.all([...this.#endpoints.map((e) => e.end()), this.#keeper.close().catch(() => undefined)]).then(
-      () => {
-        ;(this as { ended: boolean }).ended = true
-        cb(undefined)
-      },
-      (err: Error) => {
-        ;(this as { ended: boolean }).ended = true
-        cb(err)
-      },
-    )
-    return result
+    await Promise.all([...this.#endpoints.map((e) => e.end()), this.#keeper.close().catch(() => undefined)])
   }
 
   /** A JSON-serialisable snapshot of the topology: primary, roles, lag, failovers. No passwords. */

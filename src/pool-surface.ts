@@ -181,6 +181,35 @@ export abstract class PoolSurface extends pg.Pool {
     return result
   }
 
+  /**
+   * Ends the pool in promise or callback form, exactly as pg.Pool#end: a second call fails with
+   * pg.Pool's message, `ending` is set at once and `ended` when everything is closed.
+   */
+  override end(): Promise<void>
+  override end(callback: () => void): void
+  override end(callback?: (err?: Error) => void): Promise<void> | void {
+    const { result, cb } = promisify<void>(callback as ((err: Error | undefined) => void) | undefined)
+    if (this.ending) {
+      cb(new Error('Called end on pool more than once'))
+      return result
+    }
+    ;(this as { ending: boolean }).ending = true
+    this.shutdown().then(
+      () => {
+        ;(this as { ended: boolean }).ended = true
+        cb(undefined)
+      },
+      (err: Error) => {
+        ;(this as { ended: boolean }).ended = true
+        cb(err)
+      },
+    )
+    return result
+  }
+
+  /** What ending means for this surface; called once, after `ending` is set. */
+  protected abstract shutdown(): Promise<void>
+
   /** True once this surface (or its FailoverPool) is ending. */
   protected isClosed(): boolean {
     return this.ending || this.host.ending

@@ -1,5 +1,5 @@
 import type { PoolConfig } from 'pg'
-import { type Intent, PoolSurface, type RoutingHost, promisify } from './pool-surface.js'
+import { type Intent, PoolSurface, type RoutingHost } from './pool-surface.js'
 
 /**
  * `pool.reader` / `pool.writer`: a pg.Pool-compatible view of a FailoverPool bound to one intent
@@ -20,18 +20,6 @@ export class RoutedPool extends PoolSurface {
     this.intent = intent
   }
 
-  /** Stops this view from being used; the second call fails as pg.Pool's does. */
-  override end(): Promise<void>
-  override end(callback: () => void): void
-  override end(callback?: (err?: Error) => void): Promise<void> | void {
-    const { result, cb } = promisify<void>(callback as ((err: Error | undefined) => void) | undefined)
-    if (this.ending) {
-      cb(new Error('Called end on pool more than once'))
-      return result
-    }
-    ;(this as { ending: boolean }).ending = true
-    ;(this as { ended: boolean }).ended = true
-    setImmediate(() => cb(undefined))
-    return result
-  }
+  /** Ending a view only stops it being used: the FailoverPool owns (and closes) the connections. */
+  protected override async shutdown(): Promise<void> {}
 }

@@ -14,6 +14,7 @@
  * Clusters are registered in a module-level registry and are torn down (SIGQUIT = immediate
  * shutdown, then rm -rf) on process exit, SIGINT and SIGTERM even if `destroy()` is never called.
  */
+import { registerCleanup, unregisterCleanup } from './exit-cleanup.js'
 import { randomBytes } from 'node:crypto'
 import { spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs'
@@ -120,43 +121,6 @@ class NodeImpl implements ClusterNode {
 // ---------------------------------------------------------------------------------------------
 // Registry + process-exit cleanup
 
-const liveClusters = new Map<Cluster, () => void>()
-let handlersInstalled = false
-
-function destroyAllSync(): void {
-  for (const destroySync of [...liveClusters.values()]) {
-    try {
-      destroySync()
-    } catch {
-      // best effort while exiting
-    }
-  }
-}
-
-function onSignal(sig: NodeJS.Signals): void {
-  destroyAllSync()
-  updateHandlers()
-  // If someone else also listens for this signal, let them decide what happens next;
-  // otherwise behave like the default action would (exit 128 + signal number).
-  if (process.listenerCount(sig) === 0) process.exit(128 + (os.constants.signals[sig] ?? 0))
-}
-const onExit = (): void => destroyAllSync()
-const onSigint = (): void => onSignal('SIGINT')
-const onSigterm = (): void => onSignal('SIGTERM')
-
-function updateHandlers(): void {
-  if (liveClusters.size > 0 && !handlersInstalled) {
-    process.on('exit', onExit)
-    process.on('SIGINT', onSigint)
-    process.on('SIGTERM', onSigterm)
-    handlersInstalled = true
-  } else if (liveClusters.size === 0 && handlersInstalled) {
-    process.off('exit', onExit)
-    process.off('SIGINT', onSigint)
-    process.off('SIGTERM', onSigterm)
-    handlersInstalled = false
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Small helpers
@@ -339,8 +303,7 @@ export class Cluster {
     this.extraSettings = { ...options.settings }
     this.password = `pw-${randomBytes(12).toString('hex')}`
     this.baseDir = mkdtempSync(path.join(os.tmpdir(), 'pgfp-'))
-    liveClusters.set(this, () => this.destroySync())
-    updateHandlers()
+    registerCleanup(this, () => this.destroySync())
     chownToServerUser(this.baseDir)
     this.impls = Array.from({ length: standbys + 1 }, (_, i) => new NodeImpl(`${prefix}${i}`, this.baseDir, this.password))
     for (const n of this.impls) {
@@ -666,15 +629,14 @@ export class Cluster {
     )
     await rm(this.baseDir, { recursive: true, force: true, maxRetries: 3 })
     this.destroyed = true
-    liveClusters.delete(this)
-    updateHandlers()
+    unregisterCleanup(this)
   }
 
   /** Synchronous teardown for 'exit' / signal handlers. */
   private destroySync(): void {
     if (this.destroyed) return
     this.destroyed = true
-    liveClusters.delete(this)
+    unregisterCleanup(this)
     const postmasters: number[] = []
     const all: number[] = []
     for (const n of this.impls) {

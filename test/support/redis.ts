@@ -9,6 +9,7 @@
  * Servers are registered in a module-level registry and killed (SIGCONT + SIGKILL, then rm -rf)
  * on process exit, SIGINT and SIGTERM even if `destroy()` is never called.
  */
+import { registerCleanup, unregisterCleanup } from './exit-cleanup.js'
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { rm } from 'node:fs/promises'
@@ -102,41 +103,6 @@ export function findRedisServer(): string {
 // ---------------------------------------------------------------------------------------------
 // Registry + process-exit cleanup (same pattern as cluster.ts)
 
-const liveServers = new Map<RedisServerImpl, () => void>()
-let handlersInstalled = false
-
-function destroyAllSync(): void {
-  for (const destroySync of [...liveServers.values()]) {
-    try {
-      destroySync()
-    } catch {
-      // best effort while exiting
-    }
-  }
-}
-
-function onSignal(sig: NodeJS.Signals): void {
-  destroyAllSync()
-  updateHandlers()
-  if (process.listenerCount(sig) === 0) process.exit(128 + (os.constants.signals[sig] ?? 0))
-}
-const onExit = (): void => destroyAllSync()
-const onSigint = (): void => onSignal('SIGINT')
-const onSigterm = (): void => onSignal('SIGTERM')
-
-function updateHandlers(): void {
-  if (liveServers.size > 0 && !handlersInstalled) {
-    process.on('exit', onExit)
-    process.on('SIGINT', onSigint)
-    process.on('SIGTERM', onSigterm)
-    handlersInstalled = true
-  } else if (liveServers.size === 0 && handlersInstalled) {
-    process.off('exit', onExit)
-    process.off('SIGINT', onSigint)
-    process.off('SIGTERM', onSigterm)
-    handlersInstalled = false
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Small helpers
@@ -216,8 +182,7 @@ class RedisServerImpl implements RedisServer {
     this.#binary = binary
     this.#password = options.password
     this.dir = mkdtempSync(path.join(os.tmpdir(), 'pgfp-redis-'))
-    liveServers.set(this, () => this.#destroySync())
-    updateHandlers()
+    registerCleanup(this, () => this.#destroySync())
   }
 
   get port(): number {
@@ -341,15 +306,14 @@ class RedisServerImpl implements RedisServer {
     this.#child = null
     await rm(this.dir, { recursive: true, force: true, maxRetries: 3 })
     this.#destroyed = true
-    liveServers.delete(this)
-    updateHandlers()
+    unregisterCleanup(this)
   }
 
   /** Synchronous teardown for 'exit' / signal handlers. */
   #destroySync(): void {
     if (this.#destroyed) return
     this.#destroyed = true
-    liveServers.delete(this)
+    unregisterCleanup(this)
     const pid = this.pid
     if (pid !== null) {
       for (const sig of ['SIGCONT', 'SIGKILL'] as const) {
