@@ -7,7 +7,7 @@ export default defineConfig({
   clean: true,
   sourcemap: true,
   target: 'node20',
-  // Drizzle and others check `constructor.name`; minifiers must not rename FailoverPool.
-  keepNames: true,
+  // Not keepNames: it wraps every closure in a defineProperty call, which cost ~1 µs per query on the
+  // hot path. The exported classes set their `name` explicitly instead (it survives any minifier).
   external: ['pg', 'pg-connection-string', 'debug'],
 })

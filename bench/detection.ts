@@ -1,5 +1,5 @@
 import pg from 'pg'
-import { FailoverPool } from '../src/index.js'
+import { FailoverPool } from '../dist/index.js'
 import { type ClusterNode, startCluster } from '../test/support/cluster.js'
 
 /** Frozen-primary detection: how long from SIGSTOP to the pool leaving the node, against its deadline. */

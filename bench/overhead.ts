@@ -1,5 +1,5 @@
 import pg from 'pg'
-import { FailoverPool } from '../src/index.js'
+import { FailoverPool } from '../dist/index.js'
 import type { Cluster } from '../test/support/cluster.js'
 
 /** Throughput of one subject at one concurrency. */
@@ -12,13 +12,24 @@ export interface ThroughputSample {
 /** Result of the per-query overhead benchmark at one concurrency. */
 export interface OverheadResult {
   readonly concurrency: number
+  /** Median throughput of the pg.Pool rounds (queries per second). */
   readonly pgPoolQps: number
   readonly failoverPoolQps: number
-  /** FailoverPool throughput / pg.Pool throughput (1.0 = no overhead). */
+  /** Median over rounds of FailoverPool / pg.Pool throughput measured back to back (1.0 = no overhead). */
   readonly ratio: number
+  /** Client CPU time (user + system) per query, microseconds. */
+  readonly pgPoolCpuUs: number
+  readonly failoverPoolCpuUs: number
 }
 
-async function drive(pool: pg.Pool, concurrency: number, durationMs: number): Promise<number> {
+interface Run {
+  readonly qps: number
+  readonly queries: number
+  /** Client CPU microseconds spent during the run. */
+  readonly cpuUs: number
+}
+
+async function drive(pool: pg.Pool, concurrency: number, durationMs: number): Promise<Run> {
   let count = 0
   const deadline = performance.now() + durationMs
   const worker = async (): Promise<void> => {
@@ -27,15 +38,20 @@ async function drive(pool: pg.Pool, concurrency: number, durationMs: number): Pr
       count++
     }
   }
+  const cpu = process.cpuUsage()
   const started = performance.now()
   await Promise.all(Array.from({ length: concurrency }, worker))
-  return (count * 1000) / (performance.now() - started)
+  const elapsed = performance.now() - started
+  const used = process.cpuUsage(cpu)
+  return { qps: (count * 1000) / elapsed, queries: count, cpuUs: used.user + used.system }
 }
 
 /**
  * `SELECT 1` through a plain pg.Pool and through a FailoverPool (every cluster node as an
- * endpoint) on the same primary, interleaved in rounds so drift on the machine hits both alike.
- * The figure is the median round of each.
+ * endpoint) on the same primary. This machine's throughput drifts by ±20% from one second to the
+ * next (two cores shared by the client, three servers and a noisy host), so the two run back to
+ * back in each round, in alternating order, and the figure is the median of the per-round ratios;
+ * client CPU per query is reported as well, since that is the overhead this library adds.
  */
 export async function measureOverhead(cluster: Cluster, concurrencies: readonly number[], rounds: number, roundMs: number): Promise<OverheadResult[]> {
   const results: OverheadResult[] = []
@@ -44,17 +60,34 @@ export async function measureOverhead(cluster: Cluster, concurrencies: readonly 
     const failover = new FailoverPool({ endpoints: cluster.nodes.map((n) => n.url), max: concurrency })
     try {
       // Warm both: connections open, statement paths JIT-compiled.
-      await drive(plain, concurrency, 300)
-      await drive(failover, concurrency, 300)
-      const plainRuns: number[] = []
-      const failoverRuns: number[] = []
+      await drive(plain, concurrency, 500)
+      await drive(failover, concurrency, 500)
+      const plainRuns: Run[] = []
+      const failoverRuns: Run[] = []
+      const ratios: number[] = []
       for (let round = 0; round < rounds; round++) {
-        plainRuns.push(await drive(plain, concurrency, roundMs))
-        failoverRuns.push(await drive(failover, concurrency, roundMs))
+        let plainRun: Run
+        let failoverRun: Run
+        if (round % 2 === 0) {
+          plainRun = await drive(plain, concurrency, roundMs)
+          failoverRun = await drive(failover, concurrency, roundMs)
+        } else {
+          failoverRun = await drive(failover, concurrency, roundMs)
+          plainRun = await drive(plain, concurrency, roundMs)
+        }
+        plainRuns.push(plainRun)
+        failoverRuns.push(failoverRun)
+        ratios.push(failoverRun.qps / plainRun.qps)
       }
-      const pgPoolQps = median(plainRuns)
-      const failoverPoolQps = median(failoverRuns)
-      results.push({ concurrency, pgPoolQps, failoverPoolQps, ratio: failoverPoolQps / pgPoolQps })
+      const cpuPerQuery = (runs: Run[]): number => runs.reduce((a, r) => a + r.cpuUs, 0) / runs.reduce((a, r) => a + r.queries, 0)
+      results.push({
+        concurrency,
+        pgPoolQps: median(plainRuns.map((r) => r.qps)),
+        failoverPoolQps: median(failoverRuns.map((r) => r.qps)),
+        ratio: median(ratios),
+        pgPoolCpuUs: cpuPerQuery(plainRuns),
+        failoverPoolCpuUs: cpuPerQuery(failoverRuns),
+      })
     } finally {
       await plain.end()
       await failover.end()

@@ -1,5 +1,5 @@
 import pg from 'pg'
-import { FailoverPool } from '../src/index.js'
+import { FailoverPool } from '../dist/index.js'
 import type { Cluster } from '../test/support/cluster.js'
 import { median } from './overhead.js'
 

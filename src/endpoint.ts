@@ -4,14 +4,14 @@ import { type BreakerSettings, CircuitBreaker } from './breaker.js'
 import type { Clock } from './clock.js'
 import type { ResolvedEndpoint } from './endpoint-config.js'
 import { hidePassword } from './endpoint-config.js'
-import { Lane, type PoolEventName, destroySocket } from './lane.js'
+import { Lane, type LaneEvents, destroySocket } from './lane.js'
 import { type ProbeResult, probeRole } from './role-probe.js'
 
 /** Which lane of an endpoint: writes (the primary's traffic) or reads (pool.reader's). */
 export type LaneKind = 'write' | 'read'
 
-/** Receives every event of every lane of every endpoint. */
-export type PoolEventSink = (endpoint: Endpoint, lane: LaneKind, event: PoolEventName, args: unknown[]) => void
+/** Builds the receiver of one lane's pg.Pool events. */
+export type LaneEventsFactory = (endpoint: Endpoint, lane: LaneKind) => LaneEvents
 
 /** Per-endpoint routing settings. */
 export interface EndpointRouting {
@@ -53,7 +53,7 @@ export class Endpoint {
   constructor(
     resolved: ResolvedEndpoint,
     sharedConfig: PoolConfig,
-    sink: PoolEventSink,
+    events: LaneEventsFactory,
     private readonly clock: Clock,
     breaker: BreakerSettings,
   ) {
@@ -65,8 +65,8 @@ export class Endpoint {
     this.clientConfig = { ...sharedConfig, ...resolved.config }
     const password = 'password' in resolved.config ? resolved.config.password : sharedConfig.password
     if (password !== undefined) hidePassword(this.clientConfig, password)
-    this.write = new Lane(this.name, this.clientConfig, (event, args) => sink(this, 'write', event, args))
-    this.read = new Lane(this.name, this.clientConfig, (event, args) => sink(this, 'read', event, args))
+    this.write = new Lane(this.name, this.clientConfig, events(this, 'write'))
+    this.read = new Lane(this.name, this.clientConfig, events(this, 'read'))
   }
 
   /** The write lane's pg.Pool options (what pg.Pool#options would show for this node). */

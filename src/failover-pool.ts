@@ -5,7 +5,8 @@ import { currentConsistency, runWithConsistency, tokenOf } from './consistency.j
 import { Endpoint, type LaneKind, parseLsn } from './endpoint.js'
 import { classifyError } from './error-policy.js'
 import { type EndpointAnswer, NoPrimaryError, NoReplicaError, maskPassword } from './errors.js'
-import type { Lane, PoolEventName } from './lane.js'
+import type { Lane, LaneEvents } from './lane.js'
+import type { PoolClient } from 'pg'
 import { LaneRetiredError } from './lane.js'
 import { topologyLog } from './log.js'
 import { type FailoverPoolOptions, type ResolvedOptions, resolveOptions } from './options.js'
@@ -19,11 +20,12 @@ import type { FailoverEvent, FailoverPoolEvents, PgPoolEvents } from './events.j
 import { AllEndpointsDownError } from './errors.js'
 import type { BreakerTransition } from './breaker.js'
 import { RetryBudget } from './retry-budget.js'
+import { PrimaryQueue } from './primary-queue.js'
 import { type Candidate as ElectionCandidate, electLogical } from './topology.js'
 import { StateKeeper } from './state/state-keeper.js'
 import type { StateRecord, StateStoreError } from './state/state-store.js'
 import { ConfigError, SplitBrainError, SwitchoverRefusedError } from './errors.js'
-import type { PromotionContext } from './promotion-hook.js'
+import { type PromotionContext, runPromoteHook } from './promotion-hook.js'
 import { type Candidate, type Election, type ProbeOutcome, elect } from './topology.js'
 
 // Typed listeners for our own events; pg.Pool's overloads still apply for its events.
@@ -38,12 +40,6 @@ export interface FailoverPool {
 
 type PrimaryCallback = (err: Error | undefined, endpoint?: Endpoint, generation?: number) => void
 
-interface Waiter {
-  readonly callback: PrimaryCallback
-  readonly since: number
-  timer: TimerHandle | null
-}
-
 /**
  * A drop-in `pg.Pool` over several PostgreSQL endpoints. `query` and `connect` reach the verified
  * primary (or, with `routeReads: 'auto'`, a replica for certainly read-only statements); when the
@@ -55,6 +51,10 @@ interface Waiter {
  * primary's connections, plus `failover` ({@link FailoverEvent}).
  */
 export class FailoverPool extends PoolSurface {
+  static {
+    // Code that checks constructor.name (Drizzle does) must see it even after a consumer's minifier.
+    Object.defineProperty(this, 'name', { value: 'FailoverPool' })
+  }
   /** @internal */
   protected readonly host: RoutingHost
   /** @internal */
@@ -62,7 +62,7 @@ export class FailoverPool extends PoolSurface {
   readonly #opts: ResolvedOptions
   readonly #endpoints: readonly Endpoint[]
   readonly #watches = new Map<Endpoint, PromotionWatch>()
-  readonly #waiters = new Set<Waiter>()
+  readonly #waiters: PrimaryQueue<Endpoint>
   readonly #mismatched = new Set<string>()
   readonly #fenced = new Set<string>()
   /** Standbys whose promotion was noticed: no reads until a probe says what they are now. */
@@ -109,9 +109,10 @@ export class FailoverPool extends PoolSurface {
     super(resolved.poolConfig)
     this.#opts = resolved
     this.#retryBudget = new RetryBudget(resolved.retryBudget, resolved.clock)
+    this.#waiters = new PrimaryQueue(resolved.clock)
     this.intent = resolved.routeReads === 'auto' ? 'auto' : 'write'
     this.#endpoints = resolved.endpoints.map(
-      (e) => new Endpoint(e, resolved.poolConfig, (ep, lane, event, args) => this.#onPoolEvent(ep, lane, event, args), resolved.clock, resolved.breaker),
+      (e) => new Endpoint(e, resolved.poolConfig, (ep, lane) => this.#laneEvents(ep, lane), resolved.clock, resolved.breaker),
     )
     this.host = this.#makeHost()
     this.#keeper = new StateKeeper(resolved.stateStore, resolved.clock, resolved.stateStoreTimeoutMs)
@@ -156,7 +157,7 @@ export class FailoverPool extends PoolSurface {
     for (const watch of this.#watches.values()) watch.stop()
     this.#unwatchStore()
     const ended = new Error('Cannot use a pool after calling end on the pool')
-    for (const waiter of [...this.#waiters]) this.#settleWaiter(waiter, ended)
+    this.#waiters.settleAll(ended)
     await Promise.all([...this.#endpoints.map((e) => e.end()), this.#keeper.close().catch(() => undefined)])
   }
 
@@ -283,6 +284,10 @@ export class FailoverPool extends PoolSurface {
         return pool.ending
       },
       target: (kind, since, read, callback) => (kind === 'write' ? this.#writeTarget(since, callback) : this.#readTarget(since, read!, callback)),
+      readyWriteTarget: () => {
+        const cached = this.#primaryTarget
+        return cached !== null && cached.endpoint === this.#primary && cached.generation === this.#generation && !this.#paused ? cached : null
+      },
       report: (target, err) => this.#report(target, err),
       lanes: (kind) => this.#endpoints.map((e) => e.lane(kind)),
       primaryOptions: () => (this.#primary ?? this.#endpoints[0]!).options,
@@ -421,21 +426,12 @@ export class FailoverPool extends PoolSurface {
       const why = remaining <= 0 ? undefined : new Error(`${this.#waiters.size} requests already wait for a primary (maxQueuedRequests)`)
       return callback(new NoPrimaryError(this.#lastAnswers, Math.round(clock.now() - since), why ? { cause: why } : undefined))
     }
-    const waiter: Waiter = { callback, since, timer: null }
-    waiter.timer = clock.setTimeout(() => {
-      waiter.timer = null
-      this.#settleWaiter(waiter, new NoPrimaryError(this.#lastAnswers, Math.round(clock.now() - since)))
-    }, remaining)
-    // A request waiting for a primary is user work: it keeps the process alive, as pg-pool's pending connects do.
-    ;(waiter.timer as { ref?: () => void }).ref?.()
-    this.#waiters.add(waiter)
+    this.#waiters.add(
+      (err, endpoint) => callback(err, endpoint, this.#generation),
+      remaining,
+      () => new NoPrimaryError(this.#lastAnswers, Math.round(clock.now() - since)),
+    )
     if (!this.#booting && !this.#paused && !this.#discovering && this.#discoveryTimer === null) this.#startDiscovery('a request is waiting for a primary')
-  }
-
-  #settleWaiter(waiter: Waiter, err: Error | undefined, endpoint?: Endpoint): void {
-    if (!this.#waiters.delete(waiter)) return
-    if (waiter.timer !== null) this.#opts.clock.clearTimeout(waiter.timer)
-    waiter.callback(err, endpoint, this.#generation)
   }
 
   // ---------------------------------------------------------------- topology (the only place it changes)
@@ -571,7 +567,7 @@ export class FailoverPool extends PoolSurface {
   #failWaitersOnConfigurationError(outcomes: ReadonlyMap<Endpoint, ProbeOutcome>): void {
     const errors = [...outcomes.values()].map((o) => (o.kind === 'failed' ? o.error : null))
     if (errors.some((e) => e === null || classifyError(e) !== 'configuration')) return
-    for (const waiter of [...this.#waiters]) this.#settleWaiter(waiter, errors[0]!)
+    this.#waiters.settleAll(errors[0]!)
   }
 
   /**
@@ -605,7 +601,7 @@ export class FailoverPool extends PoolSurface {
       topologyLog('refusing writes: %s', election.reason)
       if (this.#primary !== null) this.#suspendPrimary(election.reason)
       const refusal = new SplitBrainError(election.candidates, election.reason)
-      for (const waiter of [...this.#waiters]) this.#settleWaiter(waiter, refusal)
+      this.#waiters.settleAll(refusal)
       return
     }
     if (election.kind === 'none') {
@@ -681,7 +677,7 @@ export class FailoverPool extends PoolSurface {
   #releaseWaiters(): void {
     const primary = this.#primary
     if (primary === null || this.#paused) return
-    for (const waiter of [...this.#waiters]) this.#settleWaiter(waiter, undefined, primary)
+    this.#waiters.settleAll(undefined, primary)
   }
 
   // ---------------------------------------------------------------- state store
@@ -751,21 +747,7 @@ export class FailoverPool extends PoolSurface {
     const hook = this.#opts.onPromote!
     const context: PromotionContext = { from, to: next.name, epoch: Math.max(this.#epoch, this.#keeper.record?.epoch ?? 0) + 1, reason: this.#trouble?.reason ?? 'promotion' }
     try {
-      await new Promise<void>((resolve, reject) => {
-        next.write.acquire((err, client, release) => {
-          if (err || !client || !release) return reject(err ?? new Error('no client'))
-          hook(client, context).then(
-            () => {
-              release()
-              resolve()
-            },
-            (hookErr: unknown) => {
-              release()
-              reject(hookErr)
-            },
-          )
-        })
-      })
+      await runPromoteHook(next.write, hook, context)
       topologyLog('promotion hook done on %s', next.name)
       return true
     } catch (err) {
@@ -820,24 +802,51 @@ export class FailoverPool extends PoolSurface {
 
   // ---------------------------------------------------------------- inner pool events
 
-  #onPoolEvent(endpoint: Endpoint, lane: LaneKind, event: PoolEventName, args: unknown[]): void {
-    const surfaces: PoolSurface[] = lane === 'write' ? [this, ...(this.#writer ? [this.#writer] : [])] : this.#reader ? [this.#reader] : []
-    if (event === 'error' || event === 'release') {
-      const err = args[0]
+  /**
+   * Forwards one lane's pg.Pool events to the surfaces that own its connections (write lanes: the
+   * pool and `writer`; read lanes: `reader`), with pg.Pool's arguments, and turns connection errors
+   * into endpoint failures. Called for every checkout and release, so it allocates nothing.
+   */
+  #laneEvents(endpoint: Endpoint, lane: LaneKind): LaneEvents {
+    const write = lane === 'write'
+    const one = (event: 'connect' | 'acquire' | 'remove', client: PoolClient): void => {
+      if (write) {
+        this.emit(event, client)
+        this.#writer?.emit(event, client)
+      } else this.#reader?.emit(event, client)
+    }
+    const failed = (err: unknown): void => {
+      if (!(err instanceof Error)) return
       const errorClass = classifyError(err)
-      if (err instanceof Error && (errorClass === 'connection' || errorClass === 'read-only')) {
-        if (endpoint === this.#primary) this.#reportFailure(endpoint, this.#generation, err)
-        else this.#reportReplicaFailure(endpoint, err)
-      }
+      if (errorClass !== 'connection' && errorClass !== 'read-only') return
+      if (endpoint === this.#primary) this.#reportFailure(endpoint, this.#generation, err)
+      else this.#reportReplicaFailure(endpoint, err)
     }
-    if (event === 'error') {
-      // pg.Pool would crash a process with no 'error' listener; a failover must not.
-      const listening = surfaces.filter((s) => s.listenerCount('error') > 0)
-      if (listening.length === 0 && this.listenerCount('error') > 0) listening.push(this)
-      for (const s of listening) s.emit('error', ...args)
-      return
+    return {
+      connect: (client) => one('connect', client),
+      acquire: (client) => one('acquire', client),
+      remove: (client) => one('remove', client),
+      release: (err, client) => {
+        if (err) failed(err)
+        if (write) {
+          this.emit('release', err, client)
+          this.#writer?.emit('release', err, client)
+        } else this.#reader?.emit('release', err, client)
+      },
+      error: (err, client) => {
+        failed(err)
+        // pg.Pool would crash a process with no 'error' listener; a failover must not. Read
+        // connections' errors go to the pool itself when nobody listens on the reader.
+        let delivered = false
+        for (const surface of write ? [this, this.#writer] : [this.#reader]) {
+          if (surface && surface.listenerCount('error') > 0) {
+            surface.emit('error', err, client)
+            delivered = true
+          }
+        }
+        if (!delivered && !write && this.listenerCount('error') > 0) this.emit('error', err, client)
+      },
     }
-    for (const s of surfaces) s.emit(event, ...args)
   }
 }
 

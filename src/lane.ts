@@ -4,8 +4,17 @@ import type { PoolClient, PoolConfig, PoolOptions } from 'pg'
 /** pg.Pool's events, which a facade re-emits with pg.Pool's arguments. */
 export type PoolEventName = 'connect' | 'acquire' | 'release' | 'remove' | 'error'
 
-/** Receives every event of a lane's pools, including retired ones still draining. */
-export type LaneEventSink = (event: PoolEventName, args: unknown[]) => void
+/**
+ * Receives a lane's pg.Pool events (from its current and draining pools) with pg.Pool's
+ * arguments. One method per event, so nothing is allocated per event on the hot path.
+ */
+export interface LaneEvents {
+  connect(client: PoolClient): void
+  acquire(client: PoolClient): void
+  release(err: Error | boolean | undefined | null, client: PoolClient): void
+  remove(client: PoolClient): void
+  error(err: Error, client: PoolClient): void
+}
 
 /** Callback shape of pg.Pool#connect. */
 export type AcquireCallback = (err: Error | undefined, client?: PoolClient, release?: (err?: Error | boolean) => void) => void
@@ -18,8 +27,11 @@ export class LaneRetiredError extends Error {
   }
 }
 
+/** A checkout in progress; linked into the lane's list so a retire can abort it (O(1), no hashing). */
 interface PendingAcquire {
-  abort(err: Error): void
+  callback: AcquireCallback | null
+  prev: PendingAcquire | null
+  next: PendingAcquire | null
 }
 
 /**
@@ -30,14 +42,14 @@ interface PendingAcquire {
 export class Lane {
   private pool: pg.Pool
   private readonly draining = new Set<pg.Pool>()
-  private readonly pendingAcquires = new Set<PendingAcquire>()
-  /** Clients running one of our own `pool.query` statements (they have our error listener). */
-  private readonly running = new Set<PoolClient>()
+  private pendingHead: PendingAcquire | null = null
+  /** Every client each pool holds, kept from its connect/remove events (not per statement). */
+  private readonly clients = new Map<pg.Pool, Set<PoolClient>>()
 
   constructor(
     private readonly endpointName: string,
     private readonly config: PoolConfig,
-    private readonly sink: LaneEventSink,
+    private readonly events: LaneEvents,
   ) {
     this.pool = this.createPool()
   }
@@ -68,41 +80,28 @@ export class Lane {
    * {@link LaneRetiredError} (the request never reached the server) and the late client goes back.
    */
   acquire(callback: AcquireCallback): void {
-    let settled = false
-    const pending: PendingAcquire = {
-      abort: (err) => {
-        if (settled) return
-        settled = true
-        callback(err)
-      },
-    }
-    this.pendingAcquires.add(pending)
+    const pending: PendingAcquire = { callback, prev: null, next: this.pendingHead }
+    if (this.pendingHead) this.pendingHead.prev = pending
+    this.pendingHead = pending
     this.pool.connect((err, client, release) => {
-      this.pendingAcquires.delete(pending)
-      if (settled) {
+      const waiting = pending.callback
+      this.unlink(pending)
+      if (waiting === null) {
+        // Aborted by a retire: the request went elsewhere; give the late client straight back.
         if (client) release(err)
         return
       }
-      settled = true
-      callback(err, client, release)
+      waiting(err, client, release)
     })
-  }
-
-  /** Marks a client as running one of our statements, so a hard retire may cut it loose. */
-  track(client: PoolClient): void {
-    this.running.add(client)
-  }
-  untrack(client: PoolClient): void {
-    this.running.delete(client)
   }
 
   /**
    * Replaces the pg.Pool with a fresh one: idle clients close now, checked-out clients close when
    * released (never switched under their user), waiting requests are told to look elsewhere. With
-   * `cutRunning`, statements of ours still running there (on a node that stopped answering) are cut
-   * off so their callers learn the outcome is unknown instead of hanging.
+   * `cutConnections`, every connection of the old pool is cut at once — for a node that stopped
+   * answering, so statements stuck there fail (their outcome is unknown) instead of hanging.
    */
-  retire(cutRunning = false): void {
+  retire(cutConnections = false): void {
     const old = this.pool
     this.pool = this.createPool()
     this.draining.add(old)
@@ -110,27 +109,59 @@ export class Lane {
       () => this.draining.delete(old),
       () => this.draining.delete(old),
     )
-    for (const pending of [...this.pendingAcquires]) pending.abort(new LaneRetiredError(this.endpointName))
-    this.pendingAcquires.clear()
-    if (cutRunning) {
-      for (const client of this.running) destroySocket(client)
-      this.running.clear()
-    }
+    this.abortPending()
+    if (cutConnections) for (const client of this.clients.get(old) ?? []) destroySocket(client)
   }
 
   /** Ends every pool, waiting for checked-out clients as pg.Pool#end does. */
   async end(): Promise<void> {
-    for (const pending of [...this.pendingAcquires]) pending.abort(new LaneRetiredError(this.endpointName))
+    this.abortPending()
     await Promise.all([this.pool.end(), ...[...this.draining].map((p) => waitForEnd(p))])
+  }
+
+  private abortPending(): void {
+    const err = new LaneRetiredError(this.endpointName)
+    // Detach the whole list first: callbacks may retry at once and link new entries.
+    let p = this.pendingHead
+    this.pendingHead = null
+    while (p !== null) {
+      const next = p.next
+      const callback = p.callback
+      p.callback = null
+      p.prev = p.next = null
+      callback?.(err)
+      p = next
+    }
+  }
+
+  private unlink(p: PendingAcquire): void {
+    p.callback = null
+    if (p.prev) p.prev.next = p.next
+    else if (this.pendingHead === p) this.pendingHead = p.next
+    // (an entry detached by abortPending has neither neighbour nor head: nothing to do)
+    if (p.next) p.next.prev = p.prev
+    p.prev = p.next = null
   }
 
   private createPool(): pg.Pool {
     const options: PoolConfig = { ...this.config }
     if (this.config.password !== undefined) options.password = this.config.password
     const pool = new pg.Pool(options)
-    for (const event of ['connect', 'acquire', 'release', 'remove', 'error'] as const) {
-      pool.on(event, (...args: unknown[]) => this.sink(event, args))
-    }
+    const clients = new Set<PoolClient>()
+    this.clients.set(pool, clients)
+    const events = this.events
+    pool.on('connect', (client: PoolClient) => {
+      clients.add(client)
+      events.connect(client)
+    })
+    pool.on('acquire', (client: PoolClient) => events.acquire(client))
+    pool.on('release', (err: Error | undefined, client: PoolClient) => events.release(err, client))
+    pool.on('remove', (client: PoolClient) => {
+      clients.delete(client)
+      events.remove(client)
+      if (pool.ended || (pool !== this.pool && clients.size === 0)) this.clients.delete(pool)
+    })
+    pool.on('error', (err: Error, client: PoolClient) => events.error(err, client))
     return pool
   }
 

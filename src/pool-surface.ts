@@ -48,6 +48,8 @@ export interface RoutingHost {
   readonly clock: Clock
   readonly readYourWritesTimeoutMs: number
   readonly ending: boolean
+  /** The verified primary's write target when it is ready now (the synchronous hot path), else null. */
+  readyWriteTarget(): Target | null
   /** Calls back with where to run, waiting (bounded) for a primary when needed. */
   target(kind: 'write' | 'read', since: number, read: ReadRequest | null, callback: (err: Error | undefined, target?: Target) => void): void
   /** A request saw `err` on `target`; the host decides what it means for the topology. */
@@ -235,25 +237,31 @@ export abstract class PoolSurface extends pg.Pool {
   }
 
   private route(kind: 'write' | 'read', minLsn: bigint | null, text: any, values: any, cb: QueryCallback, state: Attempt): void {
+    const ready = kind === 'write' ? this.host.readyWriteTarget() : null
+    if (ready !== null) return this.runOn(ready, kind, minLsn, text, values, cb, state)
     const read = kind === 'read' ? readRequest(text, state, minLsn) : null
     this.host.target(kind, state.since, read, (err, target) => {
       if (err || !target) return cb(err)
-      target.lane.acquire((acquireErr, client, release) => {
-        if (acquireErr || !client || !release) {
-          if (this.retryAfterAcquireFailure(target, acquireErr, state)) return this.dispatch(text, values, cb, state)
-          return cb(acquireErr)
-        }
-        if (minLsn !== null && target.role === 'replica' && !target.caughtUp) {
-          requestLog('read needing %s on %s: checking its replay position', minLsn, target.endpoint.name)
-          return this.ensureReplayed(target, client, minLsn, (ok) => {
-            if (ok) return this.execute(target, client, release, kind, state.context, text, values, cb, state)
-            release()
-            exclude(state, target)
-            this.dispatch(text, values, cb, state)
-          })
-        }
-        this.execute(target, client, release, kind, state.context, text, values, cb, state)
-      })
+      this.runOn(target, kind, minLsn, text, values, cb, state)
+    })
+  }
+
+  private runOn(target: Target, kind: 'write' | 'read', minLsn: bigint | null, text: any, values: any, cb: QueryCallback, state: Attempt): void {
+    target.lane.acquire((acquireErr, client, release) => {
+      if (acquireErr || !client || !release) {
+        if (this.retryAfterAcquireFailure(target, acquireErr, state)) return this.dispatch(text, values, cb, state)
+        return cb(acquireErr)
+      }
+      if (minLsn !== null && target.role === 'replica' && !target.caughtUp) {
+        requestLog('read needing %s on %s: checking its replay position', minLsn, target.endpoint.name)
+        return this.ensureReplayed(target, client, minLsn, (ok) => {
+          if (ok) return this.execute(target, client, release, kind, state.context, text, values, cb, state)
+          release()
+          exclude(state, target)
+          this.dispatch(text, values, cb, state)
+        })
+      }
+      this.execute(target, client, release, kind, state.context, text, values, cb, state)
     })
   }
 
@@ -269,13 +277,11 @@ export abstract class PoolSurface extends pg.Pool {
     state: Attempt,
   ): void {
     let finished = false
-    const { lane } = target
     const counters = target.endpoint.counters
     if (kind === 'write') counters.writes++
     else counters.reads++
     const fail = (err: Error): void => {
       counters.errors++
-      lane.untrack(client)
       release(err)
       this.afterError(target, kind, err, text, values, cb, state)
     }
@@ -285,14 +291,12 @@ export abstract class PoolSurface extends pg.Pool {
       fail(err)
     }
     client.once('error', onClientError)
-    lane.track(client)
     try {
       client.query(text, values, (err: Error | undefined, res: QueryResult) => {
         client.removeListener('error', onClientError)
         if (finished) return
         finished = true
         if (err) return fail(err)
-        lane.untrack(client)
         if (context && kind === 'write') return this.captureLsn(client, release, context, () => cb(undefined, res))
         // pg-pool releases with the callback's own error argument (null on success); listeners see the same.
         release(err)
@@ -300,7 +304,6 @@ export abstract class PoolSurface extends pg.Pool {
       })
     } catch (thrown) {
       client.removeListener('error', onClientError)
-      lane.untrack(client)
       finished = true
       release(thrown as Error)
       cb(thrown as Error)

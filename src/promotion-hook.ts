@@ -1,5 +1,6 @@
 import type { PoolClient } from 'pg'
 import { escapeIdentifier } from 'pg'
+import type { Lane } from './lane.js'
 
 /** What an `onPromote` hook is told about the change it runs for. */
 export interface PromotionContext {
@@ -75,4 +76,24 @@ export function logicalMirrorHook(options: LogicalMirrorHookOptions = {}): Promo
       throw err
     }
   }
+}
+
+/** Runs `hook` on a client of the new primary's write lane, releasing it whatever the outcome. */
+export function runPromoteHook(lane: Lane, hook: PromoteHook, context: PromotionContext): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    lane.acquire((err, client, release) => {
+      if (err || !client || !release) return reject(err ?? new Error('no client for the promotion hook'))
+      hook(client, context).then(
+        () => {
+          release()
+          resolve()
+        },
+        (hookErr: unknown) => {
+          // The hook may have left the session mid-transaction: do not give it back to the pool.
+          release(true)
+          reject(hookErr)
+        },
+      )
+    })
+  })
 }

@@ -8,6 +8,9 @@ import { type Intent, PoolSurface, type RoutingHost } from './pool-surface.js'
  * `FailoverPool#end()` closes the connections.
  */
 export class RoutedPool extends PoolSurface {
+  static {
+    Object.defineProperty(this, 'name', { value: 'RoutedPool' })
+  }
   /** @internal */
   protected readonly host: RoutingHost
   /** @internal */
