@@ -10,6 +10,9 @@ export interface ReadResult {
   readonly readerTwoReplicasQps: number
   /** readerTwoReplicasQps / plainOneReplicaQps. */
   readonly ratio: number
+  /** Client CPU per read, microseconds: pg.Pool on one replica, and pool.reader. */
+  readonly plainCpuUs: number
+  readonly readerCpuUs: number
   /** Mean latency of a read inside withReadYourWrites right after a write, minus that of a plain reader read, in ms. */
   readonly readYourWritesExtraMs: number
   readonly plainReadMs: number
@@ -18,9 +21,10 @@ export interface ReadResult {
 
 const READ_SQL = 'SELECT count(*) FROM pg_class'
 
-async function drive(pool: pg.Pool, concurrency: number, durationMs: number): Promise<number> {
+async function drive(pool: pg.Pool, concurrency: number, durationMs: number): Promise<{ qps: number; cpuUsPerQuery: number }> {
   let count = 0
   const deadline = performance.now() + durationMs
+  const cpu = process.cpuUsage()
   const started = performance.now()
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
@@ -30,7 +34,8 @@ async function drive(pool: pg.Pool, concurrency: number, durationMs: number): Pr
       }
     }),
   )
-  return (count * 1000) / (performance.now() - started)
+  const used = process.cpuUsage(cpu)
+  return { qps: (count * 1000) / (performance.now() - started), cpuUsPerQuery: (used.user + used.system) / count }
 }
 
 /**
@@ -47,11 +52,22 @@ export async function measureReads(cluster: Cluster, concurrency: number, rounds
     await new Promise((r) => setTimeout(r, 300)) // let the first health check verify both standbys
     await drive(plain, concurrency, 300)
     await drive(pool.reader, concurrency, 300)
-    const plainRuns: number[] = []
-    const readerRuns: number[] = []
+    const plainRuns: Array<{ qps: number; cpuUsPerQuery: number }> = []
+    const readerRuns: Array<{ qps: number; cpuUsPerQuery: number }> = []
+    const ratios: number[] = []
     for (let i = 0; i < rounds; i++) {
-      plainRuns.push(await drive(plain, concurrency, roundMs))
-      readerRuns.push(await drive(pool.reader, concurrency, roundMs))
+      // Back to back, alternating which goes first, so drift on the machine hits both alike.
+      let one, reader
+      if (i % 2 === 0) {
+        one = await drive(plain, concurrency, roundMs)
+        reader = await drive(pool.reader, concurrency, roundMs)
+      } else {
+        reader = await drive(pool.reader, concurrency, roundMs)
+        one = await drive(plain, concurrency, roundMs)
+      }
+      plainRuns.push(one)
+      readerRuns.push(reader)
+      ratios.push(reader.qps / one.qps)
     }
     const plainReadMs = await meanLatency(200, () => pool.reader.query('SELECT 1'))
     const writeMs = await meanLatency(200, () => pool.query('INSERT INTO bench_ryw DEFAULT VALUES'))
@@ -62,13 +78,13 @@ export async function measureReads(cluster: Cluster, concurrency: number, rounds
       }),
     )
     const rywReadMs = writeThenRyw - writeMs
-    const plainOneReplicaQps = median(plainRuns)
-    const readerTwoReplicasQps = median(readerRuns)
     return {
       concurrency,
-      plainOneReplicaQps,
-      readerTwoReplicasQps,
-      ratio: readerTwoReplicasQps / plainOneReplicaQps,
+      plainOneReplicaQps: median(plainRuns.map((r) => r.qps)),
+      readerTwoReplicasQps: median(readerRuns.map((r) => r.qps)),
+      ratio: median(ratios),
+      plainCpuUs: median(plainRuns.map((r) => r.cpuUsPerQuery)),
+      readerCpuUs: median(readerRuns.map((r) => r.cpuUsPerQuery)),
       readYourWritesExtraMs: rywReadMs - plainReadMs,
       plainReadMs,
       rywReadMs,

@@ -62,7 +62,9 @@ export class Endpoint {
     this.host = resolved.host
     this.port = resolved.port
     this.weight = resolved.weight
-    this.clientConfig = { ...sharedConfig, ...resolved.config }
+    // TCP keepalive on every connection (unless the user said otherwise): a host that vanished
+    // without closing its sockets is then noticed by the kernel, not only by our probes.
+    this.clientConfig = { keepAlive: true, keepAliveInitialDelayMillis: 10_000, ...sharedConfig, ...resolved.config }
     const password = 'password' in resolved.config ? resolved.config.password : sharedConfig.password
     if (password !== undefined) hidePassword(this.clientConfig, password)
     this.write = new Lane(this.name, this.clientConfig, events(this, 'write'))

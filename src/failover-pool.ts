@@ -71,6 +71,7 @@ export class FailoverPool extends PoolSurface {
   readonly #retryBudget: RetryBudget
   #reader: RoutedPool | null = null
   #primaryTarget: Target | null = null
+  readonly #views = new Map<Endpoint, ReplicaView>()
   #writer: RoutedPool | null = null
   #primary: Endpoint | null = null
   /** Bumped whenever a primary is adopted (even the same one again), to ignore stale failure reports. */
@@ -349,16 +350,32 @@ export class FailoverPool extends PoolSurface {
     )
   }
 
+  /** The router's live view of an endpoint: made once, read through getters, so reads allocate none. */
   #replicaView(e: Endpoint): ReplicaView {
-    return {
+    let view = this.#views.get(e)
+    if (view) return view
+    const pool = this
+    view = {
       name: e.name,
       weight: e.weight,
-      lagMs: e.lastProbe?.lagMs ?? null,
-      lagBytes: this.#lagBytes(e),
-      replayedLsn: e.knownReplayLsn,
-      busy: e.read.activeCount,
-      latencyMs: e.lastProbe?.latencyMs ?? null,
+      get lagMs() {
+        return e.lastProbe?.lagMs ?? null
+      },
+      get lagBytes() {
+        return pool.#lagBytes(e)
+      },
+      get replayedLsn() {
+        return e.knownReplayLsn
+      },
+      get busy() {
+        return e.read.activeCount
+      },
+      get latencyMs() {
+        return e.lastProbe?.latencyMs ?? null
+      },
     }
+    this.#views.set(e, view)
+    return view
   }
 
   /** Bytes of WAL a standby was behind the primary, comparing the last probes of both. */
