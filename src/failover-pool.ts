@@ -504,9 +504,10 @@ export class FailoverPool extends PoolSurface {
     let adopted = false
     const consider = (): void => {
       if (adopted || this.ending) return
-      // The stored primary is tried first: nobody else wins before it has answered.
+      // The stored primary is tried first: nobody else wins before it has answered — unless it is
+      // the node we just lost (frozen, it would hold the failover up for a whole probe timeout).
       const hinted = this.#endpoints.find((e) => e.name === this.#storedPrimary)
-      if (hinted && outcomes.get(hinted)!.kind === 'pending' && this.#primary === null) return
+      if (hinted && hinted.name !== this.#trouble?.from && outcomes.get(hinted)!.kind === 'pending' && this.#primary === null) return
       const election = this.#elect(candidates())
       if (election.kind === 'primary') {
         adopted = true
@@ -554,6 +555,10 @@ export class FailoverPool extends PoolSurface {
       if (wasDown) this.#emitEndpoint('endpointUp', endpoint, 'down', 'up', 'probe succeeded')
       this.#promoted.delete(endpoint)
       const role = roleOf(probe)
+      // A fenced old primary that was rewound and rejoined as a standby of our cluster is safe again as a reader.
+      if (role === 'standby' && this.#fenced.has(endpoint.name) && (this.#systemId === null || probe.systemId === this.#systemId)) {
+        this.#fenced.delete(endpoint.name)
+      }
       if (endpoint === this.#primary && role !== 'primary') {
         // The primary we write to says it no longer is one: treat it as a demotion now.
         this.#reportFailure(endpoint, generation, Object.assign(new Error(`${endpoint.name} is ${role} now`), { code: '25006' }))

@@ -141,6 +141,22 @@ describe('state store and fencing on real clusters', () => {
     expect(pool.status().endpoints.find((e) => e.name === n0.name)!.role).toBe('fenced')
   })
 
+  it('a fenced old primary that is rewound and rejoined as a standby serves reads again', async () => {
+    const c = await cluster(1)
+    const [n0, n1] = c.nodes as [ClusterNode, ClusterNode]
+    const pool = poolFor(c.nodes, { halfOpenAfterMs: 200, maxHalfOpenAfterMs: 200 })
+    await pool.query('SELECT 1')
+    await c.stop(n0, 'immediate')
+    await c.promote(n1)
+    const fenced = next<SplitBrainEvent>(pool, 'splitBrain')
+    await c.startAsWritable(n0)
+    expect((await fenced).fenced).toEqual([n0.name])
+    await c.rejoinAsStandby(n0, n1)
+    await expect.poll(() => pool.status().endpoints.find((e) => e.name === n0.name)!.role, { timeout: 5_000 }).toBe('standby')
+    for (let i = 0; i < 4; i++) expect((await pool.reader.query('SELECT inet_server_port() AS port')).rows[0].port).toBe(n0.port)
+    expect(pool.status().primary).toBe(n1.name)
+  })
+
   it('a corrupted state file is reported, set aside and replaced; the pool keeps serving', async () => {
     const c = await cluster(1)
     const file = stateFile()
