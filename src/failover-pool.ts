@@ -72,6 +72,7 @@ export class FailoverPool extends PoolSurface {
   #reader: RoutedPool | null = null
   #primaryTarget: Target | null = null
   readonly #views = new Map<Endpoint, ReplicaView>()
+  readonly #lagCache = new Map<Endpoint, { primary: object; replica: object; lag: bigint }>()
   #writer: RoutedPool | null = null
   #primary: Endpoint | null = null
   /** Bumped whenever a primary is adopted (even the same one again), to ignore stale failure reports. */
@@ -380,11 +381,16 @@ export class FailoverPool extends PoolSurface {
 
   /** Bytes of WAL a standby was behind the primary, comparing the last probes of both. */
   #lagBytes(e: Endpoint): bigint | null {
-    const primaryLsn = this.#primary?.lastProbe?.lsn
-    const replayed = e.lastProbe?.inRecovery ? e.lastProbe.lsn : null
-    if (!primaryLsn || !replayed) return null
-    const lag = parseLsn(primaryLsn) - parseLsn(replayed)
-    return lag > 0n ? lag : 0n
+    const primaryProbe = this.#primary?.lastProbe
+    const probe = e.lastProbe
+    if (!primaryProbe?.lsn || !probe?.inRecovery || !probe.lsn) return null
+    // Read for every routed read when a byte limit is set: computed once per pair of probes.
+    const cached = this.#lagCache.get(e)
+    if (cached && cached.primary === primaryProbe && cached.replica === probe) return cached.lag
+    const diff = parseLsn(primaryProbe.lsn) - parseLsn(probe.lsn)
+    const lag = diff > 0n ? diff : 0n
+    this.#lagCache.set(e, { primary: primaryProbe, replica: probe, lag })
+    return lag
   }
 
   /** A request saw `err` on `target`. Only endpoint failures and demotions matter here. */

@@ -79,11 +79,21 @@ function pick(pool: readonly ReplicaView[], strategy: ReadStrategy, cursor: Rout
       return byWeight(pool, random() * totalWeight(pool))
     case 'round-robin': {
       // Weights count as whole turns here: weights 2 and 1 give A, A, B, A, A, B, ...
-      const turns = pool.map((r) => ({ ...r, weight: Math.max(1, Math.round(r.weight)) }))
-      const slot = cursor.next++ % totalWeight(turns)
-      return pool[turns.indexOf(byWeight(turns, slot))]!
+      // (No copies of the views: their fields are live getters, and this runs for every read.)
+      let total = 0
+      for (const r of pool) total += turnsOf(r)
+      let slot = cursor.next++ % total
+      for (const r of pool) {
+        slot -= turnsOf(r)
+        if (slot < 0) return r
+      }
+      return pool[pool.length - 1]!
     }
   }
+}
+
+function turnsOf(r: ReplicaView): number {
+  return Math.max(1, Math.round(r.weight))
 }
 
 function totalWeight(pool: readonly ReplicaView[]): number {
