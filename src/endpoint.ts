@@ -35,7 +35,7 @@ export class Endpoint {
   lastProbeAt: number | null = null
   /** Wall-clock time (Date.now()) of the last probe, for status(). */
   lastProbeWallTime: number | null = null
-  /** The last connection-class error seen on this endpoint, cleared by a successful probe. */
+  /** The last error seen on this endpoint, cleared by a successful probe. Owned by the FailoverPool, which decides what an error means. */
   lastError: Error | null = null
   /** Statements this endpoint ran for the pool, and how many failed (any error), since start. */
   readonly counters = { writes: 0, reads: 0, errors: 0 }
@@ -93,7 +93,8 @@ export class Endpoint {
 
   /**
    * One role probe on the dedicated monitor session, bounded by `timeoutMs` (connect included).
-   * On failure the session is closed so the next probe reconnects.
+   * On failure the session is closed so the next probe reconnects. It records the result, not the
+   * error: what a failure means (down, misconfigured) is the FailoverPool's call.
    */
   async probe(timeoutMs: number): Promise<ProbeResult> {
     let timer: ReturnType<Clock['setTimeout']> | undefined
@@ -106,13 +107,11 @@ export class Endpoint {
     try {
       const result = await Promise.race([this.monitorClient().then((c) => probeRole(c, () => this.clock.now())), deadline])
       this.lastProbe = result
-      this.lastError = null
       if (result.inRecovery && result.lsn !== null) this.noteReplayed(parseLsn(result.lsn))
       return result
     } catch (err) {
-      this.lastError = err instanceof Error ? err : new Error(String(err))
       this.closeMonitor()
-      throw this.lastError
+      throw err instanceof Error ? err : new Error(String(err))
     } finally {
       this.lastProbeAt = this.clock.now()
       this.lastProbeWallTime = Date.now()

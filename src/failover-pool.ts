@@ -1,11 +1,10 @@
-import type { PoolOptions } from 'pg'
 import type { TimerHandle } from './clock.js'
 import { jitter } from './clock.js'
 import { currentConsistency, runWithConsistency, tokenOf } from './consistency.js'
 import { Endpoint, type LaneKind, parseLsn } from './endpoint.js'
 import { classifyError } from './error-policy.js'
 import { type EndpointAnswer, NoPrimaryError, NoReplicaError, maskPassword } from './errors.js'
-import type { Lane, LaneEvents } from './lane.js'
+import type { LaneEvents } from './lane.js'
 import type { PoolClient } from 'pg'
 import { LaneRetiredError } from './lane.js'
 import { topologyLog } from './log.js'
@@ -196,6 +195,7 @@ export class FailoverPool extends PoolSurface {
     let probe
     try {
       probe = await target.probe(this.#opts.probeTimeoutMs)
+      target.lastError = null
     } catch (err) {
       throw new SwitchoverRefusedError(name, `unreachable (${maskPassword((err as Error).message)})`, { cause: err })
     }
@@ -557,6 +557,7 @@ export class FailoverPool extends PoolSurface {
     const previousRole = this.#roleOf(endpoint)
     try {
       const probe = await endpoint.probe(this.#opts.probeTimeoutMs)
+      endpoint.lastError = null
       this.#breakerMoved(endpoint, endpoint.breaker.recordSuccess(startedAt), 'probe succeeded')
       if (wasDown) this.#emitEndpoint('endpointUp', endpoint, 'down', 'up', 'probe succeeded')
       this.#promoted.delete(endpoint)
@@ -575,9 +576,7 @@ export class FailoverPool extends PoolSurface {
       }
       return { kind: 'ok', probe }
     } catch (err) {
-      const error = err instanceof Error ? err : new Error(String(err))
-      // Endpoint.probe set lastError already; the breaker and the events are ours to update.
-      endpoint.lastError = wasDown ? error : null
+      const error = err as Error
       if (classifyError(error) === 'connection') {
         if (endpoint === this.#primary) this.#reportFailure(endpoint, generation, error)
         else this.#reportReplicaFailure(endpoint, error)
@@ -821,8 +820,7 @@ export class FailoverPool extends PoolSurface {
     if (this.#mismatched.has(endpoint.name)) return 'mismatched-system'
     if (this.#fenced.has(endpoint.name)) return 'fenced'
     if (endpoint === this.#primary) return 'primary'
-    if (endpoint.lastError !== null && (endpoint.lastProbeAt ?? -1) >= 0 && endpoint.lastProbe === null) return 'unreachable'
-    if (endpoint.lastError !== null && classifyError(endpoint.lastError) === 'connection') return 'unreachable'
+    if (endpoint.lastError !== null && (endpoint.lastProbe === null || classifyError(endpoint.lastError) === 'connection')) return 'unreachable'
     if (endpoint.lastProbe === null) return 'unknown'
     const role = roleOf(endpoint.lastProbe)
     return role === 'primary' ? 'unverified-primary' : role
