@@ -159,6 +159,23 @@ describe('routing on a healthy cluster', () => {
     }
   })
 
+  it('a per-query staleness budget skips a lagging replica for that query only', async () => {
+    const p = poolFor(cluster)
+    try {
+      await replicasKnown(p, 2)
+      await cluster.pauseReplay(n1)
+      await p.query("INSERT INTO items SELECT g, 'lag' FROM generate_series(2000, 2100) g")
+      await expect.poll(() => p.status().endpoints.find((e) => e.name === n1.name)!.lagMs ?? 0, { timeout: 5_000 }).toBeGreaterThan(200)
+      for (let i = 0; i < 4; i++) expect(await portOf(p.reader, { text: PORT_SQL, maxStalenessMs: 100 } as never)).toBe(n2.port)
+      const ports = new Set<number>()
+      for (let i = 0; i < 4; i++) ports.add(await portOf(p.reader))
+      expect(ports).toEqual(new Set([n1.port, n2.port]))
+    } finally {
+      await cluster.resumeReplay(n1)
+      await p.end()
+    }
+  })
+
   it('read-your-writes waits for a replica that is only slightly behind instead of using the primary', async () => {
     const p = poolFor(cluster, { readYourWritesTimeoutMs: 2_000 })
     try {

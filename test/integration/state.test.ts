@@ -267,6 +267,42 @@ describe('planned switchover', () => {
   })
 })
 
+describe('promotion hook failures', () => {
+  it("onPromoteFailure 'refuse' keeps writes off a node whose hook failed until switchTo; 'proceed' uses it", async () => {
+    const c = await cluster(1)
+    const [n0, n1] = c.nodes as [ClusterNode, ClusterNode]
+    let failHook = true
+    const hooked: string[] = []
+    const hook = async (client: import('pg').PoolClient, context: { to: string }): Promise<void> => {
+      hooked.push(context.to)
+      await client.query('SELECT 1')
+      if (failHook) throw new Error('mirror not ready')
+    }
+    const refusing = poolFor(c.nodes, { onPromote: hook, failoverTimeoutMs: 1_500 })
+    const proceeding = poolFor(c.nodes, { onPromote: hook, onPromoteFailure: 'proceed' })
+    await refusing.query('CREATE TABLE t (id int)')
+    await proceeding.query('SELECT 1')
+    const reported = new Promise<{ endpoint: string; decision: string }>((resolve) => refusing.once('promoteHookError', resolve as never))
+    await c.stop(n0, 'fast')
+    await c.promote(n1)
+
+    expect(await reported).toMatchObject({ endpoint: n1.name, decision: 'refuse' })
+    const refused = await refusing.query('INSERT INTO t VALUES (1)').then(() => null, (e: unknown) => e)
+    expect(isNoPrimaryError(refused)).toBe(true)
+    expect(refusing.status().primary).toBeNull()
+    expect((await c.sql<{ n: number }>(n1, 'SELECT count(*)::int AS n FROM t'))[0]!.n).toBe(0)
+    // 'proceed' takes the node despite the same failure.
+    expect((await proceeding.query('SELECT inet_server_port() AS port')).rows[0].port).toBe(n1.port)
+
+    // An operator fixes the cause and switches explicitly: the hook runs again, then writes flow.
+    failHook = false
+    await refusing.switchTo(n1.name)
+    await refusing.query('INSERT INTO t VALUES (2)')
+    expect((await c.sql<{ n: number }>(n1, 'SELECT count(*)::int AS n FROM t'))[0]!.n).toBe(1)
+    expect(hooked.filter((name) => name === n1.name).length).toBeGreaterThanOrEqual(3)
+  })
+})
+
 describe('logical-replication mirror', () => {
   it('failover runs the hook (subscription disabled, sequences moved) and writes continue without duplicate keys', async () => {
     const a = await cluster(0, 'pub')
