@@ -1,6 +1,6 @@
 import type { PoolClient } from 'pg'
-import type { BreakerStateName } from './breaker.js'
-import type { EndpointRole } from './status.js'
+import type { BreakerStateName } from './endpoint/breaker.js'
+import type { EndpointRole } from './observe/status.js'
 
 /** Payload of the `failover` event. */
 export interface FailoverEvent {

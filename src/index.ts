@@ -23,14 +23,14 @@ export {
   type StateStoreFailure,
 } from './state/state-store.js'
 export type { StateStoreHealth } from './state/state-keeper.js'
-export { logicalMirrorHook, type PromoteHook, type PromotionContext, type LogicalMirrorHookOptions } from './promotion-hook.js'
-export type { BreakerStateName } from './breaker.js'
-export { RoutedPool } from './routed-pool.js'
-export type { RoutedQueryConfig } from './pool-surface.js'
-export type { ReadStrategy } from './router.js'
+export { logicalMirrorHook, type PromoteHook, type PromotionContext, type LogicalMirrorHookOptions } from './topology/promotion-hook.js'
+export type { BreakerStateName } from './endpoint/breaker.js'
+export { RoutedPool } from './surface/routed-pool.js'
+export type { RoutedQueryConfig } from './surface/pool-surface.js'
+export type { ReadStrategy } from './routing/router.js'
 export type { FailoverPoolOptions } from './options.js'
-export type { EndpointConfig, EndpointsInput } from './endpoint-config.js'
-export type { FailoverPoolStatus, EndpointStatus, EndpointRole } from './status.js'
+export type { EndpointConfig, EndpointsInput } from './endpoint/endpoint-config.js'
+export type { FailoverPoolStatus, EndpointStatus, EndpointRole } from './observe/status.js'
 export type { Clock, TimerHandle } from './clock.js'
 export { classifyError, type ErrorClass } from './error-policy.js'
 export {
@@ -54,5 +54,5 @@ export {
   type FailoverPoolErrorCode,
   type EndpointAnswer,
 } from './errors.js'
-export { healthHandler, readiness, type HealthOptions, type Readiness, type StatusSource } from './health.js'
-export { registerMetrics, type MetricsOptions, type PromClientLike } from './metrics.js'
+export { healthHandler, readiness, type HealthOptions, type Readiness, type StatusSource } from './observe/health.js'
+export { registerMetrics, type MetricsOptions, type PromClientLike } from './observe/metrics.js'

@@ -2,13 +2,13 @@ import type { PoolConfig } from 'pg'
 import type { Clock } from './clock.js'
 import { systemClock } from './clock.js'
 import { ConfigError } from './errors.js'
-import type { ReadStrategy } from './router.js'
-import { type BreakerSettings, DEFAULT_BREAKER } from './breaker.js'
-import { DEFAULT_RETRY_BUDGET, type RetryBudgetSettings } from './retry-budget.js'
-import type { PromoteHook } from './promotion-hook.js'
+import type { ReadStrategy } from './routing/router.js'
+import { type BreakerSettings, DEFAULT_BREAKER } from './endpoint/breaker.js'
+import { DEFAULT_RETRY_BUDGET, type RetryBudgetSettings } from './surface/retry-budget.js'
+import type { PromoteHook } from './topology/promotion-hook.js'
 import { MemoryStateStore } from './state/memory-store.js'
 import type { StateStore } from './state/state-store.js'
-import { type EndpointsInput, type ResolvedEndpoint, hidePassword, resolveEndpoints } from './endpoint-config.js'
+import { type EndpointsInput, type ResolvedEndpoint, hidePassword, resolveEndpoints } from './endpoint/endpoint-config.js'
 
 /**
  * Options for `new FailoverPool()`. Every `pg.Pool` option (`max`, `idleTimeoutMillis`,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { CircuitBreaker, DEFAULT_BREAKER } from '../../src/breaker.js'
+import { CircuitBreaker, DEFAULT_BREAKER } from '../../src/endpoint/breaker.js'
 import { FakeClock } from '../support/fake-clock.js'
 
 const noJitter = () => 0.5 // factor 0.8 + 0.4 * 0.5 = 1.0

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { ConfigError, isConfigError } from '../../src/errors.js'
 import { resolveOptions } from '../../src/options.js'
-import { splitMultiHostUrl } from '../../src/endpoint-config.js'
+import { splitMultiHostUrl } from '../../src/endpoint/endpoint-config.js'
 
 function configError(options: unknown): ConfigError {
   try {

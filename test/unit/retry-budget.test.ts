@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { RetryBudget } from '../../src/retry-budget.js'
+import { RetryBudget } from '../../src/surface/retry-budget.js'
 import { FakeClock } from '../support/fake-clock.js'
 
 describe('RetryBudget', () => {

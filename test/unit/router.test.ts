@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { chooseReplica, type ReadConstraints, type ReplicaView } from '../../src/router.js'
+import { chooseReplica, type ReadConstraints, type ReplicaView } from '../../src/routing/router.js'
 
 const replica = (name: string, o: Partial<ReplicaView> = {}): ReplicaView => ({
   name, weight: 1, lagMs: 0, lagBytes: 0n, replayedLsn: 100n, busy: 0, latencyMs: 1, ...o,

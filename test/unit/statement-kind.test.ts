@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { isCertainlyReadOnly } from '../../src/statement-kind.js'
+import { isCertainlyReadOnly } from '../../src/surface/statement-kind.js'
 
 describe('isCertainlyReadOnly (routeReads: auto)', () => {
   it.each([

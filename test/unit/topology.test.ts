@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import type { ProbeResult } from '../../src/role-probe.js'
-import { type Candidate, elect, electLogical } from '../../src/topology.js'
+import type { ProbeResult } from '../../src/endpoint/role-probe.js'
+import { type Candidate, elect, electLogical } from '../../src/topology/election.js'
 
 function probe(overrides: Partial<ProbeResult>): ProbeResult {
   return { inRecovery: false, readOnly: false, systemId: 'S1', timeline: 1, lsn: '0/1', lagMs: 0, serverVersion: 150000, latencyMs: 1, ...overrides }

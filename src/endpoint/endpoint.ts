@@ -1,7 +1,7 @@
 import pg from 'pg'
 import type { ClientConfig, PoolConfig, PoolOptions } from 'pg'
 import { type BreakerSettings, CircuitBreaker } from './breaker.js'
-import type { Clock } from './clock.js'
+import type { Clock } from '../clock.js'
 import type { ResolvedEndpoint } from './endpoint-config.js'
 import { hidePassword } from './endpoint-config.js'
 import { Lane, type LaneEvents, destroySocket } from './lane.js'

@@ -1,4 +1,4 @@
-import type { Clock } from './clock.js'
+import type { Clock } from '../clock.js'
 
 /** Settings of a {@link RetryBudget}. */
 export interface RetryBudgetSettings {

@@ -1,5 +1,5 @@
-import type { ProbeResult } from './role-probe.js'
-import { roleOf } from './role-probe.js'
+import type { ProbeResult } from '../endpoint/role-probe.js'
+import { roleOf } from '../endpoint/role-probe.js'
 
 /** The latest probe outcome of one endpoint, as the election sees it. */
 export type ProbeOutcome =

@@ -1,6 +1,6 @@
-import type { Endpoint } from './endpoint.js'
-import { maskPassword } from './errors.js'
-import type { StateStoreHealth } from './state/state-keeper.js'
+import type { Endpoint } from '../endpoint/endpoint.js'
+import { maskPassword } from '../errors.js'
+import type { StateStoreHealth } from '../state/state-keeper.js'
 
 /**
  * What the pool believes about one endpoint:

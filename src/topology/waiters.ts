@@ -1,4 +1,4 @@
-import type { Clock, TimerHandle } from './clock.js'
+import type { Clock, TimerHandle } from '../clock.js'
 
 /** A request waiting for a verified primary. */
 type Waiting<T> = { readonly callback: (err: Error | undefined, value?: T) => void; timer: TimerHandle | null }

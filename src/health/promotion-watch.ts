@@ -1,8 +1,8 @@
 import type pg from 'pg'
-import type { Clock, TimerHandle } from './clock.js'
-import { jitter } from './clock.js'
-import { destroyClient, type Endpoint, unrefClient } from './endpoint.js'
-import { promotionWatchSql } from './role-probe.js'
+import type { Clock, TimerHandle } from '../clock.js'
+import { jitter } from '../clock.js'
+import { destroyClient, type Endpoint, unrefClient } from '../endpoint/endpoint.js'
+import { promotionWatchSql } from '../endpoint/role-probe.js'
 
 /** Settings for {@link PromotionWatch}, all in milliseconds. */
 export interface PromotionWatchSettings {

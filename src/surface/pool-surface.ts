@@ -1,12 +1,12 @@
 import pg from 'pg'
 import type { PoolClient, PoolOptions, QueryArrayConfig, QueryArrayResult, QueryConfig, QueryConfigValues, QueryResult, QueryResultRow, Submittable } from 'pg'
-import type { Clock } from './clock.js'
+import type { Clock } from '../clock.js'
 import { type ConsistencyContext, currentConsistency, requireLsn } from './consistency.js'
-import { type Endpoint, parseLsn } from './endpoint.js'
-import { classifyError, failedBeforeSending } from './error-policy.js'
-import { OutcomeUnknownError } from './errors.js'
-import { type Lane, LaneRetiredError } from './lane.js'
-import { requestLog } from './log.js'
+import { type Endpoint, parseLsn } from '../endpoint/endpoint.js'
+import { classifyError, failedBeforeSending } from '../error-policy.js'
+import { OutcomeUnknownError } from '../errors.js'
+import { type Lane, LaneRetiredError } from '../endpoint/lane.js'
+import { requestLog } from '../log.js'
 import { isCertainlyReadOnly } from './statement-kind.js'
 
 /**

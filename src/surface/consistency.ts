@@ -1,6 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
-import { formatLsn, parseLsn } from './endpoint.js'
-import { ConfigError } from './errors.js'
+import { formatLsn, parseLsn } from '../endpoint/endpoint.js'
+import { ConfigError } from '../errors.js'
 
 /**
  * Read-your-writes state of one logical caller (a request, a job), carried through

@@ -1,6 +1,6 @@
 import type { PoolClient } from 'pg'
 import { escapeIdentifier } from 'pg'
-import type { Lane } from './lane.js'
+import type { Lane } from '../endpoint/lane.js'
 
 /** What an `onPromote` hook is told about the change it runs for. */
 export interface PromotionContext {

@@ -1,6 +1,6 @@
 import { parse as parseConnectionString } from 'pg-connection-string'
 import type { ClientConfig } from 'pg'
-import { ConfigError, maskPassword } from './errors.js'
+import { ConfigError, maskPassword } from '../errors.js'
 
 /** One endpoint as the user may give it: a pg client config object with an optional name. */
 export interface EndpointConfig extends ClientConfig {

@@ -1,4 +1,4 @@
-import type { Clock } from './clock.js'
+import type { Clock } from '../clock.js'
 
 /** A breaker's state, as a discriminated union (see {@link CircuitBreaker}). */
 export type BreakerState =
