@@ -84,3 +84,9 @@ export interface PgPoolEvents {
   release: (err: Error | undefined, client: PoolClient) => void
   error: (err: Error, client: PoolClient) => void
 }
+
+/** Where the topology's events go: the FailoverPool (a Node EventEmitter) in production. */
+export interface EventSink {
+  emit(event: string, payload: unknown): boolean
+  listenerCount(event: string): number
+}

@@ -100,7 +100,12 @@ export class CircuitBreaker {
     }
   }
 
-  /** A success (a request or probe that reached the server); `startedAt` as for failures. */
+  /**
+   * A success (a request or probe that reached the server); `startedAt` as for failures. It closes
+   * the breaker from half-open (the trial) and also from open: user traffic never reaches an open
+   * endpoint, so a success that began after the breaker opened can only be a discovery probe, which
+   * runs whatever the breaker says while no primary is verified — and proves the node is back.
+   */
   recordSuccess(startedAt = this.clock.now()): BreakerTransition | null {
     if (startedAt < this.#changedAt) return null
     const s = this.state
@@ -108,8 +113,8 @@ export class CircuitBreaker {
       if (s.failures > 0) this.#state = { kind: 'closed', failures: 0 }
       return null
     }
-    if (s.kind === 'half-open') return this.#set({ kind: 'closed', failures: 0 })
-    return null
+    if (s.kind === 'open' && startedAt <= this.#changedAt) return null
+    return this.#set({ kind: 'closed', failures: 0 })
   }
 
   #open(previousOpenings: number): BreakerTransition {

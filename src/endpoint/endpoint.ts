@@ -5,6 +5,7 @@ import type { Clock } from '../clock.js'
 import type { ResolvedEndpoint } from './endpoint-config.js'
 import { hidePassword } from './endpoint-config.js'
 import { Lane, type LaneEvents, destroySocket } from './lane.js'
+import { parseLsn } from './lsn.js'
 import { type ProbeResult, probeRole } from './role-probe.js'
 
 /** Which lane of an endpoint: writes (the primary's traffic) or reads (pool.reader's). */
@@ -22,7 +23,7 @@ export interface EndpointRouting {
 /**
  * One PostgreSQL node: a write lane and a read lane (each its own pg.Pool with every pg.Pool option
  * the user gave), a dedicated monitor session for role probes, and what the last probe found. It
- * reports; it never decides topology (the facade does).
+ * reports; it never decides topology (the coordinator does).
  */
 export class Endpoint {
   readonly name: string
@@ -35,8 +36,6 @@ export class Endpoint {
   lastProbeAt: number | null = null
   /** Wall-clock time (Date.now()) of the last probe, for status(). */
   lastProbeWallTime: number | null = null
-  /** The last error seen on this endpoint, cleared by a successful probe. Owned by the FailoverPool, which decides what an error means. */
-  lastError: Error | null = null
   /** Statements this endpoint ran for the pool, and how many failed (any error), since start. */
   readonly counters = { writes: 0, reads: 0, errors: 0 }
   /** Highest WAL position this node is known to have replayed (probes and read-your-writes checks). */
@@ -44,7 +43,7 @@ export class Endpoint {
 
   readonly write: Lane
   readonly read: Lane
-  /** Counts this endpoint's failures; while open, no traffic and no probes reach it. */
+  /** Counts this endpoint's failures; while open, no user traffic reaches it. */
   readonly breaker: CircuitBreaker
   private readonly clientConfig: PoolConfig
   private monitor: pg.Client | null = null
@@ -82,19 +81,19 @@ export class Endpoint {
   }
 
   /**
-   * The node failed or changed role: retire both lanes (see {@link Lane.retire}) and the monitor
-   * session. `cutRunning` when it stopped answering, so statements stuck there fail now.
+   * The node failed or changed role: retire both lanes (see {@link Lane.retire}). With `cut`,
+   * everything still running there is cut: the pool has left the node. The monitor session stays:
+   * probes go on judging the node (a dead session is replaced by the next probe).
    */
-  retire(cutRunning = false): void {
-    this.write.retire(cutRunning)
-    this.read.retire(cutRunning)
-    this.closeMonitor()
+  retire(cut = false): void {
+    this.write.retire(cut)
+    this.read.retire(cut)
   }
 
   /**
    * One role probe on the dedicated monitor session, bounded by `timeoutMs` (connect included).
    * On failure the session is closed so the next probe reconnects. It records the result, not the
-   * error: what a failure means (down, misconfigured) is the FailoverPool's call.
+   * error: what a failure means (down, misconfigured) is the coordinator's call.
    */
   async probe(timeoutMs: number): Promise<ProbeResult> {
     let timer: ReturnType<Clock['setTimeout']> | undefined
@@ -184,18 +183,6 @@ export function unrefClient(client: pg.Client): void {
 export function destroyClient(client: pg.Client): void {
   client.end().catch(() => undefined)
   destroySocket(client)
-}
-
-/** Parses a PostgreSQL LSN (`16/B374D848`) into a byte position. */
-export function parseLsn(text: string): bigint {
-  const [hi, lo] = text.split('/')
-  if (hi === undefined || lo === undefined) throw new Error(`not an LSN: ${text}`)
-  return (BigInt(`0x${hi}`) << 32n) + BigInt(`0x${lo}`)
-}
-
-/** Formats a byte position as a PostgreSQL LSN. */
-export function formatLsn(lsn: bigint): string {
-  return `${(lsn >> 32n).toString(16).toUpperCase()}/${(lsn & 0xffffffffn).toString(16).toUpperCase()}`
 }
 
 function monitorApplicationName(config: ClientConfig): string {

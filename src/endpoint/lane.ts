@@ -45,6 +45,8 @@ export class Lane {
   private pendingHead: PendingAcquire | null = null
   /** Every client each pool holds, kept from its connect/remove events (not per statement). */
   private readonly clients = new Map<pg.Pool, Set<PoolClient>>()
+  /** Callbacks of whenEmpty(), re-checked whenever a client is removed. */
+  private emptyWaiters: Array<() => void> = []
 
   constructor(
     private readonly endpointName: string,
@@ -98,10 +100,11 @@ export class Lane {
   /**
    * Replaces the pg.Pool with a fresh one: idle clients close now, checked-out clients close when
    * released (never switched under their user), waiting requests are told to look elsewhere. With
-   * `cutConnections`, every connection of the old pool is cut at once — for a node that stopped
-   * answering, so statements stuck there fail (their outcome is unknown) instead of hanging.
+   * `cut`, every connection this lane ever handed out (the current pool's and those of pools retired
+   * before) is cut at once: for a node the pool has left, so that nothing still running there can
+   * complete and be acknowledged afterwards (its outcome is reported as unknown instead).
    */
-  retire(cutConnections = false): void {
+  retire(cut = false): void {
     const old = this.pool
     this.pool = this.createPool()
     this.draining.add(old)
@@ -110,7 +113,18 @@ export class Lane {
       () => this.draining.delete(old),
     )
     this.abortPending()
-    if (cutConnections) for (const client of this.clients.get(old) ?? []) destroySocket(client)
+    if (cut) for (const [pool, clients] of this.clients) if (pool !== this.pool) for (const client of clients) destroySocket(client)
+  }
+
+  /** Resolves once no client of this lane is open (idle or checked out): what drain() waits for. */
+  whenEmpty(): Promise<void> {
+    return new Promise((resolve) => {
+      const check = (): void => {
+        if (this.totalCount === 0) return resolve()
+        this.emptyWaiters.push(check)
+      }
+      check()
+    })
   }
 
   /** Ends every pool, waiting for checked-out clients as pg.Pool#end does. */
@@ -160,8 +174,17 @@ export class Lane {
       clients.delete(client)
       events.remove(client)
       if (pool.ended || (pool !== this.pool && clients.size === 0)) this.clients.delete(pool)
+      if (this.emptyWaiters.length > 0) {
+        const waiters = this.emptyWaiters
+        this.emptyWaiters = []
+        // pg-pool counts the client as gone only after 'remove' returns.
+        queueMicrotask(() => waiters.forEach((check) => check()))
+      }
     })
-    pool.on('error', (err: Error, client: PoolClient) => events.error(err, client))
+    // A retired pool's idle clients are closed (or cut) by us: their errors say nothing about the node.
+    pool.on('error', (err: Error, client: PoolClient) => {
+      if (pool === this.pool) events.error(err, client)
+    })
     return pool
   }
 

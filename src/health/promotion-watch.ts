@@ -3,6 +3,7 @@ import type { Clock, TimerHandle } from '../clock.js'
 import { jitter } from '../clock.js'
 import { destroyClient, type Endpoint, unrefClient } from '../endpoint/endpoint.js'
 import { promotionWatchSql } from '../endpoint/role-probe.js'
+import type { Watch } from './watches.js'
 
 /** Settings for {@link PromotionWatch}, all in milliseconds. */
 export interface PromotionWatchSettings {
@@ -25,7 +26,7 @@ export interface PromotionWatchSettings {
  * (Measured: PostgreSQL does not push `in_hot_standby` to a session that is idle; the report is
  * only sent when the session next finishes a statement, which is why the session is kept busy.)
  */
-export class PromotionWatch {
+export class PromotionWatch implements Watch {
   private client: pg.Client | null = null
   private timer: TimerHandle | null = null
   private stopped = true

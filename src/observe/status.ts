@@ -1,6 +1,9 @@
 import type { Endpoint } from '../endpoint/endpoint.js'
 import { maskPassword } from '../errors.js'
+import type { ReadTargets } from '../routing/read-targets.js'
 import type { StateStoreHealth } from '../state/state-keeper.js'
+import type { Coordinator } from '../topology/coordinator.js'
+import { shownPrimary } from '../topology/writer-state.js'
 
 /**
  * What the pool believes about one endpoint:
@@ -79,54 +82,55 @@ export interface FailoverPoolStatus {
   readonly endpoints: readonly EndpointStatus[]
 }
 
-/** Assembles the status snapshot from the facade's state. */
-export function buildStatus(input: {
-  primary: string | null
-  mode: FailoverPoolStatus['mode']
-  epoch: number
-  failovers: number
-  systemId: string | null
-  timeline: number | null
-  discovering: boolean
-  lastElection: string
-  topology: 'physical' | 'logical'
-  paused: boolean
-  splitBrain: string | null
-  stateStore: StateStoreHealth
-  endpoints: ReadonlyArray<{ endpoint: Endpoint; role: EndpointRole; lagBytes: bigint | null }>
-}): FailoverPoolStatus {
+/** What status() is assembled from: the coordinator's state and the read router's lag figures. */
+export interface StatusInput {
+  readonly coordinator: Coordinator
+  readonly reads: ReadTargets
+  readonly topology: 'physical' | 'logical'
+}
+
+/** Assembles the status snapshot from the coordinator's state. No passwords. */
+export function buildStatus({ coordinator, reads, topology }: StatusInput): FailoverPoolStatus {
+  const state = coordinator.state
+  const primary = shownPrimary(state)
+  const { cluster } = coordinator
+  const health = coordinator.sync.health
   return {
-    primary: input.primary,
-    ready: input.primary !== null,
-    mode: input.mode,
-    epoch: input.epoch,
-    failovers: input.failovers,
-    systemId: input.systemId,
-    timeline: input.timeline,
-    discovering: input.discovering,
-    lastElection: maskPassword(input.lastElection),
-    topology: input.topology,
-    paused: input.paused,
-    splitBrain: input.splitBrain,
-    stateStore: { ...input.stateStore, lastError: input.stateStore.lastError && maskPassword(input.stateStore.lastError) },
-    endpoints: input.endpoints.map(({ endpoint: e, role, lagBytes }) => ({
-      name: e.name,
-      host: e.host,
-      port: e.port,
-      role,
-      breaker: e.breaker.state.kind,
-      lastProbeAt: e.lastProbeWallTime === null ? null : new Date(e.lastProbeWallTime).toISOString(),
-      probeLatencyMs: e.lastProbe ? round(e.lastProbe.latencyMs) : null,
-      // A down node's last lag says nothing about now.
-      lagMs: e.lastProbe && e.lastError === null ? round(e.lastProbe.lagMs) : null,
-      lsn: e.lastProbe?.lsn ?? null,
-      timeline: e.lastProbe?.timeline ?? null,
-      lastError: e.lastError ? maskPassword(e.lastError.message) : null,
-      lagBytes: lagBytes === null ? null : Number(lagBytes),
-      queries: { ...e.counters },
-      totalCount: e.write.totalCount + e.read.totalCount,
-      idleCount: e.write.idleCount + e.read.idleCount,
-    })),
+    primary: primary?.name ?? null,
+    ready: primary !== null,
+    mode: primary !== null ? 'read-write' : reads.replicas().length > 0 ? 'read-only' : 'unavailable',
+    epoch: cluster.epoch,
+    failovers: cluster.failovers,
+    systemId: cluster.systemId,
+    timeline: cluster.minTimeline,
+    discovering: coordinator.discovering,
+    lastElection: maskPassword(coordinator.lastElection),
+    topology,
+    paused: state.kind === 'paused',
+    splitBrain: state.kind === 'split-brain' ? state.reason : null,
+    stateStore: { ...health, lastError: health.lastError && maskPassword(health.lastError) },
+    endpoints: coordinator.endpoints.map((e) => endpointStatus(e, coordinator.roleOf(e), coordinator.standing(e).lastError, reads.lagBytes(e))),
+  }
+}
+
+function endpointStatus(e: Endpoint, role: EndpointRole, lastError: Error | null, lagBytes: bigint | null): EndpointStatus {
+  return {
+    name: e.name,
+    host: e.host,
+    port: e.port,
+    role,
+    breaker: e.breaker.state.kind,
+    lastProbeAt: e.lastProbeWallTime === null ? null : new Date(e.lastProbeWallTime).toISOString(),
+    probeLatencyMs: e.lastProbe ? round(e.lastProbe.latencyMs) : null,
+    // A down node's last lag says nothing about now.
+    lagMs: e.lastProbe && lastError === null ? round(e.lastProbe.lagMs) : null,
+    lsn: e.lastProbe?.lsn ?? null,
+    timeline: e.lastProbe?.timeline ?? null,
+    lastError: lastError ? maskPassword(lastError.message) : null,
+    lagBytes: lagBytes === null ? null : Number(lagBytes),
+    queries: { ...e.counters },
+    totalCount: e.write.totalCount + e.read.totalCount,
+    idleCount: e.write.idleCount + e.read.idleCount,
   }
 }
 

@@ -1,5 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
-import { formatLsn, parseLsn } from '../endpoint/endpoint.js'
+import { formatLsn, parseLsn } from '../endpoint/lsn.js'
 import { ConfigError } from '../errors.js'
 
 /**

@@ -1,5 +1,7 @@
 import type { PoolConfig } from 'pg'
-import { type Intent, PoolSurface, type RoutingHost } from './pool-surface.js'
+import { PoolSurface } from './pool-surface.js'
+import type { Intent } from './request.js'
+import type { RoutingHost } from './routing-host.js'
 
 /**
  * `pool.reader` / `pool.writer`: a pg.Pool-compatible view of a FailoverPool bound to one intent

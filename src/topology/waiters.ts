@@ -9,7 +9,7 @@ type Waiting<T> = { readonly callback: (err: Error | undefined, value?: T) => vo
  * Deadline timers are ref'd: a waiting request is user work and keeps the process alive, as
  * pg-pool's pending connects do.
  */
-export class PrimaryQueue<T> {
+export class Waiters<T> {
   readonly #waiting = new Set<Waiting<T>>()
 
   constructor(private readonly clock: Clock) {}

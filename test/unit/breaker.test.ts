@@ -92,10 +92,15 @@ describe('CircuitBreaker', () => {
     expect(b.state.kind).toBe('open')
   })
 
-  it('a success while open does not close it: only the half-open trial can', () => {
-    const { b } = breaker()
+  it('while open, only a success that began after it opened closes it (a discovery probe; user traffic never reaches an open breaker)', () => {
+    const { b, clock } = breaker()
+    const before = clock.now()
+    clock.advance(1)
     for (let i = 0; i < 3; i++) b.recordFailure()
-    expect(b.recordSuccess()).toBeNull()
+    expect(b.recordSuccess(before)).toBeNull()
     expect(b.state.kind).toBe('open')
+    clock.advance(1)
+    expect(b.recordSuccess(clock.now())).toEqual({ from: 'open', to: 'closed' })
+    expect(b.state).toEqual({ kind: 'closed', failures: 0 })
   })
 })

@@ -1,0 +1,142 @@
+import type { Clock, TimerHandle } from '../clock.js'
+import type { Endpoint } from '../endpoint/endpoint.js'
+import type { ProbeResult } from '../endpoint/role-probe.js'
+import type { ProbeOutcome } from '../topology/election.js'
+
+/** One discovery round: a probe of every endpoint, in parallel. */
+export interface Round {
+  readonly id: number
+  readonly reason: string
+  /** Clock ms the round began. */
+  readonly startedAt: number
+  /** Probes of this round not settled yet. */
+  pending: number
+}
+
+/** Who hears about a round: the coordinator. */
+export interface RoundListener {
+  /** Whether `endpoint` may be probed in this round; otherwise its outcome is `skipped`'s error at once. */
+  mayProbe(endpoint: Endpoint): boolean
+  /** The error an endpoint that may not be probed gets as its outcome. */
+  skipped(endpoint: Endpoint): Error
+  /** One endpoint's probe settled; `startedAt` is when that probe was sent (it may predate the round when joined). */
+  probed(endpoint: Endpoint, outcome: ProbeOutcome, startedAt: number): void
+  /** Every probe of `round` settled. Called for the latest round only: a superseded round ends silently. */
+  settled(round: Round): void
+}
+
+interface InFlight {
+  readonly startedAt: number
+  readonly result: Promise<{ outcome: ProbeOutcome; startedAt: number }>
+}
+
+/**
+ * Discovery rounds and their schedule. A round probes every endpoint in parallel and reports each
+ * outcome as it arrives; it never decides anything. A new round may start while an older one still
+ * waits for a hanging node: the older one is superseded (its late outcomes are still reported, for
+ * health, but it never settles), and each endpoint has at most one probe in flight — a new round
+ * joins it when it was sent after the round's `freshSince`, and otherwise sends a fresh one after it.
+ * So nothing urgent ever waits behind a probe of a dead or frozen node.
+ */
+export class Discovery {
+  #current: Round | null = null
+  #nextId = 1
+  #timer: TimerHandle | null = null
+  #stopped = false
+  readonly #inFlight = new Map<Endpoint, InFlight>()
+
+  constructor(
+    private readonly endpoints: readonly Endpoint[],
+    private readonly probeTimeoutMs: number,
+    private readonly clock: Clock,
+    private readonly listener: RoundListener,
+  ) {}
+
+  /** The latest round, settled or not (null before the first). */
+  get current(): Round | null {
+    return this.#current
+  }
+
+  /** True while the latest round has probes outstanding. */
+  get running(): boolean {
+    return this.#current !== null && this.#current.pending > 0
+  }
+
+  /** True while a round is scheduled. */
+  get scheduled(): boolean {
+    return this.#timer !== null
+  }
+
+  /**
+   * Starts a round now, superseding any running one and cancelling the scheduled one. Probes sent
+   * before `freshSince` (clock ms) are not trusted: those endpoints are probed again.
+   */
+  start(reason: string, freshSince: number): Round {
+    this.cancelSchedule()
+    const round: Round = { id: this.#nextId++, reason, startedAt: this.clock.now(), pending: this.endpoints.length }
+    this.#current = round
+    if (this.#stopped) return round
+    for (const endpoint of this.endpoints) {
+      const probing = this.listener.mayProbe(endpoint)
+        ? this.#probe(endpoint, freshSince)
+        : Promise.resolve({ outcome: { kind: 'failed', error: this.listener.skipped(endpoint) } as ProbeOutcome, startedAt: round.startedAt })
+      void probing.then(({ outcome, startedAt }) => {
+        if (this.#stopped) return
+        round.pending--
+        this.listener.probed(endpoint, outcome, startedAt)
+        if (round.pending === 0 && this.#current === round) this.listener.settled(round)
+      })
+    }
+    return round
+  }
+
+  /** Runs `start(reason, …)` after `delayMs` unless a round is already scheduled. */
+  schedule(delayMs: number, reason: string, freshSince: () => number): void {
+    if (this.#stopped || this.#timer !== null) return
+    this.#timer = this.clock.setTimeout(() => {
+      this.#timer = null
+      this.start(reason, freshSince())
+    }, delayMs)
+  }
+
+  /** Cancels the scheduled round, if any. */
+  cancelSchedule(): void {
+    if (this.#timer !== null) this.clock.clearTimeout(this.#timer)
+    this.#timer = null
+  }
+
+  /** Stops scheduling and reporting; probes in flight finish unheard. */
+  stop(): void {
+    this.#stopped = true
+    this.cancelSchedule()
+  }
+
+  #probe(endpoint: Endpoint, freshSince: number): InFlight['result'] {
+    const inFlight = this.#inFlight.get(endpoint)
+    if (inFlight && inFlight.startedAt >= freshSince) return inFlight.result
+    // The probe in flight may predate what the caller knows: send another after it (the endpoint's
+    // monitor session runs one statement at a time anyway).
+    const previous = inFlight?.result ?? Promise.resolve(null)
+    const startedAt = this.clock.now()
+    const result = previous.then(async () => {
+      const sentAt = this.clock.now()
+      const outcome = await this.#runProbe(endpoint)
+      return { outcome, startedAt: sentAt }
+    })
+    const entry: InFlight = { startedAt, result }
+    this.#inFlight.set(endpoint, entry)
+    void result.then(() => {
+      if (this.#inFlight.get(endpoint) === entry) this.#inFlight.delete(endpoint)
+    })
+    return result
+  }
+
+  async #runProbe(endpoint: Endpoint): Promise<ProbeOutcome> {
+    try {
+      const probe: ProbeResult = await endpoint.probe(this.probeTimeoutMs)
+      return { kind: 'ok', probe }
+    } catch (err) {
+      return { kind: 'failed', error: err instanceof Error ? err : new Error(String(err)) }
+    }
+  }
+}

@@ -1,0 +1,79 @@
+import type { PoolOptions } from 'pg'
+import type { Lane } from '../endpoint/lane.js'
+import { NoReplicaError } from '../errors.js'
+import type { ResolvedOptions } from '../options.js'
+import type { RetryBudget } from '../surface/retry-budget.js'
+import type { FailureReport, ReadRequest, RoutingHost, Target, TargetCallback } from '../surface/routing-host.js'
+import type { Coordinator } from '../topology/coordinator.js'
+import { shownPrimary } from '../topology/writer-state.js'
+import type { ReadTargets } from './read-targets.js'
+
+/**
+ * The {@link RoutingHost} the surfaces (`pool`, `pool.reader`, `pool.writer`) run on: writes go to
+ * the coordinator's verified primary, reads to a replica chosen by {@link ReadTargets} or, by
+ * `readFallback`, to the primary.
+ */
+export class TopologyHost implements RoutingHost {
+  readonly clock: ResolvedOptions['clock']
+  readonly readYourWritesTimeoutMs: number
+  /** The primary's read-lane target of the current generation (reads falling back to the primary). */
+  #primaryRead: Target | null = null
+
+  constructor(
+    private readonly coordinator: Coordinator,
+    private readonly reads: ReadTargets,
+    private readonly options: ResolvedOptions,
+    private readonly retryBudget: RetryBudget,
+    private readonly isEnding: () => boolean,
+  ) {
+    this.clock = options.clock
+    this.readYourWritesTimeoutMs = options.readYourWritesTimeoutMs
+  }
+
+  get ending(): boolean {
+    return this.isEnding()
+  }
+
+  readyWriteTarget(): Target | null {
+    return this.coordinator.readyWriteTarget()
+  }
+
+  target(kind: 'write' | 'read', since: number, read: ReadRequest | null, callback: TargetCallback): void {
+    if (kind === 'write') return this.coordinator.whenPrimary(since, callback)
+    const choice = this.reads.choose(read!)
+    if (choice.kind === 'replica') {
+      const endpoint = choice.endpoint
+      return callback(undefined, { endpoint, lane: endpoint.read, generation: this.coordinator.generation, role: 'replica', caughtUp: choice.caughtUp })
+    }
+    if (this.options.readFallback === 'replicas-only') return callback(new NoReplicaError(choice.reason))
+    // The primary has every write, so it also satisfies read-your-writes.
+    this.coordinator.whenPrimary(since, (err, write) => {
+      if (err || !write) return callback(err)
+      let target = this.#primaryRead
+      if (target === null || target.endpoint !== write.endpoint || target.generation !== write.generation) {
+        target = this.#primaryRead = { ...write, lane: write.endpoint.read }
+      }
+      callback(undefined, target)
+    })
+  }
+
+  report(failure: FailureReport): void {
+    this.coordinator.report(failure)
+  }
+
+  lanes(kind: 'write' | 'read'): readonly Lane[] {
+    return this.coordinator.endpoints.map((e) => e.lane(kind))
+  }
+
+  primaryOptions(): PoolOptions {
+    return (shownPrimary(this.coordinator.state) ?? this.coordinator.endpoints[0]!).options
+  }
+
+  waitingForPrimary(): number {
+    return this.coordinator.waiting
+  }
+
+  spendRetry(): boolean {
+    return this.retryBudget.trySpend()
+  }
+}

@@ -1,0 +1,87 @@
+import type { Endpoint } from '../endpoint/endpoint.js'
+import { parseLsn } from '../endpoint/lsn.js'
+import type { ResolvedOptions } from '../options.js'
+import type { ReadRequest } from '../surface/routing-host.js'
+import type { Coordinator } from '../topology/coordinator.js'
+import { servesReads } from '../topology/standing.js'
+import { shownPrimary } from '../topology/writer-state.js'
+import { type ReplicaView, type RouterCursor, chooseReplica } from './router.js'
+
+/** A replica chosen for a read, or why there is none. */
+export type ReadChoice = { readonly kind: 'replica'; readonly endpoint: Endpoint; readonly caughtUp: boolean } | { readonly kind: 'none'; readonly reason: string }
+
+/**
+ * Chooses the replica for each read from the coordinator's view of the endpoints (verified standbys
+ * of our cluster, reachable, closed breaker, not drained, fenced or just promoted), within the lag
+ * limits, by `readStrategy`. Views are made once per endpoint and read live, so a read allocates
+ * nothing here beyond the router's answer.
+ */
+export class ReadTargets {
+  readonly #views = new Map<Endpoint, ReplicaView>()
+  readonly #lagCache = new Map<Endpoint, { primary: object; replica: object; lag: bigint }>()
+  readonly #cursor: RouterCursor = { next: 0 }
+
+  constructor(
+    private readonly coordinator: Coordinator,
+    private readonly options: ResolvedOptions,
+  ) {}
+
+  /** Endpoints that may serve reads now. */
+  replicas(): Endpoint[] {
+    const primary = shownPrimary(this.coordinator.state)
+    return this.coordinator.endpoints.filter((e) => e !== primary && servesReads(e, this.coordinator.standing(e)))
+  }
+
+  /** The replica for one read. */
+  choose(read: ReadRequest): ReadChoice {
+    const replicas = this.replicas()
+    const choice = chooseReplica(
+      replicas.map((e) => this.#view(e)),
+      { maxLagMs: read.maxStalenessMs ?? this.options.maxReplicaLagMs, maxLagBytes: this.options.maxReplicaLagBytes, minLsn: read.minLsn, exclude: read.exclude },
+      this.options.readStrategy,
+      this.#cursor,
+    )
+    if (choice.kind === 'none') return choice
+    return { kind: 'replica', endpoint: replicas.find((e) => e.name === choice.name)!, caughtUp: choice.caughtUp }
+  }
+
+  /** Bytes of WAL a standby was behind the primary, comparing the last probes of both (memoized per pair). */
+  lagBytes(e: Endpoint): bigint | null {
+    const primaryProbe = shownPrimary(this.coordinator.state)?.lastProbe
+    const probe = e.lastProbe
+    if (!primaryProbe?.lsn || !probe?.inRecovery || !probe.lsn) return null
+    const cached = this.#lagCache.get(e)
+    if (cached && cached.primary === primaryProbe && cached.replica === probe) return cached.lag
+    const diff = parseLsn(primaryProbe.lsn) - parseLsn(probe.lsn)
+    const lag = diff > 0n ? diff : 0n
+    this.#lagCache.set(e, { primary: primaryProbe, replica: probe, lag })
+    return lag
+  }
+
+  #view(e: Endpoint): ReplicaView {
+    let view = this.#views.get(e)
+    if (view) return view
+    const targets = this
+    view = {
+      name: e.name,
+      weight: e.weight,
+      get lagMs() {
+        return e.lastProbe?.lagMs ?? null
+      },
+      get lagBytes() {
+        return targets.lagBytes(e)
+      },
+      get replayedLsn() {
+        return e.knownReplayLsn
+      },
+      get busy() {
+        return e.read.activeCount
+      },
+      get latencyMs() {
+        return e.lastProbe?.latencyMs ?? null
+      },
+    }
+    this.#views.set(e, view)
+    return view
+  }
+}

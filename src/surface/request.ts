@@ -1,0 +1,260 @@
+import type { PoolClient, QueryResult } from 'pg'
+import { LaneRetiredError } from '../endpoint/lane.js'
+import { type ErrorClass, classifyError, failedBeforeSending } from '../error-policy.js'
+import { OutcomeUnknownError } from '../errors.js'
+import { requestLog } from '../log.js'
+import { type ConsistencyContext, currentConsistency } from './consistency.js'
+import { captureLsn, ensureReplayed, resolveMinLsn } from './read-your-writes.js'
+import type { ReadRequest, RoutingHost, Target } from './routing-host.js'
+import { isCertainlyReadOnly } from './statement-kind.js'
+
+/** What a surface sends its statements to: `write` (the primary), `read` (replicas), or `auto` (by statement). */
+export type Intent = 'write' | 'read' | 'auto'
+
+/** The surface a request belongs to. */
+export interface RequestOwner {
+  readonly host: RoutingHost
+  readonly intent: Intent
+  /** True once the surface (or its FailoverPool) is ending: no more retries. */
+  isClosed(): boolean
+}
+
+type Release = (err?: Error | boolean) => void
+type QueryCallback = (err: Error | undefined, result?: QueryResult) => void
+type CheckoutCallback = (err: Error | undefined, client?: PoolClient, release?: Release) => void
+
+/** Attempts per request before giving up even within the deadline; guards against a retry loop. */
+const MAX_ATTEMPTS = 10
+const EMPTY: ReadonlySet<string> = new Set()
+
+/**
+ * One request — a statement (`pool.query`) or a checkout (`pool.connect`) — from the call to its
+ * answer: route (the hot path takes the verified primary synchronously), acquire a client on that
+ * endpoint's lane, run it (or hand the client out), report a failure exactly once with the time
+ * its attempt started, and retry by one rule: only what provably did not run, or a read.
+ */
+export class Request {
+  readonly #owner: RequestOwner
+  readonly #text: any
+  readonly #values: any
+  readonly #query: QueryCallback | null
+  readonly #checkout: CheckoutCallback | null
+  /** Clock ms of the call: the failover deadline counts from here. */
+  readonly #since: number
+  /**
+   * The caller's read-your-writes context, captured once at the call: pg invokes our callbacks in
+   * the socket's async context, where AsyncLocalStorage would answer for whoever opened the socket.
+   */
+  readonly #context: ConsistencyContext | undefined
+  #attempt = 1
+  #readOnlyRetried = false
+  /** Set once a replica answered 25006 to an auto-routed statement: it writes after all. */
+  #forceWrite = false
+  #exclude: Set<string> | null = null
+
+  private constructor(owner: RequestOwner, text: any, values: any, query: QueryCallback | null, checkout: CheckoutCallback | null) {
+    this.#owner = owner
+    this.#text = text
+    this.#values = values
+    this.#query = query
+    this.#checkout = checkout
+    this.#since = owner.host.clock.now()
+    this.#context = currentConsistency()
+  }
+
+  /** Runs a statement as pg.Pool#query would, on the node the owner's intent selects. */
+  static query(owner: RequestOwner, text: any, values: any, callback: QueryCallback): void {
+    new Request(owner, text, values, callback, null).#dispatch()
+  }
+
+  /** Checks a client out as pg.Pool#connect would; it stays on its node until released. */
+  static checkout(owner: RequestOwner, callback: CheckoutCallback): void {
+    const request = new Request(owner, undefined, undefined, null, callback)
+    // A checked-out primary client may write anything: the next read must see it.
+    if (request.#context && owner.intent !== 'read') request.#context.pendingWrite = true
+    request.#dispatch()
+  }
+
+  #fail(err: Error | undefined): void {
+    if (this.#query) this.#query(err)
+    else this.#checkout!(err)
+  }
+
+  #kind(): 'write' | 'read' {
+    const intent = this.#owner.intent
+    if (this.#checkout) return intent === 'read' ? 'read' : 'write'
+    if (this.#forceWrite || intent === 'write') return 'write'
+    const text = this.#text
+    const route = typeof text === 'object' && text !== null ? (text as { route?: unknown }).route : undefined
+    if (route === 'primary') return 'write'
+    if (route === 'replica' || intent === 'read') return 'read'
+    const sql = typeof text === 'string' ? text : typeof text?.text === 'string' && typeof text.submit !== 'function' ? text.text : null
+    return sql !== null && isCertainlyReadOnly(sql) ? 'read' : 'write'
+  }
+
+  #dispatch(): void {
+    const kind = this.#kind()
+    if (kind === 'read' && this.#context) {
+      return resolveMinLsn(this.#owner.host, this.#context, this.#since, (minLsn) => this.#route(kind, minLsn))
+    }
+    this.#route(kind, null)
+  }
+
+  #route(kind: 'write' | 'read', minLsn: bigint | null): void {
+    const host = this.#owner.host
+    const ready = kind === 'write' ? host.readyWriteTarget() : null
+    if (ready !== null) return this.#acquire(ready, kind, minLsn)
+    host.target(kind, this.#since, kind === 'read' ? this.#readRequest(minLsn) : null, (err, target) => {
+      if (err || !target) return this.#fail(err)
+      this.#acquire(target, kind, minLsn)
+    })
+  }
+
+  #acquire(target: Target, kind: 'write' | 'read', minLsn: bigint | null): void {
+    const startedAt = this.#owner.host.clock.now()
+    target.lane.acquire((err, client, release) => {
+      if (err || !client || !release) return this.#acquireFailed(target, err, startedAt)
+      if (minLsn !== null && target.role === 'replica' && !target.caughtUp) {
+        requestLog('read needing %s on %s: checking its replay position', minLsn, target.endpoint.name)
+        return ensureReplayed(target, client, minLsn, this.#owner.host.readYourWritesTimeoutMs, (ok) => {
+          if (ok) return this.#run(target, client, release, kind, startedAt)
+          release()
+          this.#excludeTarget(target)
+          this.#dispatch()
+        })
+      }
+      this.#run(target, client, release, kind, startedAt)
+    })
+  }
+
+  #run(target: Target, client: PoolClient, release: Release, kind: 'write' | 'read', startedAt: number): void {
+    if (this.#checkout) return this.#handOut(target, client, release, startedAt)
+    let finished = false
+    const counters = target.endpoint.counters
+    if (kind === 'write') counters.writes++
+    else counters.reads++
+    const failed = (err: Error): void => {
+      counters.errors++
+      release(err)
+      const errorClass = classifyError(err)
+      this.#report(target, err, errorClass, startedAt)
+      this.#afterError(target, kind, err, errorClass)
+    }
+    const onClientError = (err: Error): void => {
+      if (finished) return
+      finished = true
+      failed(err)
+    }
+    client.once('error', onClientError)
+    try {
+      client.query(this.#text, this.#values, (err: Error | undefined, res: QueryResult) => {
+        client.removeListener('error', onClientError)
+        if (finished) return
+        finished = true
+        if (err) return failed(err)
+        const context = this.#context
+        if (context && kind === 'write') return captureLsn(client, release, context, () => this.#query!(undefined, res))
+        // pg-pool releases with the callback's own error argument (null on success); listeners see the same.
+        release(err)
+        this.#query!(undefined, res)
+      })
+    } catch (thrown) {
+      client.removeListener('error', onClientError)
+      finished = true
+      release(thrown as Error)
+      this.#query!(thrown as Error)
+    }
+  }
+
+  /**
+   * Hands a checked-out client to the caller. pg-pool only listens for 'error' on idle clients, so
+   * a server ending the session of a client an ORM holds between statements (idle in transaction,
+   * during a failover) would emit an unhandled 'error' and crash the process. We listen while it is
+   * checked out — the error still reaches the caller's next query and any listener of its own — and
+   * report the first endpoint failure it shows (its own 'error' or a `release(err)`), once.
+   */
+  #handOut(target: Target, client: PoolClient, release: Release, startedAt: number): void {
+    let reported = false
+    const reportOnce = (err: unknown): void => {
+      if (reported || !(err instanceof Error)) return
+      reported = true
+      this.#report(target, err, classifyError(err), startedAt)
+    }
+    client.on('error', reportOnce)
+    const releaseOnce = (err?: Error | boolean): void => {
+      client.removeListener('error', reportOnce)
+      reportOnce(err)
+      release(err)
+    }
+    client.release = releaseOnce
+    this.#checkout!(undefined, client, releaseOnce)
+  }
+
+  /** Reports an endpoint failure or a demotion to the topology (statement errors are the caller's). */
+  #report(target: Target, error: Error, errorClass: ErrorClass, startedAt: number): void {
+    if ((errorClass === 'connection' || errorClass === 'read-only') && !(error instanceof LaneRetiredError)) {
+      this.#owner.host.report({ target, error, errorClass, startedAt })
+    }
+  }
+
+  /** A failed checkout never reached the server, so it may go again. */
+  #acquireFailed(target: Target, err: Error | undefined, startedAt: number): void {
+    const error = err ?? new Error(`no client from ${target.endpoint.name}`)
+    if (this.#attempt >= MAX_ATTEMPTS || this.#owner.isClosed()) return this.#fail(error)
+    this.#attempt++
+    // A retired lane means the request was never sent: it simply goes to the new target.
+    if (error instanceof LaneRetiredError) return this.#dispatch()
+    const errorClass = classifyError(error)
+    if (errorClass === 'connection' || errorClass === 'read-only') {
+      this.#report(target, error, errorClass, startedAt)
+      if (target.role === 'replica') this.#excludeTarget(target)
+      if (this.#owner.host.spendRetry()) return this.#dispatch()
+    }
+    this.#fail(error)
+  }
+
+  #afterError(target: Target, kind: 'write' | 'read', err: Error, errorClass: ErrorClass): void {
+    const replayable = typeof this.#text?.submit !== 'function' && this.#attempt < MAX_ATTEMPTS
+    if (errorClass === 'read-only') {
+      if (target.role === 'primary' && replayable && !this.#readOnlyRetried) {
+        requestLog('retrying on the new primary after 25006 from %s', target.endpoint.name)
+        this.#readOnlyRetried = true
+        return this.#retry(err)
+      }
+      if (target.role === 'replica' && replayable && this.#owner.intent === 'auto') {
+        // Auto-routed as a read, but it writes (a user function, say): nothing was written; go to the primary.
+        this.#forceWrite = true
+        return this.#retry(err)
+      }
+      return this.#query!(err)
+    }
+    if (errorClass === 'connection') {
+      // A read may run again elsewhere; anything else only if it provably never left.
+      if (replayable && (kind === 'read' || failedBeforeSending(err))) {
+        if (kind === 'read') this.#excludeTarget(target)
+        return this.#retry(err)
+      }
+      return this.#query!(new OutcomeUnknownError(target.endpoint.name, err))
+    }
+    this.#query!(err)
+  }
+
+  #retry(err: Error): void {
+    if (!this.#owner.host.spendRetry()) {
+      requestLog('retry budget spent: surfacing %s', err.message)
+      return this.#query!(err)
+    }
+    this.#attempt++
+    this.#dispatch()
+  }
+
+  #excludeTarget(target: Target): void {
+    ;(this.#exclude ??= new Set()).add(target.endpoint.name)
+  }
+
+  #readRequest(minLsn: bigint | null): ReadRequest {
+    const text = this.#text
+    const budget = typeof text === 'object' && text !== null ? (text as { maxStalenessMs?: unknown }).maxStalenessMs : undefined
+    return { exclude: this.#exclude ?? EMPTY, maxStalenessMs: typeof budget === 'number' ? budget : undefined, minLsn }
+  }
+}

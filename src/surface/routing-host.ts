@@ -1,0 +1,64 @@
+import type { PoolOptions } from 'pg'
+import type { Clock } from '../clock.js'
+import type { Endpoint } from '../endpoint/endpoint.js'
+import type { Lane } from '../endpoint/lane.js'
+import type { ErrorClass } from '../error-policy.js'
+
+/** Where one attempt of a request runs. */
+export interface Target {
+  readonly endpoint: Endpoint
+  readonly lane: Lane
+  /** Topology generation when the target was chosen; reports from an older one never move topology. */
+  readonly generation: number
+  /** Whether the node is the verified primary or a replica. */
+  readonly role: 'primary' | 'replica'
+  /** True when the node is known to satisfy the read-your-writes requirement. */
+  readonly caughtUp: boolean
+}
+
+/** Per-read requirements passed to the host. */
+export interface ReadRequest {
+  /** Replicas that already failed this read. */
+  readonly exclude: ReadonlySet<string>
+  /** Per-query staleness budget in ms, overriding `maxReplicaLagMs`. */
+  readonly maxStalenessMs: number | undefined
+  /** Read-your-writes: the replica must have replayed this position. */
+  readonly minLsn: bigint | null
+}
+
+/**
+ * One failure, reported once from where it happened and classified there: the endpoint, the
+ * target's generation and the time the attempt started (so that late results from before a state
+ * change, and many connections broken by one event, count once).
+ */
+export interface FailureReport {
+  readonly target: Target
+  readonly error: Error
+  readonly errorClass: ErrorClass
+  /** Clock ms the failed attempt started. */
+  readonly startedAt: number
+}
+
+/** Calls back with where to run, or with why nothing can run. */
+export type TargetCallback = (err: Error | undefined, target?: Target) => void
+
+/** What a surface needs from the topology: the FailoverPool wires this to its coordinator. */
+export interface RoutingHost {
+  readonly clock: Clock
+  readonly readYourWritesTimeoutMs: number
+  readonly ending: boolean
+  /** The verified primary's write target when it is ready now (the synchronous hot path), else null. */
+  readyWriteTarget(): Target | null
+  /** Calls back with where to run, waiting (bounded by `since + failoverTimeoutMs`) for a primary when needed. */
+  target(kind: 'write' | 'read', since: number, read: ReadRequest | null, callback: TargetCallback): void
+  /** A connection-class or read-only failure seen by a request: reported exactly once per failed attempt. */
+  report(failure: FailureReport): void
+  /** The lanes of every endpoint for a kind of traffic. */
+  lanes(kind: 'write' | 'read'): readonly Lane[]
+  /** pg.Pool#options of the current primary (or the first endpoint). */
+  primaryOptions(): PoolOptions
+  /** Requests waiting for a primary to be verified (part of a write surface's waitingCount). */
+  waitingForPrimary(): number
+  /** Takes a token from the retry budget; false when retrying now would stampede a node. */
+  spendRetry(): boolean
+}

@@ -1,0 +1,116 @@
+import type { Endpoint } from '../endpoint/endpoint.js'
+import { roleOf } from '../endpoint/role-probe.js'
+import { ConfigError, SwitchoverRefusedError, maskPassword } from '../errors.js'
+import type { EventSink } from '../events.js'
+import { topologyLog } from '../log.js'
+import type { ResolvedOptions } from '../options.js'
+import { adoptionHook } from './adoption-hook.js'
+import type { Coordinator } from './coordinator.js'
+import { lossOf, shownPrimary } from './writer-state.js'
+
+/**
+ * Planned operations on the topology — switchover, pause and resume, drain — each expressed as
+ * transitions of the coordinator's writer state, so they obey the same rules as failovers.
+ * Switchovers run one at a time.
+ */
+export class Maintenance {
+  #switching: Promise<unknown> = Promise.resolve()
+
+  constructor(
+    private readonly coordinator: Coordinator,
+    private readonly options: ResolvedOptions,
+    private readonly events: EventSink,
+  ) {}
+
+  /** See FailoverPool#switchTo. */
+  switchTo(name: string): Promise<void> {
+    const run = this.#switching.then(() => this.#switchTo(name))
+    this.#switching = run.catch(() => undefined)
+    return run
+  }
+
+  async #switchTo(name: string): Promise<void> {
+    const target = this.#endpoint(name, 'switchTo(name)')
+    let probe
+    try {
+      probe = await target.probe(this.options.probeTimeoutMs)
+    } catch (err) {
+      throw new SwitchoverRefusedError(name, `unreachable (${maskPassword((err as Error).message)})`, { cause: err })
+    }
+    const role = roleOf(probe)
+    if (role !== 'primary') throw new SwitchoverRefusedError(name, `it is ${role === 'standby' ? 'a standby (promote it first)' : 'read-only'}`)
+    const { cluster } = this.coordinator
+    if (this.options.topology === 'physical') {
+      if (cluster.systemId !== null && probe.systemId !== cluster.systemId) throw new SwitchoverRefusedError(name, 'it belongs to another cluster (system identifier differs)')
+      if (cluster.minTimeline !== null && probe.timeline !== null && probe.timeline < cluster.minTimeline) {
+        throw new SwitchoverRefusedError(name, `it is on timeline ${probe.timeline}, older than the current ${cluster.minTimeline}: it may lack writes`)
+      }
+    }
+    const standing = this.coordinator.standing(target)
+    standing.refusedByHook = false
+    const s = this.coordinator.state
+    if (s.kind === 'ended') throw new Error('Cannot use a pool after calling end on the pool')
+    if (s.kind === 'verified' && s.primary === target) return
+    const old = shownPrimary(s) ?? (s.kind === 'discovering' ? s.suspect : null)
+    const paused = s.kind === 'paused'
+    const loss = lossOf(s)
+    const from = old?.name ?? loss?.from ?? cluster.storedPrimary
+    const reason = `switchTo(${name})`
+    if (old !== null && old !== target) this.coordinator.leave(old, reason)
+    const since = this.options.clock.now()
+    const switchLoss = { from, reason, since: loss?.since ?? since }
+    if (this.options.onPromote && from !== name) {
+      this.coordinator.transition({ kind: 'adopting', candidate: target, loss: switchLoss }, reason)
+      const context = { from, to: name, epoch: cluster.nextEpoch(this.coordinator.sync.record), reason }
+      const ok = await adoptionHook(target, this.options, this.events, context)
+      const now = this.coordinator.state
+      if (now.kind !== 'adopting' || now.candidate !== target) throw new SwitchoverRefusedError(name, `the pool changed state while its promotion hook ran (${now.kind})`)
+      if (!ok) {
+        if (this.options.onPromoteFailure === 'refuse') standing.refusedByHook = true
+        this.coordinator.transition({ kind: 'discovering', loss: switchLoss, suspect: null, refusal: null }, `${reason}: promotion hook failed`)
+        throw new SwitchoverRefusedError(name, 'its promotion hook failed')
+      }
+    }
+    standing.fenced = false
+    cluster.raiseTimeline(probe.timeline)
+    topologyLog('switching writes to %s', name)
+    this.coordinator.adopt(target, from, switchLoss, paused)
+  }
+
+  /** See FailoverPool#pauseWrites. */
+  pauseWrites(): void {
+    const s = this.coordinator.state
+    if (s.kind === 'paused' || s.kind === 'ended') return
+    topologyLog('writes paused')
+    this.coordinator.transition({ kind: 'paused', primary: s.kind === 'verified' ? s.primary : null, loss: lossOf(s) }, 'writes paused')
+  }
+
+  /** See FailoverPool#resumeWrites. */
+  resumeWrites(): void {
+    const s = this.coordinator.state
+    if (s.kind !== 'paused') return
+    topologyLog('writes resumed')
+    // The primary may have changed during the pause: verify it again (nothing is cut if it did not).
+    this.coordinator.transition({ kind: 'discovering', loss: s.loss, suspect: s.primary, refusal: null }, 'writes resumed: re-verifying the primary')
+  }
+
+  /** See FailoverPool#drain. */
+  async drain(name: string): Promise<void> {
+    const endpoint = this.#endpoint(name, 'drain(name)')
+    this.coordinator.standing(endpoint).drained = true
+    if (shownPrimary(this.coordinator.state) === endpoint) this.pauseWrites()
+    endpoint.retire()
+    await Promise.all([endpoint.write.whenEmpty(), endpoint.read.whenEmpty()])
+  }
+
+  /** See FailoverPool#undrain. */
+  undrain(name: string): void {
+    this.coordinator.standing(this.#endpoint(name, 'undrain(name)')).drained = false
+  }
+
+  #endpoint(name: string, field: string): Endpoint {
+    const endpoint = this.coordinator.endpoints.find((e) => e.name === name)
+    if (!endpoint) throw new ConfigError(field, name, `no such endpoint (endpoints: ${this.coordinator.endpoints.map((e) => e.name).join(', ')})`)
+    return endpoint
+  }
+}
