@@ -72,3 +72,8 @@ export function classifyError(err: unknown): ErrorClass {
 export function failedBeforeSending(err: unknown): boolean {
   return err instanceof Error && /is not queryable/.test(err.message)
 }
+
+/** True for a timeout: a node that stopped answering holds whatever runs there until it is cut. */
+export function isTimeout(err: unknown): boolean {
+  return err instanceof Error && ((err as { code?: unknown }).code === 'ETIMEDOUT' || /timeout|timed out/i.test(err.message))
+}

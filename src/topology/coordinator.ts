@@ -1,10 +1,9 @@
 import { jitter } from '../clock.js'
 import type { Endpoint } from '../endpoint/endpoint.js'
-import { roleOf } from '../endpoint/role-probe.js'
-import { classifyError } from '../error-policy.js'
+import { classifyError, isTimeout } from '../error-policy.js'
 import { AllEndpointsDownError, type EndpointAnswer, NoPrimaryError, SplitBrainError, maskPassword } from '../errors.js'
 import type { EventSink, FailoverEvent } from '../events.js'
-import { Discovery, type Round } from '../health/discovery.js'
+import { Discovery } from '../health/discovery.js'
 import { type WatchFactory, Watches } from '../health/watches.js'
 import { topologyLog } from '../log.js'
 import type { ResolvedOptions } from '../options.js'
@@ -12,18 +11,13 @@ import { StateSync } from '../state/state-sync.js'
 import type { StateRecord } from '../state/state-store.js'
 import type { FailureReport, Target } from '../surface/routing-host.js'
 import { ClusterKnowledge } from './cluster-knowledge.js'
-import { type Candidate, type Election, type ProbeOutcome, elect, electLogical } from './election.js'
-import { adoptionHook } from './adoption-hook.js'
+import { type ElectionHost, Elector } from './elector.js'
+import { Evidence } from './evidence.js'
+import { ProbeVerdicts, type VerdictHost } from './probe-verdicts.js'
 import { Reachability } from './reachability.js'
 import { type Standing, endpointRole, newStanding } from './standing.js'
 import { Waiters } from './waiters.js'
-import { type Loss, type WriterState, lossOf, shownPrimary } from './writer-state.js'
-
-/** One endpoint's latest probe result and when that probe was sent (clock ms). */
-interface Evidence {
-  readonly outcome: ProbeOutcome
-  readonly startedAt: number
-}
+import { type Loss, type WriterState, shownPrimary } from './writer-state.js'
 
 /** What the coordinator is built from; endpoints and watches are injected so its rules run on a fake clock. */
 export interface CoordinatorDeps {
@@ -41,18 +35,14 @@ export interface CoordinatorDeps {
  * time (JavaScript's single thread is the lock: every decision is synchronous), emits after
  * assigning, and settles waiting requests from one function, {@link settle}.
  */
-export class Coordinator {
+export class Coordinator implements ElectionHost, VerdictHost {
   readonly endpoints: readonly Endpoint[]
   #state: WriterState = { kind: 'booting' }
   /** Bumped on every change of the writer state's primary; reports from older generations move nothing. */
   #generation = 0
-  /** Clock ms of the last topology event: probes sent before it are not evidence any more. */
-  #changedAt = Number.NEGATIVE_INFINITY
-  /** An endpoint that must answer before anything is elected: the stored hint at start, a promoted node. */
-  #mustHear: Endpoint | null = null
-  #lastElection = 'not probed yet'
   readonly #standing = new Map<Endpoint, Standing>()
-  readonly #evidence = new Map<Endpoint, Evidence>()
+  readonly #evidence = new Evidence()
+  readonly #elector: Elector
   readonly #waiters: Waiters<Target>
   readonly #reachability: Reachability
   readonly #discovery: Discovery
@@ -74,11 +64,13 @@ export class Coordinator {
     this.#waiters = new Waiters(options.clock)
     this.#reachability = new Reachability((e) => this.standing(e), options.clock, events)
     this.#watches = new Watches(deps.watches, (e) => this.promotionNoticed(e))
+    this.#elector = new Elector(this, this.#evidence, options, events)
+    const verdicts = new ProbeVerdicts(this, this.#reachability, this.#evidence, this.#watches, this.#elector)
     this.#discovery = new Discovery(endpoints, options.probeTimeoutMs, options.clock, {
       mayProbe: (e) => this.#mayProbe(e),
       skipped: (e) => this.standing(e).lastError ?? new Error(`${e.name}: circuit breaker open`),
-      probed: (e, outcome, startedAt) => this.#probed(e, outcome, startedAt),
-      settled: (round) => this.#roundSettled(round),
+      probed: (e, outcome, startedAt) => verdicts.probed(e, outcome, startedAt),
+      settled: () => this.#roundSettled(),
     })
   }
 
@@ -90,19 +82,27 @@ export class Coordinator {
     this.sync.watch((r) => this.storedElsewhere(r))
     this.#state = { kind: 'discovering', loss: null, suspect: null, refusal: null }
     // The stored primary is tried first: nobody else wins before it has answered.
-    this.#mustHear = this.endpoints.find((e) => e.name === record?.primary) ?? null
-    this.#startRound(record ? `start (state store says ${record.primary}, epoch ${record.epoch})` : 'start')
+    this.#evidence.mustHear = this.endpoints.find((e) => e.name === record?.primary) ?? null
+    this.startRound(record ? `start (state store says ${record.primary}, epoch ${record.epoch})` : 'start')
   }
 
   get state(): WriterState {
     return this.#state
+  }
+  /** @internal Only the elector's transitions (split brain, adoption) assign it from outside. */
+  set state(next: WriterState) {
+    this.#state = next
+  }
+  /** The last record the state store held. */
+  get storedRecord(): StateRecord | null {
+    return this.sync.record
   }
   get generation(): number {
     return this.#generation
   }
   /** The latest election's outcome in words. */
   get lastElection(): string {
-    return this.#lastElection
+    return this.#elector.lastElection
   }
   /** True while a discovery round is probing. */
   get discovering(): boolean {
@@ -145,7 +145,7 @@ export class Coordinator {
     }
     this.#waiters.add(callback, Math.max(remaining, 0), () => new NoPrimaryError(this.answers(), Math.round(clock.now() - since)))
     this.settle()
-    if (s.kind === 'discovering' && !this.#discovery.running && !this.#discovery.scheduled) this.#startRound('a request is waiting for a primary')
+    if (s.kind === 'discovering' && !this.#discovery.running && !this.#discovery.scheduled) this.startRound('a request is waiting for a primary')
   }
 
   /** A request's failure, classified where it happened and reported once. */
@@ -184,13 +184,13 @@ export class Coordinator {
     topologyLog(reason)
     const now = this.#opts.clock.now()
     this.standing(endpoint).promotedAt = now
-    this.#changedAt = now
-    this.#mustHear = endpoint
+    this.#evidence.invalidate(now)
+    this.#evidence.mustHear = endpoint
     const s = this.#state
     const old = shownPrimary(s) ?? (s.kind === 'discovering' ? s.suspect : null)
     // The cluster has moved on: anything still running on the old primary may be lost, so cut it.
     if (old !== null && old !== endpoint) this.leave(old, reason)
-    this.#startRound(reason)
+    this.startRound(reason)
   }
 
   /** Another instance recorded a decision in the shared store: follow it if it is newer, after verifying. */
@@ -204,7 +204,7 @@ export class Coordinator {
     topologyLog('state store: %s chosen elsewhere (epoch %d)', record.primary, record.epoch)
     this.cluster.learnFromStore(record)
     if (s.kind === 'verified') this.#suspect(s.primary, `state store: ${record.primary} chosen by another instance (epoch ${record.epoch})`)
-    else this.#startRound('state store changed')
+    else this.startRound('state store changed')
   }
 
   // ------------------------------------------------------------------ transitions
@@ -229,10 +229,11 @@ export class Coordinator {
   #suspect(primary: Endpoint, reason: string): void {
     topologyLog('primary %s suspect: %s', primary.name, reason)
     this.#generation++
-    this.#changedAt = this.#opts.clock.now()
-    this.#state = { kind: 'discovering', loss: { from: primary.name, reason, since: this.#changedAt }, suspect: primary, refusal: null }
+    const now = this.#opts.clock.now()
+    this.#evidence.invalidate(now)
+    this.#state = { kind: 'discovering', loss: { from: primary.name, reason, since: now }, suspect: primary, refusal: null }
     primary.retire()
-    this.#startRound(reason)
+    this.startRound(reason)
   }
 
   /**
@@ -246,7 +247,7 @@ export class Coordinator {
     const now = this.#opts.clock.now()
     if (s.kind === 'verified' && s.primary === endpoint) {
       this.#generation++
-      this.#changedAt = now
+      this.#evidence.invalidate(now)
       this.#state = { kind: 'discovering', loss: { from: endpoint.name, reason, since: now }, suspect: null, refusal: null }
     } else if (s.kind === 'discovering' && s.suspect === endpoint) {
       this.#state = { ...s, suspect: null }
@@ -258,10 +259,13 @@ export class Coordinator {
   /** Makes `next` the primary: a new generation and target, the epoch, the failover event, the store, the waiters. */
   adopt(next: Endpoint, from: string | null, loss: Loss | null, paused = false): void {
     this.#generation++
-    this.#mustHear = null
+    this.#evidence.mustHear = null
     this.standing(next).fenced = false
     const target: Target = { endpoint: next, lane: next.write, generation: this.#generation, role: 'primary', caughtUp: true }
     this.#state = paused ? { kind: 'paused', primary: next, loss: null } : { kind: 'verified', primary: next, target }
+    // The fast cadence of discovery ends here; the health check is scheduled when the round settles.
+    this.#discovery.cancelSchedule()
+    if (!this.#discovery.running) this.#roundSettled()
     this.#watches.stop(next)
     const changed = from !== null && from !== next.name
     const epoch = this.cluster.adopt(next.name, changed, this.sync.record)
@@ -292,8 +296,8 @@ export class Coordinator {
     this.#state = next
     this.settle()
     if (next.kind !== 'discovering') return
-    this.#changedAt = this.#opts.clock.now()
-    this.#startRound(reason)
+    this.#evidence.invalidate(this.#opts.clock.now())
+    this.startRound(reason)
   }
 
   /** Stops every timer and watch and fails whatever still waits; closes the store. */
@@ -307,26 +311,26 @@ export class Coordinator {
 
   // ------------------------------------------------------------------ discovery: evidence and elections
 
-  #startRound(reason: string): Round {
-    const round = this.#discovery.start(reason, this.#changedAt)
+  /** Starts a discovery round now; probes sent before the last topology event are sent again. */
+  startRound(reason: string): void {
+    this.#discovery.start(reason, this.#evidence.changedAt)
     topologyLog('discovery: %s', reason)
-    this.#scheduleNext()
-    return round
+    this.scheduleNext()
   }
 
   /** While no primary is verified, a round every `discoveryIntervalMs` whether or not the last one settled. */
-  #scheduleNext(): void {
+  scheduleNext(): void {
     const s = this.#state
     if (s.kind === 'verified' || s.kind === 'ended' || s.kind === 'booting') return
-    this.#discovery.schedule(jitter(this.#opts.discoveryIntervalMs), 'no primary yet: probing again', () => this.#changedAt)
+    this.#discovery.schedule(jitter(this.#opts.discoveryIntervalMs), 'no primary yet: probing again', () => this.#evidence.changedAt)
   }
 
-  #roundSettled(_round: Round): void {
+  #roundSettled(): void {
     const s = this.#state
     if (s.kind === 'ended') return
     // The health monitor: rounds while a primary is known never overlap.
     const known = s.kind === 'verified'
-    this.#discovery.schedule(jitter(known ? this.#opts.healthCheckIntervalMs : this.#opts.discoveryIntervalMs), known ? 'health check' : 'no primary yet: probing again', () => this.#changedAt)
+    this.#discovery.schedule(jitter(known ? this.#opts.healthCheckIntervalMs : this.#opts.discoveryIntervalMs), known ? 'health check' : 'no primary yet: probing again', () => this.#evidence.changedAt)
   }
 
   /** Breakers protect user traffic, never discovery: while no primary is verified every endpoint is probed. */
@@ -336,190 +340,13 @@ export class Coordinator {
     return endpoint.breaker.tryTrial()
   }
 
-  #probed(endpoint: Endpoint, outcome: ProbeOutcome, startedAt: number): void {
-    if (this.#state.kind === 'ended' || outcome.kind === 'pending') return
-    const previous = this.#evidence.get(endpoint)
-    if (previous && previous.startedAt > startedAt) return
-    const before = this.roleOf(endpoint)
-    if (outcome.kind === 'ok') {
-      if (!this.#reachability.answered(endpoint, startedAt)) return
-      this.#answered(endpoint, outcome.probe, startedAt, before)
-    } else if (classifyError(outcome.error) === 'connection') {
-      const verdict = this.#reachability.failed(endpoint, outcome.error, startedAt)
-      this.#unreachable(endpoint, outcome.error, startedAt, verdict === 'down')
-    } else {
-      this.#reachability.refused(endpoint, outcome.error)
-    }
-    this.#evidence.set(endpoint, { outcome, startedAt })
-    if (this.#mustHear === endpoint && startedAt >= this.#changedAt) this.#mustHear = null
-    this.#watches.sync([endpoint], (e) => this.#isWatchedStandby(e))
-    this.#decide()
-  }
-
-  #answered(endpoint: Endpoint, probe: Extract<ProbeOutcome, { kind: 'ok' }>['probe'], startedAt: number, before: string): void {
-    const standing = this.standing(endpoint)
-    if (standing.promotedAt !== null && startedAt >= standing.promotedAt) standing.promotedAt = null
-    const role = roleOf(probe)
-    // A fenced old primary that was rewound and rejoined as a standby of our cluster is safe again as a reader.
-    if (role === 'standby' && standing.fenced && (this.cluster.systemId === null || probe.systemId === this.cluster.systemId)) standing.fenced = false
-    const s = this.#state
-    const writing = s.kind === 'verified' ? s.primary : s.kind === 'paused' ? s.primary : null
-    if (writing === endpoint && role !== 'primary' && startedAt >= this.#changedAt) {
-      this.leave(endpoint, `demoted: ${endpoint.name} is ${role} now`)
-      this.#startRound(`${endpoint.name} is ${role} now`)
-    }
-    const now = this.roleOf(endpoint)
-    if (before !== 'unknown' && now !== before && now !== 'unverified-primary') {
-      this.#reachability.emitEndpoint('roleChange', endpoint, before, now, `probe: in recovery ${probe.inRecovery}, read-only ${probe.readOnly}`)
-    }
-  }
-
-  #unreachable(endpoint: Endpoint, error: Error, startedAt: number, justDown: boolean): void {
-    const s = this.#state
-    const fresh = startedAt >= this.#changedAt
-    const writing = s.kind === 'verified' ? s.primary : s.kind === 'paused' ? s.primary : s.kind === 'discovering' ? s.suspect : null
-    if (writing === endpoint && fresh) {
-      // The primary failed its verification: the pool leaves it.
-      this.leave(endpoint, `connection failure on ${endpoint.name}: ${maskPassword(error.message)}`)
-      if (s.kind === 'verified') this.#startRound(`${endpoint.name} failed its probe`)
-    } else if (justDown && writing !== endpoint) {
-      endpoint.retire(isTimeout(error))
-    }
-  }
-
-  /** Elects from the evidence when the writer state calls for it, and applies the result. */
-  #decide(): void {
-    const s = this.#state
-    if (s.kind === 'booting' || s.kind === 'ended' || s.kind === 'adopting') return
-    const must = s.kind === 'verified' ? s.primary : this.#mustHear
-    const candidates = this.#candidates()
-    if (must !== null && candidates[this.endpoints.indexOf(must)]!.outcome.kind === 'pending') return
-    const election =
-      this.#opts.topology === 'logical'
-        ? electLogical(candidates, shownPrimary(s)?.name ?? this.cluster.storedPrimary)
-        : elect(candidates, { systemId: this.cluster.systemId, minTimeline: this.cluster.minTimeline })
-    this.#apply(election)
-    const after = this.#state
-    if (after.kind === 'discovering' && after.refusal === null && shownPrimary(after) === null) {
-      // Every endpoint refused us for a configuration reason: waiting for a failover cannot help.
-      const errors = candidates.map((c) => (c.outcome.kind === 'failed' ? c.outcome.error : null))
-      if (errors.every((e) => e !== null && classifyError(e) === 'configuration')) this.#state = { ...after, refusal: errors[0]! }
-    } else if (after.kind === 'discovering' && after.refusal !== null && candidates.some((c) => c.outcome.kind === 'ok')) {
-      this.#state = { ...after, refusal: null }
-    }
-    this.settle()
-  }
-
-  /** Each endpoint's evidence as the election sees it: probes sent before the last topology event are pending. */
-  #candidates(): Candidate[] {
-    return this.endpoints.map((e) => {
-      if (this.standing(e).refusedByHook) return { name: e.name, outcome: REFUSED }
-      const evidence = this.#evidence.get(e)
-      return { name: e.name, outcome: evidence && evidence.startedAt >= this.#changedAt ? evidence.outcome : PENDING }
-    })
-  }
-
-  #apply(election: Election): void {
-    this.#lastElection = election.kind === 'primary' ? `primary ${election.name}` : election.reason
-    if (election.kind === 'wait') return
-    for (const name of election.mismatched) this.standing(this.#named(name)).otherCluster = true
-    const s = this.#state
-    if (election.kind === 'ambiguous') {
-      if (s.kind !== 'split-brain') this.#emitSplitBrain(election.candidates, null, [], election.reason)
-      topologyLog('refusing writes: %s', election.reason)
-      const writing = shownPrimary(s)
-      if (writing !== null) this.leave(writing, election.reason)
-      this.#state = { kind: 'split-brain', candidates: election.candidates, reason: election.reason, loss: lossOf(this.#state) }
-      return
-    }
-    const fenced = election.kind === 'primary' ? election.fenced : (election.fenced ?? [])
-    const newlyFenced = fenced.filter((name) => !this.standing(this.#named(name)).fenced)
-    for (const name of fenced) this.standing(this.#named(name)).fenced = true
-    if (election.kind === 'none') {
-      if (newlyFenced.length > 0) this.#emitSplitBrain(newlyFenced, null, newlyFenced, `writable on a timeline older than ${this.cluster.minTimeline}: a stale old primary, fenced`)
-      if (s.kind === 'split-brain') this.#state = { kind: 'discovering', loss: s.loss, suspect: null, refusal: null }
-      return
-    }
-    if (newlyFenced.length > 0) {
-      this.#emitSplitBrain([election.name, ...fenced], election.name, newlyFenced, `writable on an older timeline than ${election.name}: fenced`)
-    }
-    this.cluster.learnFromElection(election.systemId, election.timeline)
-    this.#elected(this.#named(election.name))
-  }
-
-  /** The election chose `next`: leave whatever we wrote to before, then adopt (after `onPromote`, if any). */
-  #elected(next: Endpoint): void {
-    const s = this.#state
-    if ((s.kind === 'verified' && s.primary === next) || s.kind === 'adopting') return
-    if (s.kind === 'paused') {
-      // No adoption while paused: resumeWrites() verifies again. Only forget a primary that lost.
-      if (s.primary !== null && s.primary !== next) this.leave(s.primary, `${next.name} took over`)
-      return
-    }
-    const old = s.kind === 'verified' ? s.primary : s.kind === 'discovering' ? s.suspect : null
-    if (old !== null && old !== next) this.leave(old, `${next.name} took over`)
-    const loss = lossOf(this.#state)
-    const from = old?.name ?? loss?.from ?? this.cluster.storedPrimary
-    if (this.#opts.onPromote && from !== null && from !== next.name) {
-      this.#state = { kind: 'adopting', candidate: next, loss }
-      void adoptionHook(next, this.#opts, this.#events, {
-        from,
-        to: next.name,
-        epoch: this.cluster.nextEpoch(this.sync.record),
-        reason: loss?.reason ?? 'promotion',
-      }).then((ok) => this.#hookDone(next, from, loss, ok))
-      return
-    }
-    this.adopt(next, from, loss)
-  }
-
-  #hookDone(next: Endpoint, from: string, loss: Loss | null, ok: boolean): void {
-    const s = this.#state
-    if (s.kind !== 'adopting' || s.candidate !== next) return
-    if (ok) return this.adopt(next, from, loss)
-    if (this.#opts.onPromoteFailure === 'refuse') this.standing(next).refusedByHook = true
-    this.#lastElection = `promotion hook failed on ${next.name}`
-    this.#state = { kind: 'discovering', loss, suspect: null, refusal: null }
-    this.settle()
-    this.#scheduleNext()
-  }
-
   /** What each endpoint last answered, for NoPrimaryError. */
   answers(): EndpointAnswer[] {
-    return this.endpoints.map((e) => {
-      if (this.standing(e).otherCluster) return { endpoint: e.name, role: 'mismatched-system', error: 'system identifier differs from the cluster' }
-      const outcome = this.#evidence.get(e)?.outcome
-      if (outcome?.kind === 'ok') return { endpoint: e.name, role: roleOf(outcome.probe) }
-      if (outcome?.kind === 'failed') return { endpoint: e.name, role: 'unreachable', error: maskPassword(outcome.error.message) }
-      return { endpoint: e.name, role: 'unknown' }
-    })
-  }
-
-  #isWatchedStandby(e: Endpoint): boolean {
-    const standing = this.standing(e)
-    return standing.lastError === null && e.lastProbe !== null && e.lastProbe.inRecovery && !standing.otherCluster && e !== shownPrimary(this.#state)
-  }
-
-  #named(name: string): Endpoint {
-    return this.endpoints.find((e) => e.name === name)!
+    return this.#evidence.answers(this.endpoints, (e) => this.standing(e))
   }
 
   #errorText(e: Endpoint): string | null {
     const error = this.standing(e).lastError
     return error ? maskPassword(error.message) : null
   }
-
-  #emitSplitBrain(endpoints: readonly string[], chosen: string | null, fenced: readonly string[], reason: string): void {
-    topologyLog('split brain: %s (chosen %s, fenced %s)', reason, chosen, fenced.join(', '))
-    if (this.#events.listenerCount('splitBrain') === 0) return
-    this.#events.emit('splitBrain', { endpoints, chosen, fenced, reason, at: new Date().toISOString() })
-  }
 }
-
-/** True for a timeout: a node that stopped answering holds what runs there until it is cut. */
-export function isTimeout(err: unknown): boolean {
-  return err instanceof Error && ((err as { code?: unknown }).code === 'ETIMEDOUT' || /timeout|timed out/i.test(err.message))
-}
-
-const PENDING: ProbeOutcome = { kind: 'pending' }
-const REFUSED: ProbeOutcome = { kind: 'failed', error: new Error('its promotion hook failed (onPromoteFailure: refuse); use switchTo() to retry') }

@@ -1,0 +1,134 @@
+import type { Endpoint } from '../endpoint/endpoint.js'
+import { classifyError } from '../error-policy.js'
+import type { EventSink } from '../events.js'
+import { topologyLog } from '../log.js'
+import type { ResolvedOptions } from '../options.js'
+import type { StateRecord } from '../state/state-store.js'
+import { adoptionHook } from './adoption-hook.js'
+import type { ClusterKnowledge } from './cluster-knowledge.js'
+import { type Election, elect, electLogical } from './election.js'
+import type { Evidence } from './evidence.js'
+import type { Standing } from './standing.js'
+import { type Loss, type WriterState, lossOf, shownPrimary } from './writer-state.js'
+
+/** The coordinator's transitions an election may call on (the coordinator implements it). */
+export interface ElectionHost {
+  readonly endpoints: readonly Endpoint[]
+  readonly cluster: ClusterKnowledge
+  readonly storedRecord: StateRecord | null
+  state: WriterState
+  standing(endpoint: Endpoint): Standing
+  leave(endpoint: Endpoint, reason: string): void
+  adopt(next: Endpoint, from: string | null, loss: Loss | null): void
+  settle(): void
+  scheduleNext(): void
+}
+
+/**
+ * Turns the evidence into decisions: elects (physical or logical rules, pure functions in
+ * `election.ts`) whenever the writer state calls for a primary or a probe could contradict the
+ * current one, and applies the result through the coordinator's transitions — fencing, split
+ * brain, leaving the old primary, running `onPromote`, adopting.
+ */
+export class Elector {
+  /** The latest election's outcome in words. */
+  lastElection = 'not probed yet'
+
+  constructor(
+    private readonly host: ElectionHost,
+    private readonly evidence: Evidence,
+    private readonly options: ResolvedOptions,
+    private readonly events: EventSink,
+  ) {}
+
+  /** Elects from the evidence when the writer state calls for it, and applies the result. */
+  decide(): void {
+    const host = this.host
+    const s = host.state
+    if (s.kind === 'booting' || s.kind === 'ended' || s.kind === 'adopting') return
+    // While verified, nothing is decided before the primary itself has answered; likewise a hint or a promoted node.
+    const must = s.kind === 'verified' ? s.primary : null
+    const candidates = this.evidence.candidates(host.endpoints, (e) => host.standing(e))
+    if (must !== null && candidates[host.endpoints.indexOf(must)]!.outcome.kind === 'pending') return
+    const { cluster } = host
+    this.#apply(
+      this.options.topology === 'logical'
+        ? electLogical(candidates, shownPrimary(s)?.name ?? cluster.storedPrimary)
+        : elect(candidates, { systemId: cluster.systemId, minTimeline: cluster.minTimeline }),
+    )
+    const after = host.state
+    if (after.kind === 'discovering') {
+      // Every endpoint refused us for a configuration reason: waiting for a failover cannot help.
+      const errors = candidates.map((c) => (c.outcome.kind === 'failed' ? c.outcome.error : null))
+      if (after.refusal === null && errors.every((e) => e !== null && classifyError(e) === 'configuration')) host.state = { ...after, refusal: errors[0]! }
+      else if (after.refusal !== null && candidates.some((c) => c.outcome.kind === 'ok')) host.state = { ...after, refusal: null }
+    }
+    host.settle()
+  }
+
+  #apply(election: Election): void {
+    const host = this.host
+    this.lastElection = election.kind === 'primary' ? `primary ${election.name}` : election.reason
+    if (election.kind === 'wait') return
+    for (const name of election.mismatched) host.standing(this.#named(name)).otherCluster = true
+    const s = host.state
+    if (election.kind === 'ambiguous') {
+      if (s.kind !== 'split-brain') this.#emitSplitBrain(election.candidates, null, [], election.reason)
+      topologyLog('refusing writes: %s', election.reason)
+      const writing = shownPrimary(s)
+      if (writing !== null) host.leave(writing, election.reason)
+      host.state = { kind: 'split-brain', candidates: election.candidates, reason: election.reason, loss: lossOf(host.state) }
+      return
+    }
+    const fenced = election.kind === 'primary' ? election.fenced : (election.fenced ?? [])
+    const newlyFenced = fenced.filter((name) => !host.standing(this.#named(name)).fenced)
+    for (const name of fenced) host.standing(this.#named(name)).fenced = true
+    if (election.kind === 'none') {
+      if (newlyFenced.length > 0) this.#emitSplitBrain(newlyFenced, null, newlyFenced, `writable on a timeline older than ${host.cluster.minTimeline}: a stale old primary, fenced`)
+      if (s.kind === 'split-brain') host.state = { kind: 'discovering', loss: s.loss, suspect: null, refusal: null }
+      return
+    }
+    if (newlyFenced.length > 0) this.#emitSplitBrain([election.name, ...fenced], election.name, newlyFenced, `writable on an older timeline than ${election.name}: fenced`)
+    host.cluster.learnFromElection(election.systemId, election.timeline)
+    this.#elected(this.#named(election.name))
+  }
+
+  /** The election chose `next`: leave whatever we wrote to before, then adopt (after `onPromote`, if any). */
+  #elected(next: Endpoint): void {
+    const host = this.host
+    const s = host.state
+    if ((s.kind === 'verified' && s.primary === next) || s.kind === 'adopting') return
+    if (s.kind === 'paused') {
+      // No adoption while paused: resumeWrites() verifies again. Only forget a primary that lost.
+      if (s.primary !== null && s.primary !== next) host.leave(s.primary, `${next.name} took over`)
+      return
+    }
+    const old = s.kind === 'verified' ? s.primary : s.kind === 'discovering' ? s.suspect : null
+    if (old !== null && old !== next) host.leave(old, `${next.name} took over`)
+    const loss = lossOf(host.state)
+    const from = old?.name ?? loss?.from ?? host.cluster.storedPrimary
+    if (!this.options.onPromote || from === null || from === next.name) return host.adopt(next, from, loss)
+    host.state = { kind: 'adopting', candidate: next, loss }
+    const context = { from, to: next.name, epoch: host.cluster.nextEpoch(host.storedRecord), reason: loss?.reason ?? 'promotion' }
+    void adoptionHook(next, this.options, this.events, context).then((ok) => {
+      const now = host.state
+      if (now.kind !== 'adopting' || now.candidate !== next) return // ended, paused or moved on meanwhile
+      if (ok) return host.adopt(next, from, loss)
+      if (this.options.onPromoteFailure === 'refuse') host.standing(next).refusedByHook = true
+      this.lastElection = `promotion hook failed on ${next.name}`
+      host.state = { kind: 'discovering', loss, suspect: null, refusal: null }
+      host.settle()
+      host.scheduleNext()
+    })
+  }
+
+  #named(name: string): Endpoint {
+    return this.host.endpoints.find((e) => e.name === name)!
+  }
+
+  #emitSplitBrain(endpoints: readonly string[], chosen: string | null, fenced: readonly string[], reason: string): void {
+    topologyLog('split brain: %s (chosen %s, fenced %s)', reason, chosen, fenced.join(', '))
+    if (this.events.listenerCount('splitBrain') === 0) return
+    this.events.emit('splitBrain', { endpoints, chosen, fenced, reason, at: new Date().toISOString() })
+  }
+}

@@ -1,0 +1,58 @@
+import type { Endpoint } from '../endpoint/endpoint.js'
+import { roleOf } from '../endpoint/role-probe.js'
+import { type EndpointAnswer, maskPassword } from '../errors.js'
+import type { Candidate, ProbeOutcome } from './election.js'
+import type { Standing } from './standing.js'
+
+/**
+ * What the probes have shown: each endpoint's latest outcome and when its probe was sent. Only
+ * probes sent since the last topology event count for an election (older ones are `pending`), so a
+ * decision is never made on what a node said before it failed, was promoted or was left.
+ */
+export class Evidence {
+  readonly #latest = new Map<Endpoint, { readonly outcome: ProbeOutcome; readonly startedAt: number }>()
+  /** Clock ms of the last topology event: probes sent before it are not evidence any more. */
+  changedAt = Number.NEGATIVE_INFINITY
+  /** An endpoint that must answer before anything is elected: the stored hint at start, a promoted node. */
+  mustHear: Endpoint | null = null
+
+  /** Probes sent before `now` stop counting. */
+  invalidate(now: number): void {
+    this.changedAt = now
+  }
+
+  /** True when a probe sent at `startedAt` is no older than the outcome already held. */
+  isLatest(endpoint: Endpoint, startedAt: number): boolean {
+    const held = this.#latest.get(endpoint)
+    return !held || held.startedAt <= startedAt
+  }
+
+  /** Records an outcome (the caller checked {@link isLatest}). */
+  record(endpoint: Endpoint, outcome: ProbeOutcome, startedAt: number): void {
+    this.#latest.set(endpoint, { outcome, startedAt })
+    if (this.mustHear === endpoint && startedAt >= this.changedAt) this.mustHear = null
+  }
+
+  /** Each endpoint as the election sees it; one whose promotion hook was refused never qualifies. */
+  candidates(endpoints: readonly Endpoint[], standing: (e: Endpoint) => Standing): Candidate[] {
+    return endpoints.map((e) => {
+      if (standing(e).refusedByHook) return { name: e.name, outcome: REFUSED }
+      const held = this.#latest.get(e)
+      return { name: e.name, outcome: held && held.startedAt >= this.changedAt ? held.outcome : PENDING }
+    })
+  }
+
+  /** What each endpoint last answered, for NoPrimaryError (no passwords). */
+  answers(endpoints: readonly Endpoint[], standing: (e: Endpoint) => Standing): EndpointAnswer[] {
+    return endpoints.map((e) => {
+      if (standing(e).otherCluster) return { endpoint: e.name, role: 'mismatched-system', error: 'system identifier differs from the cluster' }
+      const outcome = this.#latest.get(e)?.outcome
+      if (outcome?.kind === 'ok') return { endpoint: e.name, role: roleOf(outcome.probe) }
+      if (outcome?.kind === 'failed') return { endpoint: e.name, role: 'unreachable', error: maskPassword(outcome.error.message) }
+      return { endpoint: e.name, role: 'unknown' }
+    })
+  }
+}
+
+const PENDING: ProbeOutcome = { kind: 'pending' }
+const REFUSED: ProbeOutcome = { kind: 'failed', error: new Error('its promotion hook failed (onPromoteFailure: refuse); use switchTo() to retry') }
