@@ -95,14 +95,6 @@ export interface FailoverPoolOptions extends Omit<PoolConfig, 'host' | 'port' | 
   /** Deadline of one state-store operation, in milliseconds; a slower store is skipped. Default 1000. */
   stateStoreTimeoutMs?: number
   /**
-   * When the pool moves back to an earlier primary. `'never'` (default): it stays on the current
-   * verified primary while that is healthy. `'manual'`: only `await pool.switchTo(name)`, which
-   * verifies the target first. `'auto'`: also when the cluster itself has made the preferred node
-   * (the first endpoint) the primary again — physical topology only; with `topology: 'logical'` no
-   * signal proves the preferred node has the writes, so it acts as `'manual'`.
-   */
-  failback?: 'never' | 'manual' | 'auto'
-  /**
    * `'physical'` (default): streaming replication; the primary is the node out of recovery.
    * `'logical'`: several nodes are writable by design (logical-replication mirrors); the active
    * node is chosen by endpoint order and the state store, and only it gets writes.
@@ -139,7 +131,6 @@ export interface ResolvedOptions {
   readonly retryBudget: RetryBudgetSettings
   readonly stateStore: StateStore
   readonly stateStoreTimeoutMs: number
-  readonly failback: 'never' | 'manual' | 'auto'
   readonly topology: 'physical' | 'logical'
   readonly onPromote: PromoteHook | null
   readonly onPromoteFailure: 'refuse' | 'proceed'
@@ -164,7 +155,7 @@ const OWN_OPTION_NAMES = new Set([
   'promotionWatch', 'promotionWatchWindowMs', 'promotionWatchCheckMs', 'clock', 'healthCheckIntervalMs',
   'routeReads', 'readStrategy', 'maxReplicaLagMs', 'maxReplicaLagBytes', 'readFallback', 'readYourWritesTimeoutMs',
   'failureThreshold', 'halfOpenAfterMs', 'maxHalfOpenAfterMs', 'retryBudget',
-  'stateStore', 'stateStoreTimeoutMs', 'failback', 'topology', 'onPromote', 'onPromoteFailure',
+  'stateStore', 'stateStoreTimeoutMs', 'topology', 'onPromote', 'onPromoteFailure',
 ])
 
 /** Options that take one of a fixed set of strings. */
@@ -172,7 +163,6 @@ const CHOICE_OPTIONS: Record<string, readonly string[]> = {
   routeReads: ['off', 'auto'],
   readStrategy: ['round-robin', 'random', 'least-busy', 'lowest-latency'],
   readFallback: ['primary', 'replicas-only'],
-  failback: ['never', 'manual', 'auto'],
   topology: ['physical', 'logical'],
   onPromoteFailure: ['refuse', 'proceed'],
 }
@@ -220,6 +210,10 @@ export function resolveOptions(options: unknown): ResolvedOptions {
   }
   const input = options as Record<string, unknown>
   for (const key of Object.keys(input)) {
+    if (key === 'failback') {
+      // Accepted and ignored until 0.2; no value can be honoured safely (see the README's failback section).
+      throw new ConfigError(key, input[key], "not an option: the pool always follows the cluster's verified primary and never moves back on its own (with topology 'logical' neither); move writes back with switchTo(name)")
+    }
     if (ENDPOINT_ONLY.has(key)) {
       throw new ConfigError(key, input[key], 'set the server address inside `endpoints`, not on the pool options')
     }
@@ -291,7 +285,6 @@ export function resolveOptions(options: unknown): ResolvedOptions {
     retryBudget,
     stateStore: store ?? new MemoryStateStore(),
     stateStoreTimeoutMs: (input.stateStoreTimeoutMs as number | undefined) ?? 1_000,
-    failback: (input.failback as 'never' | 'manual' | 'auto' | undefined) ?? 'never',
     topology: (input.topology as 'physical' | 'logical' | undefined) ?? 'physical',
     onPromote: (input.onPromote as PromoteHook | undefined) ?? null,
     onPromoteFailure: (input.onPromoteFailure as 'refuse' | 'proceed' | undefined) ?? 'refuse',

@@ -1,3 +1,4 @@
+import { type Clock, systemClock } from '../clock.js'
 import { constants, promises as fs } from 'node:fs'
 import path from 'node:path'
 import { type CompareAndSetResult, type StateRecord, type StateStore, StateStoreError, type StateUpdate, asStateRecord } from './state-store.js'
@@ -8,6 +9,8 @@ export interface FileStateStoreOptions {
   lockTimeoutMs?: number
   /** A lock file older than this is from a dead process and is broken, in ms. Default 10000. */
   staleLockMs?: number
+  /** Time source for the lock wait and its retry pauses (tests inject a fake). Default: the real clock. */
+  clock?: Clock
 }
 
 /**
@@ -21,12 +24,14 @@ export class FileStateStore implements StateStore {
   readonly #file: string
   readonly #lockTimeoutMs: number
   readonly #staleLockMs: number
+  readonly #clock: Clock
 
   /** @param file path of the state file (created on the first write). */
   constructor(file: string, options: FileStateStoreOptions = {}) {
     this.#file = path.resolve(file)
     this.#lockTimeoutMs = options.lockTimeoutMs ?? 2_000
     this.#staleLockMs = options.staleLockMs ?? 10_000
+    this.#clock = options.clock ?? systemClock
   }
 
   /** The file's path. */
@@ -100,7 +105,7 @@ export class FileStateStore implements StateStore {
 
   async #lock(): Promise<() => Promise<void>> {
     const lockFile = `${this.#file}.lock`
-    const deadline = Date.now() + this.#lockTimeoutMs
+    const deadline = this.#clock.now() + this.#lockTimeoutMs
     for (let delay = 2; ; delay = Math.min(delay * 2, 50)) {
       try {
         const handle = await fs.open(lockFile, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600)
@@ -111,12 +116,13 @@ export class FileStateStore implements StateStore {
         const code = (err as NodeJS.ErrnoException).code
         if (code !== 'EEXIST') throw new StateStoreError('unavailable', `cannot lock state file ${this.#file}: ${(err as Error).message}`, { cause: err })
         const stat = await fs.stat(lockFile).catch(() => null)
+        // The lock file's age is wall-clock time (its mtime), not the pool's clock.
         if (stat && Date.now() - stat.mtimeMs > this.#staleLockMs) {
           await fs.unlink(lockFile).catch(() => undefined)
           continue
         }
-        if (Date.now() > deadline) throw new StateStoreError('timeout', `state file ${this.#file} stayed locked for ${this.#lockTimeoutMs} ms`)
-        await new Promise((r) => setTimeout(r, delay))
+        if (this.#clock.now() > deadline) throw new StateStoreError('timeout', `state file ${this.#file} stayed locked for ${this.#lockTimeoutMs} ms`)
+        await new Promise<void>((r) => this.#clock.setTimeout(r, delay))
       }
     }
   }

@@ -1,3 +1,4 @@
+import { type Clock, type TimerHandle, systemClock } from '../clock.js'
 import { type CompareAndSetResult, type StateRecord, type StateStore, StateStoreError, type StateUpdate, asStateRecord } from './state-store.js'
 
 /**
@@ -39,6 +40,8 @@ export interface RedisStateStoreOptions {
   pollIntervalMs?: number
   /** Deadline of every Redis command, in ms; past it the operation fails with 'timeout'. Default 1000. */
   commandTimeoutMs?: number
+  /** Time source for the poll timer and command deadlines (tests inject a fake). Default: the real clock. */
+  clock?: Clock
 }
 
 // One atomic step: Redis runs a script without interleaving other commands. A stored value that is
@@ -94,7 +97,8 @@ export class RedisStateStore implements StateStore {
   readonly #watchers = new Set<Watcher>()
   #subscriber: RedisSubscriberLike | null = null
   #subscribed = false
-  #pollTimer: NodeJS.Timeout | null = null
+  #pollTimer: TimerHandle | null = null
+  readonly #clock: Clock
   #polling = false
   #pollAgain = false
   #closed = false
@@ -106,6 +110,7 @@ export class RedisStateStore implements StateStore {
     this.#channel = options.channel ?? `${this.#key}:changed`
     this.#pollIntervalMs = options.pollIntervalMs ?? 1_000
     this.#commandTimeoutMs = options.commandTimeoutMs ?? 1_000
+    this.#clock = options.clock ?? systemClock
     if (!(this.#pollIntervalMs >= 0)) throw new RangeError(`pollIntervalMs must be >= 0, got ${this.#pollIntervalMs}`)
     if (!(this.#commandTimeoutMs > 0)) throw new RangeError(`commandTimeoutMs must be > 0, got ${this.#commandTimeoutMs}`)
   }
@@ -198,7 +203,7 @@ export class RedisStateStore implements StateStore {
   }
 
   #stopWatching(): void {
-    if (this.#pollTimer !== null) clearTimeout(this.#pollTimer)
+    if (this.#pollTimer !== null) this.#clock.clearTimeout(this.#pollTimer)
     this.#pollTimer = null
     this.#subscriber?.disconnect()
     this.#subscriber = null
@@ -220,13 +225,12 @@ export class RedisStateStore implements StateStore {
 
   #schedulePoll(): void {
     if (this.#pollIntervalMs === 0 || this.#subscriber === null) return
-    this.#pollTimer = setTimeout(() => {
+    this.#pollTimer = this.#clock.setTimeout(() => {
       this.#pollTimer = null
       void this.#poll().finally(() => {
         if (this.#pollTimer === null) this.#schedulePoll()
       })
     }, this.#pollIntervalMs)
-    this.#pollTimer.unref()
   }
 
   /** Reads the key and delivers it; never rejects (a failed read just waits for the next one). */
@@ -279,13 +283,12 @@ export class RedisStateStore implements StateStore {
 
   /** Runs one command against a deadline; maps every failure to a StateStoreError. */
   async #command<T>(what: string, run: () => Promise<T>): Promise<T> {
-    let timer: NodeJS.Timeout | undefined
+    let timer: TimerHandle | undefined
     const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(
+      timer = this.#clock.setTimeout(
         () => reject(new StateStoreError('timeout', `Redis ${what} on key "${this.#key}" took longer than ${this.#commandTimeoutMs} ms`)),
         this.#commandTimeoutMs,
       )
-      timer.unref()
     })
     let pending: Promise<T>
     try {
@@ -306,7 +309,7 @@ export class RedisStateStore implements StateStore {
       // of a connection those include the password.
       throw new StateStoreError(failure, `Redis ${what} on key "${this.#key}" failed: ${message}`)
     } finally {
-      clearTimeout(timer)
+      if (timer !== undefined) this.#clock.clearTimeout(timer)
     }
   }
 }

@@ -228,7 +228,7 @@ describe('planned switchover', () => {
   it('switchTo verifies the target: a standby is refused, the promoted node is taken at once', async () => {
     const c = await cluster(1)
     const [n0, n1] = c.nodes as [ClusterNode, ClusterNode]
-    const pool = poolFor(c.nodes, { failback: 'manual', healthCheckIntervalMs: 60_000, promotionWatch: false })
+    const pool = poolFor(c.nodes, { healthCheckIntervalMs: 60_000, promotionWatch: false })
     await pool.query('SELECT 1')
     const refused = await pool.switchTo(n1.name).then(() => null, (e: unknown) => e)
     expect(isSwitchoverRefusedError(refused)).toBe(true)
@@ -329,7 +329,7 @@ describe('logical-replication mirror', () => {
     expect(ids.every((r) => r.port === mirror.port && Number(r.id) > 50)).toBe(true)
     expect(await rowsOn(b, mirror, 'SELECT count(*)::int AS n FROM pg_subscription WHERE subenabled')).toBe(0)
 
-    // The old primary returns: with failback 'never' it gets nothing.
+    // The old primary returns: the pool never moves back on its own, so it gets nothing.
     await a.start(primary)
     await new Promise((r) => setTimeout(r, 300))
     expect((await pool.query('SELECT inet_server_port() AS port')).rows[0].port).toBe(mirror.port)

@@ -72,6 +72,13 @@ describe('resolveOptions', () => {
     expect(err.message).toContain(field)
   })
 
+  it.each(['never', 'manual', 'auto'])('refuses the removed failback option (%s), saying what to do instead', (value) => {
+    const err = configError({ endpoints: ['postgres://h/db'], failback: value })
+    expect(err.field).toBe('failback')
+    expect(err.message).toContain(value)
+    expect(err.message).toContain('switchTo(name)')
+  })
+
   it('never echoes a password in the error', () => {
     const err = configError({ endpoints: ['postgres://app:hunter2@db:5432/x', 'postgres://app:hunter2@db:5432/x'] })
     expect(err.message).not.toContain('hunter2')
