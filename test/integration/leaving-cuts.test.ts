@@ -1,0 +1,58 @@
+import { afterEach, describe, expect, it } from 'vitest'
+import { type FailoverEvent, FailoverPool, isOutcomeUnknownError } from '../../src/index.js'
+import { type Cluster, type ClusterNode, startCluster } from '../support/cluster.js'
+
+let cluster: Cluster | undefined
+let pool: FailoverPool | undefined
+
+afterEach(async () => {
+  await pool?.end().catch(() => undefined)
+  await cluster?.destroy()
+  pool = undefined
+  cluster = undefined
+})
+
+/** Resolves with 'acknowledged' or the error, and when. */
+function settle(p: Promise<unknown>): Promise<{ result: 'acknowledged' | Error; at: number }> {
+  return p.then(
+    () => ({ result: 'acknowledged' as const, at: performance.now() }),
+    (err: Error) => ({ result: err, at: performance.now() }),
+  )
+}
+
+describe('leaving a primary cuts everything still running there', () => {
+  it('a promotion elsewhere fails the old primary\'s running writes, checked-out clients included; none is acknowledged later', async () => {
+    cluster = await startCluster({ standbys: 1 })
+    const [n0, n1] = cluster.nodes as [ClusterNode, ClusterNode]
+    pool = new FailoverPool({ endpoints: cluster.nodes.map((n) => ({ ...n.config, name: n.name })), max: 4 })
+    pool.on('error', () => undefined)
+    await pool.query('CREATE TABLE t (id int, port int)')
+
+    // Two writes that will still be running on n0 when the cluster moves on: one through pool.query,
+    // one in a transaction on a checked-out client (as an ORM runs it).
+    const viaQuery = settle(pool.query('INSERT INTO t SELECT 1, inet_server_port() FROM pg_sleep(3)'))
+    const client = await pool.connect()
+    client.on('error', () => undefined)
+    await client.query('BEGIN')
+    const viaClient = settle(client.query('INSERT INTO t SELECT 2, inet_server_port() FROM pg_sleep(3)').then(() => client.query('COMMIT')))
+    await expect
+      .poll(() => cluster!.sql<{ n: number }>(n0, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE 'INSERT INTO t SELECT%' AND state = 'active'").then((r) => r[0]!.n), { timeout: 5_000, interval: 20 })
+      .toBe(2)
+
+    // n1 is promoted while n0 stays up and writable: only the pool's own decision can stop n0 acknowledging.
+    const failover = new Promise<FailoverEvent>((resolve) => pool!.once('failover', resolve))
+    const promotedAt = performance.now()
+    await cluster.promote(n1)
+    expect(await failover).toMatchObject({ from: n0.name, to: n1.name })
+
+    const [q, c] = await Promise.all([viaQuery, viaClient])
+    client.release(true)
+    // Both were cut when the pool left n0, long before their 3 s statements could have finished.
+    expect(isOutcomeUnknownError(q.result), String(q.result)).toBe(true)
+    expect(c.result).toBeInstanceOf(Error)
+    expect(Math.max(q.at, c.at) - promotedAt).toBeLessThan(2_500)
+    // New writes go to n1.
+    const { rows } = await pool.query('INSERT INTO t VALUES (3, inet_server_port()) RETURNING port')
+    expect(rows[0].port).toBe(n1.port)
+  })
+})
