@@ -12,7 +12,7 @@ import path from 'node:path'
 import { registerCleanup, unregisterCleanup } from '../exit-cleanup.js'
 import { Daemon } from './daemon.js'
 import { ensureDebianPackages } from './packages.js'
-import { freePort, httpRequest, makeServerTempDir, waitFor } from './util.js'
+import { freePort, httpRequest, makeServerTempDir, GiveUp, waitFor } from './util.js'
 
 /** Options for {@link startEtcd}. */
 export interface EtcdOptions {
@@ -109,7 +109,7 @@ class EtcdImpl implements Etcd {
           timeoutMs,
           50,
           async () => {
-            if (!this.daemon?.running) throw new Error(`etcd exited (${JSON.stringify(this.daemon?.lastExit)})`)
+            if (!this.daemon?.running) throw new GiveUp(`etcd exited (${JSON.stringify(this.daemon?.lastExit)})`)
             const r = await httpRequest('GET', `${this.clientUrl}/health`, undefined, 1000)
             return r.status === 200 && (JSON.parse(r.body) as { health?: string }).health === 'true'
           },

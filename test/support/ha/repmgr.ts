@@ -61,7 +61,7 @@ import {
   serverPids,
   shmIdOf,
 } from './postmaster.js'
-import { freePort, makeServerTempDir, pgQuery, type PgConfig, runAsServerUser, waitFor } from './util.js'
+import { freePort, makeServerTempDir, pgQuery, type PgConfig, runAsServerUser, GiveUp, waitFor } from './util.js'
 
 /** Options for {@link startRepmgr}. */
 export interface RepmgrOptions {
@@ -636,7 +636,7 @@ export class RepmgrCluster {
       60_000,
       50,
       async () => {
-        if (!d.running) throw new Error(`postgres exited (${JSON.stringify(d.lastExit)})`)
+        if (!d.running) throw new GiveUp(`postgres exited (${JSON.stringify(d.lastExit)})`)
         await this.sql(n, 'SELECT 1')
         return true
       },

@@ -52,10 +52,13 @@ export function probePort(port: number, timeoutMs = 500): Promise<'refused' | 'o
   })
 }
 
+/** Thrown inside a {@link waitFor} callback to give up at once (e.g. the awaited process died). */
+export class GiveUp extends Error {}
+
 /**
  * Poll `fn` every `intervalMs` until it returns something other than false/null/undefined (a
- * thrown error counts as "not yet"); throw after `timeoutMs` with the last error and optional
- * diagnostics.
+ * thrown error counts as "not yet", except {@link GiveUp}, which ends the wait at once); throw
+ * after `timeoutMs` with the last error and optional diagnostics.
  */
 export async function waitFor<T>(
   what: string,
@@ -73,11 +76,12 @@ export async function waitFor<T>(
       lastError = undefined
     } catch (err) {
       lastError = err
+      if (err instanceof GiveUp) break
     }
     if (Date.now() >= deadline) break
     await sleep(intervalMs)
   }
-  let msg = `Timed out after ${timeoutMs} ms waiting for ${what}`
+  let msg = lastError instanceof GiveUp ? `Gave up waiting for ${what}` : `Timed out after ${timeoutMs} ms waiting for ${what}`
   if (lastError !== undefined) msg += `\nlast error: ${lastError instanceof Error ? lastError.message : String(lastError)}`
   if (diagnostics) {
     try {
