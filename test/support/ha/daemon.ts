@@ -28,9 +28,10 @@ export interface DaemonOptions {
   /**
    * Run the command under a small python3 "subreaper" (default false): the wrapper marks itself
    * PR_SET_CHILD_SUBREAPER, so every process orphaned below it (e.g. a postmaster that Patroni
-   * starts in its own session) is re-parented to it and reaped when it dies. Needed where PID 1
-   * does not reap orphans (containers, this CI VM): a zombie postmaster keeps its pid "alive" for
-   * psutil, and Patroni would then never notice that its postmaster was killed. The wrapper
+   * starts in its own session) is re-parented to it and reaped the moment it dies. Otherwise
+   * orphans go to PID 1, which here (a Firecracker VM's init) reaps only every ~2 s, and in some
+   * containers never: meanwhile the zombie postmaster's pid is "running" for psutil, so Patroni
+   * would not notice that its postmaster was killed (or, with a reaper-less PID 1, never). The wrapper
    * forwards SIGTERM/SIGINT/SIGHUP/SIGQUIT to the command and exits once it has no children left.
    */
   subreaper?: boolean

@@ -16,14 +16,18 @@
  * wal_log_hints, fsync off. Each Patroni runs under a subreaper (see daemon.ts) so that the
  * postmasters it starts in their own session are reaped when killed.
  *
- * What Patroni 3.0.2 does after {@link PatroniCluster.killPostmaster} on the leader (measured, see
- * the report in test/integration/ha-harness.test.ts): it keeps the leader key, notices the dead
- * postmaster on its next loop (≤ loop_wait), runs crash recovery in single-user mode
- * (`doing crash recovery in a single user mode`, because use_pg_rewind is on), then starts
- * PostgreSQL READ-ONLY as a standby (`starting as readonly because i had the session lock`) and
- * promotes it: the member is the leader again but on a NEW timeline (old + 1). Clients see
- * "connection refused", then "the database system is starting up", then a read-only server
- * (SQLSTATE 25006 on writes), then a writable one.
+ * What Patroni 3.0.2 does after {@link PatroniCluster.killPostmaster} on the leader (read from its
+ * log, timed by test/integration/ha-harness.test.ts): it keeps the leader key, notices the dead
+ * postmaster on its next loop (≤ loop_wait: "Postgresql is not running"), runs crash recovery in
+ * single-user mode ("doing crash recovery in a single user mode", because use_pg_rewind is on),
+ * then starts PostgreSQL READ-ONLY as a standby without primary_conninfo ("starting as readonly
+ * because i had the session lock") and on its next cycle promotes it ("promoted self to leader
+ * because I had the session lock"): the same member is the leader again but on a NEW timeline
+ * (old + 1). Fresh clients see ECONNREFUSED for ~1–2 s, then (briefly, ~0.2 s) a read-only server
+ * (SQLSTATE 25006 on writes; sometimes 57P03 "starting up" before that), then a writable one:
+ * ~1.3–3.3 s from the kill to the first successful write on this machine. The /cluster
+ * `timeline` field lags behind the promotion by a loop. Other members are not involved and keep
+ * streaming (they follow the new timeline).
  *
  * Every cluster is torn down (processes killed, temp dir removed) on process exit, SIGINT and
  * SIGTERM even if `destroy()` is never called.

@@ -18,7 +18,7 @@
  * node_rejoin_timeout 30 (repmgr requires the former >= the latter).
  *
  * PostgreSQL and repmgrd run under subreapers (daemon.ts) so that killed postmasters never linger
- * as zombies (PID 1 of this VM does not reap orphans). Everything is killed and the temp directory
+ * as zombies (PID 1 of this VM reaps orphans only every ~2 s; some containers' never do). Everything is killed and the temp directory
  * removed on process exit, SIGINT and SIGTERM even if `destroy()` is never called.
  *
  * Failover as measured here (2 standbys + witness): the standbys' repmgrd ping the dead primary
