@@ -9,7 +9,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process'
 import { closeSync, openSync, readdirSync, readFileSync } from 'node:fs'
-import { IS_ROOT, postgresUser, readLogFrom, signal, sleep, sleepSync, tail } from '../pg-binaries.js'
+import { chownToServerUser, IS_ROOT, postgresUser, readLogFrom, signal, sleep, sleepSync, tail } from '../pg-binaries.js'
 
 /** Options for {@link Daemon}. */
 export interface DaemonOptions {
@@ -126,6 +126,8 @@ export class Daemon {
     for (const [k, v] of Object.entries({ ...process.env, ...o.env })) if (v !== undefined) env[k] = v
     const fd = openSync(o.logFile, 'a')
     const asUser = IS_ROOT && o.asServerUser !== false
+    // The tool may reopen its log itself (e.g. `pg_ctl -l` when repmgr restarts a server).
+    if (asUser) chownToServerUser(o.logFile)
     try {
       const [command, args] = o.subreaper === true ? ['python3', ['-c', SUBREAPER_PY, o.command, ...o.args]] : [o.command, o.args]
       const child = spawn(command, args, {
