@@ -1,0 +1,94 @@
+/**
+ * Find, kill and clean up after PostgreSQL postmasters that a tool (Patroni, repmgr, pg_ctl)
+ * started in a data directory, using only `postmaster.pid`.
+ */
+import { spawnSync } from 'node:child_process'
+import { readFileSync, unlinkSync } from 'node:fs'
+import path from 'node:path'
+import { childPids, isAlive, signal, sleep, sleepSync } from '../pg-binaries.js'
+
+function pidFileLines(dataDir: string): string[] | null {
+  try {
+    return readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')
+  } catch {
+    return null
+  }
+}
+
+function isPostgres(pid: number): boolean {
+  try {
+    const exe = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0] ?? ''
+    return /(^|\/)postgres$/.test(exe) || exe.startsWith('postgres:')
+  } catch {
+    return false
+  }
+}
+
+/** Pid of the live postmaster of `dataDir` (from postmaster.pid), or null when none runs. */
+export function postmasterPid(dataDir: string): number | null {
+  const pid = Number(pidFileLines(dataDir)?.[0]?.trim())
+  return Number.isInteger(pid) && pid > 0 && isAlive(pid) && isPostgres(pid) ? pid : null
+}
+
+/** SysV shared memory id (line 7 of postmaster.pid: "<key> <shmid>"), or null. */
+export function shmIdOf(dataDir: string): number | null {
+  const m = /^\s*\d+\s+(\d+)\s*$/.exec(pidFileLines(dataDir)?.[6] ?? '')
+  return m ? Number(m[1]) : null
+}
+
+/** The postmaster of `dataDir` and its live children ([] when not running). */
+export function serverPids(dataDir: string): number[] {
+  const pid = postmasterPid(dataDir)
+  return pid === null ? [] : [pid, ...childPids(pid)]
+}
+
+/** Remove a SysV shared memory segment if no process is attached any more. */
+export function removeShmIfUnused(shmId: number | null): void {
+  if (shmId === null) return
+  try {
+    const line = readFileSync('/proc/sysvipc/shm', 'utf8')
+      .split('\n')
+      .map((l) => l.trim().split(/\s+/))
+      .find((f) => f[1] === String(shmId))
+    // columns: key shmid perms size cpid lpid nattch ...
+    if (line === undefined || Number(line[6]) !== 0) return
+  } catch {
+    return
+  }
+  spawnSync('ipcrm', ['-m', String(shmId)], { stdio: 'ignore' })
+}
+
+/** Remove postmaster.pid (only call when its postmaster is known dead, e.g. a zombie nobody reaps). */
+export function removeStalePidFile(dataDir: string): void {
+  try {
+    unlinkSync(path.join(dataDir, 'postmaster.pid'))
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+  }
+}
+
+/**
+ * SIGKILL the postmaster of `dataDir` (and, with `children`, all its children at once) and wait
+ * until those processes are gone. Returns the killed postmaster's pid, or null if none ran.
+ */
+export async function killPostmaster(dataDir: string, children: boolean, timeoutMs = 10_000): Promise<number | null> {
+  const pid = postmasterPid(dataDir)
+  if (pid === null) return null
+  const pids = children ? [pid, ...childPids(pid)] : [pid]
+  for (const p of pids) signal(p, 'SIGKILL')
+  const deadline = Date.now() + timeoutMs
+  while (pids.some((p) => isAlive(p))) {
+    if (Date.now() > deadline) throw new Error(`postmaster ${pid} of ${dataDir} still alive ${timeoutMs} ms after SIGKILL`)
+    await sleep(10)
+  }
+  return pid
+}
+
+/** Synchronous SIGKILL of the postmaster of `dataDir` and its children for exit handlers; returns their pids. */
+export function killServerSync(dataDir: string): number[] {
+  const pids = serverPids(dataDir)
+  for (const p of pids) signal(p, 'SIGKILL')
+  const deadline = Date.now() + 2000
+  while (Date.now() < deadline && pids.some((p) => isAlive(p))) sleepSync(10)
+  return pids
+}

@@ -1,0 +1,215 @@
+/**
+ * Small shared helpers of the HA harnesses: free loopback ports, polling with a deadline, plain
+ * HTTP calls (Patroni REST, etcd health), one-shot SQL, temp directories owned by the server user.
+ *
+ * Ports are picked like test/support/cluster.ts does (bind port 0 on 127.0.0.1, close, never hand
+ * out the same port twice in one process). Another process may still grab a port between the
+ * pick and the daemon's bind; harnesses that can cheaply retry with new ports do so.
+ */
+import { spawn } from 'node:child_process'
+import { mkdtempSync } from 'node:fs'
+import http from 'node:http'
+import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+import pg from 'pg'
+import { chownToServerUser, IS_ROOT, postgresUser, sleep } from '../pg-binaries.js'
+
+const handedOutPorts = new Set<number>()
+
+/** A currently free TCP port on 127.0.0.1 that this process has not handed out before. */
+export async function freePort(): Promise<number> {
+  for (let i = 0; i < 50; i++) {
+    const port = await new Promise<number>((resolve, reject) => {
+      const srv = net.createServer()
+      srv.unref()
+      srv.on('error', reject)
+      srv.listen(0, '127.0.0.1', () => {
+        const addr = srv.address() as net.AddressInfo
+        srv.close(() => resolve(addr.port))
+      })
+    })
+    if (!handedOutPorts.has(port)) {
+      handedOutPorts.add(port)
+      return port
+    }
+  }
+  throw new Error('could not find a free TCP port on 127.0.0.1')
+}
+
+/** Try a TCP connect to 127.0.0.1:`port`: 'open', 'refused', 'timeout' or 'error'. */
+export function probePort(port: number, timeoutMs = 500): Promise<'refused' | 'open' | 'timeout' | 'error'> {
+  return new Promise((resolve) => {
+    const sock = net.connect({ host: '127.0.0.1', port })
+    const done = (r: 'refused' | 'open' | 'timeout' | 'error'): void => {
+      clearTimeout(timer)
+      sock.destroy()
+      resolve(r)
+    }
+    const timer = setTimeout(() => done('timeout'), timeoutMs)
+    sock.on('connect', () => done('open'))
+    sock.on('error', (err: NodeJS.ErrnoException) => done(err.code === 'ECONNREFUSED' ? 'refused' : 'error'))
+  })
+}
+
+/** Thrown inside a {@link waitFor} callback to give up at once (e.g. the awaited process died). */
+export class GiveUp extends Error {}
+
+/**
+ * Poll `fn` every `intervalMs` until it returns something other than false/null/undefined (a
+ * thrown error counts as "not yet", except {@link GiveUp}, which ends the wait at once); throw
+ * after `timeoutMs` with the last error and optional diagnostics.
+ */
+export async function waitFor<T>(
+  what: string,
+  timeoutMs: number,
+  intervalMs: number,
+  fn: () => Promise<T | false | null | undefined>,
+  diagnostics?: () => string | Promise<string>,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  let lastError: unknown
+  for (;;) {
+    try {
+      const r = await fn()
+      if (r !== false && r !== null && r !== undefined) return r
+      lastError = undefined
+    } catch (err) {
+      lastError = err
+      if (err instanceof GiveUp) break
+    }
+    if (Date.now() >= deadline) break
+    await sleep(intervalMs)
+  }
+  let msg = lastError instanceof GiveUp ? `Gave up waiting for ${what}` : `Timed out after ${timeoutMs} ms waiting for ${what}`
+  if (lastError !== undefined) msg += `\nlast error: ${lastError instanceof Error ? lastError.message : String(lastError)}`
+  if (diagnostics) {
+    try {
+      msg += `\n${await diagnostics()}`
+    } catch {
+      // ignore
+    }
+  }
+  throw new Error(msg)
+}
+
+/** Response of {@link httpRequest}. */
+export interface HttpResponse {
+  status: number
+  body: string
+}
+
+/** One HTTP request without keep-alive (the socket never outlives the call). Rejects on network errors and after `timeoutMs`. */
+export function httpRequest(
+  method: string,
+  url: string,
+  body?: unknown,
+  timeoutMs = 3000,
+): Promise<HttpResponse> {
+  return new Promise((resolve, reject) => {
+    const payload = body === undefined ? undefined : JSON.stringify(body)
+    const req = http.request(
+      url,
+      {
+        method,
+        agent: false,
+        timeout: timeoutMs,
+        headers: payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
+      },
+      (res) => {
+        let data = ''
+        res.setEncoding('utf8')
+        res.on('data', (d: string) => {
+          data += d
+        })
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: data }))
+        res.on('error', reject)
+      },
+    )
+    req.on('timeout', () => req.destroy(new Error(`${method} ${url}: no answer within ${timeoutMs} ms`)))
+    req.on('error', reject)
+    req.end(payload)
+  })
+}
+
+/** Connection settings of one PostgreSQL server, as node-postgres takes them. */
+export interface PgConfig {
+  host: string
+  port: number
+  user: string
+  password: string
+  database: string
+}
+
+/** Run one statement on a fresh pg.Client (connect timeout 2 s by default) and return its rows. */
+export async function pgQuery<T = any>(
+  config: PgConfig & Partial<pg.ClientConfig>,
+  text: string,
+  values?: unknown[],
+): Promise<T[]> {
+  const client = new pg.Client({ connectionTimeoutMillis: 2000, application_name: 'pgfp-ha-harness', ...config })
+  client.on('error', () => undefined)
+  try {
+    await client.connect()
+    const res = await client.query(text, values)
+    return res.rows as T[]
+  } finally {
+    await Promise.race([client.end().catch(() => undefined), sleep(1000)])
+  }
+}
+
+/** mkdtemp under the OS temp dir, chowned to the postgres server user when root. */
+export function makeServerTempDir(prefix: string): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), prefix))
+  chownToServerUser(dir)
+  return dir
+}
+
+/** Quote for a single-quoted YAML / conf scalar. */
+export function singleQuoted(value: string): string {
+  return `'${value.replace(/'/g, "''")}'`
+}
+
+/** Outcome of {@link runAsServerUser}. */
+export interface CommandResult {
+  /** Exit code (null when killed by a signal or on timeout). */
+  code: number | null
+  stdout: string
+  stderr: string
+}
+
+/**
+ * Run a command to completion as the postgres OS user when root (directly otherwise) and collect
+ * its output; never rejects on a non-zero exit (check `code`). Killed after `timeoutMs`.
+ */
+export function runAsServerUser(
+  command: string,
+  args: string[],
+  opts: { cwd?: string; env?: Record<string, string>; timeoutMs?: number } = {},
+): Promise<CommandResult> {
+  return new Promise((resolve) => {
+    const child = spawn(command, args, {
+      cwd: opts.cwd,
+      env: { ...process.env, ...opts.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      ...(IS_ROOT ? { uid: postgresUser().uid, gid: postgresUser().gid } : {}),
+    })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      stdout = (stdout + d).slice(-262144)
+    })
+    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+      stderr = (stderr + d).slice(-262144)
+    })
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000)
+    child.on('error', (err) => {
+      clearTimeout(timer)
+      resolve({ code: null, stdout, stderr: `${stderr}\n${err.message}` })
+    })
+    child.on('close', (code) => {
+      clearTimeout(timer)
+      resolve({ code, stdout, stderr })
+    })
+  })
+}
