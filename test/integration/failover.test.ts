@@ -133,15 +133,23 @@ describe('writes follow the primary', () => {
     const [n0] = cluster.nodes as [ClusterNode, ClusterNode]
     const pool = res.pool(cluster)
     await pool.query('CREATE TABLE ledger (id int PRIMARY KEY)')
-    const write = pool.query('INSERT INTO ledger SELECT 7 FROM pg_sleep(1)').then(() => null, (e: unknown) => e)
-    await expect
-      .poll(() => cluster.sql<{ n: number }>(n0, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE 'INSERT INTO ledger SELECT 7%' AND state = 'active'").then((r) => r[0]!.n), { timeout: 5_000, interval: 20 })
-      .toBe(1)
+    // The write waits for an advisory lock this session holds: it is certainly still running (so
+    // not committed) when its backend is terminated, however slow the machine, and a replay would
+    // take the lock and commit at once once it is released.
+    const holder = res.track(new pg.Client(n0.config))
+    holder.on('error', () => undefined)
+    await holder.connect()
+    await holder.query('SELECT pg_advisory_lock(7)')
+
+    const write = pool.query('INSERT INTO ledger SELECT 7 FROM pg_advisory_xact_lock(7)').then(() => null, (e: unknown) => e)
+    const blocked = "SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE 'INSERT INTO ledger SELECT 7%' AND wait_event_type = 'Lock'"
+    await expect.poll(() => cluster.sql<{ n: number }>(n0, blocked).then((r) => r[0]!.n), { timeout: 5_000, interval: 20 }).toBe(1)
     await cluster.sql(n0, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'INSERT INTO ledger SELECT 7%' AND pid <> pg_backend_pid()")
 
     const err = await write
     expect(isOutcomeUnknownError(err)).toBe(true)
     expect((err as Error & { cause: { code?: string } }).cause.code).toBe('57P01')
+    await holder.query('SELECT pg_advisory_unlock(7)')
     // Give a (forbidden) replay every chance to happen, then check it did not.
     await sleep(1_500)
     const rows = await cluster.sql<{ n: number }>(n0, 'SELECT count(*)::int AS n FROM ledger WHERE id = 7')
