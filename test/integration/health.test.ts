@@ -132,7 +132,7 @@ describe('health monitor', () => {
     const strict = http.createServer(healthHandler(pool)).listen(0, '127.0.0.1')
     const lenient = http.createServer(healthHandler(pool, { allowReadOnly: true })).listen(0, '127.0.0.1')
     try {
-      await Promise.all([new Promise((r) => strict.once('listening', r)), new Promise((r) => lenient.once('listening', r))])
+      await Promise.all([nextEvent(strict, 'listening'), nextEvent(lenient, 'listening')])
       const strictUrl = `http://127.0.0.1:${(strict.address() as AddressInfo).port}/ready`
       const lenientUrl = `http://127.0.0.1:${(lenient.address() as AddressInfo).port}/ready`
       const ok = await get(strictUrl)
