@@ -3,15 +3,15 @@
  * (performance.timeOrigin + performance.now()), comparable with the servers' clock_timestamp()
  * because every node runs on this machine.
  */
+import { sleep } from '../support/wait.js'
 
 /** Wall-clock ms since the epoch, monotonic within this process. */
 export function now(): number {
   return performance.timeOrigin + performance.now()
 }
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)))
-}
+// The tests' one sleep (test/support/wait.ts), re-exported so the chaos modules keep one import.
+export { sleep }
 
 /** Rejects with `what` after `ms` unless `promise` settles first; the timer never outlives it. */
 export function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {

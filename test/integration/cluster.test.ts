@@ -4,9 +4,11 @@
  * builds on the topology left by the previous one (failover → split brain → rejoin).
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it } from 'vitest'
 import pg from 'pg'
-import { startCluster, type Cluster, type ClusterNode } from '../support/cluster.js'
+import type { Cluster, ClusterNode } from '../support/cluster.js'
+import { useResources } from '../support/pools.js'
+import { sleep } from '../support/wait.js'
 
 const TEST_TIMEOUT = 60_000
 
@@ -17,7 +19,7 @@ function client(node: ClusterNode, extra: pg.ClientConfig = {}): pg.Client {
 }
 
 async function closeQuietly(c: pg.Client): Promise<void> {
-  await Promise.race([c.end().catch(() => undefined), new Promise((r) => setTimeout(r, 1000))])
+  await Promise.race([c.end().catch(() => undefined), sleep(1000)])
 }
 
 function processAlive(pid: number): boolean {
@@ -55,6 +57,8 @@ function processesMentioning(needle: string): number[] {
 }
 
 describe('PostgreSQL cluster harness', () => {
+  // The last test destroys the cluster itself; the teardown then finds it gone (destroy is idempotent).
+  const shared = useResources('all')
   let cluster: Cluster
   let node0: ClusterNode
   let node1: ClusterNode
@@ -63,15 +67,11 @@ describe('PostgreSQL cluster harness', () => {
 
   beforeAll(async () => {
     const t0 = Date.now()
-    cluster = await startCluster({ standbys: 2, synchronous: true })
+    cluster = await shared.cluster({ standbys: 2, synchronous: true })
     startupMs = Date.now() - t0
     node0 = cluster.node('node0')
     node1 = cluster.node('node1')
     node2 = cluster.node('node2')
-  }, TEST_TIMEOUT)
-
-  afterAll(async () => {
-    await cluster?.destroy()
   }, TEST_TIMEOUT)
 
   it('starts a primary and two streaming standbys', async () => {
@@ -135,8 +135,9 @@ describe('PostgreSQL cluster harness', () => {
     await cluster.sql(node0, "INSERT INTO items VALUES (2, 'while paused')")
     await cluster.waitForReplication(node0) // skips the paused node1
     expect(await cluster.sql(node2, 'SELECT id FROM items WHERE id = 2')).toEqual([{ id: 2 }])
-    // node1 has received the WAL (synchronous quorum) but not replayed it.
-    await new Promise((r) => setTimeout(r, 200))
+    // node1 has received the WAL (synchronous quorum) but not replayed it: give a (wrong) replay
+    // time to happen, then check there was none.
+    await sleep(200)
     expect(await cluster.sql(node1, 'SELECT id FROM items WHERE id = 2')).toEqual([])
 
     await cluster.resumeReplay(node1)

@@ -13,15 +13,16 @@
  * rely on what a user may rely on: the first query or connect waits for that discovery.
  */
 import { spawn } from 'node:child_process'
-import type { EventEmitter } from 'node:events'
 import { createRequire } from 'node:module'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import pg from 'pg'
 import QueryStream from 'pg-query-stream'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { startCluster, type Cluster, type ClusterNode } from '../support/cluster.js'
+import { beforeAll, describe, expect, it } from 'vitest'
+import type { Cluster, ClusterNode } from '../support/cluster.js'
 import { type ContractPoolOptions, type AddressForm, SUBJECTS, type Subject, primaryOf } from '../support/contract-subjects.js'
+import { useResources } from '../support/pools.js'
+import { nextEvent, sleep } from '../support/wait.js'
 
 // pg-cursor ships no type declarations; load it through require with the part of its API used here.
 interface CursorInstance extends pg.Submittable {
@@ -46,32 +47,6 @@ let cluster: Cluster
 let primary: ClusterNode
 
 // ------------------------------------------------------------------------------------------ helpers
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
-
-/** Polls `predicate` every 10 ms; throws (naming `what`) when it is still false after `timeoutMs`. */
-async function waitUntil(what: string, timeoutMs: number, predicate: () => boolean): Promise<void> {
-  const deadline = performance.now() + timeoutMs
-  while (!predicate()) {
-    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
-    await sleep(10)
-  }
-}
-
-/** The arguments of the next `event` of `emitter`; rejects after `timeoutMs`. */
-function nextEvent(emitter: EventEmitter, event: string, timeoutMs: number): Promise<unknown[]> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      emitter.off(event, listener)
-      reject(new Error(`no '${event}' event within ${timeoutMs} ms`))
-    }, timeoutMs)
-    const listener = (...args: unknown[]): void => {
-      clearTimeout(timer)
-      resolve(args)
-    }
-    emitter.once(event, listener)
-  })
-}
 
 /** Settles a promise into a value or the error it rejected with (never an unhandled rejection). */
 async function settle<T>(promise: Promise<T>): Promise<{ ok: true; value: T } | { ok: false; error: unknown }> {
@@ -162,37 +137,29 @@ function runExitOnIdleChild(subject: Subject): Promise<ChildOutcome> {
 /** Children of the allowExitOnIdle test, started once the cluster is up so they run alongside the rest. */
 const exitOnIdleRuns = new Map<string, Promise<ChildOutcome>>()
 
+const shared = useResources('all')
+
 beforeAll(async () => {
-  cluster = await startCluster({ standbys: 2 })
+  cluster = await shared.cluster({ standbys: 2 })
   primary = primaryOf(cluster)
   for (const subject of SUBJECTS) {
     const run = runExitOnIdleChild(subject)
     run.catch(() => undefined)
     exitOnIdleRuns.set(subject.name, run)
   }
+  // Torn down first: the children must be done with the cluster before it goes.
+  shared.defer(() => Promise.allSettled([...exitOnIdleRuns.values()]))
 }, 120_000)
-
-afterAll(async () => {
-  await Promise.allSettled([...exitOnIdleRuns.values()])
-  await cluster?.destroy()
-}, 60_000)
 
 // ------------------------------------------------------------------------------------------ contract
 
 describe.each(SUBJECTS.map((s) => [s.name, s] as const))('pg.Pool contract: %s', (_name, subject) => {
-  const pools: pg.Pool[] = []
+  const res = useResources()
 
-  /** A new pool of this subject, ended after the test. */
+  /** A new pool of this subject, ended after the test (unless the test ended it). */
   function make(options: ContractPoolOptions = {}, form: AddressForm = 'url'): pg.Pool {
-    const pool = subject.create(cluster, options, form)
-    pools.push(pool)
-    return pool
+    return res.track(subject.create(cluster, options, form))
   }
-
-  afterEach(async () => {
-    const open = pools.splice(0).filter((p) => !p.ending)
-    await Promise.all(open.map((p) => Promise.race([p.end().catch(() => undefined), sleep(3_000)])))
-  })
 
   // ---------------------------------------------------------------------------------------- 1
 
@@ -264,7 +231,7 @@ describe.each(SUBJECTS.map((s) => [s.name, s] as const))('pg.Pool contract: %s',
     const pool = make({ max: 1 })
     const pidBefore = await backendPid(pool)
     const events = recordEvents(pool)
-    const removed = nextEvent(pool, 'remove', 5_000)
+    const removed = nextEvent<pg.PoolClient>(pool, 'remove', { timeout: 5_000 })
     const err = await rejection(pool.query('selec 1'))
     expect(err).toBeInstanceOf(pg.DatabaseError)
     expect((err as pg.DatabaseError).code).toBe('42601')
@@ -321,8 +288,11 @@ describe.each(SUBJECTS.map((s) => [s.name, s] as const))('pg.Pool contract: %s',
     a.release()
     b.release()
     expect([pool.totalCount, pool.idleCount]).toEqual([2, 2])
+    const removed = nextEvent(pool, 'remove', { timeout: 5_000 })
     await settle(pool.query('select pg_sleep(0.5)'))
-    await sleep(200)
+    await removed
+    // Give a (wrong) removal of the other idle client time to happen, then check there was none.
+    await sleep(100)
     expect([pool.totalCount, pool.idleCount]).toEqual([1, 1])
     expect(pids).toContain(await backendPid(pool))
   })
@@ -368,10 +338,10 @@ describe.each(SUBJECTS.map((s) => [s.name, s] as const))('pg.Pool contract: %s',
     for (const how of [new Error('x'), true] as const) {
       const client = await pool.connect()
       expect([pool.totalCount, pool.idleCount]).toEqual([1, 0])
-      const removed = nextEvent(pool, 'remove', 5_000)
+      const removed = nextEvent<pg.PoolClient>(pool, 'remove', { timeout: 5_000 })
       client.release(how)
       expect(pool.totalCount).toBe(0)
-      const [removedClient] = await removed
+      const removedClient = await removed
       expect(removedClient).toBe(client)
       expect([pool.totalCount, pool.idleCount]).toEqual([0, 0])
       expect(() => client.release()).toThrow(DOUBLE_RELEASE_MESSAGE)
@@ -411,7 +381,7 @@ describe.each(SUBJECTS.map((s) => [s.name, s] as const))('pg.Pool contract: %s',
     events.length = 0
     const checkedOut = await pool.connect()
     expect(checkedOut).toBe(client)
-    const removed = nextEvent(pool, 'remove', 5_000)
+    const removed = nextEvent<pg.PoolClient>(pool, 'remove', { timeout: 5_000 })
     checkedOut.release(new Error('x'))
     await removed
     expect(describeEvents(events, client)).toEqual([
@@ -449,6 +419,7 @@ describe.each(SUBJECTS.map((s) => [s.name, s] as const))('pg.Pool contract: %s',
       return c
     })
     expect([pool.totalCount, pool.idleCount, pool.waitingCount]).toEqual([2, 0, 1])
+    // Time for a (wrong) early checkout to happen; the third connect must still wait.
     await sleep(50)
     expect(thirdResolved).toBe(false)
     expect(pool.waitingCount).toBe(1)
@@ -480,6 +451,7 @@ describe.each(SUBJECTS.map((s) => [s.name, s] as const))('pg.Pool contract: %s',
     void ended.then(() => {
       done = true
     })
+    // Time for a (wrong) early end to happen while a client is still checked out.
     await sleep(100)
     expect(done).toBe(false)
     expect(pool.ended).toBe(false)
@@ -551,11 +523,11 @@ describe.each(SUBJECTS.map((s) => [s.name, s] as const))('pg.Pool contract: %s',
   it('idleTimeoutMillis: an idle client is removed after ~100 ms', async () => {
     const pool = make({ idleTimeoutMillis: 100 })
     const events = recordEvents(pool)
-    const removed = nextEvent(pool, 'remove', 3_000)
+    const removed = nextEvent<pg.PoolClient>(pool, 'remove', { timeout: 3_000 })
     await pool.query('select 1')
     const idleSince = performance.now()
     expect([pool.totalCount, pool.idleCount]).toEqual([1, 1])
-    const [client] = await removed
+    const client = await removed
     expect(performance.now() - idleSince).toBeLessThan(1_000)
     expect(client).toBeInstanceOf(pg.Client)
     expect(client).toBe(events[0]?.[1])
@@ -628,7 +600,7 @@ describe.each(SUBJECTS.map((s) => [s.name, s] as const))('pg.Pool contract: %s',
     const outcome = await Promise.race([done, sleep(5_000).then(() => 'still pending' as const)])
     expect(outcome).not.toBe('still pending')
     expect(outcome).toMatchObject({ ok: true })
-    await waitUntil('the client to be idle again', 2_000, () => pool.idleCount === 1)
+    await expect.poll(() => pool.idleCount, { timeout: 2_000 }).toBe(1)
     expect([pool.totalCount, pool.idleCount, pool.waitingCount]).toEqual([1, 1, 0])
     expect((await pool.query('select 1 as x')).rows).toEqual([{ x: 1 }])
   })
@@ -644,13 +616,15 @@ describe.each(SUBJECTS.map((s) => [s.name, s] as const))('pg.Pool contract: %s',
     client.release()
     expect(pool.idleCount).toBe(1)
 
+    const errored = nextEvent(pool, 'error', { timeout: 5_000 })
     await cluster.sql(primary, 'select pg_terminate_backend($1, 5000)', [pid])
-    await waitUntil("the pool's 'error' event", 5_000, () => errors.length > 0)
+    await errored
     const [err, errClient] = errors[0]!
     expect(err).toBeInstanceOf(Error)
     expect(errClient).toBe(client)
     expect((err as Error & { client?: unknown }).client).toBe(client)
-    await waitUntil('the broken client to leave the pool', 5_000, () => pool.totalCount === 0)
+    await expect.poll(() => pool.totalCount, { timeout: 5_000 }).toBe(0)
+    // Time for a (wrong) second 'error' for the same client to arrive.
     await sleep(100)
     expect(errors).toHaveLength(1)
 
@@ -671,7 +645,8 @@ describe.each(SUBJECTS.map((s) => [s.name, s] as const))('pg.Pool contract: %s',
         const pid = await backendPid(pool)
         expect(pool.listenerCount('error')).toBe(0)
         await cluster.sql(primary, 'select pg_terminate_backend($1, 5000)', [pid])
-        await waitUntil('the broken client to leave the pool', 5_000, () => pool.totalCount === 0)
+        await expect.poll(() => pool.totalCount, { timeout: 5_000 }).toBe(0)
+        // Time for a late uncaught 'error' to surface.
         await sleep(100)
         expect(uncaught).toEqual([])
         expect(await backendPid(pool)).not.toBe(pid)

@@ -1,31 +1,12 @@
 import pg from 'pg'
-import { afterEach, describe, expect, it } from 'vitest'
-import { type FailoverEvent, FailoverPool, type FailoverPoolOptions, isNoPrimaryError, isOutcomeUnknownError, NoPrimaryError } from '../../src/index.js'
-import { type Cluster, type ClusterNode, startCluster } from '../support/cluster.js'
+import { describe, expect, it } from 'vitest'
+import { FailoverPool, isNoPrimaryError, isOutcomeUnknownError, NoPrimaryError } from '../../src/index.js'
+import type { Cluster, ClusterNode } from '../support/cluster.js'
+import { TEST_APPLICATION_NAME, useResources } from '../support/pools.js'
+import { nextEvent, sleep } from '../support/wait.js'
 
 // Each test builds its own cluster: the faults are destructive.
-let cluster: Cluster | undefined
-let pool: FailoverPool | undefined
-
-afterEach(async () => {
-  await pool?.end().catch(() => undefined)
-  pool = undefined
-  await cluster?.destroy()
-  cluster = undefined
-})
-
-function poolFor(c: Cluster, options: Partial<FailoverPoolOptions> = {}): FailoverPool {
-  const p = new FailoverPool({
-    endpoints: c.nodes.map((n) => ({ ...n.config, name: n.name })),
-    max: 4,
-    connectionTimeoutMillis: 2_000,
-    application_name: 'pgfp-test',
-    failoverTimeoutMs: 20_000,
-    ...options,
-  })
-  p.on('error', () => undefined)
-  return p
-}
+const res = useResources()
 
 async function serverPort(p: pg.Pool): Promise<number> {
   const { rows } = await p.query<{ port: number }>('SELECT inet_server_port() AS port')
@@ -34,26 +15,25 @@ async function serverPort(p: pg.Pool): Promise<number> {
 
 /** Client sessions our pool holds on a node, as the server sees them. */
 async function appSessions(c: Cluster, node: ClusterNode): Promise<number> {
-  const rows = await c.sql<{ n: number }>(node, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'pgfp-test'")
+  const rows = await c.sql<{ n: number }>(node, 'SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1', [TEST_APPLICATION_NAME])
   return rows[0]!.n
-}
-
-function failoverEvent(p: FailoverPool): Promise<FailoverEvent> {
-  return new Promise((resolve) => p.once('failover', resolve))
 }
 
 describe('writes follow the primary', () => {
   it('stop the primary, promote a standby: writes resume on it without a restart', async () => {
-    cluster = await startCluster({ standbys: 2 })
+    const cluster = await res.cluster({ standbys: 2 })
     const [n0, n1, n2] = cluster.nodes as [ClusterNode, ClusterNode, ClusterNode]
-    pool = poolFor(cluster)
+    const pool = res.pool(cluster)
     await pool.query('CREATE TABLE ledger (id int PRIMARY KEY, port int)')
     await pool.query('INSERT INTO ledger VALUES (1, inet_server_port())')
     expect(await serverPort(pool)).toBe(n0.port)
     expect(pool.status().primary).toBe(n0.name)
 
-    const failover = failoverEvent(pool)
+    const failover = nextEvent(pool, 'failover')
     await cluster.stop(n0, 'fast')
+    // pg_ctl returning does not mean the pool has read the closed sockets yet; until it has, a write
+    // may go out on one of them and truthfully end outcome-unknown. Wait until no primary is known.
+    await expect.poll(() => pool.status().primary, { timeout: 5_000 }).toBeNull()
     // A write issued while no primary exists waits for one instead of failing.
     const pending = pool.query('INSERT INTO ledger VALUES (2, inet_server_port()) RETURNING port')
     await cluster.promote(n1)
@@ -79,23 +59,24 @@ describe('writes follow the primary', () => {
   })
 
   it('a demoted primary that stays up (read-only) answers 25006: the pool switches and no write fails', async () => {
-    cluster = await startCluster({ standbys: 2 })
+    const cluster = await res.cluster({ standbys: 2 })
     const [n0, n1] = cluster.nodes as [ClusterNode, ClusterNode, ClusterNode]
-    // Without the promotion watch, and with health checks a minute apart, the only signal left is
-    // the 25006 answer itself.
-    pool = poolFor(cluster, { promotionWatch: false, healthCheckIntervalMs: 60_000 })
+    // The only signal left is the 25006 answer itself: no promotion watch, and no health check
+    // that could see the read-only node or the promoted one first.
+    const pool = res.pool(cluster, { promotionWatch: false, healthCheckIntervalMs: 60_000 })
     await pool.query('CREATE TABLE ledger (id int PRIMARY KEY, port int)')
     // Warm the pool so idle clients on the old primary exist and get reused.
-    await Promise.all([1, 2, 3, 4].map((id) => pool!.query('INSERT INTO ledger VALUES ($1, inet_server_port())', [id])))
+    await Promise.all([1, 2, 3, 4].map((id) => pool.query('INSERT INTO ledger VALUES ($1, inet_server_port())', [id])))
     expect(await appSessions(cluster, n0)).toBeGreaterThan(0)
 
-    const failover = failoverEvent(pool)
+    // Listen before changing anything: the failover may complete before promote() returns.
+    const failover = nextEvent(pool, 'failover')
     await cluster.sql(n0, 'ALTER SYSTEM SET default_transaction_read_only = on')
     await cluster.sql(n0, 'SELECT pg_reload_conf()')
     await cluster.promote(n1)
 
     const results = await Promise.allSettled(
-      Array.from({ length: 20 }, (_, i) => pool!.query('INSERT INTO ledger VALUES ($1, inet_server_port()) RETURNING port', [100 + i])),
+      Array.from({ length: 20 }, (_, i) => pool.query('INSERT INTO ledger VALUES ($1, inet_server_port()) RETURNING port', [100 + i])),
     )
     expect(results.filter((r) => r.status === 'rejected')).toEqual([])
     expect(results.every((r) => r.status === 'fulfilled' && r.value.rows[0].port === n1.port)).toBe(true)
@@ -106,21 +87,24 @@ describe('writes follow the primary', () => {
     // The old primary received none of those writes and the pool let go of its sessions there.
     const onOld = await cluster.sql<{ n: number }>(n0, 'SELECT count(*)::int AS n FROM ledger WHERE id >= 100')
     expect(onOld[0]!.n).toBe(0)
-    await expect.poll(() => appSessions(cluster!, n0), { timeout: 5_000 }).toBe(0)
+    await expect.poll(() => appSessions(cluster, n0), { timeout: 5_000 }).toBe(0)
   })
 
   it('all nodes down: NoPrimaryError after failoverTimeoutMs, then recovery when a primary returns', async () => {
-    cluster = await startCluster({ standbys: 1 })
+    const cluster = await res.cluster({ standbys: 1 })
     const [n0, n1] = cluster.nodes as [ClusterNode, ClusterNode]
-    // Breakers that never open here: this test is about waiting for a primary and its deadline (with
-    // every breaker open a request fails at once instead; health.test.ts covers that).
-    pool = poolFor(cluster, { failoverTimeoutMs: 1_000, maxQueuedRequests: 3, discoveryIntervalMs: 50, failureThreshold: 1_000 })
+    // The breakers never open here: with every breaker open a request fails at once with
+    // AllEndpointsDownError (health.test.ts proves that), and whether these requests came before
+    // the third failed discovery round or after would be a race with pg_ctl's return.
+    const pool = res.pool(cluster, { failoverTimeoutMs: 1_000, maxQueuedRequests: 3, discoveryIntervalMs: 50, failureThreshold: 1_000_000 })
     await pool.query('CREATE TABLE ledger (id int PRIMARY KEY)')
     await cluster.stop(n1, 'immediate')
     await cluster.stop(n0, 'immediate')
+    // Until the pool has read the closed sockets, a write could go out on one (outcome unknown).
+    await expect.poll(() => pool.status().primary, { timeout: 5_000 }).toBeNull()
 
     const started = performance.now()
-    const waiting = [1, 2, 3].map((id) => pool!.query('INSERT INTO ledger VALUES ($1)', [id]).then(() => null, (e: unknown) => e))
+    const waiting = [1, 2, 3].map((id) => pool.query('INSERT INTO ledger VALUES ($1)', [id]).then(() => null, (e: unknown) => e))
     // The queue is bounded: the fourth request fails at once instead of piling up.
     const overflow = await pool.query('SELECT 1').then(() => null, (e: unknown) => e)
     expect(isNoPrimaryError(overflow)).toBe(true)
@@ -141,27 +125,34 @@ describe('writes follow the primary', () => {
     }
 
     await cluster.start(n0)
-    await expect.poll(() => pool!.query('INSERT INTO ledger VALUES (10) RETURNING 1').then(() => true, () => false), { timeout: 10_000, interval: 100 }).toBe(true)
+    await expect.poll(() => pool.query('INSERT INTO ledger VALUES (10) RETURNING 1').then(() => true, () => false), { timeout: 10_000, interval: 100 }).toBe(true)
     expect(pool.status().primary).toBe(n0.name)
   })
 
   it('a write killed mid-flight surfaces as outcome-unknown and is never replayed', async () => {
-    cluster = await startCluster({ standbys: 1 })
+    const cluster = await res.cluster({ standbys: 1 })
     const [n0] = cluster.nodes as [ClusterNode, ClusterNode]
-    pool = poolFor(cluster)
+    const pool = res.pool(cluster)
     await pool.query('CREATE TABLE ledger (id int PRIMARY KEY)')
+    // The write waits for an advisory lock this session holds: it is certainly still running (so
+    // not committed) when its backend is terminated, however slow the machine, and a replay would
+    // take the lock and commit at once once it is released.
+    const holder = res.track(new pg.Client(n0.config))
+    holder.on('error', () => undefined)
+    await holder.connect()
+    await holder.query('SELECT pg_advisory_lock(7)')
 
-    const write = pool.query('INSERT INTO ledger SELECT 7 FROM pg_sleep(1)').then(() => null, (e: unknown) => e)
-    await expect
-      .poll(() => cluster!.sql<{ n: number }>(n0, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE 'INSERT INTO ledger SELECT 7%' AND state = 'active'").then((r) => r[0]!.n), { timeout: 5_000, interval: 20 })
-      .toBe(1)
+    const write = pool.query('INSERT INTO ledger SELECT 7 FROM pg_advisory_xact_lock(7)').then(() => null, (e: unknown) => e)
+    const blocked = "SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE 'INSERT INTO ledger SELECT 7%' AND wait_event_type = 'Lock'"
+    await expect.poll(() => cluster.sql<{ n: number }>(n0, blocked).then((r) => r[0]!.n), { timeout: 5_000, interval: 20 }).toBe(1)
     await cluster.sql(n0, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'INSERT INTO ledger SELECT 7%' AND pid <> pg_backend_pid()")
 
     const err = await write
     expect(isOutcomeUnknownError(err)).toBe(true)
     expect((err as Error & { cause: { code?: string } }).cause.code).toBe('57P01')
+    await holder.query('SELECT pg_advisory_unlock(7)')
     // Give a (forbidden) replay every chance to happen, then check it did not.
-    await new Promise((r) => setTimeout(r, 1_500))
+    await sleep(1_500)
     const rows = await cluster.sql<{ n: number }>(n0, 'SELECT count(*)::int AS n FROM ledger WHERE id = 7')
     expect(rows[0]!.n).toBe(0)
     // The primary was re-verified, not failed over.
@@ -170,9 +161,9 @@ describe('writes follow the primary', () => {
   })
 
   it('a checked-out client never switches nodes under its user', async () => {
-    cluster = await startCluster({ standbys: 1 })
+    const cluster = await res.cluster({ standbys: 1 })
     const [n0, n1] = cluster.nodes as [ClusterNode, ClusterNode]
-    pool = poolFor(cluster)
+    const pool = res.pool(cluster)
     const client = await pool.connect()
     client.on('error', () => undefined)
     await client.query('BEGIN')
@@ -186,11 +177,14 @@ describe('writes follow the primary', () => {
   })
 
   it('authentication errors are configuration errors: reported at once, never a failover', async () => {
-    cluster = await startCluster({ standbys: 1 })
-    pool = new FailoverPool({
-      endpoints: cluster.nodes.map((n) => ({ ...n.config, password: 'wrong-password' })),
-      failoverTimeoutMs: 10_000,
-    })
+    const cluster = await res.cluster({ standbys: 1 })
+    // The library's defaults on purpose, with a wrong password on every endpoint.
+    const pool = res.track(
+      new FailoverPool({
+        endpoints: cluster.nodes.map((n) => ({ ...n.config, password: 'wrong-password' })),
+        failoverTimeoutMs: 10_000,
+      }),
+    )
     const started = performance.now()
     const err = await pool.query('SELECT 1').then(() => null, (e: unknown) => e)
     expect((err as { code?: string }).code).toBe('28P01')
@@ -199,17 +193,12 @@ describe('writes follow the primary', () => {
   })
 
   it('an endpoint of another cluster is reported and never written to', async () => {
-    cluster = await startCluster({ standbys: 1 })
-    const other = await startCluster({ standbys: 0, namePrefix: 'other' })
-    try {
-      pool = new FailoverPool({ endpoints: [other.nodes[0]!.url, ...cluster.nodes.map((n) => n.url)] })
-      expect(await serverPort(pool)).toBe(cluster.nodes[0]!.port)
-      const foreign = pool.status().endpoints[0]!
-      expect(foreign.role).toBe('mismatched-system')
-    } finally {
-      await pool?.end()
-      pool = undefined
-      await other.destroy()
-    }
+    const cluster = await res.cluster({ standbys: 1 })
+    const other = await res.cluster({ standbys: 0, namePrefix: 'other' })
+    // Plain URLs and the library's defaults: the foreign endpoint is listed first.
+    const pool = res.track(new FailoverPool({ endpoints: [other.nodes[0]!.url, ...cluster.nodes.map((n) => n.url)] }))
+    expect(await serverPort(pool)).toBe(cluster.nodes[0]!.port)
+    const foreign = pool.status().endpoints[0]!
+    expect(foreign.role).toBe('mismatched-system')
   })
 })

@@ -3,53 +3,13 @@ import type { AddressInfo } from 'node:net'
 import createDebug from 'debug'
 import pg from 'pg'
 import * as promClient from 'prom-client'
-import { afterEach, describe, expect, it } from 'vitest'
-import {
-  type BreakerStateChangeEvent,
-  type EndpointReachabilityEvent,
-  type FailoverEvent,
-  FailoverPool,
-  type FailoverPoolOptions,
-  healthHandler,
-  isAllEndpointsDownError,
-  isOutcomeUnknownError,
-  registerMetrics,
-} from '../../src/index.js'
-import { type Cluster, type ClusterNode, startCluster } from '../support/cluster.js'
+import { describe, expect, it } from 'vitest'
+import { type BreakerStateChangeEvent, healthHandler, isAllEndpointsDownError, isOutcomeUnknownError, registerMetrics } from '../../src/index.js'
+import type { ClusterNode } from '../support/cluster.js'
+import { useResources } from '../support/pools.js'
+import { nextEvent, sleep } from '../support/wait.js'
 
-let clusters: Cluster[] = []
-let pools: FailoverPool[] = []
-
-afterEach(async () => {
-  for (const p of pools) await p.end().catch(() => undefined)
-  for (const c of clusters) await c.destroy()
-  pools = []
-  clusters = []
-})
-
-async function cluster(standbys: number): Promise<Cluster> {
-  const c = await startCluster({ standbys })
-  clusters.push(c)
-  return c
-}
-
-function poolFor(c: Cluster, options: Partial<FailoverPoolOptions> = {}): FailoverPool {
-  const p = new FailoverPool({ endpoints: c.nodes.map((n) => ({ ...n.config, name: n.name })), max: 4, connectionTimeoutMillis: 1_000, ...options })
-  p.on('error', () => undefined)
-  pools.push(p)
-  return p
-}
-
-function until<T>(p: FailoverPool, event: 'failover' | 'breakerStateChange' | 'endpointUp' | 'endpointDown', match: (e: T) => boolean = () => true): Promise<T> {
-  return new Promise((resolve) => {
-    const listener = (e: T): void => {
-      if (!match(e)) return
-      p.off(event, listener as never)
-      resolve(e)
-    }
-    p.on(event as 'failover', listener as never)
-  })
-}
+const res = useResources()
 
 async function get(url: string): Promise<{ status: number; body: any }> {
   const res = await fetch(url)
@@ -58,9 +18,9 @@ async function get(url: string): Promise<{ status: number; body: any }> {
 
 describe('circuit breakers on real nodes', () => {
   it('opens after three refused connections and closes once the node is back', async () => {
-    const c = await cluster(1)
+    const c = await res.cluster({ standbys: 1 })
     const [, n1] = c.nodes as [ClusterNode, ClusterNode]
-    const pool = poolFor(c, { healthCheckIntervalMs: 30, halfOpenAfterMs: 300, maxHalfOpenAfterMs: 300 })
+    const pool = res.pool(c, { healthCheckIntervalMs: 30, halfOpenAfterMs: 300, maxHalfOpenAfterMs: 300 })
     await pool.query('SELECT 1')
     const breakerEvents: BreakerStateChangeEvent[] = []
     const reachability: string[] = []
@@ -68,7 +28,7 @@ describe('circuit breakers on real nodes', () => {
     pool.on('endpointDown', (e) => reachability.push(`${e.endpoint} down`))
     pool.on('endpointUp', (e) => reachability.push(`${e.endpoint} up`))
 
-    const opened = until<BreakerStateChangeEvent>(pool, 'breakerStateChange', (e) => e.endpoint === n1.name && e.to === 'open')
+    const opened = nextEvent(pool, 'breakerStateChange', { match: (e) => e.endpoint === n1.name && e.to === 'open' })
     await c.stop(n1, 'immediate')
     const event = await opened
     expect(event).toMatchObject({ endpoint: n1.name, from: 'closed', to: 'open' })
@@ -76,7 +36,7 @@ describe('circuit breakers on real nodes', () => {
     expect(pool.status().endpoints[1]!.breaker).toBe('open')
     expect(reachability).toEqual([`${n1.name} down`])
 
-    const closed = until<BreakerStateChangeEvent>(pool, 'breakerStateChange', (e) => e.endpoint === n1.name && e.to === 'closed')
+    const closed = nextEvent(pool, 'breakerStateChange', { match: (e) => e.endpoint === n1.name && e.to === 'closed' })
     await c.start(n1)
     await closed
     // open -> half-open (the one trial probe) -> closed
@@ -86,9 +46,9 @@ describe('circuit breakers on real nodes', () => {
   })
 
   it('with every breaker open a request fails at once, listing each endpoint', async () => {
-    const c = await cluster(1)
+    const c = await res.cluster({ standbys: 1 })
     const [n0, n1] = c.nodes as [ClusterNode, ClusterNode]
-    const pool = poolFor(c, { discoveryIntervalMs: 20, healthCheckIntervalMs: 20, halfOpenAfterMs: 60_000, failoverTimeoutMs: 30_000 })
+    const pool = res.pool(c, { discoveryIntervalMs: 20, healthCheckIntervalMs: 20, halfOpenAfterMs: 60_000, failoverTimeoutMs: 30_000 })
     await pool.query('SELECT 1')
     await c.stop(n1, 'immediate')
     await c.stop(n0, 'immediate')
@@ -107,13 +67,13 @@ describe('circuit breakers on real nodes', () => {
 
 describe('health monitor', () => {
   it('detects a frozen primary (SIGSTOP) within probeTimeoutMs plus one interval, and fails over', async () => {
-    const c = await cluster(1)
+    const c = await res.cluster({ standbys: 1 })
     const [n0, n1] = c.nodes as [ClusterNode, ClusterNode]
     const probeTimeoutMs = 500
     const healthCheckIntervalMs = 200
-    const pool = poolFor(c, { probeTimeoutMs, healthCheckIntervalMs, query_timeout: undefined })
+    const pool = res.pool(c, { probeTimeoutMs, healthCheckIntervalMs, query_timeout: undefined })
     await pool.query('CREATE TABLE t (id int)')
-    const down = until<EndpointReachabilityEvent>(pool, 'endpointDown', (e) => e.endpoint === n0.name)
+    const down = nextEvent(pool, 'endpointDown', { match: (e) => e.endpoint === n0.name })
     const frozenAt = performance.now()
     await c.freeze(n0)
     // A write sent to the frozen node: it must not hang forever, and must not claim a clean failure.
@@ -124,7 +84,7 @@ describe('health monitor', () => {
     expect(pool.status().primary).toBeNull()
     expect(isOutcomeUnknownError(await stuck)).toBe(true)
 
-    const failover = until<FailoverEvent>(pool, 'failover')
+    const failover = nextEvent(pool, 'failover')
     await c.promote(n1)
     expect(await failover).toMatchObject({ from: n0.name, to: n1.name })
     const { rows } = await pool.query('INSERT INTO t VALUES (2) RETURNING inet_server_port() AS port')
@@ -135,16 +95,16 @@ describe('health monitor', () => {
   it('an idle pool notices a promotion in under 20 ms (median of 3), without polling', async () => {
     const latencies: number[] = []
     for (let run = 0; run < 3; run++) {
-      const c = await cluster(1)
+      const c = await res.cluster({ standbys: 1 })
       const [n0, n1] = c.nodes as [ClusterNode, ClusterNode]
       // Polling is slowed right down so only the promotion watch can explain a fast notice.
-      const pool = poolFor(c, { discoveryIntervalMs: 10_000, healthCheckIntervalMs: 10_000 })
+      const pool = res.pool(c, { discoveryIntervalMs: 10_000, healthCheckIntervalMs: 10_000 })
       await pool.query('SELECT 1')
       await c.stop(n0, 'immediate')
-      await new Promise((r) => setTimeout(r, 300)) // idle: nothing asks the pool anything
-      const watcher = new pg.Client(n1.config)
+      await sleep(300) // idle: nothing asks the pool anything for a while
+      const watcher = res.track(new pg.Client(n1.config))
       await watcher.connect()
-      const failover = until<FailoverEvent>(pool, 'failover')
+      const failover = nextEvent(pool, 'failover')
       const promoting = c.promote(n1)
       let promotedAt = 0
       while (promotedAt === 0) {
@@ -156,20 +116,23 @@ describe('health monitor', () => {
       expect(event.to).toBe(n1.name)
       await promoting
       await watcher.end()
+      // Only one cluster at a time: the next run's timing must not share the CPU with this one.
+      await pool.end()
+      await c.destroy()
     }
     latencies.sort((a, b) => a - b)
     expect(latencies[1]).toBeLessThan(20)
   })
 
   it('healthHandler answers 200 with the status when a primary is verified, 503 when not', async () => {
-    const c = await cluster(1)
+    const c = await res.cluster({ standbys: 1 })
     const [n0] = c.nodes as [ClusterNode, ClusterNode]
-    const pool = poolFor(c, { healthCheckIntervalMs: 50, failoverTimeoutMs: 500 })
+    const pool = res.pool(c, { healthCheckIntervalMs: 50, failoverTimeoutMs: 500 })
     await pool.query('SELECT 1')
     const strict = http.createServer(healthHandler(pool)).listen(0, '127.0.0.1')
     const lenient = http.createServer(healthHandler(pool, { allowReadOnly: true })).listen(0, '127.0.0.1')
     try {
-      await Promise.all([new Promise((r) => strict.once('listening', r)), new Promise((r) => lenient.once('listening', r))])
+      await Promise.all([nextEvent(strict, 'listening'), nextEvent(lenient, 'listening')])
       const strictUrl = `http://127.0.0.1:${(strict.address() as AddressInfo).port}/ready`
       const lenientUrl = `http://127.0.0.1:${(lenient.address() as AddressInfo).port}/ready`
       const ok = await get(strictUrl)
@@ -189,14 +152,14 @@ describe('health monitor', () => {
   })
 
   it('metrics for prom-client and debug logs carry state, never a password', async () => {
-    const c = await cluster(1)
+    const c = await res.cluster({ standbys: 1 })
     const [, n1] = c.nodes as [ClusterNode, ClusterNode]
     const lines: string[] = []
     const originalLog = createDebug.log
     createDebug.log = (...args: unknown[]) => void lines.push(args.map(String).join(' '))
     createDebug.enable('pg-failover-pool:*')
     try {
-      const pool = poolFor(c, { healthCheckIntervalMs: 50 })
+      const pool = res.pool(c, { healthCheckIntervalMs: 50 })
       const registry = new promClient.Registry()
       registerMetrics(pool, { client: promClient as never, registry, pool: 'test' })
       await pool.query('SELECT 1')

@@ -8,10 +8,11 @@ import path from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { inspect } from 'node:util'
 import { Redis, type RedisOptions } from 'ioredis'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { RedisStateStore, type RedisStateStoreOptions } from '../../src/state/redis-store.js'
-import { type CompareAndSetResult, type StateRecord, StateStoreError, type StateUpdate } from '../../src/state/state-store.js'
+import { beforeAll, describe, expect, it } from 'vitest'
+import { type CompareAndSetResult, RedisStateStore, type RedisStateStoreOptions, type StateRecord, StateStoreError, type StateUpdate } from '../../src/index.js'
+import { useResources } from '../support/pools.js'
 import { type RedisServer, startRedis } from '../support/redis.js'
+import { sleep, waitUntil } from '../support/wait.js'
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 const COMMAND_TIMEOUT_MS = 500
@@ -19,8 +20,10 @@ const COMMAND_TIMEOUT_MS = 500
 const SLACK_MS = 400
 
 let server: RedisServer
-const clients: Redis[] = []
-const stores: RedisStateStore[] = []
+/** The server, clients and stores shared by the file, torn down after the last test. */
+const shared = useResources('all')
+/** What one test starts for itself. */
+const res = useResources()
 let keyCounter = 0
 
 /** A fresh key per test, so tests never see each other's records. */
@@ -39,22 +42,18 @@ async function connect(options: RedisOptions = {}, url = server.url): Promise<Re
     ...options,
   })
   client.on('error', () => undefined)
-  clients.push(client)
+  shared.defer(() => client.disconnect())
   await client.connect()
   return client
 }
 
 function store(client: Redis, options: Omit<RedisStateStoreOptions, 'client'>): RedisStateStore {
-  const s = new RedisStateStore({ client, commandTimeoutMs: COMMAND_TIMEOUT_MS, ...options })
-  stores.push(s)
-  return s
+  return shared.track(new RedisStateStore({ client, commandTimeoutMs: COMMAND_TIMEOUT_MS, ...options }))
 }
 
 function update(primary: string, epoch = 1): StateUpdate {
   return { primary, systemId: '7312345678901234567', timeline: epoch, epoch, updatedAt: new Date().toISOString(), reason: `test ${primary}` }
 }
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
 /** Records a watch delivers, with a way to wait for the next one. */
 function collect(s: RedisStateStore): { records: StateRecord[]; next(timeoutMs: number): Promise<{ record: StateRecord; ms: number }>; stop(): void } {
@@ -85,14 +84,14 @@ function collect(s: RedisStateStore): { records: StateRecord[]; next(timeoutMs: 
 }
 
 /** Waits until the server counts `count` subscribers on `channel` (so a publish is not missed). */
-async function untilSubscribers(admin: Redis, channel: string, count: number, timeoutMs = 3_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const reply = (await admin.call('PUBSUB', 'NUMSUB', channel)) as [string, number]
-    if (Number(reply[1]) === count) return
-    if (Date.now() > deadline) throw new Error(`channel ${channel} has ${reply[1]} subscribers, expected ${count}`)
-    await sleep(10)
-  }
+async function untilSubscribers(admin: Redis, channel: string, count: number, timeout = 3_000): Promise<void> {
+  const subscribers = async (): Promise<number> => Number(((await admin.call('PUBSUB', 'NUMSUB', channel)) as [string, number])[1])
+  await waitUntil(async () => (await subscribers()) === count, {
+    what: `${count} subscribers on ${channel}`,
+    timeout,
+    interval: 10,
+    diagnostics: async () => `subscribers now: ${await subscribers()}`,
+  })
 }
 
 /** The StateStoreError an operation rejects with, and how long that took. */
@@ -107,23 +106,8 @@ async function failureOf(operation: () => Promise<unknown>): Promise<{ error: St
   throw new Error('expected the operation to fail')
 }
 
-async function until(what: string, timeoutMs: number, check: () => Promise<boolean>): Promise<number> {
-  const started = performance.now()
-  for (;;) {
-    if (await check().catch(() => false)) return performance.now() - started
-    if (performance.now() - started > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
-    await sleep(20)
-  }
-}
-
 beforeAll(async () => {
-  server = await startRedis()
-})
-
-afterAll(async () => {
-  for (const s of stores) await s.close()
-  for (const c of clients) c.disconnect()
-  await server?.destroy()
+  server = shared.track(await startRedis())
 })
 
 describe('RedisStateStore', () => {
@@ -233,6 +217,7 @@ describe('RedisStateStore', () => {
     expect((await next).record).toEqual(written.ok ? written.record : null)
     // The same record published again is not news.
     await admin.publish(reader.channel, JSON.stringify(written.ok ? written.record : null))
+    // Give a (wrong) second delivery time to arrive, then check there was none.
     await sleep(100)
     expect(watch.records.map((r) => `${r.version}:${r.primary}`)).toEqual(['1:node0', '2:node1'])
 
@@ -277,30 +262,26 @@ describe('RedisStateStore', () => {
 
   it('never puts the password in an error', async () => {
     const password = 'pw-Secret-0123456789'
-    const guarded = await startRedis({ password })
-    try {
-      const good = await connect({}, guarded.url)
-      const s = store(good, { key: freshKey() })
-      expect(await s.load()).toBeNull()
-      await guarded.stop()
-      const down = await failureOf(() => s.load())
-      expect(['unavailable', 'timeout']).toContain(down.error.failure)
-      await guarded.start()
+    const guarded = res.track(await startRedis({ password }))
+    const good = await connect({}, guarded.url)
+    const s = store(good, { key: freshKey() })
+    expect(await s.load()).toBeNull()
+    await guarded.stop()
+    const down = await failureOf(() => s.load())
+    expect(['unavailable', 'timeout']).toContain(down.error.failure)
+    await guarded.start()
 
-      const wrong = new Redis(guarded.url.replace(encodeURIComponent(password), 'wrong-password'), {
-        maxRetriesPerRequest: 0,
-        retryStrategy: () => null,
-      })
-      wrong.on('error', () => undefined)
-      clients.push(wrong)
-      const rejected = await failureOf(() => store(wrong, { key: freshKey() }).load())
-      for (const { error } of [down, rejected]) {
-        const shown = `${error.message}\n${error.stack}\n${inspect(error, { depth: 10 })}`
-        expect(shown).not.toContain(password)
-        expect(shown).not.toContain('wrong-password')
-      }
-    } finally {
-      await guarded.destroy()
+    const wrong = new Redis(guarded.url.replace(encodeURIComponent(password), 'wrong-password'), {
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+    })
+    wrong.on('error', () => undefined)
+    shared.defer(() => wrong.disconnect())
+    const rejected = await failureOf(() => store(wrong, { key: freshKey() }).load())
+    for (const { error } of [down, rejected]) {
+      const shown = `${error.message}\n${error.stack}\n${inspect(error, { depth: 10 })}`
+      expect(shown).not.toContain(password)
+      expect(shown).not.toContain('wrong-password')
     }
   })
 
@@ -317,11 +298,12 @@ describe('RedisStateStore', () => {
     expect(await connections()).toBe(2)
 
     await s.close()
-    await until('the subscription connection to close', 2_000, async () => (await connections()) === 1)
+    await waitUntil(async () => (await connections()) === 1, { what: 'the subscription connection to close', timeout: 2_000 })
     await untilSubscribers(admin, s.channel, 0)
     // No poll timer survives: nobody in this file GETs from now on (every other watch is stopped).
     await admin.call('CONFIG', 'RESETSTAT')
     await admin.set(key, JSON.stringify({ ...update('late'), version: 5 }))
+    // Six poll intervals for a (wrong) surviving poll timer to GET the key, then check none did.
     await sleep(300)
     expect(String(await admin.call('INFO', 'commandstats'))).not.toMatch(/cmdstat_get:/)
     expect(watch.records).toEqual([])
@@ -332,7 +314,7 @@ describe('RedisStateStore', () => {
   })
 
   it('a process that watched and closed the store exits on its own, with nothing left to keep it alive', async () => {
-    const storeUrl = pathToFileURL(path.join(REPO_ROOT, 'src/state/redis-store.ts')).href
+    const storeUrl = pathToFileURL(path.join(REPO_ROOT, 'src/index.ts')).href
     const script = `
       import { Redis } from 'ioredis'
       import { RedisStateStore } from ${JSON.stringify(storeUrl)}
@@ -384,7 +366,7 @@ describe('RedisStateStore', () => {
       // The riskiest ioredis setup: commands wait in the offline queue forever; only our deadline ends them.
       const defaults = new Redis(server.url, { maxRetriesPerRequest: null, retryStrategy: () => 50 })
       defaults.on('error', () => undefined)
-      clients.push(defaults)
+      shared.defer(() => defaults.disconnect())
       queueing = store(defaults, { key })
       await failFast.compareAndSet(null, update('node0'))
       reader = store(await connect(), { key, pollIntervalMs: 60_000 })
@@ -409,15 +391,14 @@ describe('RedisStateStore', () => {
 
     it('restarted: works again, and watchers catch up and hear changes again', async () => {
       await server.start()
-      const ms = await until('the store to answer again', 5_000, async () => (await failFast.load()) !== null)
-      expect(ms).toBeLessThan(5_000)
+      await waitUntil(async () => (await failFast.load()) !== null, { what: 'the store to answer again', timeout: 5_000 })
       // The queueing client replays its offline queue on reconnect: the compare-and-set that timed
       // out above may run now. Wait until that is over, then catch the watcher up.
-      await until('the queueing client to answer again', 5_000, async () => (await queueing.load()) !== null)
+      await waitUntil(async () => (await queueing.load()) !== null, { what: 'the queueing client to answer again', timeout: 5_000 })
       const current = (await failFast.load())!
       expect([1, 2]).toContain(current.version)
       await untilSubscribers(admin, reader.channel, 1)
-      await until('the watcher to catch up', 2_000, async () => watch.records.at(-1)?.version === current.version)
+      await waitUntil(() => watch.records.at(-1)?.version === current.version, { what: 'the watcher to catch up', timeout: 2_000 })
 
       const next = watch.next(1_000)
       const written = await queueing.compareAndSet(current.version, update('node1', 2))
@@ -450,7 +431,7 @@ describe('RedisStateStore', () => {
       expect(current).toMatchObject({ version: frozenAt + 1, primary: 'node2' })
       const next = await failFast.compareAndSet(frozenAt + 1, update('node3', 4))
       expect(next.ok).toBe(true)
-      await until('the watcher to catch up', 1_000, async () => watch.records.at(-1)?.version === frozenAt + 2)
+      await waitUntil(() => watch.records.at(-1)?.version === frozenAt + 2, { what: 'the watcher to catch up', timeout: 1_000 })
     })
   })
 })

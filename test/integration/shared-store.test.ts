@@ -1,41 +1,27 @@
 import { Redis } from 'ioredis'
-import { afterEach, describe, expect, it } from 'vitest'
-import { type FailoverEvent, FailoverPool, RedisStateStore } from '../../src/index.js'
-import { type Cluster, type ClusterNode, startCluster } from '../support/cluster.js'
-import { type RedisServer, startRedis } from '../support/redis.js'
+import { describe, expect, it } from 'vitest'
+import { type FailoverPool, type FailoverPoolOptions, RedisStateStore } from '../../src/index.js'
+import type { ClusterNode } from '../support/cluster.js'
+import { useResources } from '../support/pools.js'
+import { startRedis } from '../support/redis.js'
+import { nextEvent } from '../support/wait.js'
 
-let cluster: Cluster | undefined
-let redis: RedisServer | undefined
-const closers: Array<() => Promise<unknown>> = []
-
-afterEach(async () => {
-  for (const close of closers.splice(0).reverse()) await close().catch(() => undefined)
-  await cluster?.destroy()
-  await redis?.destroy()
-  cluster = undefined
-  redis = undefined
-})
+const res = useResources()
 
 function redisClient(url: string): Redis {
   const client = new Redis(url, { lazyConnect: false, enableOfflineQueue: false, maxRetriesPerRequest: 0 })
   client.on('error', () => undefined)
-  closers.push(async () => client.disconnect())
+  res.defer(() => client.disconnect())
   return client
 }
 
 describe('a fleet sharing the Redis state store', () => {
   it('two pools converge on the same primary after a failover seen by only one of them', async () => {
-    cluster = await startCluster({ standbys: 2 })
-    redis = await startRedis()
+    const cluster = await res.cluster({ standbys: 2 })
+    const redis = res.track(await startRedis())
     const [n0, n1, n2] = cluster.nodes as [ClusterNode, ClusterNode, ClusterNode]
-    const endpoints = cluster.nodes.map((n) => ({ ...n.config, name: n.name }))
-    const make = (options: object): FailoverPool => {
-      const store = new RedisStateStore({ client: redisClient(redis!.url), pollIntervalMs: 200 })
-      const pool = new FailoverPool({ endpoints, max: 2, stateStore: store, ...options })
-      pool.on('error', () => undefined)
-      closers.push(() => pool.end())
-      return pool
-    }
+    const make = (options: Partial<FailoverPoolOptions>): FailoverPool =>
+      res.pool(cluster, { max: 2, stateStore: new RedisStateStore({ client: redisClient(redis.url), pollIntervalMs: 200 }), ...options })
     const a = make({ healthCheckIntervalMs: 100 })
     // b has no way of its own to notice: no promotion watch, health checks a minute apart, and its
     // old primary stays up and writable (the split-brain case).
@@ -44,7 +30,7 @@ describe('a fleet sharing the Redis state store', () => {
     await b.query('SELECT 1')
     expect(b.status().primary).toBe(n0.name)
 
-    const failover = new Promise<FailoverEvent>((resolve) => a.once('failover', resolve))
+    const failover = nextEvent(a, 'failover')
     await cluster.promote(n1)
     await cluster.repoint(n2, n1)
     expect(await failover).toMatchObject({ from: n0.name, to: n1.name, epoch: 2 })
@@ -67,11 +53,10 @@ describe('a fleet sharing the Redis state store', () => {
   })
 
   it('with Redis down the pools keep serving from their own probes and report the store', async () => {
-    cluster = await startCluster({ standbys: 1 })
-    redis = await startRedis()
+    const cluster = await res.cluster({ standbys: 1 })
+    const redis = res.track(await startRedis())
     const client = redisClient(redis.url)
-    const pool = new FailoverPool({ endpoints: cluster.nodes.map((n) => n.url), stateStore: new RedisStateStore({ client, commandTimeoutMs: 200 }), stateStoreTimeoutMs: 300 })
-    closers.push(() => pool.end())
+    const pool = res.pool(cluster, { stateStore: new RedisStateStore({ client, commandTimeoutMs: 200 }), stateStoreTimeoutMs: 300 })
     await pool.query('SELECT 1')
     await redis.stop('kill')
     const [n0, n1] = cluster.nodes as [ClusterNode, ClusterNode]

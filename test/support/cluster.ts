@@ -33,11 +33,11 @@ import {
   readLogFrom,
   runPgTool,
   signal,
-  sleep,
   sleepSync,
   tail,
   type RunResult,
 } from './pg-binaries.js'
+import { waitUntil } from './wait.js'
 
 export { findPgBinDir } from './pg-binaries.js'
 
@@ -160,39 +160,6 @@ function probePort(port: number, timeoutMs = 500): Promise<'refused' | 'open' | 
     sock.on('connect', () => done('open'))
     sock.on('error', (err: NodeJS.ErrnoException) => done(err.code === 'ECONNREFUSED' ? 'refused' : 'error'))
   })
-}
-
-/** Poll `fn` every `intervalMs` until it returns a truthy value; throw after `timeoutMs`. */
-async function waitFor<T>(
-  what: string,
-  timeoutMs: number,
-  intervalMs: number,
-  fn: () => Promise<T | false | null | undefined>,
-  diagnostics?: () => string | Promise<string>,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  let lastError: unknown
-  for (;;) {
-    try {
-      const r = await fn()
-      if (r !== false && r !== null && r !== undefined) return r
-      lastError = undefined
-    } catch (err) {
-      lastError = err
-    }
-    if (Date.now() >= deadline) break
-    await sleep(intervalMs)
-  }
-  let msg = `Timed out after ${timeoutMs} ms waiting for ${what}`
-  if (lastError !== undefined) msg += `\nlast error: ${lastError instanceof Error ? lastError.message : String(lastError)}`
-  if (diagnostics) {
-    try {
-      msg += `\n${await diagnostics()}`
-    } catch {
-      // ignore
-    }
-  }
-  throw new Error(msg)
 }
 
 function newClient(node: NodeImpl, extra: pg.ClientConfig = {}): pg.Client {
@@ -378,12 +345,12 @@ export class Cluster {
     const pids = [pid, ...childPids(pid)]
     for (const p of pids) signal(p, 'SIGKILL')
     n.frozenPids = null
-    await waitFor(`${n.name} processes to die after SIGKILL`, DEFAULT_TIMEOUT_MS, 10, async () =>
-      pids.every((p) => !isAlive(p)),
-    )
-    await waitFor(`${n.name} port ${n.port} to refuse connections`, DEFAULT_TIMEOUT_MS, 10, async () =>
-      (await probePort(n.port, 200)) === 'refused',
-    )
+    await waitUntil(() => pids.every((p) => !isAlive(p)), { what: `${n.name} processes to die after SIGKILL`, timeout: DEFAULT_TIMEOUT_MS, interval: 10 })
+    await waitUntil(async () => (await probePort(n.port, 200)) === 'refused', {
+      what: `${n.name} port ${n.port} to refuse connections`,
+      timeout: DEFAULT_TIMEOUT_MS,
+      interval: 10,
+    })
     this.removeStaleLockFiles(n)
     if (shmId !== null) n.leakedShmId = shmId
   }
@@ -408,11 +375,13 @@ export class Cluster {
       }
     }
     n.frozenPids = [...stopped]
-    await waitFor(`${n.name} processes to stop`, DEFAULT_TIMEOUT_MS, 5, async () =>
-      [...stopped].every((p) => {
-        const s = processState(p)
-        return s === undefined || s === 'T' || s === 't' || s === 'Z'
-      }),
+    await waitUntil(
+      () =>
+        [...stopped].every((p) => {
+          const s = processState(p)
+          return s === undefined || s === 'T' || s === 't' || s === 'Z'
+        }),
+      { what: `${n.name} processes to stop`, timeout: DEFAULT_TIMEOUT_MS, interval: 5 },
     )
   }
 
@@ -428,7 +397,7 @@ export class Cluster {
   async promote(node: ClusterNode | string): Promise<void> {
     const n = this.resolve(node)
     await this.pgCtl(n, ['-D', n.dataDir, '-w', '-t', '60', 'promote'])
-    await waitFor(`${n.name} to leave recovery after promote`, DEFAULT_TIMEOUT_MS, 10, async () => !(await this.isInRecovery(n)))
+    await waitUntil(async () => !(await this.isInRecovery(n)), { what: `${n.name} to leave recovery after promote`, timeout: DEFAULT_TIMEOUT_MS, interval: 10 })
   }
 
   /**
@@ -461,7 +430,7 @@ export class Cluster {
     removeIfExists(path.join(n.dataDir, 'standby.signal'))
     removeIfExists(path.join(n.dataDir, 'recovery.signal'))
     await this.pgCtlStart(n, this.synchronous ? "-c synchronous_standby_names=''" : undefined)
-    await waitFor(`${n.name} to be writable`, DEFAULT_TIMEOUT_MS, 10, async () => !(await this.isInRecovery(n)))
+    await waitUntil(async () => !(await this.isInRecovery(n)), { what: `${n.name} to be writable`, timeout: DEFAULT_TIMEOUT_MS, interval: 10 })
   }
 
   /**
@@ -501,20 +470,26 @@ export class Cluster {
   async pauseReplay(node: ClusterNode | string): Promise<void> {
     const n = this.resolve(node)
     await this.sql(n, 'SELECT pg_wal_replay_pause()')
-    await waitFor(`${n.name} replay to pause`, DEFAULT_TIMEOUT_MS, 10, async () => {
-      const [row] = await this.sql<{ s: string }>(n, 'SELECT pg_get_wal_replay_pause_state() AS s')
-      return row?.s === 'paused'
-    })
+    await waitUntil(
+      async () => {
+        const [row] = await this.sql<{ s: string }>(n, 'SELECT pg_get_wal_replay_pause_state() AS s')
+        return row?.s === 'paused'
+      },
+      { what: `${n.name} replay to pause`, timeout: DEFAULT_TIMEOUT_MS, interval: 10 },
+    )
   }
 
   /** `SELECT pg_wal_replay_resume()` and wait until the pause state is 'not paused'. */
   async resumeReplay(node: ClusterNode | string): Promise<void> {
     const n = this.resolve(node)
     await this.sql(n, 'SELECT pg_wal_replay_resume()')
-    await waitFor(`${n.name} replay to resume`, DEFAULT_TIMEOUT_MS, 10, async () => {
-      const [row] = await this.sql<{ s: string }>(n, 'SELECT pg_get_wal_replay_pause_state() AS s')
-      return row?.s === 'not paused'
-    })
+    await waitUntil(
+      async () => {
+        const [row] = await this.sql<{ s: string }>(n, 'SELECT pg_get_wal_replay_pause_state() AS s')
+        return row?.s === 'not paused'
+      },
+      { what: `${n.name} replay to resume`, timeout: DEFAULT_TIMEOUT_MS, interval: 10 },
+    )
   }
 
   /**
@@ -560,39 +535,43 @@ export class Cluster {
         )
         if (st?.standby === true && st.pause === 'not paused') pending.set(n, '?')
       }
-      const deadline = Date.now() + timeoutMs
-      while (pending.size > 0) {
-        for (const n of [...pending.keys()]) {
-          const [r] = rowsOf<{ ok: boolean | null; replay: string | null }>(
-            await clients
-              .get(n)!
-              .query('SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS ok, pg_last_wal_replay_lsn()::text AS replay', [target]),
-          )
-          if (r?.ok === true) pending.delete(n)
-          else pending.set(n, r?.replay ?? 'null')
-        }
-        if (pending.size === 0) break
-        if (Date.now() >= deadline) {
-          const details: string[] = []
-          for (const [n, replay] of pending) {
-            let receiver = ''
-            try {
-              const [w] = await this.sql<Record<string, unknown>>(
-                n,
-                'SELECT status, sender_port, received_tli, flushed_lsn::text FROM pg_stat_wal_receiver',
-              )
-              receiver = w === undefined ? 'no wal receiver' : JSON.stringify(w)
-            } catch (err) {
-              receiver = String(err)
-            }
-            details.push(`${n.name}: replayed ${replay}, receiver ${receiver}\n${this.logTail(n, 10)}`)
+      if (pending.size === 0) return
+      await waitUntil(
+        async () => {
+          for (const n of [...pending.keys()]) {
+            const [r] = rowsOf<{ ok: boolean | null; replay: string | null }>(
+              await clients
+                .get(n)!
+                .query('SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS ok, pg_last_wal_replay_lsn()::text AS replay', [target]),
+            )
+            if (r?.ok === true) pending.delete(n)
+            else pending.set(n, r?.replay ?? 'null')
           }
-          throw new Error(
-            `Timed out after ${timeoutMs} ms waiting for standbys to replay ${p.name}'s LSN ${target}:\n${details.join('\n')}`,
-          )
-        }
-        await sleep(10)
-      }
+          return pending.size === 0
+        },
+        {
+          what: `standbys to replay ${p.name}'s LSN ${target}`,
+          timeout: timeoutMs,
+          interval: 10,
+          diagnostics: async () => {
+            const details: string[] = []
+            for (const [n, replay] of pending) {
+              let receiver = ''
+              try {
+                const [w] = await this.sql<Record<string, unknown>>(
+                  n,
+                  'SELECT status, sender_port, received_tli, flushed_lsn::text FROM pg_stat_wal_receiver',
+                )
+                receiver = w === undefined ? 'no wal receiver' : JSON.stringify(w)
+              } catch (err) {
+                receiver = String(err)
+              }
+              details.push(`${n.name}: replayed ${replay}, receiver ${receiver}\n${this.logTail(n, 10)}`)
+            }
+            return details.join('\n')
+          },
+        },
+      )
     } finally {
       await Promise.all([...clients.values()].map((c) => closeQuietly(c)))
     }
@@ -619,7 +598,7 @@ export class Cluster {
             for (const p of pids) signal(p, 'SIGKILL')
           }
           try {
-            await waitFor(`${n.name} processes to exit`, 5000, 10, async () => pids.every((p) => !isAlive(p)))
+            await waitUntil(() => pids.every((p) => !isAlive(p)), { what: `${n.name} processes to exit`, timeout: 5000, interval: 10 })
           } catch {
             for (const p of pids) signal(p, 'SIGKILL')
           }
@@ -708,10 +687,7 @@ export class Cluster {
       }),
     )
     if (standbys.length > 0) {
-      await waitFor(
-        'all standbys to stream from the primary',
-        15_000,
-        10,
+      await waitUntil(
         async () => {
           const rows = await this.sql<{ application_name: string }>(
             primary,
@@ -720,7 +696,12 @@ export class Cluster {
           const streaming = new Set(rows.map((r) => r.application_name))
           return standbys.every((s) => streaming.has(s.name))
         },
-        () => standbys.map((s) => `${s.name}:\n${this.logTail(s, 10)}`).join('\n'),
+        {
+          what: 'all standbys to stream from the primary',
+          timeout: 15_000,
+          interval: 10,
+          diagnostics: () => standbys.map((s) => `${s.name}:\n${this.logTail(s, 10)}`).join('\n'),
+        },
       )
     }
   }
@@ -816,15 +797,12 @@ export class Cluster {
   }
 
   private async waitUntilAccepting(n: NodeImpl): Promise<void> {
-    await waitFor(
-      `${n.name} to accept connections`,
-      15_000,
-      10,
+    await waitUntil(
       async () => {
         await this.withClient(n, (c) => c.query('SELECT 1'))
         return true
       },
-      () => this.logTail(n, 15),
+      { what: `${n.name} to accept connections`, timeout: 15_000, interval: 10, diagnostics: () => this.logTail(n, 15) },
     )
   }
 
@@ -835,10 +813,7 @@ export class Cluster {
     } catch {
       // newPrimary unreachable right now: only check the sender port
     }
-    await waitFor(
-      `${s.name} to stream from ${p.name}${tli !== undefined ? ` on timeline ${tli}` : ''}`,
-      20_000,
-      20,
+    await waitUntil(
       async () => {
         const [r] = await this.sql<{ status: string; sender_port: number; received_tli: number; receive_start_tli: number }>(
           s,
@@ -851,7 +826,12 @@ export class Cluster {
           (tli === undefined || r.received_tli >= tli || r.receive_start_tli >= tli)
         )
       },
-      () => `${s.name}:\n${this.logTail(s, 15)}\n${p.name}:\n${this.logTail(p, 5)}`,
+      {
+        what: `${s.name} to stream from ${p.name}${tli !== undefined ? ` on timeline ${tli}` : ''}`,
+        timeout: 20_000,
+        interval: 20,
+        diagnostics: () => `${s.name}:\n${this.logTail(s, 15)}\n${p.name}:\n${this.logTail(p, 5)}`,
+      },
     )
   }
 

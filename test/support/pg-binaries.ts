@@ -291,12 +291,7 @@ export function signal(pid: number, sig: NodeJS.Signals): void {
   }
 }
 
-/** Block the thread for `ms` milliseconds (usable inside 'exit' handlers). */
+/** Block the thread for `ms` milliseconds (usable inside 'exit' handlers; elsewhere use `sleep` from wait.ts). */
 export function sleepSync(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms)
-}
-
-/** Promise-based sleep. */
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms))
 }

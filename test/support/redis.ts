@@ -10,6 +10,7 @@
  * on process exit, SIGINT and SIGTERM even if `destroy()` is never called.
  */
 import { registerCleanup, unregisterCleanup } from './exit-cleanup.js'
+import { waitUntil } from './wait.js'
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { rm } from 'node:fs/promises'
@@ -115,8 +116,6 @@ function tail(text: string, lines: number): string {
 function quote(value: string): string {
   return `"${value.replace(/["\\]/g, '\\$&')}"`
 }
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
 async function freePort(): Promise<number> {
   return new Promise<number>((resolve, reject) => {
@@ -253,14 +252,16 @@ class RedisServerImpl implements RedisServer {
     child.unref()
     this.#child = child
     this.#frozen = false
-    const deadline = Date.now() + 10_000
-    while ((await ping(this.#port)) !== 'up') {
-      if (!alive(child) || Date.now() > deadline) {
-        child.kill('SIGKILL')
-        this.#child = null
-        throw new Error(`redis-server on 127.0.0.1:${this.#port} did not start\n${this.logTail(15)}`)
-      }
-      await sleep(10)
+    // 'exited' ends the wait early: a server that died (port taken, bad config) never answers.
+    const outcome = await waitUntil(async () => (!alive(child) ? 'exited' : (await ping(this.#port)) === 'up' && 'up'), {
+      what: `redis-server on 127.0.0.1:${this.#port} to answer PING`,
+      timeout: 10_000,
+      interval: 10,
+    }).catch((err: unknown) => (err instanceof Error ? err.message : String(err)))
+    if (outcome !== 'up') {
+      child.kill('SIGKILL')
+      this.#child = null
+      throw new Error(`redis-server on 127.0.0.1:${this.#port} did not start (${outcome})\n${this.logTail(15)}`)
     }
   }
 

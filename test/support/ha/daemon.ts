@@ -9,7 +9,8 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process'
 import { closeSync, openSync, readdirSync, readFileSync } from 'node:fs'
-import { chownToServerUser, IS_ROOT, postgresUser, readLogFrom, signal, sleep, sleepSync, tail } from '../pg-binaries.js'
+import {chownToServerUser, IS_ROOT, postgresUser, readLogFrom, signal, sleepSync, tail } from '../pg-binaries.js'
+import { sleep } from '../wait.js'
 
 /** Options for {@link Daemon}. */
 export interface DaemonOptions {

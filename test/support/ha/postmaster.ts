@@ -5,7 +5,8 @@
 import { spawnSync } from 'node:child_process'
 import { readFileSync, unlinkSync } from 'node:fs'
 import path from 'node:path'
-import { childPids, isAlive, signal, sleep, sleepSync } from '../pg-binaries.js'
+import {childPids, isAlive, signal, sleepSync } from '../pg-binaries.js'
+import { sleep } from '../wait.js'
 
 function pidFileLines(dataDir: string): string[] | null {
   try {

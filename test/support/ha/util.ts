@@ -13,7 +13,8 @@ import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
-import { chownToServerUser, IS_ROOT, postgresUser, sleep } from '../pg-binaries.js'
+import {chownToServerUser, IS_ROOT, postgresUser } from '../pg-binaries.js'
+import { sleep } from '../wait.js'
 
 const handedOutPorts = new Set<number>()
 
