@@ -82,6 +82,9 @@ function resolveOne(item: unknown, field: string, shared: ClientConfig): Resolve
     database = config.database ?? parsed.database ?? database
   }
   host = host || process.env.PGHOST || 'localhost'
+  if (typeof host !== 'string' || !isHost(host)) {
+    throw new ConfigError(`${field}.host`, host, 'expected a host name, an IPv4 or IPv6 address, or a socket directory starting with /')
+  }
   const portNumber = port === undefined || port === null || port === '' ? Number(process.env.PGPORT || DEFAULT_PORT) : Number(port)
   if (!Number.isInteger(portNumber) || portNumber < 1 || portNumber > 65535) {
     throw new ConfigError(`${field}.port`, port, 'expected an integer from 1 to 65535')
@@ -156,4 +159,13 @@ function checkUnique(endpoints: ResolvedEndpoint[]): ResolvedEndpoint[] {
 export function hidePassword<T extends object>(target: T, password: unknown): T {
   Object.defineProperty(target, 'password', { value: password, enumerable: false, writable: true, configurable: true })
   return target
+}
+
+/**
+ * A host name or IPv4 address, an IPv6 address (brackets already removed by the parser; a zone such
+ * as `%eth0` allowed) or a Unix socket directory. Anything else (a stray `%`, `@`, spaces) would
+ * only fail later, at connect time, with a less helpful message.
+ */
+function isHost(host: string): boolean {
+  return /^[\p{L}\p{N}._-]+$/u.test(host) || /^[0-9a-f:.]*:[0-9a-f:.]*(%[\w.-]+)?$/i.test(host) || host.startsWith('/')
 }

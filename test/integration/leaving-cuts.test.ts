@@ -1,16 +1,10 @@
-import { afterEach, describe, expect, it } from 'vitest'
-import { type FailoverEvent, FailoverPool, isOutcomeUnknownError } from '../../src/index.js'
-import { type Cluster, type ClusterNode, startCluster } from '../support/cluster.js'
+import { describe, expect, it } from 'vitest'
+import { isOutcomeUnknownError } from '../../src/index.js'
+import type { ClusterNode } from '../support/cluster.js'
+import { useResources } from '../support/pools.js'
+import { nextEvent, waitUntil } from '../support/wait.js'
 
-let cluster: Cluster | undefined
-let pool: FailoverPool | undefined
-
-afterEach(async () => {
-  await pool?.end().catch(() => undefined)
-  await cluster?.destroy()
-  pool = undefined
-  cluster = undefined
-})
+const res = useResources()
 
 /** Resolves with 'acknowledged' or the error, and when. */
 function settle(p: Promise<unknown>): Promise<{ result: 'acknowledged' | Error; at: number }> {
@@ -22,10 +16,9 @@ function settle(p: Promise<unknown>): Promise<{ result: 'acknowledged' | Error; 
 
 describe('leaving a primary cuts everything still running there', () => {
   it('a promotion elsewhere fails the old primary\'s running writes, checked-out clients included; none is acknowledged later', async () => {
-    cluster = await startCluster({ standbys: 1 })
+    const cluster = await res.cluster({ standbys: 1 })
     const [n0, n1] = cluster.nodes as [ClusterNode, ClusterNode]
-    pool = new FailoverPool({ endpoints: cluster.nodes.map((n) => ({ ...n.config, name: n.name })), max: 4 })
-    pool.on('error', () => undefined)
+    const pool = res.pool(cluster, { healthCheckIntervalMs: 2_000 })
     await pool.query('CREATE TABLE t (id int, port int)')
 
     // Two writes that will still be running on n0 when the cluster moves on: one through pool.query,
@@ -35,12 +28,13 @@ describe('leaving a primary cuts everything still running there', () => {
     client.on('error', () => undefined)
     await client.query('BEGIN')
     const viaClient = settle(client.query('INSERT INTO t SELECT 2, inet_server_port() FROM pg_sleep(3)').then(() => client.query('COMMIT')))
-    await expect
-      .poll(() => cluster!.sql<{ n: number }>(n0, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE 'INSERT INTO t SELECT%' AND state = 'active'").then((r) => r[0]!.n), { timeout: 5_000, interval: 20 })
-      .toBe(2)
+    await waitUntil(
+      async () => (await cluster.sql<{ n: number }>(n0, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE 'INSERT INTO t SELECT%' AND state = 'active'"))[0]!.n === 2,
+      { what: 'both writes running on n0', timeout: 5_000 },
+    )
 
     // n1 is promoted while n0 stays up and writable: only the pool's own decision can stop n0 acknowledging.
-    const failover = new Promise<FailoverEvent>((resolve) => pool!.once('failover', resolve))
+    const failover = nextEvent(pool, 'failover')
     const promotedAt = performance.now()
     await cluster.promote(n1)
     expect(await failover).toMatchObject({ from: n0.name, to: n1.name })

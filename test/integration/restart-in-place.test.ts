@@ -1,28 +1,19 @@
-import { afterEach, describe, expect, it } from 'vitest'
-import { FailoverPool } from '../../src/index.js'
-import { type Cluster, type ClusterNode, startCluster } from '../support/cluster.js'
+import { describe, expect, it } from 'vitest'
+import type { ClusterNode } from '../support/cluster.js'
 import { LedgerWriter } from '../support/ledger-writer.js'
+import { useResources } from '../support/pools.js'
 import { restartInPlace } from '../support/restart-in-place.js'
 
-let cluster: Cluster | undefined
-let pool: FailoverPool | undefined
-
-afterEach(async () => {
-  await pool?.end().catch(() => undefined)
-  await cluster?.destroy()
-  pool = undefined
-  cluster = undefined
-})
+const res = useResources()
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
 
 describe('a primary restarted in place (the most common event in a database\'s life)', () => {
   it('takes writes again within 500 ms of answering writable (median of 3), with no acknowledged write lost', async () => {
-    cluster = await startCluster({ standbys: 1 })
+    const cluster = await res.cluster({ standbys: 1 })
     const [n0] = cluster.nodes as [ClusterNode, ClusterNode]
-    // Default timings: what a user gets without tuning anything.
-    pool = new FailoverPool({ endpoints: cluster.nodes.map((n) => ({ ...n.config, name: n.name })), max: 4 })
-    pool.on('error', () => undefined)
+    // The library's own timings (not the test defaults): what a user gets without tuning anything.
+    const pool = res.pool(cluster, { healthCheckIntervalMs: 2_000, failoverTimeoutMs: 30_000 })
     await LedgerWriter.create(pool)
     const writer = new LedgerWriter(pool, { concurrency: 2 }).start()
     const samples = []

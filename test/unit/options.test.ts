@@ -66,6 +66,9 @@ describe('resolveOptions', () => {
     [{ endpoints: ['postgres://h/db'], routeReads: 'always' }, 'routeReads'],
     [{ endpoints: ['postgres://h/db'], readStrategy: 'fastest' }, 'readStrategy'],
     [{ endpoints: [{ host: 'h', weight: 0 }] }, 'endpoints[0].weight'],
+    // Found by the fuzz test: an undecodable percent escape was accepted as a host name.
+    [{ endpoints: 'postgres://app:pw@%zz,127.0.0.1/app' }, 'endpoints[0].host'],
+    [{ endpoints: [{ host: 'db 1' }] }, 'endpoints[0].host'],
   ])('rejects %j with a ConfigError naming %s', (options, field) => {
     const err = configError(options)
     expect(err.field).toBe(field)
@@ -87,6 +90,11 @@ describe('resolveOptions', () => {
     expect(JSON.stringify(err2)).not.toContain('hunter2')
     const err3 = configError({ endpoints: [{ host: 'h', password: 'hunter2', bogus: true }] })
     expect(err3.message).not.toContain('hunter2')
+  })
+
+  it('accepts host names, IPv4, IPv6 and socket directories', () => {
+    const o = resolveOptions({ endpoints: ['postgres://u@db-1.example.com/x', 'postgres://u@10.0.0.1/x', 'postgres://u@[::1]:5433/x', 'postgres://u@%2Fvar%2Frun%2Fpostgresql/x'] })
+    expect(o.endpoints.map((e) => e.host)).toEqual(['db-1.example.com', '10.0.0.1', '::1', '/var/run/postgresql'])
   })
 
   it('accepts every documented pg.Pool option', () => {
