@@ -47,7 +47,7 @@ export class Elector {
     const s = host.state
     if (s.kind === 'booting' || s.kind === 'ended' || s.kind === 'adopting') return
     // While verified, nothing is decided before the primary itself has answered; likewise a hint or a promoted node.
-    const must = s.kind === 'verified' ? s.primary : null
+    const must = s.kind === 'verified' ? s.primary : this.evidence.mustHear
     const candidates = this.evidence.candidates(host.endpoints, (e) => host.standing(e))
     if (must !== null && candidates[host.endpoints.indexOf(must)]!.outcome.kind === 'pending') return
     const { cluster } = host

@@ -1,10 +1,19 @@
-import { describe, expect, it } from 'vitest'
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { AllEndpointsDownError, NoPrimaryError, SplitBrainError } from '../../src/errors.js'
 import type { Target } from '../../src/surface/routing-host.js'
 import { MemoryStateStore } from '../../src/state/memory-store.js'
 import { fakeTopology, flush } from '../support/fake-topology.js'
 
 type Topology = ReturnType<typeof fakeTopology>
+
+// Jitter (timers ±20%, breaker waits ±20%) comes from Math.random: pinned to the middle, every
+// schedule in these tests is exact (jitter(ms) === ms), so no test depends on a lucky draw.
+beforeEach(() => {
+  vi.spyOn(Math, 'random').mockReturnValue(0.5)
+})
+afterEach(() => {
+  vi.restoreAllMocks()
+})
 
 const refused = (name: string) => Object.assign(new Error(`connect ECONNREFUSED ${name}`), { code: 'ECONNREFUSED' })
 

@@ -28,11 +28,14 @@ describe('state stores run on the injected clock', () => {
       () => (outcome = 'saved'),
       (err: unknown) => (outcome = err),
     )
-    for (let i = 0; i < 20; i++) await tick()
-    expect(outcome).toBe('pending') // no real time passes for the store while the fake clock stands still
-    for (let i = 0; i < 100 && outcome === 'pending'; i++) {
+    // Real time passes (fs calls complete), the fake clock stands still: the store keeps waiting.
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    expect(outcome).toBe('pending')
+    // Now the fake clock moves; the store's retry pauses end only as it does. Each step also lets
+    // the real file-system calls between two pauses complete.
+    for (let i = 0; i < 1_000 && outcome === 'pending'; i++) {
       clock.advance(50)
-      for (let j = 0; j < 5; j++) await tick()
+      await new Promise((resolve) => setTimeout(resolve, 2))
     }
     expect(isFailoverPoolError(outcome) && (outcome as { failure?: string }).failure).toBe('timeout')
     expect(clock.now()).toBeGreaterThanOrEqual(2_000)
