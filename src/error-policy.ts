@@ -5,6 +5,8 @@
  * | class            | examples                                              | pool reaction                          |
  * |------------------|-------------------------------------------------------|----------------------------------------|
  * | `connection`     | ECONNREFUSED, ECONNRESET, ETIMEDOUT, EPIPE, 08xxx,    | endpoint failure: evict its idle        |
+ * |                  | PgBouncer's refusals (08P01 query_wait_timeout,        | clients, re-discover the primary; a     |
+ * |                  | server_login_retry, max_client_conn: never ran)        | proxy's refusal is retried (never ran)  |
  * |                  | 57P01-57P03, "Connection terminated", timeouts        | clients, re-discover the primary        |
  * |                  | (pg-pool's "timeout exceeded when trying to connect"  | is pool exhaustion, not a node failure: |
  * |                  | is classed `statement`, as is pg's client-side        | surfaced as is)                         |
@@ -71,6 +73,25 @@ export function classifyError(err: unknown): ErrorClass {
  */
 export function failedBeforeSending(err: unknown): boolean {
   return err instanceof Error && /is not queryable/.test(err.message)
+}
+
+/**
+ * PgBouncer's own refusals (FATAL 08P01 with PgBouncer's text): the statement waited in the proxy
+ * for a server connection and never reached PostgreSQL. `server login has been failing`
+ * (`server_login_retry`: the server is down), `query_wait_timeout` (no server connection became
+ * free in time), `pgbouncer cannot connect to server`, and at connect time `no more connections
+ * allowed` (`max_client_conn`) and `client_login_timeout`.
+ */
+const PROXY_REFUSALS = /^(?:query_wait_timeout|server login has been failing|pgbouncer cannot connect to server|no more connections allowed|client_login_timeout)/
+
+/** True for a connection pooler's refusal of a statement it never forwarded (see {@link PROXY_REFUSALS}). */
+export function refusedByProxy(err: unknown): boolean {
+  return err instanceof Error && (err as { code?: unknown }).code === '08P01' && PROXY_REFUSALS.test(err.message)
+}
+
+/** True when the statement provably did not run: refused before sending, or refused by a proxy. */
+export function neverRan(err: unknown): boolean {
+  return failedBeforeSending(err) || refusedByProxy(err)
 }
 
 /** True for a timeout: a node that stopped answering holds whatever runs there until it is cut. */

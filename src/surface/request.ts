@@ -1,6 +1,6 @@
 import type { PoolClient, QueryResult } from 'pg'
 import { LaneRetiredError } from '../endpoint/lane.js'
-import { type ErrorClass, classifyError, failedBeforeSending } from '../error-policy.js'
+import { type ErrorClass, classifyError, neverRan } from '../error-policy.js'
 import { OutcomeUnknownError } from '../errors.js'
 import { requestLog } from '../log.js'
 import { type ConsistencyContext, currentConsistency } from './consistency.js'
@@ -229,8 +229,9 @@ export class Request {
       return this.#query!(err)
     }
     if (errorClass === 'connection') {
-      // A read may run again elsewhere; anything else only if it provably never left.
-      if (replayable && (kind === 'read' || failedBeforeSending(err))) {
+      // A read may run again elsewhere; anything else only if it provably never ran (never sent, or
+      // refused by a proxy such as PgBouncer before it reached a server).
+      if (replayable && (kind === 'read' || neverRan(err))) {
         if (kind === 'read') this.#excludeTarget(target)
         return this.#retry(err)
       }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { classifyError, failedBeforeSending } from '../../src/error-policy.js'
+import { classifyError, failedBeforeSending, neverRan, refusedByProxy } from '../../src/error-policy.js'
 
 const withCode = (code: string, message = 'x') => Object.assign(new Error(message), { code })
 
@@ -50,5 +50,26 @@ describe('classifyError (the SQLSTATE policy table)', () => {
     expect(failedBeforeSending(new Error('Client has encountered a connection error and is not queryable'))).toBe(true)
     expect(failedBeforeSending(new Error('Client was closed and is not queryable'))).toBe(true)
     expect(failedBeforeSending(new Error('Connection terminated unexpectedly'))).toBe(false)
+  })
+  // The exact texts PgBouncer 1.18 sends (FATAL, SQLSTATE 08P01), as observed in the HA tests.
+  it.each([
+    'query_wait_timeout',
+    'server login has been failing, try again later (server_login_retry)',
+    'no more connections allowed (max_client_conn)',
+    'pgbouncer cannot connect to server',
+    'client_login_timeout (server down)',
+  ])('a PgBouncer refusal never ran: %s', (message) => {
+    const err = Object.assign(withCode('08P01', message), { severity: 'FATAL' })
+    expect(classifyError(err)).toBe('connection')
+    expect(refusedByProxy(err)).toBe(true)
+    expect(neverRan(err)).toBe(true)
+  })
+
+  it('other FATALs and PgBouncer messages about statements that did run are not refusals', () => {
+    expect(neverRan(Object.assign(withCode('08P01', 'server conn crashed?'), { severity: 'FATAL' }))).toBe(false)
+    expect(neverRan(Object.assign(withCode('08P01', 'query_timeout'), { severity: 'FATAL' }))).toBe(false)
+    expect(neverRan(withCode('57P01', 'terminating connection due to administrator command'))).toBe(false)
+    // The right text with another code is not PgBouncer speaking.
+    expect(neverRan(withCode('XX000', 'query_wait_timeout'))).toBe(false)
   })
 })

@@ -85,6 +85,16 @@ describe('Request: one report per failed attempt', () => {
     expect(result).toEqual({ rows: [{ ok: true }] })
   })
 
+  it("a write PgBouncer refused (query_wait_timeout: it never reached a server) is retried, not reported as outcome-unknown", async () => {
+    const h = harness([
+      (_client, callback) => callback(Object.assign(new Error('query_wait_timeout'), { code: '08P01', severity: 'FATAL' })),
+      (_client, callback) => callback(undefined, { rows: [{ id: 1 }] }),
+    ])
+    const result = await query(h.owner, 'INSERT INTO t VALUES (1)')
+    expect(result).toEqual({ rows: [{ id: 1 }] })
+    expect(h.reports.map((r) => r.errorClass)).toEqual(['connection'])
+  })
+
   it('a checked-out client that errors and is then released with that error is reported once', async () => {
     const h = harness([])
     const client = await new Promise<FakeClient>((resolve) => Request.checkout(h.owner, (_err, c) => resolve(c as unknown as FakeClient)))
