@@ -6,6 +6,7 @@ import type { ReadStrategy } from './routing/router.js'
 import { type BreakerSettings, DEFAULT_BREAKER } from './endpoint/breaker.js'
 import { DEFAULT_RETRY_BUDGET, type RetryBudgetSettings } from './surface/retry-budget.js'
 import type { PromoteHook } from './topology/promotion-hook.js'
+import type { HaManager } from './ha/ha-manager.js'
 import { MemoryStateStore } from './state/memory-store.js'
 import type { StateStore } from './state/state-store.js'
 import { type EndpointsInput, type ResolvedEndpoint, hidePassword, resolveEndpoints } from './endpoint/endpoint-config.js'
@@ -104,6 +105,13 @@ export interface FailoverPoolOptions extends Omit<PoolConfig, 'host' | 'port' | 
   onPromote?: PromoteHook
   /** When `onPromote` throws: `'refuse'` (default) never uses that node; `'proceed'` uses it anyway. */
   onPromoteFailure?: 'refuse' | 'proceed'
+  /**
+   * An HA manager to ask for a second opinion, e.g. `patroni({ urls: ['http://db1:8008'] })`: its
+   * leader is a hint for the first discovery and breaks a tie between two writable nodes on one
+   * timeline (which would otherwise refuse writes). Never trusted alone: the node must still verify
+   * as writable, and an unreachable API changes nothing. Default: none.
+   */
+  haManager?: HaManager
   /** Time source for timers and durations; tests inject a fake. Default: the real clock. */
   clock?: Clock
 }
@@ -134,6 +142,7 @@ export interface ResolvedOptions {
   readonly topology: 'physical' | 'logical'
   readonly onPromote: PromoteHook | null
   readonly onPromoteFailure: 'refuse' | 'proceed'
+  readonly haManager: HaManager | null
   readonly clock: Clock
 }
 
@@ -155,7 +164,7 @@ const OWN_OPTION_NAMES = new Set([
   'promotionWatch', 'promotionWatchWindowMs', 'promotionWatchCheckMs', 'clock', 'healthCheckIntervalMs',
   'routeReads', 'readStrategy', 'maxReplicaLagMs', 'maxReplicaLagBytes', 'readFallback', 'readYourWritesTimeoutMs',
   'failureThreshold', 'halfOpenAfterMs', 'maxHalfOpenAfterMs', 'retryBudget',
-  'stateStore', 'stateStoreTimeoutMs', 'topology', 'onPromote', 'onPromoteFailure',
+  'stateStore', 'stateStoreTimeoutMs', 'topology', 'onPromote', 'onPromoteFailure', 'haManager',
 ])
 
 /** Options that take one of a fixed set of strings. */
@@ -234,6 +243,10 @@ export function resolveOptions(options: unknown): ResolvedOptions {
   if (input.onPromote !== undefined && typeof input.onPromote !== 'function') {
     throw new ConfigError('onPromote', input.onPromote, 'expected an async function (client, context) => void')
   }
+  const ha = input.haManager as HaManager | undefined
+  if (ha !== undefined && (ha === null || typeof ha !== 'object' || typeof ha.view !== 'function' || typeof ha.kind !== 'string')) {
+    throw new ConfigError('haManager', '[object]', 'expected an HA manager such as patroni({ urls }) (an object with kind and view())')
+  }
   if (!('endpoints' in input)) throw new ConfigError('endpoints', undefined, 'at least one endpoint is required')
   if (input.promotionWatch !== undefined && typeof input.promotionWatch !== 'boolean') {
     throw new ConfigError('promotionWatch', input.promotionWatch, 'expected true or false')
@@ -288,6 +301,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
     topology: (input.topology as 'physical' | 'logical' | undefined) ?? 'physical',
     onPromote: (input.onPromote as PromoteHook | undefined) ?? null,
     onPromoteFailure: (input.onPromoteFailure as 'refuse' | 'proceed' | undefined) ?? 'refuse',
+    haManager: ha ?? null,
     clock,
   }
 }

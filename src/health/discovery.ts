@@ -1,6 +1,7 @@
 import type { Clock, TimerHandle } from '../clock.js'
 import type { Endpoint } from '../endpoint/endpoint.js'
 import type { ProbeResult } from '../endpoint/role-probe.js'
+import type { HaManager, HaView } from '../ha/ha-manager.js'
 import type { ProbeOutcome } from '../topology/election.js'
 
 /** One discovery round: a probe of every endpoint, in parallel. */
@@ -23,6 +24,8 @@ export interface RoundListener {
   probed(endpoint: Endpoint, outcome: ProbeOutcome, startedAt: number): void
   /** Every probe of `round` settled. Called for the latest round only: a superseded round ends silently. */
   settled(round: Round): void
+  /** The HA manager answered (or failed); `startedAt` is when it was asked. */
+  viewed(result: { readonly view: HaView } | { readonly error: Error }, startedAt: number): void
 }
 
 interface InFlight {
@@ -44,12 +47,15 @@ export class Discovery {
   #timer: TimerHandle | null = null
   #stopped = false
   readonly #inFlight = new Map<Endpoint, InFlight>()
+  #asking = false
 
   constructor(
     private readonly endpoints: readonly Endpoint[],
     private readonly probeTimeoutMs: number,
     private readonly clock: Clock,
     private readonly listener: RoundListener,
+    /** Asked alongside every round, one request at a time (never waited for). */
+    private readonly ha: HaManager | null = null,
   ) {}
 
   /** The latest round, settled or not (null before the first). */
@@ -76,6 +82,7 @@ export class Discovery {
     const round: Round = { id: this.#nextId++, reason, startedAt: this.clock.now(), pending: this.endpoints.length }
     this.#current = round
     if (this.#stopped) return round
+    this.#askHaManager()
     for (const endpoint of this.endpoints) {
       const probing = this.listener.mayProbe(endpoint)
         ? this.#probe(endpoint, freshSince)
@@ -109,6 +116,23 @@ export class Discovery {
   stop(): void {
     this.#stopped = true
     this.cancelSchedule()
+  }
+
+  #askHaManager(): void {
+    const ha = this.ha
+    if (ha === null || this.#asking) return
+    this.#asking = true
+    const startedAt = this.clock.now()
+    ha.view(this.probeTimeoutMs).then(
+      (view) => {
+        this.#asking = false
+        if (!this.#stopped) this.listener.viewed({ view }, startedAt)
+      },
+      (err: unknown) => {
+        this.#asking = false
+        if (!this.#stopped) this.listener.viewed({ error: err instanceof Error ? err : new Error(String(err)) }, startedAt)
+      },
+    )
   }
 
   #probe(endpoint: Endpoint, freshSince: number): InFlight['result'] {

@@ -79,7 +79,26 @@ export interface FailoverPoolStatus {
   readonly splitBrain: string | null
   /** The state store's health: a failing store never blocks queries, it shows here. */
   readonly stateStore: StateStoreHealth
+  /** The HA manager's last answer (null without the `haManager` option). */
+  readonly haManager: HaManagerStatus | null
   readonly endpoints: readonly EndpointStatus[]
+}
+
+/** What the HA manager (e.g. Patroni) said last, in {@link FailoverPoolStatus}. */
+export interface HaManagerStatus {
+  /** `'patroni'`, or your manager's kind. */
+  readonly kind: string
+  /** True when the last request answered. */
+  readonly ok: boolean
+  /** The member holding the leader key, by the manager's name, or null. */
+  readonly leader: string | null
+  /** The pool endpoint that member is (null when none of ours). */
+  readonly leaderEndpoint: string | null
+  readonly members: ReadonlyArray<{ readonly name: string; readonly role: string; readonly state: string; readonly timeline: number | null; readonly lagBytes: number | null }>
+  /** Message of the last failure (password-free), or null. */
+  readonly lastError: string | null
+  /** When it last answered or failed (ISO 8601), or null before the first request. */
+  readonly checkedAt: string | null
 }
 
 /** What status() is assembled from: the coordinator's state and the read router's lag figures. */
@@ -109,7 +128,24 @@ export function buildStatus({ coordinator, reads, topology }: StatusInput): Fail
     paused: state.kind === 'paused',
     splitBrain: state.kind === 'split-brain' ? state.reason : null,
     stateStore: { ...health, lastError: health.lastError && maskPassword(health.lastError) },
+    haManager: haStatus(coordinator),
     endpoints: coordinator.endpoints.map((e) => endpointStatus(e, coordinator.roleOf(e), coordinator.standing(e).lastError, reads.lagBytes(e))),
+  }
+}
+
+function haStatus(coordinator: Coordinator): HaManagerStatus | null {
+  const manager = coordinator.haManager
+  if (manager === null) return null
+  const report = coordinator.haReport
+  const view = report?.view ?? null
+  return {
+    kind: manager.kind,
+    ok: report !== null && report.error === null,
+    leader: view?.leader ?? null,
+    leaderEndpoint: report?.leader?.name ?? null,
+    members: (view?.members ?? []).map((m) => ({ name: m.name, role: m.role, state: m.state, timeline: m.timeline, lagBytes: m.lagBytes })),
+    lastError: report?.error ? maskPassword(report.error.message) : null,
+    checkedAt: report?.checkedAt ?? null,
   }
 }
 

@@ -10,9 +10,10 @@ import type { ResolvedOptions } from '../options.js'
 import { StateSync } from '../state/state-sync.js'
 import type { StateRecord } from '../state/state-store.js'
 import type { FailureReport, Target } from '../surface/routing-host.js'
+import type { HaManager } from '../ha/ha-manager.js'
 import { ClusterKnowledge } from './cluster-knowledge.js'
 import { type ElectionHost, Elector } from './elector.js'
-import { Evidence } from './evidence.js'
+import { Evidence, type HaReport } from './evidence.js'
 import { ProbeVerdicts, type VerdictHost } from './probe-verdicts.js'
 import { Reachability } from './reachability.js'
 import { type Standing, endpointRole, newStanding } from './standing.js'
@@ -71,7 +72,8 @@ export class Coordinator implements ElectionHost, VerdictHost {
       skipped: (e) => this.standing(e).lastError ?? new Error(`${e.name}: circuit breaker open`),
       probed: (e, outcome, startedAt) => verdicts.probed(e, outcome, startedAt),
       settled: () => this.#roundSettled(),
-    })
+      viewed: (result, startedAt) => verdicts.viewed(result, startedAt),
+    }, options.haManager)
   }
 
   /** Reads the state store (bounded), then starts the first discovery with its record as a hint. */
@@ -92,6 +94,14 @@ export class Coordinator implements ElectionHost, VerdictHost {
   /** @internal Only the elector's transitions (split brain, adoption) assign it from outside. */
   set state(next: WriterState) {
     this.#state = next
+  }
+  /** The HA manager asked for a second opinion, if any. */
+  get haManager(): HaManager | null {
+    return this.#opts.haManager
+  }
+  /** The HA manager's last answer (null without one or before it answered). */
+  get haReport(): HaReport | null {
+    return this.#evidence.ha
   }
   /** The last record the state store held. */
   get storedRecord(): StateRecord | null {

@@ -15,7 +15,16 @@ export interface Candidate {
 
 /** What the election decided. Pure data: the facade applies it. */
 export type Election =
-  | { readonly kind: 'primary'; readonly name: string; readonly systemId: string | null; readonly timeline: number | null; readonly fenced: readonly string[]; readonly mismatched: readonly string[] }
+  | {
+      readonly kind: 'primary'
+      readonly name: string
+      readonly systemId: string | null
+      readonly timeline: number | null
+      readonly fenced: readonly string[]
+      readonly mismatched: readonly string[]
+      /** Set when the HA manager's leader broke a tie between writable nodes on one timeline. */
+      readonly byLeader?: true
+    }
   | { readonly kind: 'none'; readonly reason: string; readonly mismatched: readonly string[]; readonly fenced?: readonly string[] }
   | { readonly kind: 'wait'; readonly reason: string }
   | { readonly kind: 'ambiguous'; readonly reason: string; readonly candidates: readonly string[]; readonly mismatched: readonly string[] }
@@ -26,6 +35,12 @@ export interface ElectionContext {
   readonly systemId: string | null
   /** Lowest acceptable timeline: a writable node on an older timeline is a stale old primary. */
   readonly minTimeline: number | null
+  /**
+   * The endpoint the HA manager says holds the leader key (a fresh view), or null. Only a
+   * tie-breaker: among writable nodes of the cluster on the same highest timeline it wins and the
+   * others are fenced; it never makes a node that did not verify as writable the primary.
+   */
+  readonly leader?: string | null
 }
 
 /**
@@ -38,8 +53,9 @@ export interface ElectionContext {
  * - Once it is known, the first matching writable node wins at once (`primary`), without waiting
  *   for slow endpoints.
  * - Two or more writable nodes of the same cluster: the highest timeline wins and the others are
- *   fenced; equal timelines are `ambiguous` (writes must be refused). Writable nodes of different
- *   clusters with no known identifier are `ambiguous` too.
+ *   fenced; equal timelines are `ambiguous` (writes must be refused) unless the HA manager's leader
+ *   is one of them (`context.leader`): then it wins and the others are fenced. Writable nodes of
+ *   different clusters with no known identifier are `ambiguous` too.
  */
 export function elect(candidates: readonly Candidate[], context: ElectionContext): Election {
   const answered = candidates.filter((c): c is Candidate & { outcome: { kind: 'ok'; probe: ProbeResult } } => c.outcome.kind === 'ok')
@@ -73,6 +89,11 @@ export function elect(candidates: readonly Candidate[], context: ElectionContext
   const highest = Math.max(...fresh.map((c) => c.outcome.probe.timeline ?? -1))
   const top = fresh.filter((c) => (c.outcome.probe.timeline ?? -1) === highest)
   if (top.length > 1) {
+    const leader = context.leader ? top.find((c) => c.name === context.leader) : undefined
+    if (leader) {
+      const fenced = [...stale, ...fresh.filter((c) => c !== leader).map((c) => c.name)]
+      return { kind: 'primary', name: leader.name, systemId, timeline: leader.outcome.probe.timeline, fenced, mismatched, byLeader: true }
+    }
     return {
       kind: 'ambiguous',
       reason: `split brain: ${top.map((c) => c.name).join(' and ')} are all writable on timeline ${highest}`,

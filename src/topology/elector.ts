@@ -54,7 +54,7 @@ export class Elector {
     this.#apply(
       this.options.topology === 'logical'
         ? electLogical(candidates, shownPrimary(s)?.name ?? cluster.storedPrimary)
-        : elect(candidates, { systemId: cluster.systemId, minTimeline: cluster.minTimeline }),
+        : elect(candidates, { systemId: cluster.systemId, minTimeline: cluster.minTimeline, leader: this.evidence.freshLeader()?.name ?? null }),
     )
     const after = host.state
     if (after.kind === 'discovering') {
@@ -88,7 +88,12 @@ export class Elector {
       if (s.kind === 'split-brain') host.state = { kind: 'discovering', loss: s.loss, suspect: null, refusal: null }
       return
     }
-    if (newlyFenced.length > 0) this.#emitSplitBrain([election.name, ...fenced], election.name, newlyFenced, `writable on an older timeline than ${election.name}: fenced`)
+    if (newlyFenced.length > 0) {
+      const why = election.byLeader
+        ? `writable on the same timeline as ${election.name}, which holds the HA manager's leader key: fenced`
+        : `writable on an older timeline than ${election.name}: fenced`
+      this.#emitSplitBrain([election.name, ...fenced], election.name, newlyFenced, why)
+    }
     host.cluster.learnFromElection(election.systemId, election.timeline)
     this.#elected(this.#named(election.name))
   }

@@ -1,8 +1,21 @@
 import type { Endpoint } from '../endpoint/endpoint.js'
+import type { HaView } from '../ha/ha-manager.js'
 import { roleOf } from '../endpoint/role-probe.js'
 import { type EndpointAnswer, maskPassword } from '../errors.js'
 import type { Candidate, ProbeOutcome } from './election.js'
 import type { Standing } from './standing.js'
+
+/** The HA manager's last answer, and which endpoint it names as leader. */
+export interface HaReport {
+  /** Clock ms the manager was asked. */
+  readonly at: number
+  readonly view: HaView | null
+  readonly error: Error | null
+  /** The endpoint holding the leader key (null when none, or none of ours). */
+  readonly leader: Endpoint | null
+  /** Wall-clock time of the answer (ISO 8601), for status(). */
+  readonly checkedAt: string
+}
 
 /**
  * What the probes have shown: each endpoint's latest outcome and when its probe was sent. Only
@@ -15,6 +28,14 @@ export class Evidence {
   changedAt = Number.NEGATIVE_INFINITY
   /** An endpoint that must answer before anything is elected: the stored hint at start, a promoted node. */
   mustHear: Endpoint | null = null
+  /** The HA manager's last answer (null before the first, or without a manager). */
+  ha: HaReport | null = null
+
+  /** The HA manager's leader, if its last answer came after the last topology event; else null. */
+  freshLeader(): Endpoint | null {
+    const ha = this.ha
+    return ha !== null && ha.at >= this.changedAt ? ha.leader : null
+  }
 
   /** Probes sent before `now` stop counting. */
   invalidate(now: number): void {
@@ -25,6 +46,12 @@ export class Evidence {
   isLatest(endpoint: Endpoint, startedAt: number): boolean {
     const held = this.#latest.get(endpoint)
     return !held || held.startedAt <= startedAt
+  }
+
+  /** True when `endpoint` has answered (or failed) a probe sent since the last topology event. */
+  heard(endpoint: Endpoint): boolean {
+    const held = this.#latest.get(endpoint)
+    return held !== undefined && held.startedAt >= this.changedAt
   }
 
   /** Records an outcome (the caller checked {@link isLatest}). */

@@ -3,6 +3,7 @@ import { type ProbeResult, roleOf } from '../endpoint/role-probe.js'
 import { classifyError, isTimeout } from '../error-policy.js'
 import { maskPassword } from '../errors.js'
 import type { Watches } from '../health/watches.js'
+import { type HaManager, type HaView, matchEndpoint } from '../ha/ha-manager.js'
 import type { EndpointRole } from '../observe/status.js'
 import type { ClusterKnowledge } from './cluster-knowledge.js'
 import type { ProbeOutcome } from './election.js'
@@ -14,6 +15,8 @@ import { type WriterState, shownPrimary } from './writer-state.js'
 
 /** The coordinator's side of probe verdicts (the coordinator implements it). */
 export interface VerdictHost {
+  readonly endpoints: readonly Endpoint[]
+  readonly haManager: HaManager | null
   readonly state: WriterState
   readonly cluster: ClusterKnowledge
   standing(endpoint: Endpoint): Standing
@@ -54,6 +57,25 @@ export class ProbeVerdicts {
     }
     this.evidence.record(endpoint, outcome, startedAt)
     this.watches.sync([endpoint], (e) => this.#isWatchedStandby(e))
+    this.elector.decide()
+  }
+
+  /**
+   * The HA manager answered: its leader (mapped to an endpoint) becomes evidence for the elector's
+   * tie-break; at the very first discovery (no primary ever verified, nothing stored) it is also
+   * the node heard first. An error just leaves the last answer to go stale.
+   */
+  viewed(result: { readonly view: HaView } | { readonly error: Error }, startedAt: number): void {
+    const host = this.host
+    if (host.state.kind === 'ended') return
+    const view = 'view' in result ? result.view : null
+    const member = view?.members.find((m) => m.name === view.leader)
+    const ha = host.haManager
+    const name = member && ha ? (ha.endpointOf?.(member, host.endpoints) ?? matchEndpoint(member, host.endpoints)) : null
+    const leader = host.endpoints.find((e) => e.name === name) ?? null
+    this.evidence.ha = { at: startedAt, view, error: 'error' in result ? result.error : null, leader, checkedAt: new Date().toISOString() }
+    const firstDiscovery = host.state.kind === 'discovering' && host.cluster.epoch === 0 && host.cluster.storedPrimary === null
+    if (leader && firstDiscovery && this.evidence.mustHear === null && !this.evidence.heard(leader)) this.evidence.mustHear = leader
     this.elector.decide()
   }
 
