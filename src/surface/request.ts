@@ -103,15 +103,16 @@ export class Request {
   #route(kind: 'write' | 'read', minLsn: bigint | null): void {
     const host = this.#owner.host
     const ready = kind === 'write' ? host.readyWriteTarget() : null
-    if (ready !== null) return this.#acquire(ready, kind, minLsn)
+    // The hot path: a first attempt that found its target at once started when the call was made.
+    if (ready !== null) return this.#acquire(ready, kind, minLsn, this.#attempt === 1 ? this.#since : host.clock.now())
     host.target(kind, this.#since, kind === 'read' ? this.#readRequest(minLsn) : null, (err, target) => {
       if (err || !target) return this.#fail(err)
-      this.#acquire(target, kind, minLsn)
+      this.#acquire(target, kind, minLsn, host.clock.now())
     })
   }
 
-  #acquire(target: Target, kind: 'write' | 'read', minLsn: bigint | null): void {
-    const startedAt = this.#owner.host.clock.now()
+  /** `startedAt`: when this attempt began (clock ms), the time its failure is reported with. */
+  #acquire(target: Target, kind: 'write' | 'read', minLsn: bigint | null, startedAt: number): void {
     target.lane.acquire((err, client, release) => {
       if (err || !client || !release) return this.#acquireFailed(target, err, startedAt)
       if (minLsn !== null && target.role === 'replica' && !target.caughtUp) {
