@@ -27,7 +27,8 @@ describe('a primary restarted in place (the most common event in a database\'s l
     expect(pool.status().endpoints[0]!.breaker).toBe('closed')
 
     const counts = writer.counts()
-    expect(counts.acked).toBeGreaterThan(20)
+    // Writes went on before, between and after the restarts (each restart waited for one after it).
+    expect(counts.acked).toBeGreaterThanOrEqual(samples.length + 1)
     // A crash can kill a backend after its commit is durable and before it replies: such a write is
     // outcome-unknown, never a plain failure, and never acknowledged by a node that lost it.
     expect(writer.entries.filter((e) => e.outcome === 'failed').map((e) => e.error?.message)).toEqual([])
