@@ -20,6 +20,8 @@ describe('leaving a primary cuts everything still running there', () => {
     const [n0, n1] = cluster.nodes as [ClusterNode, ClusterNode]
     const pool = res.pool(cluster, { healthCheckIntervalMs: 2_000 })
     await pool.query('CREATE TABLE t (id int, port int)')
+    // n1 is promoted below and written to: it must have the table first (replication is asynchronous).
+    await cluster.waitForReplication(n0)
 
     // Two writes that will still be running on n0 when the cluster moves on: one through pool.query,
     // one in a transaction on a checked-out client (as an ORM runs it).
