@@ -50,3 +50,44 @@ export async function resumedAfter(writer: LedgerWriter, t: number, timeoutMs = 
     await new Promise((resolve) => setTimeout(resolve, 2))
   }
 }
+
+/** What a scenario's write ledger showed at the end. */
+export interface ScenarioReport {
+  /** Acknowledged by a node after the pool had left it (must be empty). */
+  readonly acksAfterLeaving: number[]
+  /** Writes that failed other than as outcome-unknown (must be empty). */
+  readonly failed: string[]
+  readonly acked: number
+  readonly unknown: number
+  /** Acknowledged writes missing on the final primary, and ids present twice (must be empty). */
+  readonly lost: number[]
+  readonly duplicated: number[]
+  readonly unexpected: number[]
+}
+
+/** Stops the writers and compares the ledger with the final primary. */
+export async function finishScenario(
+  writer: LedgerWriter,
+  failovers: readonly TimedFailover[],
+  portOf: (endpoint: string) => number,
+  finalPrimary: { config: object },
+): Promise<ScenarioReport> {
+  await writer.stop()
+  const check = await writer.check(finalPrimary.config)
+  const counts = writer.counts()
+  return {
+    acksAfterLeaving: acksAfterLeaving(writer, failovers, portOf).map((e) => e.id),
+    failed: writer.entries.filter((e) => e.outcome === 'failed').map((e) => e.error?.message ?? 'unknown error'),
+    acked: counts.acked,
+    unknown: counts.unknown,
+    lost: check.lost,
+    duplicated: check.duplicated,
+    unexpected: check.unexpected,
+  }
+}
+
+/** The parts of a report that must be empty, for one `toEqual` in tests. */
+export function violations(report: ScenarioReport): Pick<ScenarioReport, 'acksAfterLeaving' | 'failed' | 'lost' | 'duplicated' | 'unexpected'> {
+  const { acksAfterLeaving, failed, lost, duplicated, unexpected } = report
+  return { acksAfterLeaving, failed, lost, duplicated, unexpected }
+}
