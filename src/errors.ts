@@ -113,9 +113,32 @@ export class OutcomeUnknownError extends FailoverPoolError {
   }
 }
 
-/** True when `err` is an {@link OutcomeUnknownError}. */
-export function isOutcomeUnknownError(err: unknown): err is OutcomeUnknownError {
-  return isFailoverPoolError(err) && err.code === 'PGFP_OUTCOME_UNKNOWN'
+/** Properties under which ORMs and libraries keep the error they wrap (TypeORM, Sequelize, Drizzle, MikroORM, Prisma, AggregateError). */
+const WRAPPED = ['cause', 'driverError', 'original', 'parent', 'originalError', 'previous', 'error', 'inner', 'meta', 'driverAdapterError'] as const
+
+/**
+ * True when the statement behind `err` may or may not have been applied: an
+ * {@link OutcomeUnknownError} (from `pool.query`), or a driver error marked by the pool because the
+ * connection broke after the statement was sent (on a checked-out client, where ORMs run their
+ * writes; in fail-fast mode). Looks through the wrappers ORMs put around driver errors (`cause`,
+ * TypeORM's `driverError`, Sequelize's `parent`/`original`, `originalError`, nested errors), so
+ * it can be asked of whatever the ORM threw. Never true for an error that provably ran nothing.
+ */
+export function isOutcomeUnknownError(err: unknown): err is Error {
+  return findOutcomeUnknown(err, 0, new Set())
+}
+
+function findOutcomeUnknown(err: unknown, depth: number, seen: Set<unknown>): boolean {
+  if (err === null || typeof err !== 'object' || depth > 6 || seen.has(err)) return false
+  seen.add(err)
+  if (isFailoverPoolError(err) && err.code === 'PGFP_OUTCOME_UNKNOWN') return true
+  if ((err as Record<string, unknown>).pgFailoverPoolOutcome === 'unknown') return true
+  for (const key of WRAPPED) {
+    const inner = (err as Record<string, unknown>)[key]
+    if (inner !== undefined && findOutcomeUnknown(inner, depth + 1, seen)) return true
+  }
+  const errors = (err as { errors?: unknown }).errors
+  return Array.isArray(errors) && errors.some((e) => findOutcomeUnknown(e, depth + 1, seen))
 }
 
 /**

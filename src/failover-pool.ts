@@ -15,7 +15,6 @@ import { PoolSurface } from './surface/pool-surface.js'
 import type { Intent } from './surface/request.js'
 import { RetryBudget } from './surface/retry-budget.js'
 import { RoutedPool } from './surface/routed-pool.js'
-import type { RoutingHost } from './surface/routing-host.js'
 import { Coordinator } from './topology/coordinator.js'
 import { Maintenance } from './topology/maintenance.js'
 
@@ -60,7 +59,7 @@ export class FailoverPool extends PoolSurface {
     Object.defineProperty(this, 'name', { value: 'FailoverPool' })
   }
   /** @internal */
-  protected readonly host: RoutingHost
+  protected readonly host: TopologyHost
   /** @internal */
   protected readonly intent: Intent
   readonly #opts: ResolvedOptions
@@ -183,8 +182,14 @@ export class FailoverPool extends PoolSurface {
     this.#maintenance.undrain(name)
   }
 
-  /** Closes every connection and stops every timer (pg.Pool#end's contract is in PoolSurface#end). */
-  protected override shutdown(): Promise<void> {
-    return this.#coordinator.end()
+  /**
+   * pg.Pool's contract: everything issued before end() completes — statements running, clients
+   * checked out, and requests still waiting for a first primary (bounded by `failoverTimeoutMs`) —
+   * then every connection closes and every timer stops. New calls fail from the moment end() is
+   * called (see PoolSurface#end).
+   */
+  protected override async shutdown(): Promise<void> {
+    await this.host.whenIdle()
+    await this.#coordinator.end()
   }
 }

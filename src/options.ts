@@ -19,10 +19,20 @@ import { type EndpointsInput, type ResolvedEndpoint, hidePassword, resolveEndpoi
 export interface FailoverPoolOptions extends Omit<PoolConfig, 'host' | 'port' | 'connectionString'> {
   /**
    * The PostgreSQL nodes: a list of connection strings or pg client config objects (each may carry
-   * a `name`, default `host:port`), or one libpq-style multi-host URL
-   * `postgres://user:pass@h1:5432,h2:5433/db`. Required.
+   * a `name`, default `host:port`, IPv6 hosts in brackets), or one libpq-style multi-host URL
+   * `postgres://user:pass@h1:5432,h2:5433/db`. Required unless `connectionString` or `host` is given.
    */
-  endpoints: EndpointsInput
+  endpoints?: EndpointsInput
+  /**
+   * As for pg.Pool, when `endpoints` is not given: one connection string, or libpq's multi-host form
+   * `postgres://u:p@h1:5432,h2:5433/db` (one endpoint per host). `target_session_attrs` may be `any`,
+   * `read-write` or `primary`. Ignored when undefined.
+   */
+  connectionString?: string
+  /** As for pg.Pool, when neither `endpoints` nor `connectionString` is given; libpq's `'h1,h2'` list allowed. Ignored when undefined. */
+  host?: string
+  /** With `host`: one port for every host, or libpq's `'5432,5433'` list. Default 5432. Ignored when undefined. */
+  port?: number | string
   /**
    * How long a request waits for a verified primary while none is known (during a failover),
    * in milliseconds, before failing with `NoPrimaryError`. Default 30000.
@@ -223,8 +233,13 @@ export function resolveOptions(options: unknown): ResolvedOptions {
       // Accepted and ignored until 0.2; no value can be honoured safely (see the README's failback section).
       throw new ConfigError(key, input[key], "not an option: the pool always follows the cluster's verified primary and never moves back on its own (with topology 'logical' neither); move writes back with switchTo(name)")
     }
+    // Frameworks build pg.Pool options themselves and pass address keys that are not set (TypeORM
+    // sends host: undefined); those say nothing. A set one stands for the endpoints (see below).
     if (ENDPOINT_ONLY.has(key)) {
-      throw new ConfigError(key, input[key], 'set the server address inside `endpoints`, not on the pool options')
+      if (input[key] !== undefined && 'endpoints' in input && input.endpoints !== undefined) {
+        throw new ConfigError(key, input[key], 'give the server addresses either in `endpoints` or as a pool-level connectionString/host, not both')
+      }
+      continue
     }
     if (!PG_OPTION_NAMES.has(key) && !OWN_OPTION_NAMES.has(key)) {
       throw new ConfigError(key, input[key], 'unknown option name')
@@ -247,7 +262,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
   if (ha !== undefined && (ha === null || typeof ha !== 'object' || typeof ha.view !== 'function' || typeof ha.kind !== 'string')) {
     throw new ConfigError('haManager', '[object]', 'expected an HA manager such as patroni({ urls }) (an object with kind and view())')
   }
-  if (!('endpoints' in input)) throw new ConfigError('endpoints', undefined, 'at least one endpoint is required')
+  const endpointsInput = input.endpoints !== undefined ? input.endpoints : addressAsEndpoints(input)
   if (input.promotionWatch !== undefined && typeof input.promotionWatch !== 'boolean') {
     throw new ConfigError('promotionWatch', input.promotionWatch, 'expected true or false')
   }
@@ -258,11 +273,11 @@ export function resolveOptions(options: unknown): ResolvedOptions {
 
   const poolConfig: PoolConfig = {}
   for (const key of Object.keys(input)) {
-    if (PG_OPTION_NAMES.has(key) && key !== 'password') (poolConfig as Record<string, unknown>)[key] = input[key]
+    if (PG_OPTION_NAMES.has(key) && key !== 'password' && !ENDPOINT_ONLY.has(key)) (poolConfig as Record<string, unknown>)[key] = input[key]
   }
   if ('password' in input) hidePassword(poolConfig, input.password)
 
-  const endpoints = resolveEndpoints(input.endpoints, poolConfig)
+  const endpoints = resolveEndpoints(endpointsInput, poolConfig, input.endpoints !== undefined ? 'endpoints' : input.connectionString !== undefined ? 'connectionString' : 'host')
   endpoints.forEach((e, i) => {
     for (const key of Object.keys(e.config)) {
       if (!PG_OPTION_NAMES.has(key)) throw new ConfigError(`endpoints[${i}].${key}`, (e.config as Record<string, unknown>)[key], 'unknown option name')
@@ -304,6 +319,22 @@ export function resolveOptions(options: unknown): ResolvedOptions {
     haManager: ha ?? null,
     clock,
   }
+}
+
+/**
+ * Without `endpoints`, the pg.Pool way of giving the address stands for them: a `connectionString`
+ * (one host, or libpq's multi-host `postgres://u@h1:5432,h2:5433/db`), or `host` (libpq's comma
+ * list allowed, e.g. `'h1,h2'`) with `port` (one for all, or one per host).
+ * @throws ConfigError when neither is given, or host and port lists do not match.
+ */
+function addressAsEndpoints(input: Record<string, unknown>): unknown {
+  if (input.connectionString !== undefined) return input.connectionString
+  if (input.host === undefined) throw new ConfigError('endpoints', undefined, 'at least one endpoint is required (endpoints, or a connectionString or host as for pg.Pool)')
+  if (typeof input.host !== 'string') throw new ConfigError('host', input.host, 'expected a host name or a comma-separated list of them')
+  const hosts = input.host.split(',').map((h) => h.trim())
+  const ports = input.port === undefined ? [] : String(input.port).split(',').map((p) => p.trim())
+  if (ports.length > 1 && ports.length !== hosts.length) throw new ConfigError('port', input.port, `expected one port, or one per host (${hosts.length})`)
+  return hosts.map((host, i) => ({ host, ...(ports.length > 0 ? { port: ports[ports.length === 1 ? 0 : i] } : {}) }))
 }
 
 function resolveRetryBudget(value: unknown): RetryBudgetSettings {

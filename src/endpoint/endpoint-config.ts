@@ -35,10 +35,10 @@ const DEFAULT_PORT = 5432
  * @throws ConfigError naming the field (e.g. `endpoints[1]`) for an empty list, an unparsable
  *   string, a bad port, or two endpoints that name the same server or the same name.
  */
-export function resolveEndpoints(input: unknown, shared: ClientConfig): ResolvedEndpoint[] {
+export function resolveEndpoints(input: unknown, shared: ClientConfig, field = 'endpoints'): ResolvedEndpoint[] {
   if (typeof input === 'string') {
-    const urls = splitMultiHostUrl(input, 'endpoints')
-    return checkUnique(urls.map((url, i) => resolveOne(url, `endpoints[${i}]`, shared)))
+    const urls = splitMultiHostUrl(input, field)
+    return checkUnique(urls.map((url, i) => resolveOne(url, urls.length > 1 ? `${field}[${i}]` : field, shared)))
   }
   if (!Array.isArray(input)) {
     throw new ConfigError('endpoints', input, 'expected a connection string or a non-empty array of connection strings / config objects')
@@ -77,6 +77,7 @@ function resolveOne(item: unknown, field: string, shared: ClientConfig): Resolve
       throw new ConfigError(`${field}.connectionString`, config.connectionString, 'expected a non-empty connection string')
     }
     const parsed = parseStrict(config.connectionString, field)
+    checkSessionAttrs(parsed.target_session_attrs, `${field}.target_session_attrs`)
     host = config.host ?? parsed.host ?? host
     port = config.port ?? parsed.port ?? port
     database = config.database ?? parsed.database ?? database
@@ -89,7 +90,8 @@ function resolveOne(item: unknown, field: string, shared: ClientConfig): Resolve
   if (!Number.isInteger(portNumber) || portNumber < 1 || portNumber > 65535) {
     throw new ConfigError(`${field}.port`, port, 'expected an integer from 1 to 65535')
   }
-  const name = config.name ?? `${host}:${portNumber}`
+  // IPv6 literals in brackets, as in URLs: `[::1]:5432`, never the ambiguous `::1:5432`.
+  const name = config.name ?? `${host.includes(':') ? `[${host}]` : host}:${portNumber}`
   if (typeof name !== 'string' || name.length === 0) {
     throw new ConfigError(`${field}.name`, name, 'expected a non-empty string')
   }
@@ -168,4 +170,18 @@ export function hidePassword<T extends object>(target: T, password: unknown): T 
  */
 function isHost(host: string): boolean {
   return /^[\p{L}\p{N}._-]+$/u.test(host) || /^[0-9a-f:.]*:[0-9a-f:.]*(%[\w.-]+)?$/i.test(host) || host.startsWith('/')
+}
+
+/**
+ * libpq's `target_session_attrs`: the pool's own surfaces already choose by role (writes to the
+ * verified primary, `pool.reader` to replicas), so `any`, `read-write` and `primary` say what the
+ * pool does anyway; asking for a standby on the pool itself would send writes there.
+ * @throws ConfigError for the standby values (pointing at `pool.reader` / `routeReads`) and unknown ones.
+ */
+function checkSessionAttrs(value: unknown, field: string): void {
+  if (value === undefined || value === 'any' || value === 'read-write' || value === 'primary') return
+  if (value === 'read-only' || value === 'standby' || value === 'prefer-standby') {
+    throw new ConfigError(field, value, "the pool's queries go to the verified primary; for replicas use pool.reader, or routeReads: 'auto'")
+  }
+  throw new ConfigError(field, value, "expected one of 'any', 'read-write', 'primary' (libpq's target_session_attrs)")
 }

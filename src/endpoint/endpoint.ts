@@ -123,11 +123,16 @@ export class Endpoint {
     if (this.knownReplayLsn === null || lsn > this.knownReplayLsn) this.knownReplayLsn = lsn
   }
 
-  /** A standalone client with this endpoint's settings, not counted in the pool (for monitoring). */
+  /**
+   * A standalone client with this endpoint's settings, not counted in the pool (for monitoring). It
+   * is made with the `Client` option when one was given (an instrumented or custom class sees the
+   * pool's own sessions too), as pg-pool makes its clients.
+   */
   createClient(overrides: ClientConfig = {}): pg.Client {
     const config: ClientConfig = { ...this.clientConfig, keepAlive: true, ...overrides }
     if (this.clientConfig.password !== undefined) hidePassword(config, this.clientConfig.password)
-    const client = new pg.Client(config)
+    const ClientClass = (this.clientConfig as { Client?: typeof pg.Client }).Client ?? pg.Client
+    const client = new ClientClass(config)
     // A monitor session's error is handled where it is used; without a listener it would crash the process.
     client.on('error', () => undefined)
     return client

@@ -68,8 +68,10 @@ export class PromotionWatch implements Watch {
     })
     this.client = client
     let promoted = false
-    const connection = (client as unknown as { connection: NodeJS.EventEmitter }).connection
-    connection.on('parameterStatus', (msg: { parameterName: string; parameterValue: string }) => {
+    // pg's protocol connection reports in_hot_standby; a client without one (pg-native) is covered
+    // by the pg_is_in_recovery() check after each wait.
+    const connection = (client as unknown as { connection?: NodeJS.EventEmitter }).connection
+    connection?.on('parameterStatus', (msg: { parameterName: string; parameterValue: string }) => {
       if (msg.parameterName === 'in_hot_standby' && msg.parameterValue === 'off') promoted = true
     })
     try {

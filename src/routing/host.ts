@@ -16,8 +16,13 @@ import type { ReadTargets } from './read-targets.js'
 export class TopologyHost implements RoutingHost {
   readonly clock: ResolvedOptions['clock']
   readonly readYourWritesTimeoutMs: number
+  readonly failFast: boolean
   /** The primary's read-lane target of the current generation (reads falling back to the primary). */
   #primaryRead: Target | null = null
+  /** Requests that have not answered their caller yet. */
+  #inFlight = 0
+  #idleWaiters: Array<() => void> = []
+  readonly #lanes: { readonly write: readonly Lane[]; readonly read: readonly Lane[] }
 
   constructor(
     private readonly coordinator: Coordinator,
@@ -28,6 +33,26 @@ export class TopologyHost implements RoutingHost {
   ) {
     this.clock = options.clock
     this.readYourWritesTimeoutMs = options.readYourWritesTimeoutMs
+    this.failFast = options.failoverTimeoutMs === 0
+    // Lanes never change (retiring swaps the pool inside a lane): counted without allocating.
+    this.#lanes = { write: coordinator.endpoints.map((e) => e.write), read: coordinator.endpoints.map((e) => e.read) }
+  }
+
+  requestStarted(): void {
+    this.#inFlight++
+  }
+
+  requestFinished(): void {
+    if (--this.#inFlight > 0 || this.#idleWaiters.length === 0) return
+    const waiters = this.#idleWaiters
+    this.#idleWaiters = []
+    for (const resolve of waiters) resolve()
+  }
+
+  /** Resolves once every request made so far has answered its caller (what end() waits for first). */
+  whenIdle(): Promise<void> {
+    if (this.#inFlight === 0) return Promise.resolve()
+    return new Promise((resolve) => this.#idleWaiters.push(resolve))
   }
 
   get ending(): boolean {
@@ -62,7 +87,7 @@ export class TopologyHost implements RoutingHost {
   }
 
   lanes(kind: 'write' | 'read'): readonly Lane[] {
-    return this.coordinator.endpoints.map((e) => e.lane(kind))
+    return this.#lanes[kind]
   }
 
   primaryOptions(): PoolOptions {

@@ -6,6 +6,7 @@ import { requestLog } from '../log.js'
 import { type ConsistencyContext, currentConsistency } from './consistency.js'
 import { captureLsn, ensureReplayed, resolveMinLsn } from './read-your-writes.js'
 import type { ReadRequest, RoutingHost, Target } from './routing-host.js'
+import { markIfLost, watchStatements } from './outcome.js'
 import { isCertainlyReadOnly } from './statement-kind.js'
 
 /** What a surface sends its statements to: `write` (the primary), `read` (replicas), or `auto` (by statement). */
@@ -60,6 +61,7 @@ export class Request {
     this.#checkout = checkout
     this.#since = owner.host.clock.now()
     this.#context = currentConsistency()
+    owner.host.requestStarted()
   }
 
   /** Runs a statement as pg.Pool#query would, on the node the owner's intent selects. */
@@ -75,9 +77,15 @@ export class Request {
     request.#dispatch()
   }
 
-  #fail(err: Error | undefined): void {
-    if (this.#query) this.#query(err)
+  /** The one way a request ends: the caller is answered and the request stops counting as in flight. */
+  #done(err: Error | undefined, result?: QueryResult): void {
+    this.#owner.host.requestFinished()
+    if (this.#query) this.#query(err, result)
     else this.#checkout!(err)
+  }
+
+  #fail(err: Error | undefined): void {
+    this.#done(err)
   }
 
   #kind(): 'write' | 'read' {
@@ -154,16 +162,16 @@ export class Request {
         finished = true
         if (err) return failed(err)
         const context = this.#context
-        if (context && kind === 'write') return captureLsn(client, release, context, () => this.#query!(undefined, res))
+        if (context && kind === 'write') return captureLsn(client, release, context, () => this.#done(undefined, res))
         // pg-pool releases with the callback's own error argument (null on success); listeners see the same.
         release(err)
-        this.#query!(undefined, res)
+        this.#done(undefined, res)
       })
     } catch (thrown) {
       client.removeListener('error', onClientError)
       finished = true
       release(thrown as Error)
-      this.#query!(thrown as Error)
+      this.#done(thrown as Error)
     }
   }
 
@@ -188,6 +196,9 @@ export class Request {
       release(err)
     }
     client.release = releaseOnce
+    // ORMs run their writes here: a statement lost mid-flight must be recognisable as outcome-unknown.
+    watchStatements(client)
+    this.#owner.host.requestFinished()
     this.#checkout!(undefined, client, releaseOnce)
   }
 
@@ -198,10 +209,10 @@ export class Request {
     }
   }
 
-  /** A failed checkout never reached the server, so it may go again. */
+  /** A failed checkout never reached the server, so it may go again (not in fail-fast mode: pg.Pool would not). */
   #acquireFailed(target: Target, err: Error | undefined, startedAt: number): void {
     const error = err ?? new Error(`no client from ${target.endpoint.name}`)
-    if (this.#attempt >= MAX_ATTEMPTS || this.#owner.isClosed()) return this.#fail(error)
+    if (this.#attempt >= MAX_ATTEMPTS) return this.#fail(error)
     this.#attempt++
     // A retired lane means the request was never sent: it simply goes to the new target.
     if (error instanceof LaneRetiredError) return this.#dispatch()
@@ -209,13 +220,13 @@ export class Request {
     if (errorClass === 'connection' || errorClass === 'read-only') {
       this.#report(target, error, errorClass, startedAt)
       if (target.role === 'replica') this.#excludeTarget(target)
-      if (this.#owner.host.spendRetry()) return this.#dispatch()
+      if (!this.#owner.host.failFast && this.#owner.host.spendRetry()) return this.#dispatch()
     }
     this.#fail(error)
   }
 
   #afterError(target: Target, kind: 'write' | 'read', err: Error, errorClass: ErrorClass): void {
-    const replayable = typeof this.#text?.submit !== 'function' && this.#attempt < MAX_ATTEMPTS
+    const replayable = typeof this.#text?.submit !== 'function' && this.#attempt < MAX_ATTEMPTS && !this.#owner.host.failFast
     if (errorClass === 'read-only') {
       if (target.role === 'primary' && replayable && !this.#readOnlyRetried) {
         requestLog('retrying on the new primary after 25006 from %s', target.endpoint.name)
@@ -227,27 +238,41 @@ export class Request {
         this.#forceWrite = true
         return this.#retry(err)
       }
-      return this.#query!(err)
+      return this.#done(err)
     }
     if (errorClass === 'connection') {
-      // A read may run again elsewhere; anything else only if it provably never ran (never sent, or
-      // refused by a proxy such as PgBouncer before it reached a server).
-      if (replayable && (kind === 'read' || neverRan(err))) {
+      // A read may run again elsewhere — also a certainly read-only statement sent to the primary
+      // (routeReads off) — and anything else only if it provably never ran (never sent, or refused
+      // by a proxy such as PgBouncer before it reached a server).
+      if (replayable && (kind === 'read' || neverRan(err) || this.#certainlyReadOnly())) {
         if (kind === 'read') this.#excludeTarget(target)
         return this.#retry(err)
       }
-      return this.#query!(new OutcomeUnknownError(target.endpoint.name, err))
+      // Fail-fast mode answers as pg.Pool would, with the driver's own error (marked when the
+      // statement was sent); otherwise the loss is named for what it is.
+      if (this.#owner.host.failFast) {
+        markIfLost(err)
+        return this.#done(err)
+      }
+      return this.#done(neverRan(err) ? err : new OutcomeUnknownError(target.endpoint.name, err))
     }
-    this.#query!(err)
+    this.#done(err)
   }
 
   #retry(err: Error): void {
     if (!this.#owner.host.spendRetry()) {
       requestLog('retry budget spent: surfacing %s', err.message)
-      return this.#query!(err)
+      return this.#done(err)
     }
     this.#attempt++
     this.#dispatch()
+  }
+
+  /** True for a plain statement the classifier proves read-only (safe to run again after a lost connection). */
+  #certainlyReadOnly(): boolean {
+    const text = this.#text
+    const sql = typeof text === 'string' ? text : typeof text?.text === 'string' ? text.text : null
+    return sql !== null && isCertainlyReadOnly(sql)
   }
 
   #excludeTarget(target: Target): void {

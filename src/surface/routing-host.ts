@@ -61,4 +61,10 @@ export interface RoutingHost {
   waitingForPrimary(): number
   /** Takes a token from the retry budget; false when retrying now would stampede a node. */
   spendRetry(): boolean
+  /** `failoverTimeoutMs: 0`: no waiting for a failover and no retries; errors reach callers as pg.Pool reports them. */
+  readonly failFast: boolean
+  /** A request began (it is in flight until {@link requestFinished}): end() lets these complete. */
+  requestStarted(): void
+  /** A request answered its caller (a checkout: handed its client out). */
+  requestFinished(): void
 }

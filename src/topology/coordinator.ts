@@ -16,9 +16,9 @@ import { type ElectionHost, Elector } from './elector.js'
 import { Evidence, type HaReport } from './evidence.js'
 import { ProbeVerdicts, type VerdictHost } from './probe-verdicts.js'
 import { Reachability } from './reachability.js'
-import { type Standing, endpointRole, newStanding } from './standing.js'
+import { type Standing, endpointRole, newStanding, nodeErrorOf } from './standing.js'
 import { Waiters } from './waiters.js'
-import { type Loss, type WriterState, shownPrimary } from './writer-state.js'
+import { type Loss, type WriterState, lossOf, shownPrimary } from './writer-state.js'
 
 /** What the coordinator is built from; endpoints and watches are injected so its rules run on a fake clock. */
 export interface CoordinatorDeps {
@@ -41,6 +41,8 @@ export class Coordinator implements ElectionHost, VerdictHost {
   #state: WriterState = { kind: 'booting' }
   /** Bumped on every change of the writer state's primary; reports from older generations move nothing. */
   #generation = 0
+  /** True once this pool has verified a primary (fail-fast waits only for the first). */
+  #everVerified = false
   readonly #standing = new Map<Endpoint, Standing>()
   readonly #evidence = new Evidence()
   readonly #elector: Elector
@@ -148,6 +150,7 @@ export class Coordinator implements ElectionHost, VerdictHost {
       const report = this.endpoints.map((e) => ({ endpoint: e.name, breaker: e.breaker.state.kind, lastError: this.#errorText(e) }))
       return callback(new AllEndpointsDownError(report))
     }
+    if (this.#opts.failoverTimeoutMs === 0 && s.kind !== 'ended') return this.#failFast(since, callback)
     const remaining = since + this.#opts.failoverTimeoutMs - clock.now()
     if (s.kind !== 'ended' && (remaining <= 0 || this.#waiters.size >= this.#opts.maxQueuedRequests)) {
       const why = remaining <= 0 ? undefined : new Error(`${this.#waiters.size} requests already wait for a primary (maxQueuedRequests)`)
@@ -156,6 +159,29 @@ export class Coordinator implements ElectionHost, VerdictHost {
     this.#waiters.add(callback, Math.max(remaining, 0), () => new NoPrimaryError(this.answers(), Math.round(clock.now() - since)))
     this.settle()
     if (s.kind === 'discovering' && !this.#discovery.running && !this.#discovery.scheduled) this.startRound('a request is waiting for a primary')
+  }
+
+  /**
+   * Fail-fast mode (`failoverTimeoutMs: 0`, pg.Pool's semantics): no waiting for a failover. Only
+   * the first discovery is awaited, within `connectionTimeoutMillis` (else `probeTimeoutMs`); then,
+   * or at once when a primary was known before, the caller gets the error the node itself gave.
+   */
+  #failFast(since: number, callback: (err: Error | undefined, target?: Target) => void): void {
+    const s = this.#state
+    const first = !this.#everVerified && (s.kind === 'booting' || this.#evidencePending())
+    if (s.kind === 'split-brain') return callback(new SplitBrainError(s.candidates, s.reason))
+    if (!first) return callback(this.#nodeError())
+    const waitMs = (this.#opts.poolConfig.connectionTimeoutMillis || this.#opts.probeTimeoutMs) - (this.#opts.clock.now() - since)
+    this.#waiters.add(callback, Math.max(waitMs, 0), () => new Error('Connection terminated due to connection timeout', { cause: this.#nodeError() }))
+  }
+
+  #evidencePending(): boolean {
+    return this.#evidence.anyPending(this.endpoints, (e) => this.standing(e))
+  }
+
+  /** The error pg.Pool would have given (see {@link nodeErrorOf}), else NoPrimaryError. */
+  #nodeError(): Error {
+    return nodeErrorOf(this.endpoints, (e) => this.standing(e), lossOf(this.#state)?.from ?? null) ?? new NoPrimaryError(this.answers(), 0)
   }
 
   /** A request's failure, classified where it happened and reported once. */
@@ -229,6 +255,8 @@ export class Coordinator implements ElectionHost, VerdictHost {
     if (s.kind === 'verified') this.#waiters.settleAll(undefined, s.target)
     else if (s.kind === 'split-brain') this.#waiters.settleAll(new SplitBrainError(s.candidates, s.reason))
     else if (s.kind === 'discovering' && s.refusal !== null) this.#waiters.settleAll(s.refusal)
+    // Fail-fast: the first discovery has answered everywhere without a primary; nobody waits longer.
+    else if (this.#opts.failoverTimeoutMs === 0 && s.kind === 'discovering' && (this.#everVerified || !this.#evidencePending())) this.#waiters.settleAll(this.#nodeError())
     else if (s.kind === 'ended') this.#waiters.settleAll(new Error('Cannot use a pool after calling end on the pool'))
   }
 
@@ -269,6 +297,7 @@ export class Coordinator implements ElectionHost, VerdictHost {
   /** Makes `next` the primary: a new generation and target, the epoch, the failover event, the store, the waiters. */
   adopt(next: Endpoint, from: string | null, loss: Loss | null, paused = false): void {
     this.#generation++
+    this.#everVerified = true
     this.#evidence.mustHear = null
     this.standing(next).fenced = false
     const target: Target = { endpoint: next, lane: next.write, generation: this.#generation, role: 'primary', caughtUp: true }

@@ -69,6 +69,11 @@ export class Evidence {
     })
   }
 
+  /** True while some endpoint has not answered a probe sent since the last topology event. */
+  anyPending(endpoints: readonly Endpoint[], standing: (e: Endpoint) => Standing): boolean {
+    return this.candidates(endpoints, standing).some((c) => c.outcome.kind === 'pending')
+  }
+
   /** What each endpoint last answered, for NoPrimaryError (no passwords). */
   answers(endpoints: readonly Endpoint[], standing: (e: Endpoint) => Standing): EndpointAnswer[] {
     return endpoints.map((e) => {

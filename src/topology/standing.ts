@@ -56,3 +56,17 @@ export function servesReads(endpoint: Endpoint, standing: Standing): boolean {
     endpoint.breaker.allowsTraffic
   )
 }
+
+/**
+ * The error pg.Pool would have given a caller, for fail-fast mode: the last connection or
+ * configuration error of the node the pool lost (`preferred`), else of the first endpoint that has
+ * one — the driver's own error object, unchanged. Null when none has.
+ */
+export function nodeErrorOf(endpoints: readonly Endpoint[], standingOf: (e: Endpoint) => Standing, preferred: string | null): Error | null {
+  const ordered = [...endpoints].sort((a, b) => Number(b.name === preferred) - Number(a.name === preferred))
+  for (const e of ordered) {
+    const error = standingOf(e).lastError
+    if (error !== null && classifyError(error) !== 'statement') return error
+  }
+  return null
+}

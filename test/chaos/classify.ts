@@ -23,7 +23,7 @@ export function describeError(err: unknown): string {
 
 /** A `pool.query` write's failure, as the library reported it. */
 export function classifyWriteError(err: unknown): Classified {
-  if (isOutcomeUnknownError(err)) return { outcome: 'unknown', reason: 'OutcomeUnknownError', endpoint: err.endpoint }
+  if (isOutcomeUnknownError(err)) return { outcome: 'unknown', reason: 'OutcomeUnknownError', endpoint: (err as { endpoint?: string }).endpoint ?? null }
   const clean = cleanReason(err)
   if (clean !== null) return { outcome: 'clean', reason: clean, endpoint: null }
   return { outcome: 'other', reason: describeError(err), endpoint: null }

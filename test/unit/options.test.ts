@@ -97,6 +97,37 @@ describe('resolveOptions', () => {
     expect(o.endpoints.map((e) => e.host)).toEqual(['db-1.example.com', '10.0.0.1', '::1', '/var/run/postgresql'])
   })
 
+  it('ignores address keys that frameworks pass unset (TypeORM: host: undefined, port: undefined)', () => {
+    const o = resolveOptions({ endpoints: ['postgres://db1/app'], host: undefined, port: undefined, connectionString: undefined })
+    expect(o.endpoints.map((e) => e.name)).toEqual(['db1:5432'])
+    expect(o.poolConfig).not.toHaveProperty('host')
+  })
+
+  it('takes a pool-level connectionString (single or libpq multi-host) or host list for the endpoints, as pg.Pool would', () => {
+    expect(resolveOptions({ connectionString: 'postgres://u:pw@db1:5432,db2:5433/app?target_session_attrs=read-write' }).endpoints.map((e) => [e.name, e.database])).toEqual([
+      ['db1:5432', 'app'],
+      ['db2:5433', 'app'],
+    ])
+    expect(resolveOptions({ connectionString: 'postgres://u:pw@db1/app' }).endpoints.map((e) => e.name)).toEqual(['db1:5432'])
+    expect(resolveOptions({ host: 'db1,db2', port: 6432, database: 'app' }).endpoints.map((e) => e.name)).toEqual(['db1:6432', 'db2:6432'])
+    expect(resolveOptions({ host: 'db1,db2', port: '5432,5433' }).endpoints.map((e) => e.name)).toEqual(['db1:5432', 'db2:5433'])
+  })
+
+  it.each([
+    [{ connectionString: 'postgres://u:pw@db1,db2/app?target_session_attrs=prefer-standby' }, 'connectionString[0].target_session_attrs', 'pool.reader'],
+    [{ connectionString: 'postgres://u:pw@db1/app?target_session_attrs=bogus' }, 'connectionString.target_session_attrs', "'read-write'"],
+    [{ endpoints: ['postgres://db1/app'], connectionString: 'postgres://db2/app' }, 'connectionString', 'either'],
+    [{ host: 'db1,db2', port: '5432,5433,5434' }, 'port', 'one per host'],
+  ])('refuses %j naming %s', (options, field, words) => {
+    const err = configError(options)
+    expect(err.field).toBe(field)
+    expect(err.message).toContain(words)
+  })
+
+  it('names IPv6 endpoints with brackets', () => {
+    expect(resolveOptions({ endpoints: ['postgres://u@[::1]:5433/x', { host: 'fe80::2' }] }).endpoints.map((e) => e.name)).toEqual(['[::1]:5433', '[fe80::2]:5432'])
+  })
+
   it('accepts every documented pg.Pool option', () => {
     const o = resolveOptions({
       endpoints: ['postgres://h/db'],

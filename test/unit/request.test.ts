@@ -43,6 +43,9 @@ function harness(behaviours: Behaviour[]) {
     primaryOptions: () => ({}) as ReturnType<RoutingHost['primaryOptions']>,
     waitingForPrimary: () => 0,
     spendRetry: () => true,
+    failFast: false,
+    requestStarted: () => undefined,
+    requestFinished: () => undefined,
   }
   const owner: RequestOwner = { host, intent: 'write', isClosed: () => false }
   return { clock, reports, released, client, owner, target }
