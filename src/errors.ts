@@ -232,5 +232,10 @@ function formatValue(value: unknown): string {
 
 /** Replaces the password part of any `scheme://user:password@` URL in `text` with `****`. */
 export function maskPassword(text: string): string {
-  return text.replace(/(\/\/[^:/?#@\s]*:)[^@/?#\s]*@/g, '$1****@').replace(/(password\s*=\s*)('[^']*'|\S+)/gi, '$1****')
+  return text
+    .replace(/(\/\/[^:/?#@\s]*:)[^@/?#\s]*@/g, '$1****@')
+    // Malformed URLs too (`postgres:/user:pw@...`, `postgres:user:pw@...`): masking too much is safe, too little is not.
+    .replace(/([a-z][a-z0-9+.-]*:\/?[^:/?#@\s*]*:)[^@/?#\s*]+@/gi, '$1****@')
+    .replace(/((?:^|[\s"'=,])[^:/?#@\s"'*]*:)[^@/?#\s"'*]+@/g, '$1****@')
+    .replace(/(password\s*=\s*)('[^']*'|\S+)/gi, '$1****')
 }

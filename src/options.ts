@@ -273,7 +273,8 @@ export function resolveOptions(options: unknown): ResolvedOptions {
 
   const poolConfig: PoolConfig = {}
   for (const key of Object.keys(input)) {
-    if (PG_OPTION_NAMES.has(key) && key !== 'password' && !ENDPOINT_ONLY.has(key)) (poolConfig as Record<string, unknown>)[key] = input[key]
+    // An option set to undefined is not given (frameworks pass max: undefined): pg's defaults apply.
+    if (PG_OPTION_NAMES.has(key) && key !== 'password' && !ENDPOINT_ONLY.has(key) && input[key] !== undefined) (poolConfig as Record<string, unknown>)[key] = input[key]
   }
   if ('password' in input) hidePassword(poolConfig, input.password)
 

@@ -6,7 +6,7 @@ import { requestLog } from '../log.js'
 import { type ConsistencyContext, currentConsistency } from './consistency.js'
 import { captureLsn, ensureReplayed, resolveMinLsn } from './read-your-writes.js'
 import type { ReadRequest, RoutingHost, Target } from './routing-host.js'
-import { markIfLost, watchStatements } from './outcome.js'
+import { markIfLost, unwatchCheckout, watchStatements } from './outcome.js'
 import { isCertainlyReadOnly } from './statement-kind.js'
 
 /** What a surface sends its statements to: `write` (the primary), `read` (replicas), or `auto` (by statement). */
@@ -192,12 +192,15 @@ export class Request {
     client.on('error', reportOnce)
     const releaseOnce = (err?: Error | boolean): void => {
       client.removeListener('error', reportOnce)
+      unwatchCheckout(client)
       reportOnce(err)
       release(err)
     }
     client.release = releaseOnce
-    // ORMs run their writes here: a statement lost mid-flight must be recognisable as outcome-unknown.
-    watchStatements(client)
+    // ORMs run their statements here: a write lost mid-flight must be recognisable as outcome-unknown,
+    // and a read lost outside a transaction is answered from a fresh connection of this surface.
+    const owner = this.#owner
+    watchStatements(client, (text, values, callback) => Request.query(owner, text, values, callback as QueryCallback), isCertainlyReadOnly)
     this.#owner.host.requestFinished()
     this.#checkout!(undefined, client, releaseOnce)
   }

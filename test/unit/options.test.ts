@@ -90,6 +90,8 @@ describe('resolveOptions', () => {
     expect(JSON.stringify(err2)).not.toContain('hunter2')
     const err3 = configError({ endpoints: [{ host: 'h', password: 'hunter2', bogus: true }] })
     expect(err3.message).not.toContain('hunter2')
+    // Found by the fuzz test: malformed URLs (one slash, none) must not show theirs either.
+    for (const url of ['postgres:/app:hunter2@/app', 'postgres:app:hunter2@db/app', 'app:hunter2@db/app', ':hunter2@db/app']) expect(configError({ endpoints: url }).message).not.toContain('hunter2')
   })
 
   it('accepts host names, IPv4, IPv6 and socket directories', () => {
