@@ -13,6 +13,12 @@ describe('published package shape', () => {
     expect(existsSync(new URL('index.cjs', dist))).toBe(true)
   })
 
+  it('npm pack / npm publish build dist/ first, and publish it', () => {
+    const manifest = require('../../package.json') as { scripts: Record<string, string>; files: string[] }
+    expect(manifest.scripts.prepack).toMatch(/\bbuild\b/)
+    expect(manifest.files).toContain('dist')
+  })
+
   it.each([
     ['ESM', async () => (await import('pg-failover-pool')) as unknown as typeof import('../../src/index.js')],
     ['CJS', async () => require('pg-failover-pool') as typeof import('../../src/index.js')],
