@@ -1,3 +1,4 @@
+import type pg from 'pg'
 import type { PoolConfig } from 'pg'
 import type { Clock } from './clock.js'
 import { type BreakerSettings } from './endpoint/breaker.js'
@@ -132,6 +133,26 @@ export class FailoverPool extends PoolSurface {
   /** The current read-your-writes position as an opaque token (null outside a context or before a write). */
   consistencyToken(): string | null {
     return tokenOf(currentConsistency())
+  }
+
+  /**
+   * For libraries that pool connections themselves and take a Client class (Sequelize's
+   * `dialectModule`): connects `client` — a `pg.Client` made with any address, not connected yet —
+   * to the verified primary (waiting for one as a query would), or with `'read'` to a replica
+   * chosen as `pool.reader` would (falling back by `readFallback`), using that endpoint's settings.
+   * The client is then tied to its node: when the pool leaves it (failover, demotion, split brain)
+   * the client is cut like the pool's own, so it can never acknowledge a write afterwards.
+   * @throws what a query would: NoPrimaryError, NoReplicaError, the node's connection error.
+   */
+  connectClient(client: pg.Client, role: 'write' | 'read' = 'write'): Promise<void> {
+    const read = role === 'read' ? { exclude: new Set<string>(), maxStalenessMs: undefined, minLsn: null } : null
+    return new Promise((resolve, reject) => {
+      if (this.ending) return reject(new Error('Cannot use a pool after calling end on the pool'))
+      this.host.target(role, this.#opts.clock.now(), read, (err, target) => {
+        if (err || !target) return reject(err)
+        target.endpoint.attach(client).then(resolve, reject)
+      })
+    })
   }
 
   /** A JSON-serialisable snapshot of the topology: primary, roles, lag, failovers. No passwords. */

@@ -43,6 +43,8 @@ export class Endpoint {
 
   readonly write: Lane
   readonly read: Lane
+  /** Clients the pool connected here for a library that pools by itself (connectClient): cut with the lanes. */
+  readonly external = new Set<pg.ClientBase>()
   /** Counts this endpoint's failures; while open, no user traffic reaches it. */
   readonly breaker: CircuitBreaker
   private readonly clientConfig: PoolConfig
@@ -88,6 +90,30 @@ export class Endpoint {
   retire(cut = false): void {
     this.write.retire(cut)
     this.read.retire(cut)
+    if (cut) for (const client of this.external) destroySocket(client)
+  }
+
+  /**
+   * Points `client` (made elsewhere, not connected yet) at this node with this endpoint's settings,
+   * connects it, and keeps it in {@link external} until it ends, so that leaving the node cuts it.
+   */
+  async attach(client: pg.Client): Promise<void> {
+    const target = client as unknown as Record<string, unknown> & { connectionParameters: Record<string, unknown> }
+    const config = this.clientConfig
+    for (const key of ['host', 'port', 'user', 'database', 'ssl'] as const) {
+      if (config[key] === undefined) continue
+      target[key] = config[key]
+      target.connectionParameters[key] = config[key]
+    }
+    if (config.password !== undefined) Object.defineProperty(target, 'password', { value: config.password, writable: true, configurable: true, enumerable: false })
+    this.external.add(client)
+    client.once('end', () => this.external.delete(client))
+    try {
+      await client.connect()
+    } catch (err) {
+      this.external.delete(client)
+      throw err
+    }
   }
 
   /**
