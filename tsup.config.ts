@@ -1,8 +1,12 @@
 import { defineConfig } from 'tsup'
 
 export default defineConfig({
-  entry: ['src/index.ts'],
+  // The main entry and one per integration (pg-failover-pool/typeorm, ...). Splitting puts the code
+  // they share in common chunks, so an application that imports both gets one FailoverPool class
+  // (per module format), and the declaration files share one declaration of it.
+  entry: { index: 'src/index.ts', typeorm: 'src/integrations/typeorm.ts' },
   format: ['esm', 'cjs'],
+  splitting: true,
   dts: true,
   clean: true,
   sourcemap: true,

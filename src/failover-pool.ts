@@ -69,6 +69,8 @@ export class FailoverPool extends PoolSurface {
   readonly #maintenance: Maintenance
   #reader: RoutedPool | null = null
   #writer: RoutedPool | null = null
+  /** Every reader view made (`reader` and `readerView()`), which read connections' events go to. */
+  readonly #readers: RoutedPool[] = []
 
   /**
    * @param options endpoints plus any pg.Pool option; see {@link FailoverPoolOptions}.
@@ -80,7 +82,7 @@ export class FailoverPool extends PoolSurface {
     this.#opts = resolved
     this.intent = resolved.routeReads === 'auto' ? 'auto' : 'write'
     const events: LaneEventsFactory = (endpoint, lane) =>
-      forwardLaneEvents({ pool: this, writer: () => this.#writer, reader: () => this.#reader, idleError: (e, err) => this.#coordinator.idleError(e, err) }, endpoint, lane)
+      forwardLaneEvents({ pool: this, writer: () => this.#writer, readers: () => this.#readers, idleError: (e, err) => this.#coordinator.idleError(e, err) }, endpoint, lane)
     const makeEndpoint = parts.endpoint ?? ((r, shared, ev, clock, breaker) => new Endpoint(r, shared, ev, clock, breaker))
     const endpoints = resolved.endpoints.map((e) => makeEndpoint(e, resolved.poolConfig, events, resolved.clock, resolved.breaker))
     const watches =
@@ -101,6 +103,7 @@ export class FailoverPool extends PoolSurface {
     this.#reads = new ReadTargets(this.#coordinator, resolved)
     this.#maintenance = new Maintenance(this.#coordinator, resolved, this)
     this.host = new TopologyHost(this.#coordinator, this.#reads, resolved, new RetryBudget(resolved.retryBudget, resolved.clock), () => this.ending)
+    this.handleClientErrors()
     void this.#coordinator.start()
   }
 
@@ -110,7 +113,17 @@ export class FailoverPool extends PoolSurface {
    * it to a read-only ORM instance or query builder. Its events are those of the read connections.
    */
   get reader(): RoutedPool {
-    return (this.#reader ??= new RoutedPool(this.host, 'read', this.#opts.poolConfig))
+    return (this.#reader ??= this.readerView())
+  }
+
+  /**
+   * A new reader view of its own, like {@link reader}: for a framework that ends every replica pool
+   * it was given (TypeORM ends each `replication.slaves` pool), each can be ended separately.
+   */
+  readerView(): RoutedPool {
+    const view = new RoutedPool(this.host, 'read', this.#opts.poolConfig)
+    this.#readers.push(view)
+    return view
   }
 
   /** A pg.Pool-compatible view bound to the verified primary (even with `routeReads: 'auto'`). */

@@ -44,7 +44,7 @@ export class Endpoint {
   readonly write: Lane
   readonly read: Lane
   /** Clients the pool connected here for a library that pools by itself (connectClient): cut with the lanes. */
-  readonly external = new Set<pg.ClientBase>()
+  readonly external: Set<pg.ClientBase> = new Set()
   /** Counts this endpoint's failures; while open, no user traffic reaches it. */
   readonly breaker: CircuitBreaker
   private readonly clientConfig: PoolConfig

@@ -9,8 +9,8 @@ export interface LaneEventTargets {
   readonly pool: EventEmitter
   /** `pool.writer`, if it was made. */
   writer(): EventEmitter | null
-  /** `pool.reader`, if it was made. */
-  reader(): EventEmitter | null
+  /** Every reader view made so far (`pool.reader`, `readerView()`): they share the read connections. */
+  readers(): readonly EventEmitter[]
   /** An idle client failed: the topology hears of it (once: the request path never sees idle errors). */
   idleError(endpoint: Endpoint, err: Error): void
 }
@@ -27,7 +27,7 @@ export function forwardLaneEvents(targets: LaneEventTargets, endpoint: Endpoint,
     if (write) {
       targets.pool.emit(event, client)
       targets.writer()?.emit(event, client)
-    } else targets.reader()?.emit(event, client)
+    } else for (const reader of targets.readers()) reader.emit(event, client)
   }
   return {
     connect: (client) => one('connect', client),
@@ -37,14 +37,14 @@ export function forwardLaneEvents(targets: LaneEventTargets, endpoint: Endpoint,
       if (write) {
         targets.pool.emit('release', err, client)
         targets.writer()?.emit('release', err, client)
-      } else targets.reader()?.emit('release', err, client)
+      } else for (const reader of targets.readers()) reader.emit('release', err, client)
     },
     error: (err, client) => {
       targets.idleError(endpoint, err)
       // pg.Pool would crash a process with no 'error' listener; a failover must not. Read
       // connections' errors go to the pool itself when nobody listens on the reader.
       let delivered = false
-      for (const surface of write ? [targets.pool, targets.writer()] : [targets.reader()]) {
+      for (const surface of write ? [targets.pool, targets.writer()] : targets.readers()) {
         if (surface && surface.listenerCount('error') > 0) {
           surface.emit('error', err, client)
           delivered = true

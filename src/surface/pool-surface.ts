@@ -20,6 +20,17 @@ export type RoutedQueryConfig<I = any[]> = QueryConfig<I> & {
  * this surface's intent. Retries follow one rule: only what provably did not run (or a read).
  */
 export abstract class PoolSurface extends pg.Pool {
+  /**
+   * The clients' errors are handled inside the pool (counted against their endpoint, delivered to
+   * your own 'error' listeners, never thrown): the pool says so with a listener of its own on
+   * 'error' and 'connect', which libraries that check for handlers before trusting a pool look for
+   * (graphile-worker warns "Your pool doesn't have all of the error handlers!" otherwise).
+   */
+  protected handleClientErrors(): void {
+    this.on('error', clientErrorsHandledInside)
+    this.on('connect', clientErrorsHandledInside)
+  }
+
   /** @internal */
   protected abstract readonly host: RoutingHost
   /** @internal */
@@ -157,3 +168,6 @@ export abstract class PoolSurface extends pg.Pool {
 }
 
 const BASE_OPTIONS = Symbol('baseOptions')
+
+/** The pool's own 'error' and 'connect' listener (see PoolSurface#handleClientErrors). */
+function clientErrorsHandledInside(): void {}

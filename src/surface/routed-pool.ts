@@ -23,6 +23,7 @@ export class RoutedPool extends PoolSurface {
     super(config)
     this.host = host
     this.intent = intent
+    this.handleClientErrors()
   }
 
   /** Ending a view only stops it being used: the FailoverPool owns (and closes) the connections. */

@@ -13,6 +13,21 @@ describe('published package shape', () => {
     expect(existsSync(new URL('index.cjs', dist))).toBe(true)
   })
 
+  it.each([
+    ['ESM', async () => ({ main: await import('pg-failover-pool'), typeorm: await import('pg-failover-pool/typeorm') })],
+    ['CJS', async () => ({ main: require('pg-failover-pool'), typeorm: require('pg-failover-pool/typeorm') })],
+  ])('%s: pg-failover-pool/typeorm shares the main entry\'s FailoverPool class (one copy of the code per format)', async (_, load) => {
+    const { main, typeorm } = (await load()) as { main: typeof import('../../src/index.js'); typeorm: typeof import('../../src/integrations/typeorm.js') }
+    const driver = typeorm.failoverDriver({ promotionWatch: false })
+    const pool = new driver.Pool({ connectionString: 'postgres://u:p@127.0.0.1:1/db', host: undefined, port: undefined })
+    try {
+      expect(pool).toBeInstanceOf(main.FailoverPool)
+      expect(pool).toBeInstanceOf(pg.Pool)
+    } finally {
+      await pool.end()
+    }
+  })
+
   it('npm pack / npm publish build dist/ first, and publish it', () => {
     const manifest = require('../../package.json') as { scripts: Record<string, string>; files: string[] }
     expect(manifest.scripts.prepack).toMatch(/\bbuild\b/)

@@ -1,0 +1,83 @@
+/**
+ * TypeORM through `pg-failover-pool/typeorm`: the same DataSource and Repository keep working
+ * through a failover, with a multi-host url and with `replication` (reads on replicas).
+ */
+import { DataSource, EntitySchema } from 'typeorm'
+import { describe, expect, it } from 'vitest'
+import { type FailoverPool, isOutcomeUnknownError } from '../../src/index.js'
+import { withFailover } from '../../src/integrations/typeorm.js'
+import type { Cluster, ClusterNode } from '../support/cluster.js'
+import { useResources } from '../support/pools.js'
+import { nextEvent, waitUntil } from '../support/wait.js'
+
+const res = useResources()
+
+interface Order {
+  id: number
+  note: string
+}
+const OrderSchema = new EntitySchema<Order>({ name: 'Order', tableName: 'orders', columns: { id: { type: Number, primary: true }, note: { type: String } } })
+
+const urlOf = (c: Cluster, nodes: readonly ClusterNode[]): string => `postgres://postgres:${encodeURIComponent(c.password)}@${nodes.map((n) => `127.0.0.1:${n.port}`).join(',')}/postgres`
+
+/** The FailoverPool TypeORM made (its master pool). */
+const poolOf = (ds: DataSource): FailoverPool => (ds.driver as unknown as { master: FailoverPool }).master
+
+describe('TypeORM with pg-failover-pool/typeorm', () => {
+  it('a multi-host url: the same DataSource and Repository carry on through a failover; no acknowledged write lost; lost writes are outcome-unknown', async () => {
+    const cluster = await res.cluster({ standbys: 1 })
+    const [n0, n1] = cluster.nodes as [ClusterNode, ClusterNode]
+    const ds = new DataSource(withFailover({ type: 'postgres', url: urlOf(cluster, cluster.nodes), entities: [OrderSchema], poolSize: 4 }, { failoverTimeoutMs: 30_000 }))
+    await ds.initialize()
+    res.defer(() => (ds.isInitialized ? ds.destroy() : undefined))
+    await ds.query('CREATE TABLE orders (id int PRIMARY KEY, note text)')
+    const repo = ds.getRepository(OrderSchema)
+    const acked: number[] = []
+    const errors: unknown[] = []
+    let next = 0
+    let stop = false
+    const writer = (async () => {
+      while (!stop) {
+        const id = ++next
+        await repo.insert({ id, note: 'x' }).then(() => acked.push(id), (err: unknown) => errors.push(err))
+      }
+    })()
+    await waitUntil(() => acked.length > 20, { what: 'writes before the fault' })
+    const failover = nextEvent(poolOf(ds), 'failover')
+    await cluster.stop(n0, 'immediate')
+    await cluster.promote(n1)
+    await failover
+    await waitUntil(() => acked.some((id) => id > next - 5) && acked.length > 40, { what: 'writes after the failover', timeout: 20_000 })
+    stop = true
+    await writer
+    // Errors were only writes lost mid-flight, recognisable through TypeORM's QueryFailedError.
+    for (const err of errors) expect(isOutcomeUnknownError(err), String(err)).toBe(true)
+    const onNew = new Set((await cluster.sql<{ id: number }>(n1, 'SELECT id FROM orders')).map((r) => r.id))
+    expect(acked.filter((id) => !onNew.has(id))).toEqual([])
+    expect(await repo.count()).toBe(onNew.size)
+  })
+
+  it('replication: writes on the primary, reads on the replicas; destroy() ends the master pool and every slave view', async () => {
+    const cluster = await res.cluster({ standbys: 2 })
+    const [n0, n1, n2] = cluster.nodes as [ClusterNode, ClusterNode, ClusterNode]
+    const server = (n: ClusterNode) => ({ host: '127.0.0.1', port: n.port, username: 'postgres', password: cluster.password, database: 'postgres' })
+    const ds = new DataSource(withFailover({ type: 'postgres', replication: { master: server(n0), slaves: [server(n1), server(n2)] }, entities: [OrderSchema] }))
+    await ds.initialize()
+    await ds.query('CREATE TABLE orders (id int PRIMARY KEY, note text)')
+    await ds.getRepository(OrderSchema).insert({ id: 1, note: 'x' })
+    const ports = new Set<number>()
+    for (let i = 0; i < 10; i++) {
+      const runner = ds.createQueryRunner('slave')
+      try {
+        ports.add((await runner.query('SELECT inet_server_port() AS port'))[0].port)
+      } finally {
+        await runner.release()
+      }
+    }
+    expect([...ports].sort()).toEqual([n1.port, n2.port].sort())
+    const master = poolOf(ds)
+    expect((await master.query('SELECT inet_server_port() AS port')).rows[0].port).toBe(n0.port)
+    await ds.destroy()
+    expect(master.ended).toBe(true)
+  })
+})
