@@ -10,6 +10,7 @@ import { startCluster } from '../test/support/cluster.js'
 import { measureOverhead, median } from './overhead.js'
 import { measurePromotionToWrite } from './promotion-to-write.js'
 import { measureReads } from './reads.js'
+import { measureLayerCost } from './layer-cost.js'
 import { measureFrozenDetection, measureIdlePromotionNotice } from './detection.js'
 import { measureRestartInPlace } from './restart-in-place.js'
 
@@ -29,14 +30,17 @@ async function main(): Promise<void> {
   console.log(`overhead: SELECT 1, ${rounds} interleaved rounds of ${roundMs} ms per subject`)
   const cluster = await startCluster({ standbys: 2 })
   let overhead
+  let layer
   let reads
   try {
     overhead = await measureOverhead(cluster, [1, 16], rounds, roundMs)
+    layer = await measureLayerCost(cluster)
     console.log('reads: pool.reader over two replicas against pg.Pool on one replica')
     reads = await measureReads(cluster, 16, rounds, roundMs)
   } finally {
     await cluster.destroy()
   }
+  console.log(`  layer alone (no network): pg.Pool ${layer.pgPoolUs.toFixed(3)} µs/query, FailoverPool ${layer.failoverPoolUs.toFixed(3)} µs/query`)
   for (const r of overhead) {
     console.log(
       `  concurrency ${r.concurrency}: pg.Pool ${r.pgPoolQps.toFixed(0)} q/s, FailoverPool ${r.failoverPoolQps.toFixed(0)} q/s, ratio ${r.ratio.toFixed(3)}; client CPU ${r.pgPoolCpuUs.toFixed(1)} vs ${r.failoverPoolCpuUs.toFixed(1)} µs/query`,
@@ -96,6 +100,14 @@ async function main(): Promise<void> {
     ...overhead.map(
       (r) => `| ${r.concurrency} | ${r.pgPoolQps.toFixed(0)} | ${r.failoverPoolQps.toFixed(0)} | ${r.ratio.toFixed(3)} | ${r.pgPoolCpuUs.toFixed(1)} | ${r.failoverPoolCpuUs.toFixed(1)} |`,
     ),
+    '',
+    'The pool layer alone, with the network taken out (every inner checkout gets a client that answers at once,',
+    `so only queueing, routing, the request object, reporting and events remain), median of ${layer.rounds} interleaved rounds of`,
+    '50 000 queries: this is the CPU the library adds per query, free of the servers\' noise.',
+    '',
+    '| pg.Pool layer (µs/query) | FailoverPool layer (µs/query) | added by the library (µs/query) |',
+    '|---:|---:|---:|',
+    `| ${layer.pgPoolUs.toFixed(3)} | ${layer.failoverPoolUs.toFixed(3)} | ${(layer.failoverPoolUs - layer.pgPoolUs).toFixed(3)} |`,
     '',
     '## Reads through pool.reader',
     '',
