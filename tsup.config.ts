@@ -4,7 +4,7 @@ export default defineConfig({
   // The main entry and one per integration (pg-failover-pool/typeorm, ...). Splitting puts the code
   // they share in common chunks, so an application that imports both gets one FailoverPool class
   // (per module format), and the declaration files share one declaration of it.
-  entry: { index: 'src/index.ts', typeorm: 'src/integrations/typeorm.ts' },
+  entry: { index: 'src/index.ts', typeorm: 'src/integrations/typeorm.ts', otel: 'src/integrations/otel.ts' },
   format: ['esm', 'cjs'],
   splitting: true,
   dts: true,
@@ -13,5 +13,5 @@ export default defineConfig({
   target: 'node20',
   // Not keepNames: it wraps every closure in a defineProperty call, which cost ~1 µs per query on the
   // hot path. The exported classes set their `name` explicitly instead (it survives any minifier).
-  external: ['pg', 'pg-connection-string', 'debug'],
+  external: ['pg', 'pg-connection-string', 'debug', '@opentelemetry/api'],
 })
