@@ -6,6 +6,7 @@ import type { ResolvedEndpoint } from './endpoint/endpoint-config.js'
 import { Endpoint, type LaneEventsFactory } from './endpoint/endpoint.js'
 import type { FailoverPoolEvents, PgPoolEvents } from './events.js'
 import { promotionWatchFactory, type WatchFactory } from './health/watches.js'
+import { classifyError } from './error-policy.js'
 import { type FailoverPoolOptions, type ResolvedOptions, resolveOptions } from './options.js'
 import { type FailoverPoolStatus, buildStatus } from './observe/status.js'
 import { TopologyHost } from './routing/host.js'
@@ -161,9 +162,18 @@ export class FailoverPool extends PoolSurface {
     const read = role === 'read' ? { exclude: new Set<string>(), maxStalenessMs: undefined, minLsn: null } : null
     return new Promise((resolve, reject) => {
       if (this.ending) return reject(new Error('Cannot use a pool after calling end on the pool'))
-      this.host.target(role, this.#opts.clock.now(), read, (err, target) => {
+      const startedAt = this.#opts.clock.now()
+      this.host.target(role, startedAt, read, (err, target) => {
         if (err || !target) return reject(err)
-        target.endpoint.attach(client).then(resolve, reject)
+        // The node failing this client (while connecting, or later) is a failure like any request's.
+        const report = (error: unknown): void => {
+          const errorClass = classifyError(error)
+          if (error instanceof Error && (errorClass === 'connection' || errorClass === 'read-only')) this.host.report({ target, error, errorClass, startedAt })
+        }
+        target.endpoint.attach(client, report).then(resolve, (error: unknown) => {
+          report(error)
+          reject(error)
+        })
       })
     })
   }

@@ -97,7 +97,7 @@ export class Endpoint {
    * Points `client` (made elsewhere, not connected yet) at this node with this endpoint's settings,
    * connects it, and keeps it in {@link external} until it ends, so that leaving the node cuts it.
    */
-  async attach(client: pg.Client): Promise<void> {
+  async attach(client: pg.Client, onError: (err: Error) => void = () => undefined): Promise<void> {
     const target = client as unknown as Record<string, unknown> & { connectionParameters: Record<string, unknown> }
     const config = this.clientConfig
     for (const key of ['host', 'port', 'user', 'database', 'ssl'] as const) {
@@ -107,7 +107,17 @@ export class Endpoint {
     }
     if (config.password !== undefined) Object.defineProperty(target, 'password', { value: config.password, writable: true, configurable: true, enumerable: false })
     this.external.add(client)
-    client.once('end', () => this.external.delete(client))
+    let reported = false
+    const failed = (err: Error): void => {
+      if (reported) return
+      reported = true
+      onError(err)
+    }
+    client.on('error', failed)
+    client.once('end', () => {
+      this.external.delete(client)
+      client.removeListener('error', failed)
+    })
     try {
       await client.connect()
     } catch (err) {
