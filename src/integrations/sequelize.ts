@@ -90,6 +90,7 @@ const SOCKET_CLOSE_TIMEOUT_MS = 5_000
 interface ClientInternals {
   connection: pg.Connection
   _connecting: boolean
+  _connected: boolean
   _connectionError: boolean
   _ended: boolean
   _ending: boolean
@@ -148,7 +149,7 @@ export function sequelizeDialect(pool: FailoverPool, options: SequelizeDialectOp
 
     constructor(config?: string | pg.ClientConfig) {
       super(config)
-      this.#config = typeof config === 'object' && config !== null ? config : {}
+      this.#config = typeof config === 'string' ? { connectionString: config } : (config ?? {})
       this.#role = this.#config.host === SEQUELIZE_REPLICA_HOST ? 'read' : 'write'
       // A statement sent before the connection broke: its error is marked outcome-unknown.
       watchStatements(this as unknown as pg.PoolClient, null, () => false)
@@ -162,9 +163,17 @@ export function sequelizeDialect(pool: FailoverPool, options: SequelizeDialectOp
         this.#freshSocket()
         return callback ? super.connect(callback) : super.connect()
       }
+      const cb = callback as ConnectCallback | undefined
+      const internals = this as unknown as ClientInternals
+      if (this.#connecting || internals._connecting || internals._connected) {
+        // A second connect gets pg's answer; the first one and its socket are left alone.
+        const err = new Error('Client has already been connected. You cannot reuse a client.')
+        if (!cb) return Promise.reject(err)
+        process.nextTick(() => cb(err))
+        return
+      }
       const connected = this.#connectThroughPool()
-      if (!callback) return connected.then(() => this)
-      const cb = callback as ConnectCallback
+      if (!cb) return connected.then(() => this)
       connected.then(
         () => cb(null, this),
         (err: Error) => cb(err),

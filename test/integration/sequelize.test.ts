@@ -195,6 +195,9 @@ describe('Sequelize on a FailoverPool (sequelizeDialect)', () => {
     res.defer(() => direct.end())
     expect(await direct.connect()).toBe(direct)
     expect([n1.port, n2.port]).toContain((await direct.query('SELECT inet_server_port() AS port')).rows[0].port)
+    // As with pg, a client connects once; a second connect leaves the live session alone.
+    await expect(direct.connect()).rejects.toThrow(/already been connected/)
+    expect((await direct.query('SELECT 1 AS one')).rows[0].one).toBe(1)
 
     const sequelize = sequelizeOn(pool, { replication: true, max: 4 })
     const Entry = await defineEntries(sequelize)
