@@ -128,6 +128,8 @@ type Listener = (...args: unknown[]) => void
  *   `isOutcomeUnknownError(err)` answers true for Sequelize's error wrapping it. A new connection
  *   that the old node refuses is retried (see {@link SequelizeDialectOptions.connectRetryMs}).
  * - `native: true` is not supported (reading the module's `native` throws a ConfigError).
+ *
+ * @throws ConfigError when `connectRetryMs` is not a number >= 0.
  */
 export function sequelizeDialect(pool: FailoverPool, options: SequelizeDialectOptions = {}): SequelizeDialectModule {
   const retryMs = options.connectRetryMs ?? DEFAULT_CONNECT_RETRY_MS
