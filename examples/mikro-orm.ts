@@ -65,7 +65,7 @@ try {
   // One EntityManager per unit of work (a request, a job): em.fork().
   const em = orm.em.fork()
   const task = em.create(TaskSchema, { title: 'water the plants', done: false })
-  await em.persistAndFlush(task) // flush = BEGIN; INSERT ... RETURNING; COMMIT on one checked-out client
+  await em.persist(task).flush() // flush = BEGIN; INSERT ... RETURNING; COMMIT on one checked-out client
   console.log(`created task ${task.id} on the primary`)
 
   await orm.em.fork().transactional(async (tx) => {
