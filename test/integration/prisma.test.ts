@@ -23,7 +23,8 @@
  *   originalCode, originalMessage }) inside a DriverAdapterError (thrown as is at COMMIT, or in
  *   `meta.driverAdapterError` of a P2039 PrismaClientKnownRequestError for a statement): the
  *   marked driver error is dropped, and isOutcomeUnknownError answers false. The third test pins
- *   that down.
+ *   that down. (The same holds, from the adapter's code and a simulated reset, for ECONNRESET:
+ *   { kind: 'ConnectionClosed' }, P1017 / P2010 "Server has closed the connection.")
  */
 import { existsSync, symlinkSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
