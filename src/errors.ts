@@ -1,3 +1,4 @@
+import { classifyError, neverRan } from './error-policy.js'
 /**
  * Error classes thrown by pg-failover-pool. Every class carries a stable `code` (a string that
  * never changes between releases, safe to switch on) and an `is*()` guard that works across
@@ -113,6 +114,21 @@ export class OutcomeUnknownError extends FailoverPoolError {
   }
 }
 
+/**
+ * Prisma's pg adapter rebuilds a driver error as a plain object (`meta.driverAdapterError.cause`,
+ * or the DriverAdapterError's `cause`) and drops the original, mark included: a FATAL as
+ * `{ kind: 'postgres', originalCode, originalMessage, severity }`, a reset socket as
+ * `{ kind: 'ConnectionClosed' }`. Inside an interactive transaction such a failure arrives for a
+ * statement that was sent (the session was open), so its outcome is unknown — unless the code says
+ * it provably never ran (a proxy's refusal).
+ */
+function isLostInPrismaAdapter(o: Record<string, unknown>): boolean {
+  if (o.kind === 'ConnectionClosed') return true
+  if (o.kind !== 'postgres' || typeof o.originalCode !== 'string') return false
+  const rebuilt = Object.assign(new Error(String(o.originalMessage ?? '')), { code: o.originalCode, severity: o.severity })
+  return classifyError(rebuilt) === 'connection' && !neverRan(rebuilt)
+}
+
 /** Properties under which ORMs and libraries keep the error they wrap (TypeORM, Sequelize, Drizzle, MikroORM, Prisma, AggregateError). */
 const WRAPPED = ['cause', 'driverError', 'original', 'parent', 'originalError', 'previous', 'error', 'inner', 'meta', 'driverAdapterError'] as const
 
@@ -131,8 +147,10 @@ export function isOutcomeUnknownError(err: unknown): err is Error {
 function findOutcomeUnknown(err: unknown, depth: number, seen: Set<unknown>): boolean {
   if (err === null || typeof err !== 'object' || depth > 6 || seen.has(err)) return false
   seen.add(err)
+  // Prisma copies only the code and message of the error it wraps: the code is enough (isFailoverPoolError accepts it).
   if (isFailoverPoolError(err) && err.code === 'PGFP_OUTCOME_UNKNOWN') return true
   if ((err as Record<string, unknown>).pgFailoverPoolOutcome === 'unknown') return true
+  if (isLostInPrismaAdapter(err as Record<string, unknown>)) return true
   for (const key of WRAPPED) {
     const inner = (err as Record<string, unknown>)[key]
     if (inner !== undefined && findOutcomeUnknown(inner, depth + 1, seen)) return true

@@ -8,6 +8,7 @@ import { type FailoverPool, isOutcomeUnknownError } from '../../src/index.js'
 import { withFailover } from '../../src/integrations/typeorm.js'
 import type { Cluster, ClusterNode } from '../support/cluster.js'
 import { useResources } from '../support/pools.js'
+import { promoteMostAdvanced } from '../support/standbys.js'
 import { nextEvent, waitUntil } from '../support/wait.js'
 
 const res = useResources()
@@ -25,8 +26,10 @@ const poolOf = (ds: DataSource): FailoverPool => (ds.driver as unknown as { mast
 
 describe('TypeORM with pg-failover-pool/typeorm', () => {
   it('a multi-host url: the same DataSource and Repository carry on through a failover; no acknowledged write lost; lost writes are outcome-unknown', async () => {
-    const cluster = await res.cluster({ standbys: 1 })
-    const [n0, n1] = cluster.nodes as [ClusterNode, ClusterNode]
+    // Synchronous replication and the most advanced standby promoted, as an HA manager does: only
+    // then can a database promise that an acknowledged write survives losing its primary.
+    const cluster = await res.cluster({ standbys: 2, synchronous: true })
+    const [n0, n1, n2] = cluster.nodes as [ClusterNode, ClusterNode, ClusterNode]
     const ds = new DataSource(withFailover({ type: 'postgres', url: urlOf(cluster, cluster.nodes), entities: [OrderSchema], poolSize: 4 }, { failoverTimeoutMs: 30_000 }))
     await ds.initialize()
     res.defer(() => (ds.isInitialized ? ds.destroy() : undefined))
@@ -45,14 +48,14 @@ describe('TypeORM with pg-failover-pool/typeorm', () => {
     await waitUntil(() => acked.length > 20, { what: 'writes before the fault' })
     const failover = nextEvent(poolOf(ds), 'failover')
     await cluster.stop(n0, 'immediate')
-    await cluster.promote(n1)
+    const { primary: promoted } = await promoteMostAdvanced(cluster, [n1, n2])
     await failover
     await waitUntil(() => acked.some((id) => id > next - 5) && acked.length > 40, { what: 'writes after the failover', timeout: 20_000 })
     stop = true
     await writer
     // Errors were only writes lost mid-flight, recognisable through TypeORM's QueryFailedError.
     for (const err of errors) expect(isOutcomeUnknownError(err), String(err)).toBe(true)
-    const onNew = new Set((await cluster.sql<{ id: number }>(n1, 'SELECT id FROM orders')).map((r) => r.id))
+    const onNew = new Set((await cluster.sql<{ id: number }>(promoted, 'SELECT id FROM orders')).map((r) => r.id))
     expect(acked.filter((id) => !onNew.has(id))).toEqual([])
     expect(await repo.count()).toBe(onNew.size)
   })

@@ -73,3 +73,15 @@ describe('classifyError (the SQLSTATE policy table)', () => {
     expect(neverRan(withCode('XX000', 'query_wait_timeout'))).toBe(false)
   })
 })
+
+describe('isOutcomeUnknownError on what ORMs throw', () => {
+  it("recognises Prisma's rebuilt adapter errors for a lost statement, never for what provably did not run", async () => {
+    const { isOutcomeUnknownError } = await import('../../src/errors.js')
+    const prismaError = (cause: unknown) => Object.assign(new Error('Database error'), { code: 'P2039', meta: { driverAdapterError: Object.assign(new Error('DriverAdapterError'), { cause }) } })
+    expect(isOutcomeUnknownError(prismaError({ kind: 'postgres', code: '57P01', severity: 'FATAL', originalCode: '57P01', originalMessage: 'terminating connection due to administrator command' }))).toBe(true)
+    expect(isOutcomeUnknownError(prismaError({ kind: 'ConnectionClosed' }))).toBe(true)
+    // A SQL error, and PgBouncer refusing the statement before it reached a server: no.
+    expect(isOutcomeUnknownError(prismaError({ kind: 'postgres', code: '23505', severity: 'ERROR', originalCode: '23505', originalMessage: 'duplicate key' }))).toBe(false)
+    expect(isOutcomeUnknownError(prismaError({ kind: 'postgres', code: '08P01', severity: 'FATAL', originalCode: '08P01', originalMessage: 'query_wait_timeout' }))).toBe(false)
+  })
+})
