@@ -1,32 +1,7 @@
 /**
- * pg-boss on a FailoverPool: the object pg-boss takes as its `db` option.
- *
- * ```ts
- * import PgBoss from 'pg-boss'
- * import { FailoverPool, pgBossDb } from 'pg-failover-pool'
- *
- * const pool = new FailoverPool({ endpoints })
- * const boss = new PgBoss({ db: pgBossDb(pool) })
- * boss.on('error', console.error)
- * await boss.start()
- * // ... boss.stop() before pool.end(): pg-boss never opens or closes a `db` it was given.
- * ```
- *
- * What pg-boss calls on `db`, by version (read in the published sources):
- *
- * | hook | pg-boss 10.x / 11.x | pg-boss 12.x (read: 12.38.0) |
- * |---|---|---|
- * | `executeSql(text, values)` | every statement (`manager.js`, `boss.js`, `contractor.js`, `timekeeper.js`); multi-statement `BEGIN; …; COMMIT;` strings (`plans.locked`) with `values` undefined | the same; `bam.js` calls `executeSql(text)` on a custom db |
- * | `listen(channel, onNotification, onReconnect)` | never | `Notifier.start()` when `useListenNotify: true`; without it pg-boss warns and only polls |
- * | `beginTransaction()` | never | transactional workers, `work(name, { transactional: true }, …)` (asserted at `work()`) |
- * | `withTransaction(fn)` | never | only for pg-boss's own pool (`_pgbdb`), never for a custom db; here for your own use |
- * | `poolCounts()` | never | the instance registry's heartbeat (`registrar.js`) |
- * | `setSessionStatements(statements)` | never | only with a `TestClock`; not provided here, so `start()` refuses a TestClock with pg-boss's own message |
- *
- * pg-boss does not forward events of a `db` it did not create, so a listener failure reaches you
- * through {@link PgBossDbOptions.onError}, and the pool's own `'error'` events through the pool.
- *
- * No runtime import of pg-boss: it is an optional peer, and the types here are structural.
+ * pg-boss on a FailoverPool: {@link pgBossDb} makes the object pg-boss takes as its `db` option.
+ * No runtime import of pg-boss (an optional peer): the types here are structural, and match
+ * pg-boss 10's `Db` and pg-boss 12's `IDatabase`, `TransactionHandle` and `ListenHandle`.
  */
 import pg from 'pg'
 import type { PoolClient, QueryResult } from 'pg'
@@ -120,10 +95,39 @@ const DEFAULT_MAX_RETRY_DELAY_MS = 30_000
 const ROLLBACK_TIMEOUT_MS = 5_000
 
 /**
- * pg-boss's `db` option over a FailoverPool: every statement runs on the verified primary (through
- * `pool.writer`, so also with `routeReads: 'auto'` — pg-boss reads its own writes), waiting for a
- * primary during a failover; statements that provably did not run are retried, one lost mid-flight
- * fails with `OutcomeUnknownError`. pg-boss never opens or closes it: stop pg-boss, then end the pool.
+ * pg-boss's `db` option over a FailoverPool:
+ *
+ * ```ts
+ * const boss = new PgBoss({ db: pgBossDb(pool) })
+ * boss.on('error', console.error)
+ * await boss.start()
+ * // ... await boss.stop() before pool.end(): pg-boss never opens or closes a db it was given.
+ * ```
+ *
+ * Every statement runs on the verified primary (through `pool.writer`, so also with
+ * `routeReads: 'auto'`: pg-boss reads its own writes), waiting for a primary during a failover;
+ * a statement that provably did not run is retried, one lost mid-flight fails with
+ * `OutcomeUnknownError`. What pg-boss then does is pg-boss's: a `send()` rejects (the job may or
+ * may not exist); `fetch()` swallows it and polls again (jobs it may have claimed are failed by
+ * timeout after `expireIn` and retried within their retry limit); pg-boss 10's worker does not
+ * await its `complete()`/`fail()` (`manager.js`, `watch()`), so a completion lost mid-flight is an
+ * unhandled rejection there, as it is on a plain pg.Pool.
+ *
+ * What pg-boss calls on `db`, by version (read in the published sources):
+ *
+ * | member | pg-boss 10.x (and 11.x) | pg-boss 12.x (read: 12.38.0) |
+ * |---|---|---|
+ * | `executeSql(text, values)` | every statement (`manager.js`, `boss.js`, `contractor.js`, `timekeeper.js`), including multi-statement `BEGIN; …; COMMIT;` strings (`plans.locked()`) with `values` undefined | the same (`bam.js` calls `executeSql(text)` on a db it did not make) |
+ * | `listen(channel, onNotification, onReconnect)` | never | `Notifier.start()` when `useListenNotify: true`; without it pg-boss warns and polls only |
+ * | `beginTransaction()` | never | transactional workers, `work(name, { transactional: true }, …)` (asserted at `work()`) |
+ * | `withTransaction(fn)` | never | only on pg-boss's own pool (`_pgbdb`), never on a given db; here for your own use |
+ * | `poolCounts()` | never | the instance registry's heartbeat (`registrar.js`) |
+ * | `setSessionStatements(statements)` | never | only with a `TestClock`; not provided (pg-boss's `start()` then refuses a TestClock with its own message) |
+ *
+ * With a db it did not make, pg-boss 12 runs `upsert()` (and its CockroachDB-only multi-statement
+ * paths) statement by statement, without a transaction; where that matters, run it in one:
+ * `db.withTransaction((tx) => boss.upsert(name, data, { db: tx }))`. pg-boss forwards no event of
+ * such a db: LISTEN failures reach {@link PgBossDbOptions.onError}, the pool's own through the pool.
  */
 export function pgBossDb(pool: FailoverPool, options: PgBossDbOptions = {}): PgBossDb {
   const writer = pool.writer

@@ -125,7 +125,8 @@ describe('pg-boss on a FailoverPool', () => {
     const [n0, n1] = cluster.nodes as [ClusterNode, ClusterNode]
     const pool = res.pool(cluster)
     const listenErrors: Error[] = []
-    const db = pgBossDb(pool, { onError: (err) => listenErrors.push(err) })
+    // Heartbeats every 200 ms: each one must pass (a failing one would reconnect and break the counts below).
+    const db = pgBossDb(pool, { onError: (err) => listenErrors.push(err), listenHeartbeatIntervalMs: 200 })
 
     await db.executeSql('CREATE TABLE t (id int PRIMARY KEY, port int)')
     // No values: the simple protocol, so pg-boss's multi-statement strings run (one result per statement).
@@ -145,7 +146,7 @@ describe('pg-boss on a FailoverPool', () => {
     await expect.poll(() => payloads, { timeout: 10_000 }).toContain('first')
 
     // The server ends the session (no failover): it listens again on the same primary.
-    await cluster.sql(n0, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN %'")
+    await cluster.sql(n0, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE ${LISTENER}`)
     await expect.poll(() => reconnects, { timeout: 10_000 }).toBe(2)
     await db.executeSql('SELECT pg_notify($1, $2)', [channel, 'second'])
     await expect.poll(() => payloads, { timeout: 10_000 }).toContain('second')
@@ -202,11 +203,11 @@ function jobStates(cluster: Cluster, node: ClusterNode, ids: string[]): Promise<
   return cluster.sql<{ id: string; state: string }>(node, 'SELECT id::text AS id, state::text AS state FROM pgboss.job WHERE id = ANY($1::uuid[])', [ids])
 }
 
-/** Sessions on `node` whose last statement was a LISTEN or the listener's heartbeat. */
+/** pg_stat_activity rows of the LISTEN session: its last statement was the LISTEN or a heartbeat. */
+const LISTENER = "(query LIKE 'LISTEN %' OR query LIKE 'SELECT EXISTS (SELECT 1 FROM pg_listening_channels()%')"
+
+/** LISTEN sessions on `node`. */
 async function listeningSessions(cluster: Cluster, node: ClusterNode): Promise<number> {
-  const rows = await cluster.sql<{ n: number }>(
-    node,
-    "SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE 'LISTEN %' OR query LIKE 'SELECT EXISTS (SELECT 1 FROM pg_listening_channels()%'",
-  )
+  const rows = await cluster.sql<{ n: number }>(node, `SELECT count(*)::int AS n FROM pg_stat_activity WHERE ${LISTENER}`)
   return rows[0]!.n
 }
