@@ -91,6 +91,8 @@ export interface PgBossDb extends PgBossExecutor {
 const DEFAULT_HEARTBEAT_INTERVAL_MS = 10_000
 const DEFAULT_HEARTBEAT_TIMEOUT_MS = 5_000
 const DEFAULT_MAX_RETRY_DELAY_MS = 30_000
+/** A LISTEN session that lived this long counts as a success: the next loss reconnects at once again. */
+const STABLE_SESSION_MS = 1_000
 /** As pg-boss's own: how long rollback() waits for its ROLLBACK before dropping the connection. */
 const ROLLBACK_TIMEOUT_MS = 5_000
 
@@ -256,7 +258,9 @@ async function listenOnPrimary(
   let current: pg.Client | null = null
   let reconnectTimer: NodeJS.Timeout | null = null
   let heartbeatTimer: NodeJS.Timeout | null = null
+  /** Reconnect attempts since the last session that lived {@link STABLE_SESSION_MS}: the backoff. */
   let failures = 0
+  let sessionStart = 0
   // Only self-heal once a LISTEN has succeeded: a failed first one is the caller's to handle.
   let established = false
   const listenSql = `LISTEN ${quoteIdent(channel)}`
@@ -288,6 +292,8 @@ async function listenOnPrimary(
     current = null
     clearHeartbeat()
     drop(client)
+    // A session that keeps dying at once (flapping) backs off instead of reconnecting in a loop.
+    if (Date.now() - sessionStart >= STABLE_SESSION_MS) failures = 0
     report(err)
     if (established) scheduleReconnect()
   }
@@ -298,7 +304,7 @@ async function listenOnPrimary(
       report(new Error(`LISTEN ${channel}: the pool is ending, not listening again`))
       return
     }
-    // The first attempt goes at once: connectClient itself waits for a verified primary.
+    // The first attempt goes at once (connectClient itself waits for a verified primary), later ones back off.
     const delay = failures === 0 ? 0 : Math.min(settings.maxRetryDelayMs, 1_000 * 2 ** Math.min(failures - 1, 10))
     failures++
     reconnectTimer = setTimeout(() => {
@@ -369,7 +375,7 @@ async function listenOnPrimary(
       if (current !== client) drop(client)
       return
     }
-    failures = 0
+    sessionStart = Date.now()
     established = true
     scheduleHeartbeat(client)
     onReconnect()
