@@ -1,0 +1,402 @@
+/**
+ * pg-boss on a FailoverPool: {@link pgBossDb} makes the object pg-boss takes as its `db` option.
+ * No runtime import of pg-boss (an optional peer): the types here are structural, and match
+ * pg-boss 10's `Db` and pg-boss 12's `IDatabase`, `TransactionHandle` and `ListenHandle`.
+ */
+import pg from 'pg'
+import type { PoolClient, QueryResult } from 'pg'
+import { destroyClient } from '../endpoint/endpoint.js'
+import type { FailoverPool } from '../failover-pool.js'
+
+/** Options of {@link pgBossDb}. */
+export interface PgBossDbOptions {
+  /**
+   * Called with every failure of the LISTEN connection (the session was lost, a reconnect or a
+   * heartbeat failed). Each is followed by a reconnect attempt; nothing is thrown. Default: ignored.
+   */
+  onError?: (err: Error) => void
+  /**
+   * How often the LISTEN session checks, on the session itself, that it still listens (ms, default
+   * 10 000, as pg-boss's own listener; 0 turns it off). A check that fails or takes longer than
+   * `listenHeartbeatTimeoutMs` drops the session and listens again on the primary.
+   */
+  listenHeartbeatIntervalMs?: number
+  /** Deadline of one heartbeat check (ms, default 5 000). */
+  listenHeartbeatTimeoutMs?: number
+  /** Longest pause between reconnect attempts of the LISTEN session (ms, default 30 000). */
+  maxListenRetryDelayMs?: number
+}
+
+/**
+ * Runs pg-boss statements. `executeSql` resolves to pg's result; for a multi-statement text sent
+ * without values (simple protocol) pg resolves to an array of results, exactly as with pg-boss's
+ * own pool (pg-boss 10 ignores those results, pg-boss 12 unwraps arrays).
+ */
+export interface PgBossExecutor {
+  /** Runs `text` with `values` (none: the simple query protocol, so several statements may be sent at once). */
+  executeSql(text: string, values?: unknown[]): Promise<QueryResult>
+}
+
+/** What {@link PgBossDb.listen} resolves to; pg-boss 12's `ListenHandle`. */
+export interface PgBossListenHandle {
+  /** Stops listening and closes the session; no reconnect follows. Idempotent. */
+  close(): Promise<void>
+}
+
+/** An open transaction on one checked-out connection; pg-boss 12's `TransactionHandle`. */
+export interface PgBossTransaction {
+  /** Runs statements inside the transaction (pass it as the `db` option of any pg-boss call). Rejects once settled. */
+  readonly db: PgBossExecutor
+  /** COMMIT and release the connection. Rejects when COMMIT fails (the connection is then discarded) or the transaction is already settled. */
+  commit(): Promise<void>
+  /** ROLLBACK and release the connection; never rejects, idempotent, bounded (a ROLLBACK that cannot get through drops the connection). */
+  rollback(): Promise<void>
+}
+
+/** The pool's size and use, as pg-boss 12's registry records it (`PoolCounts`). */
+export interface PgBossPoolCounts {
+  /** `max` of the pool (per endpoint; pg's default 10 when unset). */
+  max: number
+  /** Connections open to the primary. */
+  total: number
+  /** Of those, idle ones. */
+  idle: number
+  /** Requests waiting for a connection or for a primary. */
+  waiting: number
+}
+
+/** The object to pass as pg-boss's `db` option (every pg-boss version from 10 on); see the module comment for who calls what. */
+export interface PgBossDb extends PgBossExecutor {
+  /**
+   * pg-boss 12 (`useListenNotify: true`): LISTENs on `channel` on a dedicated session on the
+   * verified primary, outside the pool's `max`, and calls `onReconnect` after every successful
+   * LISTEN (the first included) so pg-boss fetches what it may have missed. When the session is
+   * lost — the pool left the node (failover, demotion: it cuts the session), the server ended it,
+   * a heartbeat failed — it LISTENs again on the primary the pool verifies next.
+   * @throws (rejects) when the first LISTEN fails: pg-boss then polls only.
+   */
+  listen(channel: string, onNotification: (payload: string) => void, onReconnect: () => void): Promise<PgBossListenHandle>
+  /**
+   * pg-boss 12 transactional workers: BEGIN on one connection checked out on the verified primary;
+   * it never switches nodes, so a failover while it is open fails its next statement (a lost COMMIT
+   * is outcome-unknown: `isOutcomeUnknownError`).
+   */
+  beginTransaction(): Promise<PgBossTransaction>
+  /** Runs `fn` in a transaction ({@link beginTransaction}): COMMIT when it resolves, ROLLBACK (and rethrow) when it throws. */
+  withTransaction<T>(fn: (db: PgBossExecutor) => Promise<T>): Promise<T>
+  /** pg-boss 12 registry heartbeat: the pool's size and use. */
+  poolCounts(): PgBossPoolCounts
+}
+
+const DEFAULT_HEARTBEAT_INTERVAL_MS = 10_000
+const DEFAULT_HEARTBEAT_TIMEOUT_MS = 5_000
+const DEFAULT_MAX_RETRY_DELAY_MS = 30_000
+/** A LISTEN session that lived this long counts as a success: the next loss reconnects at once again. */
+const STABLE_SESSION_MS = 1_000
+/** As pg-boss's own: how long rollback() waits for its ROLLBACK before dropping the connection. */
+const ROLLBACK_TIMEOUT_MS = 5_000
+
+/**
+ * pg-boss's `db` option over a FailoverPool:
+ *
+ * ```ts
+ * const boss = new PgBoss({ db: pgBossDb(pool) })
+ * boss.on('error', console.error)
+ * await boss.start()
+ * // ... await boss.stop() before pool.end(): pg-boss never opens or closes a db it was given.
+ * ```
+ *
+ * Every statement runs on the verified primary (through `pool.writer`, so also with
+ * `routeReads: 'auto'`: pg-boss reads its own writes), waiting for a primary during a failover;
+ * a statement that provably did not run is retried, one lost mid-flight fails with
+ * `OutcomeUnknownError`. What pg-boss then does is pg-boss's: a `send()` rejects (the job may or
+ * may not exist); `fetch()` swallows it and polls again (jobs it may have claimed are failed by
+ * timeout after `expireIn` and retried within their retry limit); pg-boss 10's worker does not
+ * await its `complete()`/`fail()` (`manager.js`, `watch()`), so a completion lost mid-flight is an
+ * unhandled rejection there, as it is on a plain pg.Pool.
+ *
+ * What pg-boss calls on `db`, by version (read in the published sources):
+ *
+ * | member | pg-boss 10.x (and 11.x) | pg-boss 12.x (read: 12.38.0) |
+ * |---|---|---|
+ * | `executeSql(text, values)` | every statement (`manager.js`, `boss.js`, `contractor.js`, `timekeeper.js`), including multi-statement `BEGIN; …; COMMIT;` strings (`plans.locked()`) with `values` undefined | the same (`bam.js` calls `executeSql(text)` on a db it did not make) |
+ * | `listen(channel, onNotification, onReconnect)` | never | `Notifier.start()` when `useListenNotify: true`; without it pg-boss warns and polls only |
+ * | `beginTransaction()` | never | transactional workers, `work(name, { transactional: true }, …)` (asserted at `work()`) |
+ * | `withTransaction(fn)` | never | only on pg-boss's own pool (`_pgbdb`), never on a given db; here for your own use |
+ * | `poolCounts()` | never | the instance registry's heartbeat (`registrar.js`) |
+ * | `setSessionStatements(statements)` | never | only with a `TestClock`; not provided (pg-boss's `start()` then refuses a TestClock with its own message) |
+ *
+ * With a db it did not make, pg-boss 12 runs `upsert()` (and its CockroachDB-only multi-statement
+ * paths) statement by statement, without a transaction; where that matters, run it in one:
+ * `db.withTransaction((tx) => boss.upsert(name, data, { db: tx }))`. pg-boss forwards no event of
+ * such a db: LISTEN failures reach {@link PgBossDbOptions.onError}, the pool's own through the pool.
+ */
+export function pgBossDb(pool: FailoverPool, options: PgBossDbOptions = {}): PgBossDb {
+  const writer = pool.writer
+  const onError = options.onError ?? (() => undefined)
+  const heartbeatIntervalMs = options.listenHeartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS
+  const heartbeatTimeoutMs = options.listenHeartbeatTimeoutMs ?? DEFAULT_HEARTBEAT_TIMEOUT_MS
+  const maxRetryDelayMs = options.maxListenRetryDelayMs ?? DEFAULT_MAX_RETRY_DELAY_MS
+
+  // No values: pool.query(text) keeps pg's simple protocol (multi-statement strings work).
+  const executeSql = (text: string, values?: unknown[]): Promise<QueryResult> => (values === undefined ? writer.query(text) : writer.query(text, values))
+
+  const beginTransaction = async (): Promise<PgBossTransaction> => {
+    const client = await writer.connect()
+    return openTransaction(client)
+  }
+
+  return {
+    executeSql,
+    listen: (channel, onNotification, onReconnect) =>
+      listenOnPrimary(pool, channel, onNotification, onReconnect, { onError, heartbeatIntervalMs, heartbeatTimeoutMs, maxRetryDelayMs }),
+    beginTransaction,
+    async withTransaction<T>(fn: (db: PgBossExecutor) => Promise<T>): Promise<T> {
+      const tx = await beginTransaction()
+      let result: T
+      try {
+        result = await fn(tx.db)
+      } catch (err) {
+        await tx.rollback()
+        throw err
+      }
+      await tx.commit()
+      return result
+    },
+    poolCounts: () => ({
+      max: pool.options.max ?? 10,
+      total: pool.totalCount,
+      idle: pool.idleCount,
+      waiting: pool.waitingCount,
+    }),
+  }
+}
+
+/** BEGIN on `client` and the handle that owns it until it is released, exactly once. */
+async function openTransaction(client: PoolClient): Promise<PgBossTransaction> {
+  let released = false
+  // Why the connection died, when it died on its own: later calls report it rather than "settled".
+  let connectionError: Error | null = null
+  const release = (err?: Error): void => {
+    if (released) return
+    released = true
+    client.removeListener('error', onClientError)
+    // With an error the pool discards the connection: it may be mid-transaction or broken.
+    client.release(err)
+  }
+  const onClientError = (err: Error): void => {
+    connectionError ??= err
+    release(err)
+  }
+  const settled = (): Error => connectionError ?? new Error('Transaction is already settled')
+  client.on('error', onClientError)
+  try {
+    await client.query('BEGIN')
+  } catch (err) {
+    release(err as Error)
+    throw err
+  }
+  return {
+    db: {
+      // A late statement (a handler past its deadline) must never land on a client handed to someone else.
+      executeSql: (text, values) => (released ? Promise.reject(settled()) : values === undefined ? client.query(text) : client.query(text, values)),
+    },
+    async commit() {
+      if (released) throw settled()
+      try {
+        await client.query('COMMIT')
+      } catch (err) {
+        release(err as Error)
+        throw err
+      }
+      release()
+    },
+    async rollback() {
+      if (released) return
+      let timer: NodeJS.Timeout | undefined
+      const deadline = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`ROLLBACK did not complete within ${ROLLBACK_TIMEOUT_MS} ms`)), ROLLBACK_TIMEOUT_MS)
+        timer.unref()
+      })
+      const rollback = client.query('ROLLBACK')
+      rollback.catch(() => undefined)
+      try {
+        await Promise.race([rollback, deadline])
+        release()
+      } catch (err) {
+        release(err as Error)
+      } finally {
+        clearTimeout(timer)
+      }
+    },
+  }
+}
+
+interface ListenSettings {
+  onError: (err: Error) => void
+  heartbeatIntervalMs: number
+  heartbeatTimeoutMs: number
+  maxRetryDelayMs: number
+}
+
+/**
+ * One LISTEN session that follows the primary. The session is a dedicated `pg.Client` connected
+ * through `pool.connectClient` (the verified primary, outside the pool's `max`, as pg-boss's own
+ * listener is outside its pool); the pool cuts it when it leaves that node, and then — or when
+ * the server ends it, or a heartbeat fails — a new one LISTENs on the primary the pool verifies
+ * next (connectClient waits for it, bounded by `failoverTimeoutMs`; failed attempts back off).
+ */
+async function listenOnPrimary(
+  pool: FailoverPool,
+  channel: string,
+  onNotification: (payload: string) => void,
+  onReconnect: () => void,
+  settings: ListenSettings,
+): Promise<PgBossListenHandle> {
+  let closed = false
+  /** The current session (connecting or listening); null between sessions. */
+  let current: pg.Client | null = null
+  let reconnectTimer: NodeJS.Timeout | null = null
+  let heartbeatTimer: NodeJS.Timeout | null = null
+  /** Reconnect attempts since the last session that lived {@link STABLE_SESSION_MS}: the backoff. */
+  let failures = 0
+  let sessionStart = 0
+  // Only self-heal once a LISTEN has succeeded: a failed first one is the caller's to handle.
+  let established = false
+  const listenSql = `LISTEN ${quoteIdent(channel)}`
+
+  const report = (err: unknown): void => {
+    if (closed) return
+    try {
+      settings.onError(err instanceof Error ? err : new Error(String(err)))
+    } catch {
+      // A throwing error callback must not stop the reconnects.
+    }
+  }
+
+  const drop = (client: pg.Client): void => {
+    client.removeAllListeners()
+    // An error while closing must not become an uncaught 'error' event.
+    client.on('error', () => undefined)
+    destroyClient(client)
+  }
+
+  const clearHeartbeat = (): void => {
+    if (heartbeatTimer) clearTimeout(heartbeatTimer)
+    heartbeatTimer = null
+  }
+
+  /** `client`'s session is gone (or must go): drop it and listen again on the primary. */
+  const lost = (client: pg.Client, err: Error): void => {
+    if (closed || current !== client) return
+    current = null
+    clearHeartbeat()
+    drop(client)
+    // A session that keeps dying at once (flapping) backs off instead of reconnecting in a loop.
+    if (Date.now() - sessionStart >= STABLE_SESSION_MS) failures = 0
+    report(err)
+    if (established) scheduleReconnect()
+  }
+
+  const scheduleReconnect = (): void => {
+    if (closed || reconnectTimer || current) return
+    if (pool.ending) {
+      report(new Error(`LISTEN ${channel}: the pool is ending, not listening again`))
+      return
+    }
+    // The first attempt goes at once (connectClient itself waits for a verified primary), later ones back off.
+    const delay = failures === 0 ? 0 : Math.min(settings.maxRetryDelayMs, 1_000 * 2 ** Math.min(failures - 1, 10))
+    failures++
+    reconnectTimer = setTimeout(() => {
+      reconnectTimer = null
+      connect().catch((err: unknown) => {
+        report(err)
+        scheduleReconnect()
+      })
+    }, delay)
+    reconnectTimer.unref()
+  }
+
+  const scheduleHeartbeat = (client: pg.Client): void => {
+    if (settings.heartbeatIntervalMs <= 0 || closed || current !== client) return
+    heartbeatTimer = setTimeout(() => {
+      heartbeatTimer = null
+      heartbeat(client).then(
+        () => scheduleHeartbeat(client),
+        (err: unknown) => lost(client, err instanceof Error ? err : new Error(String(err))),
+      )
+    }, settings.heartbeatIntervalMs)
+    heartbeatTimer.unref()
+  }
+
+  const heartbeat = async (client: pg.Client): Promise<void> => {
+    if (closed || current !== client) return
+    let timer: NodeJS.Timeout | undefined
+    const check = client.query<{ listening: boolean }>('SELECT EXISTS (SELECT 1 FROM pg_listening_channels() AS c(channel) WHERE c.channel = $1) AS listening', [channel])
+    check.catch(() => undefined)
+    try {
+      const result = await Promise.race([
+        check,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`LISTEN ${channel}: heartbeat timed out after ${settings.heartbeatTimeoutMs} ms`)), settings.heartbeatTimeoutMs)
+          timer.unref()
+        }),
+      ])
+      if (!result.rows[0]?.listening) throw new Error(`LISTEN ${channel}: the session no longer listens`)
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  const connect = async (): Promise<void> => {
+    if (closed) return
+    // The pool's client settings (keepalive, application_name, timeouts); connectClient sets the address.
+    const client = new pg.Client({ ...pool.options })
+    current = client
+    client.on('error', (err: Error) => lost(client, err))
+    client.on('end', () => lost(client, new Error(`LISTEN ${channel}: the session ended`)))
+    client.on('notification', (msg: pg.Notification) => {
+      if (current === client && !closed && msg.channel === channel && msg.payload !== undefined) onNotification(msg.payload)
+    })
+    try {
+      await pool.connectClient(client)
+      await client.query(listenSql)
+    } catch (err) {
+      const handled = current !== client
+      if (!handled) current = null
+      drop(client)
+      // Already reported and rescheduled by lost() (or closed meanwhile): nothing more to do, except
+      // that a first LISTEN that failed rejects listen() itself.
+      if (handled && established) return
+      throw err
+    }
+    if (closed || current !== client) {
+      // Closed, or lost and replaced while LISTEN was on its way.
+      if (current !== client) drop(client)
+      return
+    }
+    sessionStart = Date.now()
+    established = true
+    scheduleHeartbeat(client)
+    onReconnect()
+  }
+
+  await connect()
+  return {
+    async close() {
+      if (closed) return
+      closed = true
+      if (reconnectTimer) clearTimeout(reconnectTimer)
+      reconnectTimer = null
+      clearHeartbeat()
+      const client = current
+      current = null
+      if (client) drop(client)
+    },
+  }
+}
+
+/** `name` as a quoted SQL identifier. */
+function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`
+}
