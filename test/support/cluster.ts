@@ -19,7 +19,7 @@ import { randomBytes } from 'node:crypto'
 import { spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs'
 import { rm } from 'node:fs/promises'
-import net from 'node:net'
+import { freePort, probePort } from './ports.js'
 import os from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
@@ -125,42 +125,6 @@ class NodeImpl implements ClusterNode {
 // ---------------------------------------------------------------------------------------------
 // Small helpers
 
-const handedOutPorts = new Set<number>()
-
-/** A currently free TCP port on 127.0.0.1 (not handed out before by this process). */
-async function freePort(): Promise<number> {
-  for (let i = 0; i < 50; i++) {
-    const port = await new Promise<number>((resolve, reject) => {
-      const srv = net.createServer()
-      srv.unref()
-      srv.on('error', reject)
-      srv.listen(0, '127.0.0.1', () => {
-        const addr = srv.address() as net.AddressInfo
-        srv.close(() => resolve(addr.port))
-      })
-    })
-    if (!handedOutPorts.has(port)) {
-      handedOutPorts.add(port)
-      return port
-    }
-  }
-  throw new Error('could not find a free TCP port on 127.0.0.1')
-}
-
-/** Try a TCP connect: 'refused' (nobody listens), 'open' (accepted) or 'timeout'. */
-function probePort(port: number, timeoutMs = 500): Promise<'refused' | 'open' | 'timeout' | 'error'> {
-  return new Promise((resolve) => {
-    const sock = net.connect({ host: '127.0.0.1', port })
-    const done = (r: 'refused' | 'open' | 'timeout' | 'error'): void => {
-      clearTimeout(timer)
-      sock.destroy()
-      resolve(r)
-    }
-    const timer = setTimeout(() => done('timeout'), timeoutMs)
-    sock.on('connect', () => done('open'))
-    sock.on('error', (err: NodeJS.ErrnoException) => done(err.code === 'ECONNREFUSED' ? 'refused' : 'error'))
-  })
-}
 
 function newClient(node: NodeImpl, extra: pg.ClientConfig = {}): pg.Client {
   const client = new pg.Client({
