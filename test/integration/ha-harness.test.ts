@@ -314,7 +314,12 @@ describe('repmgr harness', () => {
       const other = c.dataNodes.find((n) => n !== killed && n !== next)!
       await c.waitForStreaming(next, [other])
       log(`repmgr killPrimary(node1) -> ${next.name} writable after ${failoverMs} ms (timeline ${tlBefore} -> ${tlNext}); ${other.name} follows after ${Date.now() - t} ms`)
-      expect(readFileSync(next.repmgrLogFile, 'utf8')).toMatch(/STANDBY PROMOTE successful/)
+      // repmgr writes its verdict after its own promote_check loop sees the promotion, which can be
+      // a second after the node already takes writes: wait for the line rather than read once.
+      await waitFor('repmgr to log STANDBY PROMOTE successful', 30_000, 100, async () =>
+        /STANDBY PROMOTE successful/.test(readFileSync(next.repmgrLogFile, 'utf8')),
+        () => readFileSync(next.repmgrLogFile, 'utf8'),
+      )
 
       // A reboot of the old primary under repmgr: nobody fences it.
       await c.stopNode(killed) // its repmgrd too (the postmaster is already dead)

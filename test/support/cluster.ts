@@ -653,9 +653,12 @@ export class Cluster {
     if (standbys.length > 0) {
       await waitUntil(
         async () => {
+          // Until a standby has reported a flush position PostgreSQL shows it as 'async' whatever
+          // synchronous_standby_names says (it may take wal_receiver_status_interval), so a
+          // synchronous cluster is ready only once every standby has reported one.
           const rows = await this.sql<{ application_name: string }>(
             primary,
-            `SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'`,
+            `SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'${this.synchronous ? ' AND flush_lsn IS NOT NULL' : ''}`,
           )
           const streaming = new Set(rows.map((r) => r.application_name))
           return standbys.every((s) => streaming.has(s.name))
