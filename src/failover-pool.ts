@@ -153,7 +153,10 @@ export class FailoverPool extends PoolSurface {
    * For libraries that pool connections themselves and take a Client class (Sequelize's
    * `dialectModule`): connects `client` — a `pg.Client` made with any address, not connected yet —
    * to the verified primary (waiting for one as a query would), or with `'read'` to a replica
-   * chosen as `pool.reader` would (falling back by `readFallback`), using that endpoint's settings.
+   * chosen as `pool.reader` would (falling back by `readFallback`). The endpoint decides the address
+   * and, where it names them (in its config object or its connection string), the user, password,
+   * database and TLS settings; the client keeps its own TCP keepalive, `application_name`, timeouts
+   * and any of those fields the endpoint does not name.
    * The client is then tied to its node: when the pool leaves it (failover, demotion, split brain)
    * the client is cut like the pool's own, so it can never acknowledge a write afterwards.
    * @throws what a query would: NoPrimaryError, NoReplicaError, the node's connection error.

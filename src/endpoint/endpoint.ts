@@ -6,6 +6,7 @@ import type { ResolvedEndpoint } from './endpoint-config.js'
 import { hidePassword } from './endpoint-config.js'
 import { Lane, type LaneEvents, destroySocket } from './lane.js'
 import { parseLsn } from './lsn.js'
+import { type NodeAddress, nodeAddressOf, pointClientAt } from './point-client.js'
 import { type ProbeResult, probeRole } from './role-probe.js'
 
 /** Which lane of an endpoint: writes (the primary's traffic) or reads (pool.reader's). */
@@ -48,6 +49,8 @@ export class Endpoint {
   /** Counts this endpoint's failures; while open, no user traffic reaches it. */
   readonly breaker: CircuitBreaker
   private readonly clientConfig: PoolConfig
+  /** Where a client attached here (connectClient) connects, and with which credentials and TLS. */
+  private readonly address: NodeAddress
   private monitor: pg.Client | null = null
   private monitorConnecting: Promise<pg.Client> | null = null
 
@@ -68,6 +71,7 @@ export class Endpoint {
     this.clientConfig = { keepAlive: true, keepAliveInitialDelayMillis: 10_000, ...sharedConfig, ...resolved.config }
     const password = 'password' in resolved.config ? resolved.config.password : sharedConfig.password
     if (password !== undefined) hidePassword(this.clientConfig, password)
+    this.address = nodeAddressOf(this.host, this.port, this.clientConfig)
     this.write = new Lane(this.name, this.clientConfig, events(this, 'write'))
     this.read = new Lane(this.name, this.clientConfig, events(this, 'read'))
   }
@@ -94,18 +98,12 @@ export class Endpoint {
   }
 
   /**
-   * Points `client` (made elsewhere, not connected yet) at this node with this endpoint's settings,
-   * connects it, and keeps it in {@link external} until it ends, so that leaving the node cuts it.
+   * Points `client` (made elsewhere, not connected yet) at this node with this endpoint's address,
+   * credentials and TLS settings (see {@link pointClientAt}), connects it, and keeps it in
+   * {@link external} until it ends, so that leaving the node cuts it.
    */
   async attach(client: pg.Client, onError: (err: Error) => void = () => undefined): Promise<void> {
-    const target = client as unknown as Record<string, unknown> & { connectionParameters: Record<string, unknown> }
-    const config = this.clientConfig
-    for (const key of ['host', 'port', 'user', 'database', 'ssl'] as const) {
-      if (config[key] === undefined) continue
-      target[key] = config[key]
-      target.connectionParameters[key] = config[key]
-    }
-    if (config.password !== undefined) Object.defineProperty(target, 'password', { value: config.password, writable: true, configurable: true, enumerable: false })
+    pointClientAt(client, this.address)
     this.external.add(client)
     let reported = false
     const failed = (err: Error): void => {

@@ -136,7 +136,6 @@ export function sequelizeDialect(pool: FailoverPool, options: SequelizeDialectOp
   if (typeof retryMs !== 'number' || !(retryMs >= 0)) throw new ConfigError('connectRetryMs', retryMs, 'must be a number of ms >= 0')
 
   class FailoverPoolClient extends pg.Client {
-    readonly #config: pg.ClientConfig
     readonly #role: 'write' | 'read'
     /** True while pool.connectClient runs for us: the connect() it calls is pg's own. */
     #viaPool = false
@@ -150,9 +149,14 @@ export function sequelizeDialect(pool: FailoverPool, options: SequelizeDialectOp
     #appListeners: Array<[string | symbol, Listener[]]> | null = null
 
     constructor(config?: string | pg.ClientConfig) {
-      super(config)
-      this.#config = typeof config === 'string' ? { connectionString: config } : (config ?? {})
-      this.#role = this.#config.host === SEQUELIZE_REPLICA_HOST ? 'read' : 'write'
+      const own: pg.ClientConfig = typeof config === 'string' ? { connectionString: config } : (config ?? {})
+      // TCP keepalive: Sequelize's, else the pool's, else on (the connection keeps what it is made with).
+      super({
+        ...own,
+        keepAlive: own.keepAlive ?? pool.options.keepAlive ?? true,
+        keepAliveInitialDelayMillis: own.keepAliveInitialDelayMillis ?? pool.options.keepAliveInitialDelayMillis ?? 10_000,
+      })
+      this.#role = own.host === SEQUELIZE_REPLICA_HOST ? 'read' : 'write'
       // A statement sent before the connection broke: its error is marked outcome-unknown.
       watchStatements(this as unknown as pg.PoolClient, null, () => false)
     }
@@ -161,8 +165,8 @@ export function sequelizeDialect(pool: FailoverPool, options: SequelizeDialectOp
     override connect(callback: ((err: Error) => void) | ((err: null, c: pg.Client) => void)): void
     override connect(callback?: ((err: Error) => void) | ((err: null, c: pg.Client) => void)): Promise<pg.Client> | void {
       if (this.#viaPool) {
-        // pool.connectClient has pointed this client at a node: open a socket there.
-        this.#freshSocket()
+        // pool.connectClient has pointed this client at a node (with a fresh socket): open it there.
+        this.#beginAttempt()
         return callback ? super.connect(callback) : super.connect()
       }
       const cb = callback as ConnectCallback | undefined
@@ -200,6 +204,7 @@ export function sequelizeDialect(pool: FailoverPool, options: SequelizeDialectOp
           if (internals._ending) throw new Error('Client was ended while connecting')
           this.#endHeld = false
           const endListeners = this.listeners('end')
+          this.#keepAppListenersOnly()
           this.#viaPool = true
           try {
             await pool.connectClient(this, this.#role)
@@ -229,34 +234,32 @@ export function sequelizeDialect(pool: FailoverPool, options: SequelizeDialectOp
     }
 
     /**
-     * Gives the client a socket built for the node pool.connectClient chose (pg fixes TLS and
-     * keepalive when it builds one, and a failed attempt's cannot be reused), keeping the listeners
-     * Sequelize put on the first one (`parameterStatus`). A retry also resets what pg's failed
-     * connect left (pg refuses to connect a client twice).
+     * Before each attempt, the connection carries only the listeners Sequelize put on the first one
+     * (`parameterStatus`): pool.connectClient moves them to the fresh connection it builds, and a
+     * failed attempt's connection also holds pg's own, which must not follow.
      */
-    #freshSocket(): void {
-      const internals = this as unknown as ClientInternals
-      const old = this.connection
-      this.#appListeners ??= old
+    #keepAppListenersOnly(): void {
+      const connection = this.connection
+      this.#appListeners ??= connection
         .eventNames()
         .filter((event) => event !== 'newListener')
-        .map((event) => [event, old.listeners(event) as Listener[]])
+        .map((event) => [event, connection.listeners(event) as Listener[]])
+      if (this.#attempts === 0) return
+      for (const event of connection.eventNames()) if (event !== 'newListener') connection.removeAllListeners(event)
+      for (const [event, listeners] of this.#appListeners) for (const listener of listeners) connection.on(event, listener)
+    }
+
+    /** An attempt opens its socket: a retry first resets what pg's failed connect left (pg refuses to connect a client twice). */
+    #beginAttempt(): void {
+      const internals = this as unknown as ClientInternals
       if (this.#attempts > 0) {
         internals._connecting = false
         internals._connectionError = false
         internals._ended = false
         internals._queryable = true
       }
-      const fresh = new pg.Client({
-        ...this.#config,
-        ssl: this.ssl,
-        keepAlive: this.#config.keepAlive ?? pool.options.keepAlive ?? true,
-        keepAliveInitialDelayMillis: this.#config.keepAliveInitialDelayMillis ?? pool.options.keepAliveInitialDelayMillis ?? 10_000,
-      }).connection
-      for (const [event, listeners] of this.#appListeners) for (const listener of listeners) fresh.on(event, listener)
-      old.removeAllListeners()
-      internals.connection = fresh
-      this.#socketClosed = new Promise((resolve) => fresh.once('end', () => resolve()))
+      const connection = this.connection
+      this.#socketClosed = new Promise((resolve) => connection.once('end', () => resolve()))
       this.#attempts++
     }
 
