@@ -153,7 +153,7 @@ export abstract class PoolSurface extends pg.Pool {
 
   /** What requests made on this surface run with (made once, after the subclass set its host). */
   private owner(): RequestOwner {
-    return (this.#owner ??= { host: this.host, intent: this.intent, isClosed: () => this.isClosed() })
+    return (this.#owner ??= { host: this.host, intent: this.intent })
   }
 
   #owner: RequestOwner | undefined

@@ -16,8 +16,6 @@ export type Intent = 'write' | 'read' | 'auto'
 export interface RequestOwner {
   readonly host: RoutingHost
   readonly intent: Intent
-  /** True once the surface (or its FailoverPool) is ending: no more retries. */
-  isClosed(): boolean
 }
 
 type Release = (err?: Error | boolean) => void
@@ -84,10 +82,6 @@ export class Request {
     else this.#checkout!(err)
   }
 
-  #fail(err: Error | undefined): void {
-    this.#done(err)
-  }
-
   #kind(): 'write' | 'read' {
     const intent = this.#owner.intent
     if (this.#checkout) return intent === 'read' ? 'read' : 'write'
@@ -114,7 +108,7 @@ export class Request {
     // The hot path: a first attempt that found its target at once started when the call was made.
     if (ready !== null) return this.#acquire(ready, kind, minLsn, this.#attempt === 1 ? this.#since : host.clock.now())
     host.target(kind, this.#since, kind === 'read' ? this.#readRequest(minLsn) : null, (err, target) => {
-      if (err || !target) return this.#fail(err)
+      if (err || !target) return this.#done(err)
       this.#acquire(target, kind, minLsn, host.clock.now())
     })
   }
@@ -215,7 +209,7 @@ export class Request {
   /** A failed checkout never reached the server, so it may go again (not in fail-fast mode: pg.Pool would not). */
   #acquireFailed(target: Target, err: Error | undefined, startedAt: number): void {
     const error = err ?? new Error(`no client from ${target.endpoint.name}`)
-    if (this.#attempt >= MAX_ATTEMPTS) return this.#fail(error)
+    if (this.#attempt >= MAX_ATTEMPTS) return this.#done(error)
     this.#attempt++
     // A retired lane means the request was never sent: it simply goes to the new target.
     if (error instanceof LaneRetiredError) return this.#dispatch()
@@ -225,7 +219,7 @@ export class Request {
       if (target.role === 'replica') this.#excludeTarget(target)
       if (!this.#owner.host.failFast && this.#owner.host.spendRetry()) return this.#dispatch()
     }
-    this.#fail(error)
+    this.#done(error)
   }
 
   #afterError(target: Target, kind: 'write' | 'read', err: Error, errorClass: ErrorClass): void {

@@ -47,7 +47,7 @@ function harness(behaviours: Behaviour[]) {
     requestStarted: () => undefined,
     requestFinished: () => undefined,
   }
-  const owner: RequestOwner = { host, intent: 'write', isClosed: () => false }
+  const owner: RequestOwner = { host, intent: 'write' }
   return { clock, reports, released, client, owner, target }
 }
 
