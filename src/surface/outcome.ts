@@ -1,5 +1,6 @@
 import type { PoolClient } from 'pg'
 import { classifyError, neverRan } from '../error-policy.js'
+import { sqlOf } from './statement-kind.js'
 
 /**
  * The marker on an error whose statement was sent before the connection broke: it may or may not
@@ -103,7 +104,7 @@ export function unwatchCheckout(client: PoolClient): void {
 
 /** A certainly read-only statement, sent on a session idle outside a transaction with nothing queued before it. */
 function rerunnable(client: Watched, text: unknown, isReadOnly: (sql: string) => boolean): boolean {
-  const sql = typeof text === 'string' ? text : text !== null && typeof text === 'object' && typeof (text as { text?: unknown }).text === 'string' ? (text as { text: string }).text : null
+  const sql = sqlOf(text)
   if (sql === null || !isReadOnly(sql)) return false
   const status = typeof (client as { getTransactionStatus?: () => string | null }).getTransactionStatus === 'function' ? (client as unknown as { getTransactionStatus(): string | null }).getTransactionStatus() : client[TX_STATUS]
   if (status !== 'I') return false

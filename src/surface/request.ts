@@ -7,7 +7,7 @@ import { type ConsistencyContext, currentConsistency } from './consistency.js'
 import { captureLsn, ensureReplayed, resolveMinLsn } from './read-your-writes.js'
 import type { ReadRequest, RoutingHost, Target } from './routing-host.js'
 import { markIfLost, unwatchCheckout, watchStatements } from './outcome.js'
-import { isCertainlyReadOnly } from './statement-kind.js'
+import { isCertainlyReadOnly, sqlOf } from './statement-kind.js'
 
 /** What a surface sends its statements to: `write` (the primary), `read` (replicas), or `auto` (by statement). */
 export type Intent = 'write' | 'read' | 'auto'
@@ -90,8 +90,7 @@ export class Request {
     const route = typeof text === 'object' && text !== null ? (text as { route?: unknown }).route : undefined
     if (route === 'primary') return 'write'
     if (route === 'replica' || intent === 'read') return 'read'
-    const sql = typeof text === 'string' ? text : typeof text?.text === 'string' && typeof text.submit !== 'function' ? text.text : null
-    return sql !== null && isCertainlyReadOnly(sql) ? 'read' : 'write'
+    return this.#certainlyReadOnly() ? 'read' : 'write'
   }
 
   #dispatch(): void {
@@ -267,8 +266,7 @@ export class Request {
 
   /** True for a plain statement the classifier proves read-only (safe to run again after a lost connection). */
   #certainlyReadOnly(): boolean {
-    const text = this.#text
-    const sql = typeof text === 'string' ? text : typeof text?.text === 'string' ? text.text : null
+    const sql = sqlOf(this.#text)
     return sql !== null && isCertainlyReadOnly(sql)
   }
 

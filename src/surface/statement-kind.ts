@@ -24,6 +24,18 @@ const FUNCTION_CALL = new RegExp(`\\b(${PRIMARY_ONLY_FUNCTIONS.join('|')})\\s*\\
 const WRITE_KEYWORDS = /\b(insert|update|delete|merge|truncate|copy|call|do|create|alter|drop|grant|revoke|lock|vacuum|analyze|cluster|reindex|refresh|listen|notify|set|reset|prepare|execute|begin|start|commit|rollback|savepoint|release)\b/i
 const LOCKING_CLAUSE = /\bfor\s+(update|no\s+key\s+update|share|key\s+share)\b/i
 
+/**
+ * The SQL of what a caller passed to `query()`: the string itself, or a query config's `text`.
+ * Null for anything else — a submittable (pg-cursor, pg-query-stream) included, since it runs
+ * itself and can be neither routed by its text nor run again.
+ */
+export function sqlOf(text: unknown): string | null {
+  if (typeof text === 'string') return text
+  if (text === null || typeof text !== 'object') return null
+  const config = text as { text?: unknown; submit?: unknown }
+  return typeof config.text === 'string' && typeof config.submit !== 'function' ? config.text : null
+}
+
 /** True only for statements that certainly neither write nor need the primary. */
 export function isCertainlyReadOnly(sql: string): boolean {
   const code = stripLiteralsAndComments(sql)
