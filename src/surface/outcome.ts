@@ -63,9 +63,7 @@ export function watchStatements(client: PoolClient, rerun: Rerun | null, isReadO
     const last = args[args.length - 1]
     if (typeof last === 'function') {
       args[args.length - 1] = function (this: unknown, err: unknown, res: unknown) {
-        if (err && again && classifyError(err) === 'connection') return again(first, values, (e, r) => last.call(this, e, r))
-        if (err) markIfLost(err)
-        return last.call(this, err, res)
+        answer(err, res, again, first, values, (e, r) => last.call(this, e, r))
       }
       return original.apply(this, args as never)
     }
@@ -73,27 +71,31 @@ export function watchStatements(client: PoolClient, rerun: Rerun | null, isReadO
       const callback = first.callback
       args[0] = {
         ...first,
-        callback: (err: unknown, res: unknown) => {
-          if (err && again && classifyError(err) === 'connection') return again(first, values, (e, r) => callback(e, r))
-          if (err) markIfLost(err)
-          callback(err, res)
-        },
+        callback: (err: unknown, res: unknown) => answer(err, res, again, first, values, callback),
       }
       return original.apply(this, args as never)
     }
     const result = original.apply(this, args as never) as unknown
     if (result !== null && typeof result === 'object' && typeof (result as Promise<unknown>).then === 'function') {
-      return (result as Promise<unknown>).then(undefined, (err: unknown) => {
-        if (again && classifyError(err) === 'connection') {
-          return new Promise((resolve, reject) => again(first, values, (e, r) => (e ? reject(e) : resolve(r))))
-        }
-        markIfLost(err)
-        throw err
-      })
+      // Only a failure allocates: the success path stays pg's own promise plus one then().
+      return (result as Promise<unknown>).then(undefined, (err: unknown) =>
+        err ? new Promise((resolve, reject) => answer(err, undefined, again, first, values, (e, r) => (e ? reject(e) : resolve(r)))) : Promise.reject(err),
+      )
     }
     return result
   }
   Object.defineProperty(target, 'query', { value: watched, writable: true, configurable: true, enumerable: false })
+}
+
+/**
+ * Answers the caller of a watched statement: a connection error re-runs it where `again` (the
+ * surface's re-run, null when the statement is not rerunnable) allows; any other error is marked
+ * outcome-unknown if the statement may have run.
+ */
+function answer(err: unknown, res: unknown, again: Rerun | null, text: unknown, values: unknown, deliver: (err: any, res: any) => void): void {
+  if (err && again && classifyError(err) === 'connection') return again(text, values, deliver)
+  if (err) markIfLost(err)
+  deliver(err, res)
 }
 
 /** The client stops being the surface's to re-run on (it went back to the pool). */
