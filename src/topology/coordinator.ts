@@ -18,7 +18,7 @@ import { ProbeVerdicts, type VerdictHost } from './probe-verdicts.js'
 import { Reachability } from './reachability.js'
 import { type Standing, endpointRole, newStanding, nodeErrorOf } from './standing.js'
 import { Waiters } from './waiters.js'
-import { type Loss, type WriterState, lossOf, shownPrimary } from './writer-state.js'
+import { type Loss, type WriterState, lossOf, shownPrimary, writingTo } from './writer-state.js'
 
 /** What the coordinator is built from; endpoints and watches are injected so its rules run on a fake clock. */
 export interface CoordinatorDeps {
@@ -223,7 +223,7 @@ export class Coordinator implements ElectionHost, VerdictHost {
     this.#evidence.invalidate(now)
     this.#evidence.mustHear = endpoint
     const s = this.#state
-    const old = shownPrimary(s) ?? (s.kind === 'discovering' ? s.suspect : null)
+    const old = writingTo(s)
     // The cluster has moved on: anything still running on the old primary may be lost, so cut it.
     if (old !== null && old !== endpoint) this.leave(old, reason)
     this.startRound(reason)

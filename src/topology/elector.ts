@@ -9,7 +9,7 @@ import type { ClusterKnowledge } from './cluster-knowledge.js'
 import { type Election, elect, electLogical } from './election.js'
 import type { Evidence } from './evidence.js'
 import type { Standing } from './standing.js'
-import { type Loss, type WriterState, lossOf, shownPrimary } from './writer-state.js'
+import { type Loss, type WriterState, lossOf, shownPrimary, writingTo } from './writer-state.js'
 
 /** The coordinator's transitions an election may call on (the coordinator implements it). */
 export interface ElectionHost {
@@ -108,7 +108,7 @@ export class Elector {
       if (s.primary !== null && s.primary !== next) host.leave(s.primary, `${next.name} took over`)
       return
     }
-    const old = s.kind === 'verified' ? s.primary : s.kind === 'discovering' ? s.suspect : null
+    const old = writingTo(s) // paused is handled above
     if (old !== null && old !== next) host.leave(old, `${next.name} took over`)
     const loss = lossOf(host.state)
     const from = old?.name ?? loss?.from ?? host.cluster.storedPrimary

@@ -6,7 +6,7 @@ import { topologyLog } from '../log.js'
 import type { ResolvedOptions } from '../options.js'
 import { adoptionHook } from './adoption-hook.js'
 import type { Coordinator } from './coordinator.js'
-import { lossOf, shownPrimary } from './writer-state.js'
+import { lossOf, shownPrimary, writingTo } from './writer-state.js'
 
 /**
  * Planned operations on the topology — switchover, pause and resume, drain — each expressed as
@@ -51,7 +51,7 @@ export class Maintenance {
     const s = this.coordinator.state
     if (s.kind === 'ended') throw new Error('Cannot use a pool after calling end on the pool')
     if (s.kind === 'verified' && s.primary === target) return
-    const old = shownPrimary(s) ?? (s.kind === 'discovering' ? s.suspect : null)
+    const old = writingTo(s)
     const paused = s.kind === 'paused'
     const loss = lossOf(s)
     const from = old?.name ?? loss?.from ?? cluster.storedPrimary

@@ -11,7 +11,7 @@ import type { Elector } from './elector.js'
 import type { Evidence } from './evidence.js'
 import type { Reachability } from './reachability.js'
 import type { Standing } from './standing.js'
-import { type WriterState, shownPrimary } from './writer-state.js'
+import { type WriterState, shownPrimary, writingTo } from './writer-state.js'
 
 /** The coordinator's side of probe verdicts (the coordinator implements it). */
 export interface VerdictHost {
@@ -98,7 +98,7 @@ export class ProbeVerdicts {
 
   #unreachable(endpoint: Endpoint, error: Error, startedAt: number, justDown: boolean): void {
     const s = this.host.state
-    const writing = shownPrimary(s) ?? (s.kind === 'discovering' ? s.suspect : null)
+    const writing = writingTo(s)
     if (writing === endpoint && startedAt >= this.evidence.changedAt) {
       // The primary (or the suspect) failed its verification: the pool leaves it.
       this.host.leave(endpoint, `connection failure on ${endpoint.name}: ${maskPassword(error.message)}`)

@@ -41,6 +41,14 @@ export function shownPrimary(state: WriterState): Endpoint | null {
   return null
 }
 
+/**
+ * The node the pool's writes go to, or were going to until a doubt: the shown primary, or the
+ * suspect being re-verified. Leaving the writer means cutting this node.
+ */
+export function writingTo(state: WriterState): Endpoint | null {
+  return shownPrimary(state) ?? (state.kind === 'discovering' ? state.suspect : null)
+}
+
 /** The loss the state carries (for the failover event's reason and duration), if any. */
 export function lossOf(state: WriterState): Loss | null {
   return 'loss' in state ? state.loss : null
