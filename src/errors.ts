@@ -257,3 +257,11 @@ export function maskPassword(text: string): string {
     .replace(/((?:^|[\s"'=,])[^:/?#@\s"'*]*:)[^@/?#\s"'*]+@/g, '$1****@')
     .replace(/(password\s*=\s*)('[^']*'|\S+)/gi, '$1****')
 }
+
+/**
+ * @internal `value` as an Error: itself when it is one, else wrapped (a rejected promise or a
+ * throwing hook may hand over anything, and listeners and callers expect an Error).
+ */
+export function asError(value: unknown): Error {
+  return value instanceof Error ? value : new Error(String(value))
+}

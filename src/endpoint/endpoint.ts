@@ -8,6 +8,7 @@ import { Lane, type LaneEvents, destroySocket } from './lane.js'
 import { parseLsn } from './lsn.js'
 import { type NodeAddress, nodeAddressOf, pointClientAt } from './point-client.js'
 import { type ProbeResult, probeRole } from './role-probe.js'
+import { asError } from '../errors.js'
 
 /** Which lane of an endpoint: writes (the primary's traffic) or reads (pool.reader's). */
 export type LaneKind = 'write' | 'read'
@@ -144,7 +145,7 @@ export class Endpoint {
       return result
     } catch (err) {
       this.closeMonitor()
-      throw err instanceof Error ? err : new Error(String(err))
+      throw asError(err)
     } finally {
       this.lastProbeAt = this.clock.now()
       this.lastProbeWallTime = Date.now()

@@ -3,6 +3,7 @@ import type { Endpoint } from '../endpoint/endpoint.js'
 import type { ProbeResult } from '../endpoint/role-probe.js'
 import type { HaManager, HaView } from '../ha/ha-manager.js'
 import type { ProbeOutcome } from '../topology/election.js'
+import { asError } from '../errors.js'
 
 /** One discovery round: a probe of every endpoint, in parallel. */
 export interface Round {
@@ -130,7 +131,7 @@ export class Discovery {
       },
       (err: unknown) => {
         this.#asking = false
-        if (!this.#stopped) this.listener.viewed({ error: err instanceof Error ? err : new Error(String(err)) }, startedAt)
+        if (!this.#stopped) this.listener.viewed({ error: asError(err) }, startedAt)
       },
     )
   }
@@ -160,7 +161,7 @@ export class Discovery {
       const probe: ProbeResult = await endpoint.probe(this.probeTimeoutMs)
       return { kind: 'ok', probe }
     } catch (err) {
-      return { kind: 'failed', error: err instanceof Error ? err : new Error(String(err)) }
+      return { kind: 'failed', error: asError(err) }
     }
   }
 }

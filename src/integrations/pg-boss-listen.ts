@@ -6,6 +6,7 @@ import pg from 'pg'
 import { destroyClient } from '../endpoint/endpoint.js'
 import type { FailoverPool } from '../failover-pool.js'
 import type { PgBossListenHandle } from './pg-boss.js'
+import { asError } from '../errors.js'
 
 /** A LISTEN session that lived this long counts as a success: the next loss reconnects at once again. */
 const STABLE_SESSION_MS = 1_000
@@ -47,7 +48,7 @@ export async function listenOnPrimary(
   const report = (err: unknown): void => {
     if (closed) return
     try {
-      settings.onError(err instanceof Error ? err : new Error(String(err)))
+      settings.onError(asError(err))
     } catch {
       // A throwing error callback must not stop the reconnects.
     }
@@ -102,7 +103,7 @@ export async function listenOnPrimary(
       heartbeatTimer = null
       heartbeat(client).then(
         () => scheduleHeartbeat(client),
-        (err: unknown) => lost(client, err instanceof Error ? err : new Error(String(err))),
+        (err: unknown) => lost(client, asError(err)),
       )
     }, settings.heartbeatIntervalMs)
     heartbeatTimer.unref()

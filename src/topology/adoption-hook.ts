@@ -1,5 +1,5 @@
 import type { Endpoint } from '../endpoint/endpoint.js'
-import { maskPassword } from '../errors.js'
+import { asError, maskPassword } from '../errors.js'
 import type { EventSink } from '../events.js'
 import { topologyLog } from '../log.js'
 import type { ResolvedOptions } from '../options.js'
@@ -16,7 +16,7 @@ export async function adoptionHook(next: Endpoint, options: ResolvedOptions, eve
     topologyLog('promotion hook done on %s', next.name)
     return true
   } catch (err) {
-    const error = err instanceof Error ? err : new Error(String(err))
+    const error = asError(err)
     const decision = options.onPromoteFailure
     topologyLog('promotion hook failed on %s (%s): %s', next.name, decision, maskPassword(error.message))
     if (events.listenerCount('promoteHookError') > 0) events.emit('promoteHookError', { endpoint: next.name, error, decision, at: new Date().toISOString() })
