@@ -4,7 +4,7 @@ import type { EventSink } from '../events.js'
 import { topologyLog } from '../log.js'
 import type { ResolvedOptions } from '../options.js'
 import type { StateRecord } from '../state/state-store.js'
-import { adoptionHook } from './adoption-hook.js'
+import { runAdoptionHook } from './adoption-hook.js'
 import type { ClusterKnowledge } from './cluster-knowledge.js'
 import { type Election, elect, electLogical } from './election.js'
 import type { Evidence } from './evidence.js'
@@ -115,11 +115,9 @@ export class Elector {
     if (!this.options.onPromote || from === null || from === next.name) return host.adopt(next, from, loss)
     host.state = { kind: 'adopting', candidate: next, loss }
     const context = { from, to: next.name, epoch: host.cluster.nextEpoch(host.storedRecord), reason: loss?.reason ?? 'promotion' }
-    void adoptionHook(next, this.options, this.events, context).then((ok) => {
-      const now = host.state
-      if (now.kind !== 'adopting' || now.candidate !== next) return // ended, paused or moved on meanwhile
-      if (ok) return host.adopt(next, from, loss)
-      if (this.options.onPromoteFailure === 'refuse') host.standing(next).refusedByHook = true
+    void runAdoptionHook(host, next, this.options, this.events, context).then((verdict) => {
+      if (verdict === 'moved-on') return
+      if (verdict === 'adopt') return host.adopt(next, from, loss)
       this.lastElection = `promotion hook failed on ${next.name}`
       host.state = { kind: 'discovering', loss, suspect: null, refusal: null }
       host.settle()

@@ -4,7 +4,7 @@ import { ConfigError, SwitchoverRefusedError, maskPassword } from '../errors.js'
 import type { EventSink } from '../events.js'
 import { topologyLog } from '../log.js'
 import type { ResolvedOptions } from '../options.js'
-import { adoptionHook } from './adoption-hook.js'
+import { runAdoptionHook } from './adoption-hook.js'
 import type { Coordinator } from './coordinator.js'
 import { lossOf, shownPrimary, writingTo } from './writer-state.js'
 
@@ -62,11 +62,9 @@ export class Maintenance {
     if (this.options.onPromote && from !== name) {
       this.coordinator.transition({ kind: 'adopting', candidate: target, loss: switchLoss }, reason)
       const context = { from, to: name, epoch: cluster.nextEpoch(this.coordinator.sync.record), reason }
-      const ok = await adoptionHook(target, this.options, this.events, context)
-      const now = this.coordinator.state
-      if (now.kind !== 'adopting' || now.candidate !== target) throw new SwitchoverRefusedError(name, `the pool changed state while its promotion hook ran (${now.kind})`)
-      if (!ok) {
-        if (this.options.onPromoteFailure === 'refuse') standing.refusedByHook = true
+      const verdict = await runAdoptionHook(this.coordinator, target, this.options, this.events, context)
+      if (verdict === 'moved-on') throw new SwitchoverRefusedError(name, `the pool changed state while its promotion hook ran (${this.coordinator.state.kind})`)
+      if (verdict === 'failed') {
         this.coordinator.transition({ kind: 'discovering', loss: switchLoss, suspect: null, refusal: null }, `${reason}: promotion hook failed`)
         throw new SwitchoverRefusedError(name, 'its promotion hook failed')
       }
