@@ -1,20 +1,18 @@
 /**
- * The SQLSTATE policy table: what an error from an endpoint means for the pool. The README
- * reproduces this table; keep the two in step.
+ * The error policy: what an error from an endpoint means for the pool. The README's "Error policy"
+ * table says the same for users; keep the two in step.
  *
- * | class            | examples                                              | pool reaction                          |
- * |------------------|-------------------------------------------------------|----------------------------------------|
- * | `connection`     | ECONNREFUSED, ECONNRESET, ETIMEDOUT, EPIPE, 08xxx,    | endpoint failure: evict its idle        |
- * |                  | PgBouncer's refusals (08P01 query_wait_timeout,        | clients, re-discover the primary; a     |
- * |                  | server_login_retry, max_client_conn: never ran)        | proxy's refusal is retried (never ran)  |
- * |                  | 57P01-57P03, "Connection terminated", timeouts        | clients, re-discover the primary        |
- * |                  | (pg-pool's "timeout exceeded when trying to connect"  | is pool exhaustion, not a node failure: |
- * |                  | is classed `statement`, as is pg's client-side        | surfaced as is)                         |
- * |                  | "Query read timeout": a slow query, not a dead node)  |                                         |
- * | `read-only`      | 25006 read_only_sql_transaction                       | node demoted: evict, re-discover, retry |
- * |                  |                                                       | once (nothing was written)              |
- * | `configuration`  | 28xxx (auth), 3D000 (unknown database)                | surfaced as is, never a failover        |
- * | `statement`      | anything else (syntax, constraint, ...)               | the caller's problem, surfaced as is    |
+ * - `connection`: ECONNREFUSED, ECONNRESET, ETIMEDOUT, EPIPE and the other errnos below; an 08xxx
+ *   sent as FATAL; 57P01-57P03; pg's "Connection terminated" and connect timeouts. An endpoint
+ *   failure: evict its clients, re-discover the primary. PgBouncer's own FATAL 08P01 refusals
+ *   (query_wait_timeout, server_login_retry, max_client_conn, ...) are this class too, and
+ *   {@link neverRan} says the statement never reached PostgreSQL, so it is retried, never
+ *   reported as outcome-unknown.
+ * - `read-only`: 25006. The node was demoted: evict, re-discover, retry once (nothing was written).
+ * - `configuration`: 28xxx (authentication), 3D000 (unknown database). Surfaced as is, never a failover.
+ * - `statement`: anything else, including an 08xxx sent as a plain ERROR (the session survives),
+ *   pg's client-side "Query read timeout" (a slow query, not a dead node) and pg-pool's "timeout
+ *   exceeded when trying to connect" (pool exhaustion). The caller's problem, surfaced as is.
  */
 
 /** What an error means for the endpoint it came from. */
