@@ -13,8 +13,9 @@ export type ReadChoice = { readonly kind: 'replica'; readonly endpoint: Endpoint
 /**
  * Chooses the replica for each read from the coordinator's view of the endpoints (verified standbys
  * of our cluster, reachable, closed breaker, not drained, fenced or just promoted), within the lag
- * limits, by `readStrategy`. Views are made once per endpoint and read live, so a read allocates
- * nothing here beyond the router's answer.
+ * limits, by `readStrategy`. Views are made once per endpoint and read live: a read copies no
+ * endpoint state and probes nothing; it costs two short arrays (the eligible endpoints, their
+ * views), the limits object and the answer.
  */
 export class ReadTargets {
   readonly #views = new Map<Endpoint, ReplicaView>()
