@@ -168,8 +168,8 @@ export class Coordinator implements ElectionHost, VerdictHost {
    */
   #failFast(since: number, callback: (err: Error | undefined, target?: Target) => void): void {
     const s = this.#state
-    const first = !this.#everVerified && (s.kind === 'booting' || this.#evidencePending())
     if (s.kind === 'split-brain') return callback(new SplitBrainError(s.candidates, s.reason))
+    const first = !this.#everVerified && (s.kind === 'booting' || this.#evidencePending())
     if (!first) return callback(this.#nodeError())
     const waitMs = (this.#opts.poolConfig.connectionTimeoutMillis || this.#opts.probeTimeoutMs) - (this.#opts.clock.now() - since)
     this.#waiters.add(callback, Math.max(waitMs, 0), () => new Error('Connection terminated due to connection timeout', { cause: this.#nodeError() }))

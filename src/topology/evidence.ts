@@ -62,16 +62,20 @@ export class Evidence {
 
   /** Each endpoint as the election sees it; one whose promotion hook was refused never qualifies. */
   candidates(endpoints: readonly Endpoint[], standing: (e: Endpoint) => Standing): Candidate[] {
-    return endpoints.map((e) => {
-      if (standing(e).refusedByHook) return { name: e.name, outcome: REFUSED }
-      const held = this.#latest.get(e)
-      return { name: e.name, outcome: held && held.startedAt >= this.changedAt ? held.outcome : PENDING }
-    })
+    return endpoints.map((e) => ({ name: e.name, outcome: this.#outcomeOf(e, standing) }))
   }
 
   /** True while some endpoint has not answered a probe sent since the last topology event. */
   anyPending(endpoints: readonly Endpoint[], standing: (e: Endpoint) => Standing): boolean {
-    return this.candidates(endpoints, standing).some((c) => c.outcome.kind === 'pending')
+    // Without building the candidates: settle() asks on every state change.
+    return endpoints.some((e) => this.#outcomeOf(e, standing).kind === 'pending')
+  }
+
+  /** An endpoint's outcome in this round: refused by its hook, its answer to a probe sent since the last topology event, else pending. */
+  #outcomeOf(e: Endpoint, standing: (e: Endpoint) => Standing): Candidate['outcome'] {
+    if (standing(e).refusedByHook) return REFUSED
+    const held = this.#latest.get(e)
+    return held && held.startedAt >= this.changedAt ? held.outcome : PENDING
   }
 
   /** What each endpoint last answered, for NoPrimaryError (no passwords). */
