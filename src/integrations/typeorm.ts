@@ -5,6 +5,7 @@
  * view of it for each slave.
  */
 import pg from 'pg'
+import { resolveEndpoints, splitMultiHostUrl } from '../endpoint/endpoint-config.js'
 import { FailoverPool } from '../failover-pool.js'
 import type { FailoverPoolOptions } from '../options.js'
 
@@ -72,32 +73,31 @@ function withoutAddress(options: Record<string, unknown>): Record<string, unknow
   return rest
 }
 
-/** Every distinct server of the replication config, as endpoints (a multi-host url stands for several). */
+/**
+ * Every distinct server of the replication config, as endpoints: a multi-host url stands for
+ * several, and a server named twice (a master also listed as a slave, say) is one endpoint. Servers
+ * are compared as the pool itself resolves them (defaults, PGHOST/PGPORT, IPv6 included).
+ */
 function endpointsOf(servers: readonly TypeormCredentials[]): Array<string | Record<string, unknown>> {
   const seen = new Set<string>()
   const endpoints: Array<string | Record<string, unknown>> = []
-  for (const s of servers) {
-    if (s.url !== undefined) {
-      for (const key of hostsOfUrl(s.url)) seen.add(key)
-      if (!endpoints.includes(s.url)) endpoints.push(s.url)
-      continue
+  servers.forEach((s, i) => {
+    const field = i === 0 ? 'replication.master' : `replication.slaves[${i - 1}]`
+    const inputs = s.url !== undefined ? splitMultiHostUrl(s.url, `${field}.url`) : [dropUndefined({ host: s.host, port: s.port, user: s.username, password: s.password, database: s.database })]
+    for (const input of inputs) {
+      const [server] = resolveEndpoints([input], {}, field)
+      const key = `${server!.host}:${server!.port}`
+      if (seen.has(key)) continue
+      seen.add(key)
+      endpoints.push(input)
     }
-    const key = `${s.host ?? 'localhost'}:${s.port ?? 5432}`
-    if (seen.has(key)) continue
-    seen.add(key)
-    endpoints.push(dropUndefined({ host: s.host, port: s.port, user: s.username, password: s.password, database: s.database }))
-  }
+  })
   return endpoints
 }
 
 function sameServer(options: Record<string, unknown>, server: TypeormCredentials): boolean {
   if (server.url !== undefined) return options.connectionString === server.url
   return options.host === server.host && (options.port ?? 5432) === (server.port ?? 5432)
-}
-
-function hostsOfUrl(url: string): string[] {
-  const list = /^[a-z][a-z0-9+.-]*:\/\/(?:[^@/?#]*@)?([^/?#]*)/i.exec(url)?.[1] ?? ''
-  return list.split(',').map((h) => (h.includes(':') && !h.endsWith(']') ? h : `${h}:5432`))
 }
 
 function dropUndefined(o: Record<string, unknown>): Record<string, unknown> {
