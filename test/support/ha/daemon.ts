@@ -8,7 +8,9 @@
  * by Patroni are NOT in that group (Patroni starts them in their own session); see postmaster.ts.
  */
 import { type ChildProcess, spawn } from 'node:child_process'
-import { closeSync, openSync, readdirSync, readFileSync } from 'node:fs'
+import { closeSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { rm } from 'node:fs/promises'
+import { registerCleanup, unregisterCleanup } from '../exit-cleanup.js'
 import {chownToServerUser, IS_ROOT, postgresUser, readLogFrom, signal, sleepSync, tail } from '../pg-binaries.js'
 import { sleep } from '../wait.js'
 
@@ -225,5 +227,47 @@ export class Daemon {
   /** Last `lines` lines of the log file. */
   logTail(lines = 30): string {
     return tail(readLogFrom(this.options.logFile), lines)
+  }
+}
+
+/**
+ * Base of the harnesses that are one {@link Daemon} in one temp directory (etcd, HAProxy,
+ * PgBouncer): destroy() kills the daemon's process group and removes the directory, and the same
+ * happens synchronously on process exit, SIGINT and SIGTERM if destroy() is never called. The
+ * subclass creates `daemon` in its start() (a new one per port retry).
+ */
+export abstract class SingleDaemonHarness {
+  daemon: Daemon | null = null
+  private destroyPromise: Promise<void> | undefined
+
+  /** Registers the exit cleanup at once, so that a start() that fails half-way leaves nothing behind. */
+  constructor(readonly dir: string) {
+    registerCleanup(this, () => this.destroySync())
+  }
+
+  /** Pid of the daemon, or null once it is gone. */
+  get pid(): number | null {
+    return this.daemon?.pid ?? null
+  }
+
+  /** The last lines of the daemon's log. */
+  logTail(lines = 30): string {
+    return this.daemon?.logTail(lines) ?? ''
+  }
+
+  /** Kill the daemon and delete the temp directory. Idempotent. */
+  destroy(): Promise<void> {
+    this.destroyPromise ??= (async () => {
+      await this.daemon?.kill()
+      await rm(this.dir, { recursive: true, force: true, maxRetries: 3 })
+      unregisterCleanup(this)
+    })()
+    return this.destroyPromise
+  }
+
+  private destroySync(): void {
+    this.daemon?.killSync()
+    rmSync(this.dir, { recursive: true, force: true, maxRetries: 3 })
+    unregisterCleanup(this)
   }
 }

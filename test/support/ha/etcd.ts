@@ -7,10 +7,8 @@
  * is never called.
  */
 import { rmSync } from 'node:fs'
-import { rm } from 'node:fs/promises'
 import path from 'node:path'
-import { registerCleanup, unregisterCleanup } from '../exit-cleanup.js'
-import { Daemon } from './daemon.js'
+import { Daemon, SingleDaemonHarness } from './daemon.js'
 import { ensureDebianPackages } from './packages.js'
 import { freePort, httpRequest, makeServerTempDir, GiveUp, waitFor } from './util.js'
 
@@ -44,18 +42,16 @@ export interface Etcd {
   destroy(): Promise<void>
 }
 
-class EtcdImpl implements Etcd {
+class EtcdImpl extends SingleDaemonHarness implements Etcd {
   readonly host = '127.0.0.1' as const
   clientPort = 0
   peerPort = 0
-  daemon: Daemon | null = null
-  private destroyPromise: Promise<void> | undefined
 
   constructor(
     readonly name: string,
-    readonly dir: string,
+    dir: string,
   ) {
-    registerCleanup(this, () => this.destroySync())
+    super(dir)
   }
 
   get clientUrl(): string {
@@ -64,14 +60,6 @@ class EtcdImpl implements Etcd {
 
   get hostPort(): string {
     return `127.0.0.1:${this.clientPort}`
-  }
-
-  get pid(): number | null {
-    return this.daemon?.pid ?? null
-  }
-
-  logTail(lines = 30): string {
-    return this.daemon?.logTail(lines) ?? ''
   }
 
   async start(timeoutMs: number): Promise<void> {
@@ -123,21 +111,6 @@ class EtcdImpl implements Etcd {
         throw err
       }
     }
-  }
-
-  destroy(): Promise<void> {
-    this.destroyPromise ??= (async () => {
-      await this.daemon?.kill()
-      await rm(this.dir, { recursive: true, force: true, maxRetries: 3 })
-      unregisterCleanup(this)
-    })()
-    return this.destroyPromise
-  }
-
-  private destroySync(): void {
-    this.daemon?.killSync()
-    rmSync(this.dir, { recursive: true, force: true, maxRetries: 3 })
-    unregisterCleanup(this)
   }
 }
 

@@ -17,13 +17,11 @@
  * Killed (and the directory removed) on process exit, SIGINT and SIGTERM even if `destroy()` is
  * never called.
  */
-import { rmSync, writeFileSync } from 'node:fs'
-import { rm } from 'node:fs/promises'
+import { writeFileSync } from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
-import { registerCleanup, unregisterCleanup } from '../exit-cleanup.js'
 import { chownToServerUser } from '../pg-binaries.js'
-import { Daemon } from './daemon.js'
+import { Daemon, SingleDaemonHarness } from './daemon.js'
 import { ensureDebianPackages } from './packages.js'
 import type { PatroniCluster } from './patroni.js'
 import { freePort, GiveUp, makeServerTempDir, type PgConfig, probePort, waitFor } from './util.js'
@@ -85,24 +83,19 @@ export interface HAProxy {
   destroy(): Promise<void>
 }
 
-class HAProxyImpl implements HAProxy {
+class HAProxyImpl extends SingleDaemonHarness implements HAProxy {
   readonly host = '127.0.0.1' as const
   port = 0
-  daemon: Daemon | null = null
-  private destroyPromise: Promise<void> | undefined
 
   constructor(
-    readonly dir: string,
+    dir: string,
     private readonly options: HAProxyOptions,
   ) {
+    // Checked before super() registers the exit cleanup, as before the base class existed.
     for (const b of options.backends) {
       if (!/^[A-Za-z0-9_.-]+$/.test(b.name)) throw new Error(`unsupported backend name ${JSON.stringify(b.name)}`)
     }
-    registerCleanup(this, () => this.destroySync())
-  }
-
-  get pid(): number | null {
-    return this.daemon?.pid ?? null
+    super(dir)
   }
 
   get socket(): string {
@@ -113,10 +106,6 @@ class HAProxyImpl implements HAProxy {
     const c = this.options.credentials
     if (c === undefined) throw new Error('HAProxy.config(): no credentials were given to startHAProxy')
     return { host: this.host, port: this.port, ...c }
-  }
-
-  logTail(lines = 30): string {
-    return this.daemon?.logTail(lines) ?? ''
   }
 
   async start(): Promise<void> {
@@ -226,21 +215,6 @@ class HAProxyImpl implements HAProxy {
       },
       async () => `states: ${JSON.stringify(await this.serverStates().catch((e: Error) => e.message))}\n${this.logTail(10)}`,
     )
-  }
-
-  destroy(): Promise<void> {
-    this.destroyPromise ??= (async () => {
-      await this.daemon?.kill()
-      await rm(this.dir, { recursive: true, force: true, maxRetries: 3 })
-      unregisterCleanup(this)
-    })()
-    return this.destroyPromise
-  }
-
-  private destroySync(): void {
-    this.daemon?.killSync()
-    rmSync(this.dir, { recursive: true, force: true, maxRetries: 3 })
-    unregisterCleanup(this)
   }
 }
 

@@ -16,14 +16,12 @@
  * Killed (and the directory removed) on process exit, SIGINT and SIGTERM even if `destroy()` is
  * never called.
  */
-import { rmSync, writeFileSync } from 'node:fs'
-import { rm } from 'node:fs/promises'
+import { writeFileSync } from 'node:fs'
 import path from 'node:path'
 import pg from 'pg'
-import { registerCleanup, unregisterCleanup } from '../exit-cleanup.js'
 import {chownToServerUser } from '../pg-binaries.js'
 import { sleep } from '../wait.js'
-import { Daemon } from './daemon.js'
+import { Daemon, SingleDaemonHarness } from './daemon.js'
 import { ensureDebianPackages } from './packages.js'
 import { freePort, makeServerTempDir, type PgConfig, probePort, GiveUp, waitFor } from './util.js'
 
@@ -93,29 +91,25 @@ export interface PgBouncer {
   destroy(): Promise<void>
 }
 
-class PgBouncerImpl implements PgBouncer {
+class PgBouncerImpl extends SingleDaemonHarness implements PgBouncer {
   readonly host = '127.0.0.1' as const
   port = 0
   target: { host: string; port: number }
   readonly poolMode: 'session' | 'transaction' | 'statement'
   readonly databases: string[]
-  daemon: Daemon | null = null
-  private destroyPromise: Promise<void> | undefined
 
   constructor(
-    readonly dir: string,
+    dir: string,
     private readonly options: PgBouncerOptions,
   ) {
+    // Checked before super() registers the exit cleanup, as before the base class existed.
+    const databases = options.databases ?? ['postgres']
+    if (!/^[A-Za-z0-9_]+$/.test(options.user)) throw new Error(`unsupported user name ${JSON.stringify(options.user)}`)
+    for (const d of databases) if (!/^[A-Za-z0-9_]+$/.test(d)) throw new Error(`unsupported database name ${JSON.stringify(d)}`)
+    super(dir)
     this.target = { host: options.target.host, port: options.target.port }
     this.poolMode = options.poolMode ?? 'session'
-    this.databases = options.databases ?? ['postgres']
-    if (!/^[A-Za-z0-9_]+$/.test(options.user)) throw new Error(`unsupported user name ${JSON.stringify(options.user)}`)
-    for (const d of this.databases) if (!/^[A-Za-z0-9_]+$/.test(d)) throw new Error(`unsupported database name ${JSON.stringify(d)}`)
-    registerCleanup(this, () => this.destroySync())
-  }
-
-  get pid(): number | null {
-    return this.daemon?.pid ?? null
+    this.databases = databases
   }
 
   config(database = this.databases[0] ?? 'postgres'): PgConfig {
@@ -124,10 +118,6 @@ class PgBouncerImpl implements PgBouncer {
 
   url(database = this.databases[0] ?? 'postgres'): string {
     return `postgres://${encodeURIComponent(this.options.user)}:${encodeURIComponent(this.options.password)}@127.0.0.1:${this.port}/${database}`
-  }
-
-  logTail(lines = 30): string {
-    return this.daemon?.logTail(lines) ?? ''
   }
 
   async start(): Promise<void> {
@@ -230,21 +220,6 @@ class PgBouncerImpl implements PgBouncer {
     const file = path.join(this.dir, 'pgbouncer.ini')
     writeFileSync(file, ini, { mode: 0o600 })
     chownToServerUser(file)
-  }
-
-  destroy(): Promise<void> {
-    this.destroyPromise ??= (async () => {
-      await this.daemon?.kill()
-      await rm(this.dir, { recursive: true, force: true, maxRetries: 3 })
-      unregisterCleanup(this)
-    })()
-    return this.destroyPromise
-  }
-
-  private destroySync(): void {
-    this.daemon?.killSync()
-    rmSync(this.dir, { recursive: true, force: true, maxRetries: 3 })
-    unregisterCleanup(this)
   }
 }
 
