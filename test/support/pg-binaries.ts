@@ -291,6 +291,18 @@ export function signal(pid: number, sig: NodeJS.Signals): void {
   }
 }
 
+/**
+ * process.kill that ignores every error, not just "no such process": for teardown, where a pid
+ * read a moment ago may have exited or been reused and one failed kill must not stop the rest.
+ */
+export function signalQuiet(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig)
+  } catch {
+    // gone
+  }
+}
+
 /** Block the thread for `ms` milliseconds (usable inside 'exit' handlers; elsewhere use `sleep` from wait.ts). */
 export function sleepSync(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms)

@@ -37,7 +37,7 @@ import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { rm } from 'node:fs/promises'
 import path from 'node:path'
 import { registerCleanup, unregisterCleanup } from '../exit-cleanup.js'
-import { chownToServerUser, findPgBinDir, isAlive, processState, runPgTool, sleepSync } from '../pg-binaries.js'
+import { chownToServerUser, findPgBinDir, isAlive, processState, runPgTool, signalQuiet, sleepSync } from '../pg-binaries.js'
 import { Daemon, groupMembers } from './daemon.js'
 import { startEtcd, type Etcd } from './etcd.js'
 import { ensureDebianPackages } from './packages.js'
@@ -610,14 +610,6 @@ export class PatroniCluster {
       throw new Error(`unknown member ${JSON.stringify(what)} (members: ${this.impls.map((m) => m.name).join(', ')})`)
     }
     return found
-  }
-}
-
-function signalQuiet(pid: number, sig: NodeJS.Signals): void {
-  try {
-    process.kill(pid, sig)
-  } catch {
-    // gone
   }
 }
 

@@ -47,6 +47,7 @@ import {
   processState,
   readLogFrom,
   runPgTool,
+  signalQuiet,
   sleepSync,
   tail,
   type RunResult,
@@ -679,14 +680,6 @@ export class RepmgrCluster {
       throw new Error(`unknown node ${JSON.stringify(what)} (nodes: ${this.impls.map((n) => n.name).join(', ')})`)
     }
     return found
-  }
-}
-
-function signalQuiet(pid: number, sig: NodeJS.Signals): void {
-  try {
-    process.kill(pid, sig)
-  } catch {
-    // gone
   }
 }
 
