@@ -162,6 +162,16 @@ export class Daemon {
     }
   }
 
+  /**
+   * Live members of the process group other than the main process, while that runs ([] once it
+   * has exited). Under a subreaper: the command and whatever it forked, so that they can be
+   * killed while the subreaper lives on to reap them (and any postmaster it adopted).
+   */
+  groupMembersButMain(): number[] {
+    const pid = this.pid
+    return pid === null ? [] : groupMembers(pid).filter((p) => p !== pid)
+  }
+
   /** Send `sig` to the whole process group (no-op if nothing is left). */
   signal(sig: NodeJS.Signals): void {
     if (this.pgid !== null) killGroup(this.pgid, sig)

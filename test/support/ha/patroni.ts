@@ -38,7 +38,7 @@ import { rm } from 'node:fs/promises'
 import path from 'node:path'
 import { registerCleanup, unregisterCleanup } from '../exit-cleanup.js'
 import { chownToServerUser, findPgBinDir, isAlive, processState, runPgTool, signalQuiet, sleepSync } from '../pg-binaries.js'
-import { Daemon, groupMembers } from './daemon.js'
+import { Daemon } from './daemon.js'
 import { startEtcd, type Etcd } from './etcd.js'
 import { ensureDebianPackages } from './packages.js'
 import {
@@ -453,7 +453,7 @@ export class PatroniCluster {
     this.destroyed = true
     unregisterCleanup(this)
     for (const m of this.impls) {
-      const tool = this.toolPids(m)
+      const tool = m.daemon?.groupMembersButMain() ?? []
       for (const p of tool) signalQuiet(p, 'SIGKILL')
       const shm = shmIdOf(m.dataDir)
       if (shm !== null) m.leakedShm.add(shm)
@@ -495,20 +495,13 @@ export class PatroniCluster {
     m.daemon.start()
   }
 
-  /** Patroni and its helpers: every member of the daemon's process group except the subreaper. */
-  private toolPids(m: MemberImpl): number[] {
-    const d = m.daemon
-    if (d === null || d.pid === null) return []
-    return groupMembers(d.pid).filter((p) => p !== d.pid)
-  }
-
   /**
    * Kill in an order that leaves no zombie behind: Patroni first (so it cannot restart
    * PostgreSQL), then the postmaster and its children while the subreaper is still alive to reap
    * them, then whatever is left of the daemon's group.
    */
   private async killMemberProcesses(m: MemberImpl): Promise<void> {
-    for (const p of this.toolPids(m)) signalQuiet(p, 'SIGKILL')
+    for (const p of m.daemon?.groupMembersButMain() ?? []) signalQuiet(p, 'SIGKILL')
     const shm = shmIdOf(m.dataDir)
     await killPostmasterOf(m.dataDir, true)
     if (shm !== null) m.leakedShm.add(shm)

@@ -52,7 +52,7 @@ import {
   tail,
   type RunResult,
 } from '../pg-binaries.js'
-import { Daemon, groupMembers } from './daemon.js'
+import { Daemon } from './daemon.js'
 import { ensureDebianPackages } from './packages.js'
 import {
   killPostmaster as killPostmasterOf,
@@ -389,11 +389,9 @@ export class RepmgrCluster {
     const d = n.repmgrd
     if (d === null || !d.running) return
     // Only repmgrd itself: its subreaper may have adopted a postmaster (pg_ctl restart by repmgr).
-    for (const p of groupMembers(d.pid!).filter((x) => x !== d.pid)) signalQuiet(p, 'SIGTERM')
-    await waitFor(`repmgrd on ${n.name} to exit`, 10_000, 20, async () => groupMembers(d.pid!).every((x) => x === d.pid)).catch(
-      () => undefined,
-    )
-    for (const p of groupMembers(d.pid ?? -1).filter((x) => x !== d.pid)) signalQuiet(p, 'SIGKILL')
+    for (const p of d.groupMembersButMain()) signalQuiet(p, 'SIGTERM')
+    await waitFor(`repmgrd on ${n.name} to exit`, 10_000, 20, async () => d.groupMembersButMain().length === 0).catch(() => undefined)
+    for (const p of d.groupMembersButMain()) signalQuiet(p, 'SIGKILL')
     // The subreaper exits by itself once it has no children left; if a postmaster is still one
     // of them, it stays until that postmaster exits.
   }
@@ -435,10 +433,7 @@ export class RepmgrCluster {
     if (this.destroyed) return
     // repmgrd first (it could restart or promote nodes), then the servers while the subreapers
     // are still alive to reap them, then the subreapers.
-    for (const n of this.impls) {
-      const d = n.repmgrd
-      if (d?.pid != null) for (const p of groupMembers(d.pid).filter((x) => x !== d.pid)) signalQuiet(p, 'SIGKILL')
-    }
+    for (const n of this.impls) for (const p of n.repmgrd?.groupMembersButMain() ?? []) signalQuiet(p, 'SIGKILL')
     await Promise.all(this.impls.map((n) => this.killServer(n).catch(() => undefined)))
     await Promise.all(this.impls.flatMap((n) => [n.repmgrd?.kill(), n.postgres?.kill()]))
     for (const n of this.impls) for (const id of n.leakedShm) removeShmIfUnused(id)
@@ -451,10 +446,7 @@ export class RepmgrCluster {
     if (this.destroyed) return
     this.destroyed = true
     unregisterCleanup(this)
-    for (const n of this.impls) {
-      const d = n.repmgrd
-      if (d?.pid != null) for (const p of groupMembers(d.pid).filter((x) => x !== d.pid)) signalQuiet(p, 'SIGKILL')
-    }
+    for (const n of this.impls) for (const p of n.repmgrd?.groupMembersButMain() ?? []) signalQuiet(p, 'SIGKILL')
     const all: number[] = []
     for (const n of this.impls) {
       const shm = shmIdOf(n.dataDir)
