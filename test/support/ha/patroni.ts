@@ -33,7 +33,7 @@
  * SIGTERM even if `destroy()` is never called.
  */
 import { randomBytes } from 'node:crypto'
-import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { rm } from 'node:fs/promises'
 import path from 'node:path'
 import { registerCleanup, unregisterCleanup } from '../exit-cleanup.js'
@@ -44,10 +44,11 @@ import { ensureDebianPackages } from './packages.js'
 import {
   killPostmaster as killPostmasterOf,
   postmasterPid,
+  removePidFileUnlessLive,
   removeShmIfUnused,
-  removeStalePidFile,
   serverPids,
   shmIdOf,
+  waitReaped,
 } from './postmaster.js'
 import { freePort, httpRequest, makeServerTempDir, pgQuery, type PgConfig, waitFor } from './util.js'
 
@@ -380,9 +381,7 @@ export class PatroniCluster {
     if (m.daemon?.running === true) throw new Error(`restartMember(${m.name}): Patroni is still running`)
     // A postmaster we killed may linger as a zombie when nobody reaped it: Patroni (psutil) would
     // take it for a running postmaster. No live postmaster → the pid file is stale.
-    if (postmasterPid(m.dataDir) === null && existsSync(path.join(m.dataDir, 'postmaster.pid'))) {
-      removeStalePidFile(m.dataDir)
-    }
+    removePidFileUnlessLive(m.dataDir)
     this.spawnPatroni(m)
     if (wait) await this.waitForStreaming([m], timeoutMs)
   }
@@ -506,10 +505,7 @@ export class PatroniCluster {
     await killPostmasterOf(m.dataDir, true)
     if (shm !== null) m.leakedShm.add(shm)
     // Give the subreaper a moment to reap them (so no zombie keeps postmaster.pid "alive").
-    const pids = serverPids(m.dataDir)
-    await waitFor(`${m.name}'s processes to be reaped`, 5000, 10, async () => pids.every((p) => processState(p) === undefined)).catch(
-      () => undefined,
-    )
+    await waitReaped(serverPids(m.dataDir))
     await m.daemon?.kill()
   }
 

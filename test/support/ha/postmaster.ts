@@ -5,8 +5,9 @@
 import { spawnSync } from 'node:child_process'
 import { readFileSync, unlinkSync } from 'node:fs'
 import path from 'node:path'
-import {childPids, isAlive, signal, sleepSync } from '../pg-binaries.js'
+import {childPids, isAlive, processState, signal, sleepSync } from '../pg-binaries.js'
 import { sleep } from '../wait.js'
+import { waitFor } from './util.js'
 
 function pidFileLines(dataDir: string): string[] | null {
   try {
@@ -66,6 +67,26 @@ export function removeStalePidFile(dataDir: string): void {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
   }
+}
+
+/**
+ * Remove postmaster.pid unless a live postmaster owns it. A postmaster we killed may linger as a
+ * zombie nobody reaped: its pid file then blocks a restart, and Patroni (psutil) would take it for
+ * a running server.
+ */
+export function removePidFileUnlessLive(dataDir: string): void {
+  if (postmasterPid(dataDir) === null) removeStalePidFile(dataDir)
+}
+
+/**
+ * Wait up to 5 s until `pids` have left the process table, i.e. were reaped by their subreaper and
+ * not merely killed (a zombie keeps its pid, so postmaster.pid would still name a "running"
+ * process). Gives up silently: the caller's teardown goes on either way.
+ */
+export async function waitReaped(pids: number[]): Promise<void> {
+  await waitFor('killed server processes to be reaped', 5000, 10, async () => pids.every((p) => processState(p) === undefined)).catch(
+    () => undefined,
+  )
 }
 
 /**

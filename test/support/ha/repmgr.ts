@@ -35,7 +35,7 @@
  * it "! running" (node record inactive).
  */
 import { randomBytes } from 'node:crypto'
-import { existsSync, mkdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs'
 import { rm } from 'node:fs/promises'
 import path from 'node:path'
 import { registerCleanup, unregisterCleanup } from '../exit-cleanup.js'
@@ -57,10 +57,11 @@ import { ensureDebianPackages } from './packages.js'
 import {
   killPostmaster as killPostmasterOf,
   postmasterPid,
+  removePidFileUnlessLive,
   removeShmIfUnused,
-  removeStalePidFile,
   serverPids,
   shmIdOf,
+  waitReaped,
 } from './postmaster.js'
 import { freePort, makeServerTempDir, pgQuery, type PgConfig, runAsServerUser, GiveUp, waitFor } from './util.js'
 
@@ -611,7 +612,7 @@ export class RepmgrCluster {
 
   /** Start PostgreSQL in the foreground under a subreaper and wait until it accepts connections. */
   private async startPostgres(n: NodeImpl): Promise<void> {
-    if (existsSync(path.join(n.dataDir, 'postmaster.pid')) && postmasterPid(n.dataDir) === null) removeStalePidFile(n.dataDir)
+    removePidFileUnlessLive(n.dataDir)
     const offset = fileSize(n.logFile)
     n.postgres = new Daemon({
       name: `postgres ${n.name}`,
@@ -644,10 +645,8 @@ export class RepmgrCluster {
     if (pid === null) return
     if (shm !== null) n.leakedShm.add(shm)
     // Wait for the subreaper to reap them so postmaster.pid does not name a zombie.
-    await waitFor(`${n.name}'s processes to be reaped`, 5000, 10, async () => pids.every((p) => processState(p) === undefined)).catch(
-      () => undefined,
-    )
-    if (postmasterPid(n.dataDir) === null) removeStalePidFile(n.dataDir)
+    await waitReaped(pids)
+    removePidFileUnlessLive(n.dataDir)
   }
 
   private toolEnv(n: NodeImpl): Record<string, string> {
