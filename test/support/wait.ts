@@ -31,9 +31,13 @@ export interface WaitUntilOptions {
 
 type Truthy<T> = Exclude<T, false | null | undefined | 0 | ''>
 
+/** Thrown inside a {@link waitUntil} callback to give up at once (e.g. the awaited process died). */
+export class GiveUp extends Error {}
+
 /**
  * Calls `fn` until it returns a truthy value, and returns that value. A throw counts as "not yet"
- * (a server that is still starting refuses connections); the last one is reported. After
+ * (a server that is still starting refuses connections), except {@link GiveUp}, which ends the
+ * wait at once with "Gave up waiting for <what>"; the last error is reported. After
  * `timeout` ms it rejects with "Timed out after <timeout> ms waiting for <what>", the number of
  * attempts, the last value or error and the diagnostics.
  */
@@ -50,11 +54,15 @@ export async function waitUntil<T>(fn: () => T | Promise<T>, options: WaitUntilO
       last = { value }
     } catch (error) {
       last = { error }
+      if (error instanceof GiveUp) break
     }
     if (performance.now() - started >= timeout) break
     await sleep(interval)
   }
-  let message = `Timed out after ${timeout} ms waiting for ${what} (${attempts} attempts, every ${interval} ms)`
+  let message =
+    'error' in last && last.error instanceof GiveUp
+      ? `Gave up waiting for ${what} (${attempts} attempts)`
+      : `Timed out after ${timeout} ms waiting for ${what} (${attempts} attempts, every ${interval} ms)`
   message += 'error' in last ? `\nlast error: ${last.error instanceof Error ? last.error.message : String(last.error)}` : `\nlast value: ${describe(last.value)}`
   if (diagnostics) {
     try {

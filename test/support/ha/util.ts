@@ -13,49 +13,26 @@ import os from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
 import {chownToServerUser, IS_ROOT, postgresUser } from '../pg-binaries.js'
-import { sleep } from '../wait.js'
+import { sleep, waitUntil } from '../wait.js'
 
 export { freePort, probePort } from '../ports.js'
 
-/** Thrown inside a {@link waitFor} callback to give up at once (e.g. the awaited process died). */
-export class GiveUp extends Error {}
+export { GiveUp } from '../wait.js'
 
 /**
- * Poll `fn` every `intervalMs` until it returns something other than false/null/undefined (a
- * thrown error counts as "not yet", except {@link GiveUp}, which ends the wait at once); throw
- * after `timeoutMs` with the last error and optional diagnostics.
+ * {@link waitUntil} with positional arguments, as the HA harnesses call it: poll `fn` every
+ * `intervalMs` until it returns a truthy value (a thrown error counts as "not yet", except
+ * {@link GiveUp}, which ends the wait at once); throw after `timeoutMs` with the last error and
+ * optional diagnostics.
  */
-export async function waitFor<T>(
+export function waitFor<T>(
   what: string,
   timeoutMs: number,
   intervalMs: number,
   fn: () => Promise<T | false | null | undefined>,
   diagnostics?: () => string | Promise<string>,
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  let lastError: unknown
-  for (;;) {
-    try {
-      const r = await fn()
-      if (r !== false && r !== null && r !== undefined) return r
-      lastError = undefined
-    } catch (err) {
-      lastError = err
-      if (err instanceof GiveUp) break
-    }
-    if (Date.now() >= deadline) break
-    await sleep(intervalMs)
-  }
-  let msg = lastError instanceof GiveUp ? `Gave up waiting for ${what}` : `Timed out after ${timeoutMs} ms waiting for ${what}`
-  if (lastError !== undefined) msg += `\nlast error: ${lastError instanceof Error ? lastError.message : String(lastError)}`
-  if (diagnostics) {
-    try {
-      msg += `\n${await diagnostics()}`
-    } catch {
-      // ignore
-    }
-  }
-  throw new Error(msg)
+  return waitUntil(fn, { what, timeout: timeoutMs, interval: intervalMs, diagnostics }) as Promise<T>
 }
 
 /** Response of {@link httpRequest}. */
