@@ -35,6 +35,7 @@ import {
   signal,
   sleepSync,
   tail,
+  writeServerFile,
   type RunResult,
 } from './pg-binaries.js'
 import { waitUntil } from './wait.js'
@@ -161,11 +162,6 @@ function literal(value: string): string {
 
 function confValue(value: string | number): string {
   return typeof value === 'number' ? String(value) : literal(value)
-}
-
-function writeServerFile(file: string, content: string, mode = 0o600): void {
-  writeFileSync(file, content, { mode })
-  chownToServerUser(file)
 }
 
 function removeIfExists(file: string): void {

@@ -6,7 +6,7 @@
  * Nothing in here knows about clusters; see `cluster.ts` for that.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
-import { chownSync, existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
+import { chownSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 
 /** True when the current process runs as root (PostgreSQL then has to run as `postgres`). */
@@ -116,6 +116,12 @@ export function chownToServerUser(p: string): void {
   if (!IS_ROOT) return
   const { uid, gid } = postgresUser()
   chownSync(p, uid, gid)
+}
+
+/** Write a file the server (or a tool running as the postgres user) reads: mode 0600 by default, owned by that user. */
+export function writeServerFile(file: string, content: string, mode = 0o600): void {
+  writeFileSync(file, content, { mode })
+  chownToServerUser(file)
 }
 
 /** Options for {@link runPgTool}. */

@@ -17,10 +17,9 @@
  * Killed (and the directory removed) on process exit, SIGINT and SIGTERM even if `destroy()` is
  * never called.
  */
-import { writeFileSync } from 'node:fs'
 import net from 'node:net'
 import path from 'node:path'
-import { chownToServerUser } from '../pg-binaries.js'
+import { writeServerFile } from '../pg-binaries.js'
 import { Daemon, SingleDaemonHarness } from './daemon.js'
 import { ensureDebianPackages } from './packages.js'
 import type { PatroniCluster } from './patroni.js'
@@ -112,8 +111,7 @@ class HAProxyImpl extends SingleDaemonHarness implements HAProxy {
     for (let attempt = 1; ; attempt++) {
       this.port = await freePort()
       const cfg = path.join(this.dir, 'haproxy.cfg')
-      writeFileSync(cfg, this.renderConfig(), { mode: 0o600 })
-      chownToServerUser(cfg)
+      writeServerFile(cfg, this.renderConfig())
       this.daemon = new Daemon({
         name: 'haproxy',
         command: 'haproxy',

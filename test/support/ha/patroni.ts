@@ -33,11 +33,11 @@
  * SIGTERM even if `destroy()` is never called.
  */
 import { randomBytes } from 'node:crypto'
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, rmSync } from 'node:fs'
 import { rm } from 'node:fs/promises'
 import path from 'node:path'
 import { registerCleanup, unregisterCleanup } from '../exit-cleanup.js'
-import { chownToServerUser, findPgBinDir, isAlive, processState, runPgTool, signalQuiet, sleepSync } from '../pg-binaries.js'
+import { chownToServerUser, findPgBinDir, isAlive, processState, runPgTool, signalQuiet, sleepSync, writeServerFile } from '../pg-binaries.js'
 import { Daemon } from './daemon.js'
 import { startEtcd, type Etcd } from './etcd.js'
 import { ensureDebianPackages } from './packages.js'
@@ -586,8 +586,7 @@ export class PatroniCluster {
       `  nosync: false`,
       '',
     ]
-    writeFileSync(m.configFile, lines.join('\n'), { mode: 0o600 })
-    chownToServerUser(m.configFile)
+    writeServerFile(m.configFile, lines.join('\n'))
   }
 
   private resolve(member: PatroniMember | string): MemberImpl {

@@ -16,10 +16,9 @@
  * Killed (and the directory removed) on process exit, SIGINT and SIGTERM even if `destroy()` is
  * never called.
  */
-import { writeFileSync } from 'node:fs'
 import path from 'node:path'
 import pg from 'pg'
-import {chownToServerUser } from '../pg-binaries.js'
+import { writeServerFile } from '../pg-binaries.js'
 import { sleep } from '../wait.js'
 import { Daemon, SingleDaemonHarness } from './daemon.js'
 import { ensureDebianPackages } from './packages.js'
@@ -122,8 +121,7 @@ class PgBouncerImpl extends SingleDaemonHarness implements PgBouncer {
 
   async start(): Promise<void> {
     const userlist = path.join(this.dir, 'userlist.txt')
-    writeFileSync(userlist, `"${this.options.user}" "${this.options.password.replace(/"/g, '""')}"\n`, { mode: 0o600 })
-    chownToServerUser(userlist)
+    writeServerFile(userlist, `"${this.options.user}" "${this.options.password.replace(/"/g, '""')}"\n`)
     for (let attempt = 1; ; attempt++) {
       this.port = await freePort()
       this.writeIni()
@@ -218,8 +216,7 @@ class PgBouncerImpl extends SingleDaemonHarness implements PgBouncer {
       '',
     ].join('\n')
     const file = path.join(this.dir, 'pgbouncer.ini')
-    writeFileSync(file, ini, { mode: 0o600 })
-    chownToServerUser(file)
+    writeServerFile(file, ini)
   }
 }
 

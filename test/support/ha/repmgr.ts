@@ -35,7 +35,7 @@
  * it "! running" (node record inactive).
  */
 import { randomBytes } from 'node:crypto'
-import { mkdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, rmSync, unlinkSync } from 'node:fs'
 import { rm } from 'node:fs/promises'
 import path from 'node:path'
 import { registerCleanup, unregisterCleanup } from '../exit-cleanup.js'
@@ -50,6 +50,7 @@ import {
   signalQuiet,
   sleepSync,
   tail,
+  writeServerFile,
   type RunResult,
 } from '../pg-binaries.js'
 import { Daemon } from './daemon.js'
@@ -188,8 +189,7 @@ export class RepmgrCluster {
     this.baseDir = makeServerTempDir('pgfp-repmgr-')
     registerCleanup(this, () => this.destroySync())
     this.pgpass = path.join(this.baseDir, 'pgpass')
-    writeFileSync(this.pgpass, `127.0.0.1:*:*:postgres:${this.password}\n`, { mode: 0o600 })
-    chownToServerUser(this.pgpass)
+    writeServerFile(this.pgpass, `127.0.0.1:*:*:postgres:${this.password}\n`)
     const port = (i: number): number => ports[i] ?? 0
     this.impls = [
       new NodeImpl('node1', 1, 'primary', this.baseDir, port(0), this.password),
@@ -515,8 +515,7 @@ export class RepmgrCluster {
 
   private async initdb(n: NodeImpl): Promise<void> {
     const pwfile = path.join(n.dir, 'pwfile')
-    writeFileSync(pwfile, `${this.password}\n`, { mode: 0o600 })
-    chownToServerUser(pwfile)
+    writeServerFile(pwfile, `${this.password}\n`)
     await this.runTool(
       'initdb',
       ['-D', n.dataDir, '-A', 'scram-sha-256', '--auth-local=trust', '-U', 'postgres', `--pwfile=${pwfile}`]
@@ -531,8 +530,7 @@ export class RepmgrCluster {
       'host replication all 127.0.0.1/32 scram-sha-256',
       '',
     ].join('\n')
-    writeFileSync(path.join(n.dataDir, 'pg_hba.conf'), hba, { mode: 0o600 })
-    chownToServerUser(path.join(n.dataDir, 'pg_hba.conf'))
+    writeServerFile(path.join(n.dataDir, 'pg_hba.conf'), hba)
     this.writePostgresConf(n)
   }
 
@@ -571,8 +569,7 @@ export class RepmgrCluster {
         .map(([k, v]) => `${k} = ${lit(v)}`)
         .join('\n') +
       `\n${CONF_END}\n`
-    writeFileSync(file, conf, { mode: 0o600 })
-    chownToServerUser(file)
+    writeServerFile(file, conf)
   }
 
   private writeRepmgrConf(n: NodeImpl): void {
@@ -606,8 +603,7 @@ export class RepmgrCluster {
       `connection_check_type='ping'`,
       '',
     ]
-    writeFileSync(n.configFile, lines.join('\n'), { mode: 0o600 })
-    chownToServerUser(n.configFile)
+    writeServerFile(n.configFile, lines.join('\n'))
   }
 
   /** Start PostgreSQL in the foreground under a subreaper and wait until it accepts connections. */
