@@ -124,6 +124,24 @@ export function writeServerFile(file: string, content: string, mode = 0o600): vo
   chownToServerUser(file)
 }
 
+/** Quote a string as a postgresql.conf / SQL literal. */
+export function pgLiteral(value: string): string {
+  return `'${value.replace(/'/g, "''")}'`
+}
+
+/**
+ * (Re)write a harness's block of `settings` at the end of a postgresql.conf, from the line `begin`
+ * to the line `end`: whatever stood from `begin` on is replaced, the rest of the file is kept (the
+ * last setting of a name wins, so the block overrides what initdb or a clone wrote above it).
+ */
+export function writeConfBlock(file: string, begin: string, end: string, settings: Record<string, string | number>): void {
+  let text = readFileSync(file, 'utf8')
+  const at = text.indexOf(begin)
+  if (at >= 0) text = text.slice(0, at)
+  const block = Object.entries(settings).map(([k, v]) => `${k} = ${typeof v === 'number' ? String(v) : pgLiteral(v)}`)
+  writeServerFile(file, `${text.replace(/\n*$/, '\n')}${begin}\n${block.join('\n')}\n${end}\n`)
+}
+
 /** Options for {@link runPgTool}. */
 export interface RunOptions {
   /** Extra environment variables (merged over process.env). */

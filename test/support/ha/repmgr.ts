@@ -35,7 +35,7 @@
  * it "! running" (node record inactive).
  */
 import { randomBytes } from 'node:crypto'
-import { mkdirSync, readFileSync, rmSync, unlinkSync } from 'node:fs'
+import { mkdirSync, rmSync, unlinkSync } from 'node:fs'
 import { rm } from 'node:fs/promises'
 import path from 'node:path'
 import { registerCleanup, unregisterCleanup } from '../exit-cleanup.js'
@@ -50,6 +50,7 @@ import {
   signalQuiet,
   sleepSync,
   tail,
+  writeConfBlock,
   writeServerFile,
   type RunResult,
 } from '../pg-binaries.js'
@@ -558,18 +559,7 @@ export class RepmgrCluster {
       port: n.port,
       unix_socket_directories: n.dir,
     }
-    const file = path.join(n.dataDir, 'postgresql.conf')
-    let conf = readFileSync(file, 'utf8')
-    const b = conf.indexOf(CONF_BEGIN)
-    if (b >= 0) conf = conf.slice(0, b)
-    const lit = (v: string | number): string => (typeof v === 'number' ? String(v) : `'${v.replace(/'/g, "''")}'`)
-    conf =
-      `${conf.replace(/\n*$/, '\n')}${CONF_BEGIN}\n` +
-      Object.entries(settings)
-        .map(([k, v]) => `${k} = ${lit(v)}`)
-        .join('\n') +
-      `\n${CONF_END}\n`
-    writeServerFile(file, conf)
+    writeConfBlock(path.join(n.dataDir, 'postgresql.conf'), CONF_BEGIN, CONF_END, settings)
   }
 
   private writeRepmgrConf(n: NodeImpl): void {

@@ -107,11 +107,6 @@ export function makeServerTempDir(prefix: string): string {
   return dir
 }
 
-/** Quote for a single-quoted YAML / conf scalar. */
-export function singleQuoted(value: string): string {
-  return `'${value.replace(/'/g, "''")}'`
-}
-
 /** Outcome of {@link runAsServerUser}. */
 export interface CommandResult {
   /** Exit code (null when killed by a signal or on timeout). */
