@@ -10,9 +10,10 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { closeSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { rm } from 'node:fs/promises'
+import path from 'node:path'
 import { registerCleanup, unregisterCleanup } from '../exit-cleanup.js'
 import {chownToServerUser, IS_ROOT, postgresUser, readLogFrom, signal, sleepSync, tail } from '../pg-binaries.js'
-import { sleep } from '../wait.js'
+import { GiveUp, sleep, waitUntil } from '../wait.js'
 
 /** Options for {@link Daemon}. */
 export interface DaemonOptions {
@@ -240,11 +241,25 @@ export class Daemon {
   }
 }
 
+/** What {@link SingleDaemonHarness.startDaemon} starts and how it knows the daemon is up. */
+export interface DaemonStart {
+  /** Pick fresh ports, write the config, and return the daemon to run (called once per attempt). */
+  prepare: () => Promise<DaemonOptions>
+  /** What is awaited, for the timeout message (called after prepare, so it may name the ports). */
+  what: () => string
+  timeoutMs: number
+  intervalMs: number
+  /** True once the daemon serves (a throw counts as "not yet"). */
+  ready: () => Promise<boolean>
+  /** The daemon's log says another process took its port between our pick and its bind. */
+  portTaken: RegExp
+}
+
 /**
  * Base of the harnesses that are one {@link Daemon} in one temp directory (etcd, HAProxy,
  * PgBouncer): destroy() kills the daemon's process group and removes the directory, and the same
  * happens synchronously on process exit, SIGINT and SIGTERM if destroy() is never called. The
- * subclass creates `daemon` in its start() (a new one per port retry).
+ * subclass creates `daemon` in its start() through {@link startDaemon} (a new one per port retry).
  */
 export abstract class SingleDaemonHarness {
   daemon: Daemon | null = null
@@ -263,6 +278,38 @@ export abstract class SingleDaemonHarness {
   /** The last lines of the daemon's log. */
   logTail(lines = 30): string {
     return this.daemon?.logTail(lines) ?? ''
+  }
+
+  /**
+   * Start the daemon that `start.prepare()` describes and wait until `start.ready()` holds, giving
+   * up at once if it exits. One that does not come up is killed; when its log says that its port
+   * was taken, it is prepared (new ports) and started again, three attempts in all.
+   */
+  protected async startDaemon(start: DaemonStart): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      const d = new Daemon(await start.prepare())
+      this.daemon = d
+      d.start()
+      try {
+        await waitUntil(
+          async () => {
+            if (!d.running) throw new GiveUp(`${d.options.name} exited (${JSON.stringify(d.lastExit)})`)
+            return start.ready()
+          },
+          {
+            what: start.what(),
+            timeout: start.timeoutMs,
+            interval: start.intervalMs,
+            diagnostics: () => `--- ${path.basename(d.options.logFile)} (tail) ---\n${d.logTail(20)}`,
+          },
+        )
+        return
+      } catch (err) {
+        await d.kill()
+        if (attempt < 3 && start.portTaken.test(d.logTail(50))) continue
+        throw err
+      }
+    }
   }
 
   /** Kill the daemon and delete the temp directory. Idempotent. */

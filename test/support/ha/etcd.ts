@@ -8,9 +8,9 @@
  */
 import { rmSync } from 'node:fs'
 import path from 'node:path'
-import { Daemon, SingleDaemonHarness } from './daemon.js'
+import { SingleDaemonHarness } from './daemon.js'
 import { ensureDebianPackages } from './packages.js'
-import { freePort, httpRequest, makeServerTempDir, GiveUp, waitFor } from './util.js'
+import { freePort, httpRequest, makeServerTempDir } from './util.js'
 
 /** Options for {@link startEtcd}. */
 export interface EtcdOptions {
@@ -63,54 +63,44 @@ class EtcdImpl extends SingleDaemonHarness implements Etcd {
   }
 
   async start(timeoutMs: number): Promise<void> {
-    // Ports are picked free but may be taken by another process before etcd binds: retry.
-    for (let attempt = 1; ; attempt++) {
-      this.clientPort = await freePort()
-      this.peerPort = await freePort()
-      const peerUrl = `http://127.0.0.1:${this.peerPort}`
-      rmSync(path.join(this.dir, 'data'), { recursive: true, force: true })
-      this.daemon = new Daemon({
-        name: `etcd ${this.name}`,
-        command: 'etcd',
-        args: [
-          `--name=${this.name}`,
-          `--data-dir=${path.join(this.dir, 'data')}`,
-          `--listen-client-urls=${this.clientUrl}`,
-          `--advertise-client-urls=${this.clientUrl}`,
-          `--listen-peer-urls=${peerUrl}`,
-          `--initial-advertise-peer-urls=${peerUrl}`,
-          `--initial-cluster=${this.name}=${peerUrl}`,
-          '--initial-cluster-state=new',
-          `--initial-cluster-token=pgfp-${path.basename(this.dir)}`,
-          '--logger=zap',
-          '--log-level=warn',
-          '--snapshot-count=10000',
-        ],
-        logFile: path.join(this.dir, 'etcd.log'),
-        cwd: this.dir,
-        env: { HOME: this.dir, ETCD_UNSUPPORTED_ARCH: undefined },
-      })
-      this.daemon.start()
-      try {
-        await waitFor(
-          `etcd ${this.name} on ${this.clientUrl} to be healthy`,
-          timeoutMs,
-          50,
-          async () => {
-            if (!this.daemon?.running) throw new GiveUp(`etcd exited (${JSON.stringify(this.daemon?.lastExit)})`)
-            const r = await httpRequest('GET', `${this.clientUrl}/health`, undefined, 1000)
-            return r.status === 200 && (JSON.parse(r.body) as { health?: string }).health === 'true'
-          },
-          () => `--- etcd log (tail) ---\n${this.logTail(20)}`,
-        )
-        return
-      } catch (err) {
-        const log = this.logTail(50)
-        await this.daemon.kill()
-        if (attempt < 3 && /address already in use/i.test(log)) continue
-        throw err
-      }
-    }
+    // Ports are picked free but may be taken by another process before etcd binds: startDaemon retries.
+    await this.startDaemon({
+      prepare: async () => {
+        this.clientPort = await freePort()
+        this.peerPort = await freePort()
+        const peerUrl = `http://127.0.0.1:${this.peerPort}`
+        rmSync(path.join(this.dir, 'data'), { recursive: true, force: true })
+        return {
+          name: `etcd ${this.name}`,
+          command: 'etcd',
+          args: [
+            `--name=${this.name}`,
+            `--data-dir=${path.join(this.dir, 'data')}`,
+            `--listen-client-urls=${this.clientUrl}`,
+            `--advertise-client-urls=${this.clientUrl}`,
+            `--listen-peer-urls=${peerUrl}`,
+            `--initial-advertise-peer-urls=${peerUrl}`,
+            `--initial-cluster=${this.name}=${peerUrl}`,
+            '--initial-cluster-state=new',
+            `--initial-cluster-token=pgfp-${path.basename(this.dir)}`,
+            '--logger=zap',
+            '--log-level=warn',
+            '--snapshot-count=10000',
+          ],
+          logFile: path.join(this.dir, 'etcd.log'),
+          cwd: this.dir,
+          env: { HOME: this.dir, ETCD_UNSUPPORTED_ARCH: undefined },
+        }
+      },
+      what: () => `etcd ${this.name} on ${this.clientUrl} to be healthy`,
+      timeoutMs,
+      intervalMs: 50,
+      ready: async () => {
+        const r = await httpRequest('GET', `${this.clientUrl}/health`, undefined, 1000)
+        return r.status === 200 && (JSON.parse(r.body) as { health?: string }).health === 'true'
+      },
+      portTaken: /address already in use/i,
+    })
   }
 }
 

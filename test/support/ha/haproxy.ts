@@ -20,10 +20,10 @@
 import net from 'node:net'
 import path from 'node:path'
 import { writeServerFile } from '../pg-binaries.js'
-import { Daemon, SingleDaemonHarness } from './daemon.js'
+import { SingleDaemonHarness } from './daemon.js'
 import { ensureDebianPackages } from './packages.js'
 import type { PatroniCluster } from './patroni.js'
-import { freePort, GiveUp, makeServerTempDir, type PgConfig, probePort, waitFor } from './util.js'
+import { freePort, makeServerTempDir, type PgConfig, probePort, waitFor } from './util.js'
 
 /** One backend server of {@link HAProxyOptions}. */
 export interface HAProxyBackend {
@@ -108,38 +108,26 @@ class HAProxyImpl extends SingleDaemonHarness implements HAProxy {
   }
 
   async start(): Promise<void> {
-    for (let attempt = 1; ; attempt++) {
-      this.port = await freePort()
-      const cfg = path.join(this.dir, 'haproxy.cfg')
-      writeServerFile(cfg, this.renderConfig())
-      this.daemon = new Daemon({
-        name: 'haproxy',
-        command: 'haproxy',
-        args: ['-f', cfg, '-db'],
-        logFile: path.join(this.dir, 'haproxy.log'),
-        cwd: this.dir,
-        env: { HOME: this.dir },
-      })
-      this.daemon.start()
-      const d = this.daemon
-      try {
-        await waitFor(
-          `haproxy to listen on 127.0.0.1:${this.port}`,
-          15_000,
-          20,
-          async () => {
-            if (!d.running) throw new GiveUp(`haproxy exited (${JSON.stringify(d.lastExit)})`)
-            return (await probePort(this.port, 300)) === 'open' && (await this.serverStates()).length > 0
-          },
-          () => `--- haproxy.log (tail) ---\n${this.logTail(20)}`,
-        )
-        return
-      } catch (err) {
-        await d.kill()
-        if (attempt < 3 && /cannot bind|address already in use/i.test(this.logTail(50))) continue
-        throw err
-      }
-    }
+    await this.startDaemon({
+      prepare: async () => {
+        this.port = await freePort()
+        const cfg = path.join(this.dir, 'haproxy.cfg')
+        writeServerFile(cfg, this.renderConfig())
+        return {
+          name: 'haproxy',
+          command: 'haproxy',
+          args: ['-f', cfg, '-db'],
+          logFile: path.join(this.dir, 'haproxy.log'),
+          cwd: this.dir,
+          env: { HOME: this.dir },
+        }
+      },
+      what: () => `haproxy to listen on 127.0.0.1:${this.port}`,
+      timeoutMs: 15_000,
+      intervalMs: 20,
+      ready: async () => (await probePort(this.port, 300)) === 'open' && (await this.serverStates()).length > 0,
+      portTaken: /cannot bind|address already in use/i,
+    })
   }
 
   private renderConfig(): string {

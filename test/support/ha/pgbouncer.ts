@@ -20,9 +20,9 @@ import path from 'node:path'
 import pg from 'pg'
 import { writeServerFile } from '../pg-binaries.js'
 import { sleep } from '../wait.js'
-import { Daemon, SingleDaemonHarness } from './daemon.js'
+import { SingleDaemonHarness } from './daemon.js'
 import { ensureDebianPackages } from './packages.js'
-import { freePort, makeServerTempDir, type PgConfig, probePort, GiveUp, waitFor } from './util.js'
+import { freePort, makeServerTempDir, type PgConfig, probePort } from './util.js'
 
 /** Options for {@link startPgBouncer}. */
 export interface PgBouncerOptions {
@@ -122,37 +122,25 @@ class PgBouncerImpl extends SingleDaemonHarness implements PgBouncer {
   async start(): Promise<void> {
     const userlist = path.join(this.dir, 'userlist.txt')
     writeServerFile(userlist, `"${this.options.user}" "${this.options.password.replace(/"/g, '""')}"\n`)
-    for (let attempt = 1; ; attempt++) {
-      this.port = await freePort()
-      this.writeIni()
-      this.daemon = new Daemon({
-        name: 'pgbouncer',
-        command: 'pgbouncer',
-        args: [path.join(this.dir, 'pgbouncer.ini')],
-        logFile: path.join(this.dir, 'pgbouncer.log'),
-        cwd: this.dir,
-        env: { HOME: this.dir },
-      })
-      this.daemon.start()
-      const d = this.daemon
-      try {
-        await waitFor(
-          `pgbouncer to listen on 127.0.0.1:${this.port}`,
-          15_000,
-          20,
-          async () => {
-            if (!d.running) throw new GiveUp(`pgbouncer exited (${JSON.stringify(d.lastExit)})`)
-            return (await probePort(this.port, 300)) === 'open'
-          },
-          () => `--- pgbouncer.log (tail) ---\n${this.logTail(20)}`,
-        )
-        return
-      } catch (err) {
-        await d.kill()
-        if (attempt < 3 && /address already in use/i.test(this.logTail(50))) continue
-        throw err
-      }
-    }
+    await this.startDaemon({
+      prepare: async () => {
+        this.port = await freePort()
+        this.writeIni()
+        return {
+          name: 'pgbouncer',
+          command: 'pgbouncer',
+          args: [path.join(this.dir, 'pgbouncer.ini')],
+          logFile: path.join(this.dir, 'pgbouncer.log'),
+          cwd: this.dir,
+          env: { HOME: this.dir },
+        }
+      },
+      what: () => `pgbouncer to listen on 127.0.0.1:${this.port}`,
+      timeoutMs: 15_000,
+      intervalMs: 20,
+      ready: async () => (await probePort(this.port, 300)) === 'open',
+      portTaken: /address already in use/i,
+    })
   }
 
   async retarget(host: string, port: number, opts: { kill?: boolean } = {}): Promise<void> {
