@@ -50,7 +50,7 @@ import {
   shmIdOf,
   waitReaped,
 } from './postmaster.js'
-import { freePort, httpRequest, makeServerTempDir, pgQuery, type PgConfig, waitFor } from './util.js'
+import { freePort, httpRequest, makeServerTempDir, pgQuery, type PgConfig, timelineOf, waitFor } from './util.js'
 
 /** Options for {@link startPatroni}. */
 export interface PatroniOptions {
@@ -269,13 +269,7 @@ export class PatroniCluster {
 
   /** Current timeline of a member: of its WAL insert position on a primary, of the replayed WAL on a standby. */
   async timeline(member: PatroniMember | string): Promise<number> {
-    const [row] = await this.sql<{ f: string }>(
-      member,
-      `SELECT CASE WHEN pg_is_in_recovery() THEN (SELECT received_tli::text FROM pg_stat_wal_receiver)
-                   ELSE pg_walfile_name(pg_current_wal_lsn()) END AS f`,
-    )
-    const f = row?.f ?? ''
-    return f.length >= 8 ? parseInt(f.slice(0, 8), 16) : Number(f)
+    return timelineOf(this.resolve(member).config)
   }
 
   /** Pid of the member's live postmaster (from postmaster.pid), or null. */

@@ -65,7 +65,7 @@ import {
   shmIdOf,
   waitReaped,
 } from './postmaster.js'
-import { freePort, makeServerTempDir, pgQuery, type PgConfig, runAsServerUser, GiveUp, waitFor } from './util.js'
+import { freePort, makeServerTempDir, pgQuery, type PgConfig, runAsServerUser, GiveUp, timelineOf, waitFor } from './util.js'
 
 /** Options for {@link startRepmgr}. */
 export interface RepmgrOptions {
@@ -250,13 +250,7 @@ export class RepmgrCluster {
 
   /** Current timeline of a node (of its WAL insert position on a primary, of the WAL receiver on a standby). */
   async timeline(node: RepmgrNode | string): Promise<number> {
-    const [row] = await this.sql<{ f: string | null }>(
-      node,
-      `SELECT CASE WHEN pg_is_in_recovery() THEN (SELECT received_tli::text FROM pg_stat_wal_receiver)
-                   ELSE pg_walfile_name(pg_current_wal_lsn()) END AS f`,
-    )
-    const f = row?.f ?? ''
-    return f.length >= 8 ? parseInt(f.slice(0, 8), 16) : Number(f)
+    return timelineOf(this.resolve(node).config)
   }
 
   /** Pid of the node's live postmaster, or null. */

@@ -100,6 +100,20 @@ export async function pgQuery<T = any>(
   }
 }
 
+/**
+ * Current timeline of a server: of its WAL insert position on a primary, of the WAL receiver on a
+ * standby (0 when the standby has none).
+ */
+export async function timelineOf(config: PgConfig): Promise<number> {
+  const [row] = await pgQuery<{ f: string | null }>(
+    config,
+    `SELECT CASE WHEN pg_is_in_recovery() THEN (SELECT received_tli::text FROM pg_stat_wal_receiver)
+                 ELSE pg_walfile_name(pg_current_wal_lsn()) END AS f`,
+  )
+  const f = row?.f ?? ''
+  return f.length >= 8 ? parseInt(f.slice(0, 8), 16) : Number(f)
+}
+
 /** mkdtemp under the OS temp dir, chowned to the postgres server user when root. */
 export function makeServerTempDir(prefix: string): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), prefix))
