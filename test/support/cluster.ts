@@ -29,13 +29,13 @@ import {
   fileSize,
   findPgBinDir,
   isAlive,
+  pgLiteral,
   processState,
   readLogFrom,
   runPgTool,
   signal,
-  sleepSync,
-  pgLiteral,
   tail,
+  waitGoneSync,
   writeConfBlock,
   writeServerFile,
   type RunResult,
@@ -582,8 +582,7 @@ export class Cluster {
       }
       all.push(...pids)
     }
-    const deadline = Date.now() + 3000
-    while (Date.now() < deadline && postmasters.some((p) => isAlive(p))) sleepSync(10)
+    waitGoneSync(postmasters, 3000)
     for (const p of all) if (isAlive(p)) signal(p, 'SIGKILL')
     for (const n of this.impls) this.removeLeakedShm(n)
     rmSync(this.baseDir, { recursive: true, force: true, maxRetries: 3 })

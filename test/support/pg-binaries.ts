@@ -331,3 +331,9 @@ export function signalQuiet(pid: number, sig: NodeJS.Signals): void {
 export function sleepSync(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms)
 }
+
+/** Block until none of `pids` is alive (a zombie counts as gone), at most `timeoutMs`: for 'exit' handlers. */
+export function waitGoneSync(pids: readonly number[], timeoutMs: number): void {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline && pids.some((p) => isAlive(p))) sleepSync(10)
+}

@@ -37,7 +37,7 @@ import { mkdirSync, rmSync } from 'node:fs'
 import { rm } from 'node:fs/promises'
 import path from 'node:path'
 import { registerCleanup, unregisterCleanup } from '../exit-cleanup.js'
-import { chownToServerUser, findPgBinDir, isAlive, processState, runPgTool, signalQuiet, sleepSync, writeServerFile } from '../pg-binaries.js'
+import { chownToServerUser, findPgBinDir, runPgTool, signalQuiet, waitGoneSync, writeServerFile } from '../pg-binaries.js'
 import { Daemon } from './daemon.js'
 import { startEtcd, type Etcd } from './etcd.js'
 import { ensureDebianPackages } from './packages.js'
@@ -452,8 +452,7 @@ export class PatroniCluster {
       if (shm !== null) m.leakedShm.add(shm)
       const server = serverPids(m.dataDir)
       for (const p of server) signalQuiet(p, 'SIGKILL')
-      const deadline = Date.now() + 2000
-      while (Date.now() < deadline && [...tool, ...server].some((p) => processState(p) !== undefined && isAlive(p))) sleepSync(10)
+      waitGoneSync([...tool, ...server], 2000)
       m.daemon?.killSync()
     }
     for (const m of this.impls) for (const id of m.leakedShm) removeShmIfUnused(id)

@@ -5,7 +5,7 @@
 import { spawnSync } from 'node:child_process'
 import { readFileSync, unlinkSync } from 'node:fs'
 import path from 'node:path'
-import {childPids, isAlive, processState, signal, sleepSync } from '../pg-binaries.js'
+import { childPids, isAlive, processState, signal } from '../pg-binaries.js'
 import { sleep } from '../wait.js'
 import { waitFor } from './util.js'
 
@@ -104,13 +104,4 @@ export async function killPostmaster(dataDir: string, children: boolean, timeout
     await sleep(10)
   }
   return pid
-}
-
-/** Synchronous SIGKILL of the postmaster of `dataDir` and its children for exit handlers; returns their pids. */
-export function killServerSync(dataDir: string): number[] {
-  const pids = serverPids(dataDir)
-  for (const p of pids) signal(p, 'SIGKILL')
-  const deadline = Date.now() + 2000
-  while (Date.now() < deadline && pids.some((p) => isAlive(p))) sleepSync(10)
-  return pids
 }

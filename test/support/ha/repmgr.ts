@@ -43,13 +43,11 @@ import {
   chownToServerUser,
   fileSize,
   findPgBinDir,
-  isAlive,
-  processState,
   readLogFrom,
   runPgTool,
   signalQuiet,
-  sleepSync,
   tail,
+  waitGoneSync,
   writeConfBlock,
   writeServerFile,
   type RunResult,
@@ -451,8 +449,7 @@ export class RepmgrCluster {
       for (const p of pids) signalQuiet(p, 'SIGKILL')
       all.push(...pids)
     }
-    const deadline = Date.now() + 2000
-    while (Date.now() < deadline && all.some((p) => processState(p) !== undefined && isAlive(p))) sleepSync(10)
+    waitGoneSync(all, 2000)
     for (const n of this.impls) {
       n.repmgrd?.killSync()
       n.postgres?.killSync()
