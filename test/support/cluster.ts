@@ -40,6 +40,7 @@ import {
   writeServerFile,
   type RunResult,
 } from './pg-binaries.js'
+import { postmasterPid, serverPids, shmIdOf } from './ha/postmaster.js'
 import { waitUntil } from './wait.js'
 
 export { findPgBinDir } from './pg-binaries.js'
@@ -253,12 +254,12 @@ export class Cluster {
 
   /** Postmaster pid of a running node (from postmaster.pid), or null when it is not running. */
   postmasterPid(node: ClusterNode | string): number | null {
-    return this.livePid(this.resolve(node))
+    return postmasterPid(this.resolve(node).dataDir)
   }
 
   /** Postmaster pid plus all its (non-zombie) children, or [] when the node is not running. */
   serverPids(node: ClusterNode | string): number[] {
-    return this.pidsOf(this.resolve(node))
+    return serverPids(this.resolve(node).dataDir)
   }
 
   /** Current timeline of a primary (from the WAL file name of pg_current_wal_lsn()). */
@@ -273,14 +274,14 @@ export class Cluster {
   async stop(node: ClusterNode | string, mode: 'fast' | 'immediate' = 'fast'): Promise<void> {
     const n = this.resolve(node)
     this.thawSignals(n)
-    if (this.livePid(n) === null) return
+    if (postmasterPid(n.dataDir) === null) return
     await this.pgCtl(n, ['-D', n.dataDir, '-m', mode, '-w', '-t', '60', 'stop'])
   }
 
   /** `pg_ctl start -w`, resolving once the node accepts connections. No-op if already running. */
   async start(node: ClusterNode | string): Promise<void> {
     const n = this.resolve(node)
-    if (this.livePid(n) !== null) return
+    if (postmasterPid(n.dataDir) !== null) return
     await this.pgCtlStart(n)
   }
 
@@ -292,9 +293,9 @@ export class Cluster {
    */
   async kill(node: ClusterNode | string): Promise<void> {
     const n = this.resolve(node)
-    const pid = this.livePid(n)
+    const pid = postmasterPid(n.dataDir)
     if (pid === null) throw new Error(`kill(${n.name}): node is not running`)
-    const shmId = this.readShmId(n)
+    const shmId = shmIdOf(n.dataDir)
     const pids = [pid, ...childPids(pid)]
     for (const p of pids) signal(p, 'SIGKILL')
     n.frozenPids = null
@@ -315,7 +316,7 @@ export class Cluster {
   async freeze(node: ClusterNode | string): Promise<void> {
     const n = this.resolve(node)
     if (n.frozenPids !== null) return
-    const pid = this.livePid(n)
+    const pid = postmasterPid(n.dataDir)
     if (pid === null) throw new Error(`freeze(${n.name}): node is not running`)
     // Stop the postmaster first so it cannot fork new children while we collect them.
     signal(pid, 'SIGSTOP')
@@ -379,7 +380,7 @@ export class Cluster {
    */
   async startAsWritable(node: ClusterNode | string): Promise<void> {
     const n = this.resolve(node)
-    if (this.livePid(n) !== null) throw new Error(`startAsWritable(${n.name}): node must be stopped first`)
+    if (postmasterPid(n.dataDir) !== null) throw new Error(`startAsWritable(${n.name}): node must be stopped first`)
     removeIfExists(path.join(n.dataDir, 'standby.signal'))
     removeIfExists(path.join(n.dataDir, 'recovery.signal'))
     await this.pgCtlStart(n, this.synchronous ? "-c synchronous_standby_names=''" : undefined)
@@ -397,7 +398,7 @@ export class Cluster {
     const p = this.resolve(newPrimary)
     if (n === p) throw new Error(`rejoinAsStandby(${n.name}): a node cannot replicate from itself`)
     await this.stop(n, 'fast')
-    if (this.livePid(n) === null) this.removeStaleLockFiles(n)
+    if (postmasterPid(n.dataDir) === null) this.removeStaleLockFiles(n)
     // PG < 16: pg_rewind reads the source's timeline from its control file, which a freshly
     // promoted server only updates at its first checkpoint; without this it may wrongly decide
     // "no rewind required" and the node can never follow the new timeline.
@@ -472,7 +473,7 @@ export class Cluster {
     const [row] = await this.sql<{ lsn: string }>(p, 'SELECT pg_current_wal_lsn()::text AS lsn')
     const target = row?.lsn
     if (target === undefined) throw new Error(`waitForReplication: no LSN from ${p.name}`)
-    const candidates = this.impls.filter((n) => n !== p && n.frozenPids === null && this.livePid(n) !== null)
+    const candidates = this.impls.filter((n) => n !== p && n.frozenPids === null && postmasterPid(n.dataDir) !== null)
     const clients = new Map<NodeImpl, pg.Client>()
     try {
       const pending = new Map<NodeImpl, string>()
@@ -543,7 +544,7 @@ export class Cluster {
     await Promise.all(
       this.impls.map(async (n) => {
         this.thawSignals(n)
-        const pids = this.pidsOf(n)
+        const pids = serverPids(n.dataDir)
         if (pids.length > 0) {
           try {
             await this.pgCtl(n, ['-D', n.dataDir, '-m', 'immediate', '-w', '-t', '10', 'stop'])
@@ -572,7 +573,7 @@ export class Cluster {
     const postmasters: number[] = []
     const all: number[] = []
     for (const n of this.impls) {
-      const pids = this.pidsOf(n)
+      const pids = serverPids(n.dataDir)
       for (const p of n.frozenPids ?? []) signal(p, 'SIGCONT')
       for (const p of pids) signal(p, 'SIGCONT')
       n.frozenPids = null
@@ -736,8 +737,7 @@ export class Cluster {
 
   private async pgCtlStart(n: NodeImpl, postgresOptions?: string): Promise<void> {
     n.frozenPids = null
-    const stalePid = this.readPid(n)
-    if (stalePid !== null && !isAlive(stalePid)) this.removeStaleLockFiles(n)
+    if (existsSync(path.join(n.dataDir, 'postmaster.pid')) && postmasterPid(n.dataDir) === null) this.removeStaleLockFiles(n)
     const args = ['-D', n.dataDir, '-l', n.logFile, '-w', '-t', '60']
     if (postgresOptions !== undefined) args.push('-o', postgresOptions)
     args.push('start')
@@ -792,16 +792,6 @@ export class Cluster {
     n.frozenPids = null
   }
 
-  private livePid(n: NodeImpl): number | null {
-    const pid = this.readPid(n)
-    return pid !== null && isAlive(pid) ? pid : null
-  }
-
-  private pidsOf(n: NodeImpl): number[] {
-    const pid = this.livePid(n)
-    return pid === null ? [] : [pid, ...childPids(pid)]
-  }
-
   /**
    * Remove postmaster.pid and the unix socket + its lock file left behind by a dead postmaster.
    * PostgreSQL itself treats them as stale only if their pid is gone, but where PID 1 does not reap
@@ -811,25 +801,6 @@ export class Cluster {
     removeIfExists(path.join(n.dataDir, 'postmaster.pid'))
     removeIfExists(path.join(n.dir, `.s.PGSQL.${n.port}.lock`))
     removeIfExists(path.join(n.dir, `.s.PGSQL.${n.port}`))
-  }
-
-  private readPidFileLines(n: NodeImpl): string[] | null {
-    try {
-      return readFileSync(path.join(n.dataDir, 'postmaster.pid'), 'utf8').split('\n')
-    } catch {
-      return null
-    }
-  }
-
-  private readPid(n: NodeImpl): number | null {
-    const pid = Number(this.readPidFileLines(n)?.[0]?.trim())
-    return Number.isInteger(pid) && pid > 0 ? pid : null
-  }
-
-  /** SysV shared memory id from line 7 of postmaster.pid ("<key> <shmid>"). */
-  private readShmId(n: NodeImpl): number | null {
-    const m = /^\s*\d+\s+(\d+)\s*$/.exec(this.readPidFileLines(n)?.[6] ?? '')
-    return m ? Number(m[1]) : null
   }
 
   private removeLeakedShm(n: NodeImpl): void {
