@@ -25,12 +25,21 @@ export interface RunOptions {
    * pool.end()) then fails its test with code null instead of hanging it.
    */
   timeoutMs: number
+  /** Run as this user and group (the postgres OS user's, when we are root). */
+  uid?: number
+  gid?: number
 }
 
 /** Runs `command args` to completion; never rejects for a non-zero exit (the caller asserts on `code`). */
 export function runProcess(command: string, args: readonly string[], options: RunOptions): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd: options.cwd ?? ROOT, env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(command, args, {
+      cwd: options.cwd ?? ROOT,
+      env: options.env ?? process.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      uid: options.uid,
+      gid: options.gid,
+    })
     let stdout = ''
     let stderr = ''
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))

@@ -6,13 +6,13 @@
  * out the same port twice in one process). Another process may still grab a port between the
  * pick and the daemon's bind; harnesses that can cheaply retry with new ports do so.
  */
-import { spawn } from 'node:child_process'
 import { mkdtempSync } from 'node:fs'
 import http from 'node:http'
 import os from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
 import {chownToServerUser, IS_ROOT, postgresUser } from '../pg-binaries.js'
+import { runProcess, type RunResult } from '../process.js'
 import { sleep, waitUntil } from '../wait.js'
 
 export { freePort, probePort } from '../ports.js'
@@ -121,46 +121,20 @@ export function makeServerTempDir(prefix: string): string {
   return dir
 }
 
-/** Outcome of {@link runAsServerUser}. */
-export interface CommandResult {
-  /** Exit code (null when killed by a signal or on timeout). */
-  code: number | null
-  stdout: string
-  stderr: string
-}
-
 /**
  * Run a command to completion as the postgres OS user when root (directly otherwise) and collect
- * its output; never rejects on a non-zero exit (check `code`). Killed after `timeoutMs`.
+ * its output; never rejects (check `code`: null when killed, or when it could not be spawned,
+ * with the reason in `stderr`). Killed after `timeoutMs`.
  */
 export function runAsServerUser(
   command: string,
   args: string[],
   opts: { cwd?: string; env?: Record<string, string>; timeoutMs?: number } = {},
-): Promise<CommandResult> {
-  return new Promise((resolve) => {
-    const child = spawn(command, args, {
-      cwd: opts.cwd,
-      env: { ...process.env, ...opts.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-      ...(IS_ROOT ? { uid: postgresUser().uid, gid: postgresUser().gid } : {}),
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.setEncoding('utf8').on('data', (d: string) => {
-      stdout = (stdout + d).slice(-262144)
-    })
-    child.stderr.setEncoding('utf8').on('data', (d: string) => {
-      stderr = (stderr + d).slice(-262144)
-    })
-    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000)
-    child.on('error', (err) => {
-      clearTimeout(timer)
-      resolve({ code: null, stdout, stderr: `${stderr}\n${err.message}` })
-    })
-    child.on('close', (code) => {
-      clearTimeout(timer)
-      resolve({ code, stdout, stderr })
-    })
-  })
+): Promise<RunResult> {
+  return runProcess(command, args, {
+    cwd: opts.cwd ?? process.cwd(),
+    env: { ...process.env, ...opts.env },
+    timeoutMs: opts.timeoutMs ?? 60_000,
+    ...(IS_ROOT ? postgresUser() : {}),
+  }).catch((err: Error) => ({ code: null, stdout: '', stderr: err.message }))
 }
