@@ -6,8 +6,7 @@ import { spawnSync } from 'node:child_process'
 import { readFileSync, unlinkSync } from 'node:fs'
 import path from 'node:path'
 import { childPids, isAlive, processState, signal } from '../pg-binaries.js'
-import { sleep } from '../wait.js'
-import { waitFor } from './util.js'
+import { waitUntil } from '../wait.js'
 
 function pidFileLines(dataDir: string): string[] | null {
   try {
@@ -84,9 +83,11 @@ export function removePidFileUnlessLive(dataDir: string): void {
  * process). Gives up silently: the caller's teardown goes on either way.
  */
 export async function waitReaped(pids: number[]): Promise<void> {
-  await waitFor('killed server processes to be reaped', 5000, 10, async () => pids.every((p) => processState(p) === undefined)).catch(
-    () => undefined,
-  )
+  await waitUntil(() => pids.every((p) => processState(p) === undefined), {
+    what: 'killed server processes to be reaped',
+    timeout: 5000,
+    interval: 10,
+  }).catch(() => undefined)
 }
 
 /**
@@ -98,10 +99,10 @@ export async function killPostmaster(dataDir: string, children: boolean, timeout
   if (pid === null) return null
   const pids = children ? [pid, ...childPids(pid)] : [pid]
   for (const p of pids) signal(p, 'SIGKILL')
-  const deadline = Date.now() + timeoutMs
-  while (pids.some((p) => isAlive(p))) {
-    if (Date.now() > deadline) throw new Error(`postmaster ${pid} of ${dataDir} still alive ${timeoutMs} ms after SIGKILL`)
-    await sleep(10)
-  }
+  await waitUntil(() => !pids.some((p) => isAlive(p)), {
+    what: `postmaster ${pid} of ${dataDir}${children ? ' and its children' : ''} to die after SIGKILL`,
+    timeout: timeoutMs,
+    interval: 10,
+  })
   return pid
 }
