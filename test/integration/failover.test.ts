@@ -4,6 +4,7 @@ import { FailoverPool, isNoPrimaryError, isOutcomeUnknownError, NoPrimaryError }
 import type { Cluster, ClusterNode } from '../support/cluster.js'
 import { TEST_APPLICATION_NAME, useResources } from '../support/pools.js'
 import { nextEvent, sleep } from '../support/wait.js'
+import { heldStatements, HOLD_LOCK, holdLock, terminateHeld } from '../support/writes-in-flight.js'
 
 // Each test builds its own cluster: the faults are destructive.
 const res = useResources()
@@ -137,20 +138,17 @@ describe('writes follow the primary', () => {
     // The write waits for an advisory lock this session holds: it is certainly still running (so
     // not committed) when its backend is terminated, however slow the machine, and a replay would
     // take the lock and commit at once once it is released.
-    const holder = res.track(new pg.Client(n0.config))
-    holder.on('error', () => undefined)
-    await holder.connect()
-    await holder.query('SELECT pg_advisory_lock(7)')
+    const holder = await holdLock(res, n0)
 
-    const write = pool.query('INSERT INTO ledger SELECT 7 FROM pg_advisory_xact_lock(7)').then(() => null, (e: unknown) => e)
-    const blocked = "SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE 'INSERT INTO ledger SELECT 7%' AND wait_event_type = 'Lock'"
-    await expect.poll(() => cluster.sql<{ n: number }>(n0, blocked).then((r) => r[0]!.n), { timeout: 5_000, interval: 20 }).toBe(1)
-    await cluster.sql(n0, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'INSERT INTO ledger SELECT 7%' AND pid <> pg_backend_pid()")
+    const write = pool.query(`INSERT INTO ledger SELECT 7 FROM pg_advisory_xact_lock(${HOLD_LOCK})`).then(() => null, (e: unknown) => e)
+    const held = "query LIKE 'INSERT INTO ledger SELECT 7%'"
+    await heldStatements(cluster, n0, held, 1)
+    await terminateHeld(cluster, n0, held)
 
     const err = await write
     expect(isOutcomeUnknownError(err)).toBe(true)
     expect((err as Error & { cause: { code?: string } }).cause.code).toBe('57P01')
-    await holder.query('SELECT pg_advisory_unlock(7)')
+    await holder.query(`SELECT pg_advisory_unlock(${HOLD_LOCK})`)
     // Give a (forbidden) replay every chance to happen, then check it did not.
     await sleep(1_500)
     const rows = await cluster.sql<{ n: number }>(n0, 'SELECT count(*)::int AS n FROM ledger WHERE id = 7')

@@ -12,7 +12,6 @@
  */
 import { EntitySchema, MikroORM } from '@mikro-orm/postgresql'
 import knex, { type Knex } from 'knex'
-import pg from 'pg'
 import { beforeAll, describe, expect, it, vi } from 'vitest'
 import { type FailoverPool, isOutcomeUnknownError } from '../../src/index.js'
 import type { Cluster, ClusterNode } from '../support/cluster.js'
@@ -20,6 +19,7 @@ import { useResources } from '../support/pools.js'
 import { runExample } from '../support/process.js'
 import { promoteMostAdvanced } from '../support/standbys.js'
 import { nextEvent } from '../support/wait.js'
+import { carriesMark, createHoldTriggers, errorOf, heldStatements, HOLD_LOCK, holdLock, settle, terminateHeld, writeLoop } from '../support/writes-in-flight.js'
 
 interface Order {
   id: number
@@ -38,13 +38,8 @@ const OrderSchema = new EntitySchema<Order>({
   },
 })
 
-/** The outcome of an operation: its value or its error. */
-type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown }
-const settle = <T>(p: Promise<T>): Promise<Settled<T>> => p.then((value) => ({ ok: true as const, value }), (error: unknown) => ({ ok: false as const, error }))
-const errorOf = (s: Settled<unknown>): unknown => (s.ok ? new Error('expected a failure, got a result') : s.error)
-
-/** The pool's mark as an own property of `err` (on the driver's error, or copied onto MikroORM's). */
-const carriesMark = (err: unknown): boolean => Object.getOwnPropertyDescriptor(err, 'pgFailoverPoolOutcome')?.value === 'unknown'
+/** The held flushes' statements as pg_stat_activity shows them: knex's INSERT, and COMMIT. */
+const HELD = "query LIKE 'insert into%m_orders%' OR query ILIKE 'commit%'"
 
 let cluster: Cluster
 let n0: ClusterNode
@@ -72,31 +67,9 @@ beforeAll(async () => {
     await orm.close().catch(() => undefined)
   })
   await pool.query('CREATE TABLE m_orders (id serial PRIMARY KEY, note text NOT NULL, port int NOT NULL DEFAULT inet_server_port())')
-  // Flushes a test holds in flight: they wait for advisory lock 7, which a session of the test holds
-  // on the primary, so they are certainly running (and not committed) when their connection is
-  // lost, and a replay anywhere else would commit at once. One waits in its INSERT, one at COMMIT
-  // (a deferred constraint trigger runs then).
-  await pool.query('CREATE FUNCTION hold() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_advisory_xact_lock(7); RETURN NEW; END $$')
-  await pool.query("CREATE TRIGGER hold_insert BEFORE INSERT ON m_orders FOR EACH ROW WHEN (NEW.note LIKE 'held in insert%') EXECUTE FUNCTION hold()")
-  await pool.query(
-    "CREATE CONSTRAINT TRIGGER hold_commit AFTER INSERT ON m_orders DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.note LIKE 'held at commit%') EXECUTE FUNCTION hold()",
-  )
+  // Flushes a test holds in flight (test/support/writes-in-flight.ts): one waits in its INSERT, one at COMMIT.
+  await createHoldTriggers(pool, 'm_orders')
 })
-
-/** A session on `node` holding advisory lock 7 (see the triggers), closed at teardown. */
-async function holdLock(node: ClusterNode): Promise<pg.Client> {
-  const holder = shared.track(new pg.Client(node.config))
-  holder.on('error', () => undefined) // the node is killed under it
-  await holder.connect()
-  await holder.query('SELECT pg_advisory_lock(7)')
-  return holder
-}
-
-/** Waits until `n` statements wait for the lock on `node`: the held INSERTs and COMMITs. */
-async function heldStatements(node: ClusterNode, n: number): Promise<void> {
-  const sql = "SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND (query LIKE 'insert into%m_orders%' OR query ILIKE 'commit%')"
-  await expect.poll(async () => (await cluster.sql<{ n: number }>(node, sql))[0]!.n, { timeout: 10_000, interval: 20 }).toBe(n)
-}
 
 /** One unit of work: a fresh EntityManager, one new order, one flush. */
 async function placeOrder(note: string): Promise<Order> {
@@ -149,11 +122,11 @@ describe('MikroORM 6 (driverOptions: a knex on the pool) on a FailoverPool (prim
   })
 
   it('a flush cut by a FATAL 57P01 (its backend terminated), in its INSERT or at COMMIT: the error says outcome-unknown', async () => {
-    const holder = await holdLock(n0)
+    const holder = await holdLock(shared, n0)
     const inInsert = settle(placeOrder('held in insert (terminated)'))
     const atCommit = settle(placeOrder('held at commit (terminated)'))
-    await heldStatements(n0, 2)
-    await cluster.sql(n0, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND (query LIKE 'insert into%m_orders%' OR query ILIKE 'commit%')")
+    await heldStatements(cluster, n0, HELD, 2)
+    await terminateHeld(cluster, n0, HELD)
 
     // MikroORM's DriverException, with the pg error's properties (the mark too) copied onto it.
     const e1 = errorOf(await inInsert) as Error & { code?: string }
@@ -169,31 +142,20 @@ describe('MikroORM 6 (driverOptions: a knex on the pool) on a FailoverPool (prim
     expect(isOutcomeUnknownError(e2)).toBe(true)
 
     // Neither committed, and neither was replayed (a replay would commit once the lock is free).
-    await holder.query('SELECT pg_advisory_unlock(7)')
+    await holder.query(`SELECT pg_advisory_unlock(${HOLD_LOCK})`)
     expect(await orm.em.fork().count(OrderSchema, { note: { $like: 'held%' } })).toBe(0)
     expect(pool.status()).toMatchObject({ primary: n0.name, failovers: 0 })
   })
 
   it('kill -9 the primary under a write loop, promote the most advanced standby: the same MikroORM carries on, no acknowledged write lost, flushes in flight outcome-unknown', async () => {
-    await holdLock(n0)
+    await holdLock(shared, n0)
     const heldInsert = settle(placeOrder('held in insert'))
     const heldCommit = settle(placeOrder('held at commit'))
-    await heldStatements(n0, 2)
+    await heldStatements(cluster, n0, HELD, 2)
 
     // One flush at a time, as fast as they are acknowledged, through the same MikroORM throughout.
-    const acknowledged: string[] = []
-    const failed: Array<{ note: string; error: unknown }> = []
-    let stopLoop = false
-    const loop = (async () => {
-      for (let i = 0; !stopLoop; i++) {
-        const note = `loop ${i}`
-        try {
-          acknowledged.push((await placeOrder(note)).note)
-        } catch (error) {
-          failed.push({ note, error })
-        }
-      }
-    })()
+    const loop = writeLoop(async (note) => (await placeOrder(note)).note)
+    const { acknowledged, failed } = loop
     await expect.poll(() => acknowledged.length, { timeout: 10_000 }).toBeGreaterThanOrEqual(3)
 
     const failover = nextEvent(pool, 'failover')
@@ -202,8 +164,7 @@ describe('MikroORM 6 (driverOptions: a knex on the pool) on a FailoverPool (prim
     expect(await failover).toMatchObject({ from: n0.name, to: next.name })
     const atFailover = acknowledged.length
     await expect.poll(() => acknowledged.length, { timeout: 20_000 }).toBeGreaterThanOrEqual(atFailover + 5)
-    stopLoop = true
-    await loop
+    await loop.stop()
 
     // The flushes in flight when the node died failed, each recognisably outcome-unknown.
     const e1 = errorOf(await heldInsert) as Error

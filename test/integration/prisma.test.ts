@@ -39,6 +39,7 @@ import { useResources } from '../support/pools.js'
 import { ROOT, runExample, runProcess } from '../support/process.js'
 import { promoteMostAdvanced } from '../support/standbys.js'
 import { nextEvent } from '../support/wait.js'
+import { carriesMark, createHoldTriggers, errorOf, heldStatements, HOLD_LOCK, holdLock, settle, terminateHeld, writeLoop } from '../support/writes-in-flight.js'
 
 const SCHEMA = `
 generator client {
@@ -102,13 +103,8 @@ async function generateClient(dir: string): Promise<PrismaClientClass> {
   return module.PrismaClient
 }
 
-/** The outcome of an operation: its value or its error. */
-type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown }
-const settle = <T>(p: Promise<T>): Promise<Settled<T>> => p.then((value) => ({ ok: true as const, value }), (error: unknown) => ({ ok: false as const, error }))
-const errorOf = (s: Settled<unknown>): unknown => (s.ok ? new Error('expected a failure, got a result') : s.error)
-
-/** True when the pool's mark is an own property of `err`: the very error object the pool marked. */
-const carriesMark = (err: unknown): boolean => Object.getOwnPropertyDescriptor(err, 'pgFailoverPoolOutcome')?.value === 'unknown'
+/** The held writes' statements as pg_stat_activity shows them: the adapter's INSERT, and COMMIT. */
+const HELD = "query LIKE 'INSERT INTO%prisma_orders%' OR query = 'COMMIT'"
 
 let cluster: Cluster
 let n0: ClusterNode
@@ -137,31 +133,9 @@ beforeAll(async () => {
     await prisma.$disconnect().catch(() => undefined)
   })
   await pool.query('CREATE TABLE prisma_orders (id serial PRIMARY KEY, note text NOT NULL, port int NOT NULL DEFAULT inet_server_port())')
-  // Writes a test holds in flight: they wait for advisory lock 7, which a session of the test holds
-  // on the primary, so they are certainly running (and not committed) when their connection is
-  // lost, and a replay anywhere else would commit at once. One waits in its INSERT, one at COMMIT
-  // (a deferred constraint trigger runs then).
-  await pool.query('CREATE FUNCTION hold() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_advisory_xact_lock(7); RETURN NEW; END $$')
-  await pool.query("CREATE TRIGGER hold_insert BEFORE INSERT ON prisma_orders FOR EACH ROW WHEN (NEW.note LIKE 'held in insert%') EXECUTE FUNCTION hold()")
-  await pool.query(
-    "CREATE CONSTRAINT TRIGGER hold_commit AFTER INSERT ON prisma_orders DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.note LIKE 'held at commit%') EXECUTE FUNCTION hold()",
-  )
+  // Writes a test holds in flight (test/support/writes-in-flight.ts): one waits in its INSERT, one at COMMIT.
+  await createHoldTriggers(pool, 'prisma_orders')
 })
-
-/** A session on `node` holding advisory lock 7 (see the triggers), closed at teardown. */
-async function holdLock(node: ClusterNode): Promise<pg.Client> {
-  const holder = shared.track(new pg.Client(node.config))
-  holder.on('error', () => undefined) // the node is killed under it
-  await holder.connect()
-  await holder.query('SELECT pg_advisory_lock(7)')
-  return holder
-}
-
-/** Waits until `n` statements wait for the lock on `node`: the held INSERTs and COMMITs. */
-async function heldStatements(node: ClusterNode, n: number): Promise<void> {
-  const sql = "SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND (query LIKE 'INSERT INTO%prisma_orders%' OR query = 'COMMIT')"
-  await expect.poll(async () => (await cluster.sql<{ n: number }>(node, sql))[0]!.n, { timeout: 10_000, interval: 20 }).toBe(n)
-}
 
 /** Interactive transactions that wait on the lock must not time out meanwhile (Prisma's default is 5 s). */
 const LONG_TRANSACTION = { timeout: 60_000, maxWait: 20_000 }
@@ -216,12 +190,12 @@ describe('Prisma 7 (@prisma/adapter-pg) on a FailoverPool (primary + 2 synchrono
   })
 
   it('a statement cut by a FATAL 57P01 (its backend terminated) is recognised as outcome-unknown, outside a transaction and inside one (from the copy Prisma keeps)', async () => {
-    const holder = await holdLock(n0)
+    const holder = await holdLock(shared, n0)
     const create = settle(prisma.order.create({ data: { note: 'held in insert (terminated)' } }))
     const inTx = settle(prisma.$transaction((tx) => tx.order.create({ data: { note: 'held in insert (terminated, in a transaction)' } }), LONG_TRANSACTION))
     const atCommit = settle(prisma.$transaction((tx) => tx.order.create({ data: { note: 'held at commit (terminated)' } }), LONG_TRANSACTION))
-    await heldStatements(n0, 3)
-    await cluster.sql(n0, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND (query LIKE 'INSERT INTO%prisma_orders%' OR query = 'COMMIT')")
+    await heldStatements(cluster, n0, HELD, 3)
+    await terminateHeld(cluster, n0, HELD)
 
     // Through pool.query: the pool's OutcomeUnknownError, whose code Prisma copies onto its own error.
     const e1 = errorOf(await create) as Error & { code?: string; meta?: unknown }
@@ -247,31 +221,20 @@ describe('Prisma 7 (@prisma/adapter-pg) on a FailoverPool (primary + 2 synchrono
     expect(isOutcomeUnknownError(e3)).toBe(true)
 
     // None of them committed, and none was replayed (a replay would commit once the lock is free).
-    await holder.query('SELECT pg_advisory_unlock(7)')
+    await holder.query(`SELECT pg_advisory_unlock(${HOLD_LOCK})`)
     expect(await prisma.order.count({ where: { note: { startsWith: 'held' } } })).toBe(0)
     expect(pool.status()).toMatchObject({ primary: n0.name, failovers: 0 })
   })
 
   it('kill -9 the primary under a write loop, promote the most advanced standby: the same PrismaClient carries on, no acknowledged write lost, writes in flight outcome-unknown', async () => {
-    await holdLock(n0)
+    await holdLock(shared, n0)
     const heldCreate = settle(prisma.order.create({ data: { note: 'held in insert' } }))
     const heldCommit = settle(prisma.$transaction((tx) => tx.order.create({ data: { note: 'held at commit' } }), LONG_TRANSACTION))
-    await heldStatements(n0, 2)
+    await heldStatements(cluster, n0, HELD, 2)
 
     // One write at a time, as fast as they are acknowledged, through the same PrismaClient throughout.
-    const acknowledged: Order[] = []
-    const failed: Array<{ note: string; error: unknown }> = []
-    let stopLoop = false
-    const loop = (async () => {
-      for (let i = 0; !stopLoop; i++) {
-        const note = `loop ${i}`
-        try {
-          acknowledged.push(await prisma.order.create({ data: { note } }))
-        } catch (error) {
-          failed.push({ note, error })
-        }
-      }
-    })()
+    const loop = writeLoop((note) => prisma.order.create({ data: { note } }))
+    const { acknowledged, failed } = loop
     await expect.poll(() => acknowledged.length, { timeout: 10_000 }).toBeGreaterThanOrEqual(3)
 
     const failover = nextEvent(pool, 'failover')
@@ -279,8 +242,7 @@ describe('Prisma 7 (@prisma/adapter-pg) on a FailoverPool (primary + 2 synchrono
     const { primary: next, standbys: [other] } = await promoteMostAdvanced(cluster, [n1, n2])
     expect(await failover).toMatchObject({ from: n0.name, to: next.name })
     await expect.poll(() => acknowledged.filter((o) => o.port === next.port).length, { timeout: 20_000 }).toBeGreaterThanOrEqual(5)
-    stopLoop = true
-    await loop
+    await loop.stop()
 
     // The writes in flight when the node died failed, each recognisably outcome-unknown.
     const e1 = errorOf(await heldCreate) as Error & { code?: string }
