@@ -8,8 +8,6 @@
  * One cluster and one failover for the whole file (tests run in order and share it): each ORM is
  * built once in beforeAll and never rebuilt.
  */
-import { spawn } from 'node:child_process'
-import { fileURLToPath } from 'node:url'
 import type { PoolClient } from 'pg'
 import { eq, sql as dsql } from 'drizzle-orm'
 import { type NodePgDatabase, drizzle } from 'drizzle-orm/node-postgres'
@@ -20,8 +18,7 @@ import { beforeAll, describe, expect, it, vi } from 'vitest'
 import type { FailoverEvent, FailoverPool } from '../../src/index.js'
 import type { Cluster, ClusterNode } from '../support/cluster.js'
 import { useResources } from '../support/pools.js'
-
-const ROOT = fileURLToPath(new URL('../..', import.meta.url))
+import { runExample } from '../support/process.js'
 
 interface KyselyDb {
   k_orders: { id: Generated<number>; item: string; port: Generated<number> }
@@ -126,27 +123,9 @@ const onUncaught = (err: unknown): void => {
 /** `error` listeners on the clients held by the open ORM transactions just before the stop. */
 const heldClientErrorListeners: number[] = []
 
-function run(command: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
-    // A script that never exits (a timer or socket left open by pool.end()) fails here.
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
-    child.on('error', reject)
-    child.on('close', (code) => {
-      clearTimeout(timer)
-      resolve({ code, stdout, stderr })
-    })
-  })
-}
-
 describe('ORMs on a FailoverPool (primary + 1 standby)', () => {
   it('examples/plain-script.ts runs against the cluster, writes on the primary, reads it back and exits 0', async () => {
-    const env = { ...process.env, PGFP_ENDPOINTS: cluster.nodes.map((n) => n.url).join(',') }
-    const { code, stdout, stderr } = await run('npx', ['tsx', 'examples/plain-script.ts'], env, 30_000)
+    const { code, stdout, stderr } = await runExample('plain-script.ts', cluster.nodes.map((n) => n.url))
     expect({ code, stderr: code === 0 ? '' : stderr }).toEqual({ code: 0, stderr: '' })
     expect(stdout).toContain(`wrote note 1 on the primary (server port ${n0.port})`)
     // A replica that has replayed the write, or the primary: read-your-writes allows either.
