@@ -321,10 +321,10 @@ describe('ORMs on a FailoverPool (primary + 1 standby)', () => {
     // ORM holds the client between statements. pg.Client emits that as 'error'; pg-pool listens on
     // idle clients only, and none of these ORMs listens on the clients it checks out, so unless the
     // pool keeps a listener on checked-out clients the 'error' is unhandled and a real process
-    // without an 'uncaughtException' handler exits.
-    expect({ uncaught: uncaught.map((e) => (e instanceof Error ? e.message : String(e))), heldClientErrorListeners }).toEqual({
+    // without an 'uncaughtException' handler exits: each held client had at least that listener.
+    expect({ uncaught: uncaught.map((e) => (e instanceof Error ? e.message : String(e))), heldClientsListened: heldClientErrorListeners.map((n) => n >= 1) }).toEqual({
       uncaught: [],
-      heldClientErrorListeners: [expect.any(Number), expect.any(Number), expect.any(Number)],
+      heldClientsListened: [true, true, true],
     })
   })
 
