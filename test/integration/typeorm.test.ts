@@ -10,6 +10,7 @@ import type { Cluster, ClusterNode } from '../support/cluster.js'
 import { useResources } from '../support/pools.js'
 import { promoteMostAdvanced } from '../support/standbys.js'
 import { nextEvent, waitUntil } from '../support/wait.js'
+import { writeLoop } from '../support/writes-in-flight.js'
 
 const res = useResources()
 
@@ -35,26 +36,22 @@ describe('TypeORM with pg-failover-pool/typeorm', () => {
     res.defer(() => (ds.isInitialized ? ds.destroy() : undefined))
     await ds.query('CREATE TABLE orders (id int PRIMARY KEY, note text)')
     const repo = ds.getRepository(OrderSchema)
-    const acked: number[] = []
-    const errors: unknown[] = []
-    let next = 0
-    let stop = false
-    const writer = (async () => {
-      while (!stop) {
-        const id = ++next
-        await repo.insert({ id, note: 'x' }).then(() => acked.push(id), (err: unknown) => errors.push(err))
-      }
-    })()
+    // One insert at a time through the same Repository throughout, each row keyed by its write's number.
+    const loop = writeLoop(async (note, id) => {
+      await repo.insert({ id, note })
+      return id
+    })
+    const acked = loop.acknowledged
     await waitUntil(() => acked.length > 20, { what: 'writes before the fault' })
     const failover = nextEvent(poolOf(ds), 'failover')
     await cluster.stop(n0, 'immediate')
     const { primary: promoted } = await promoteMostAdvanced(cluster, [n1, n2])
     await failover
-    await waitUntil(() => acked.some((id) => id > next - 5) && acked.length > 40, { what: 'writes after the failover', timeout: 20_000 })
-    stop = true
-    await writer
+    const atFailover = acked.length
+    await waitUntil(() => acked.length >= atFailover + 20, { what: 'writes acknowledged after the failover', timeout: 20_000 })
+    await loop.stop()
     // Errors were only writes lost mid-flight, recognisable through TypeORM's QueryFailedError.
-    for (const err of errors) expect(isOutcomeUnknownError(err), String(err)).toBe(true)
+    for (const { note, error } of loop.failed) expect(isOutcomeUnknownError(error), `${note}: ${String(error)}`).toBe(true)
     const onNew = new Set((await cluster.sql<{ id: number }>(promoted, 'SELECT id FROM orders')).map((r) => r.id))
     expect(acked.filter((id) => !onNew.has(id))).toEqual([])
     expect(await repo.count()).toBe(onNew.size)

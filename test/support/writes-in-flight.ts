@@ -75,8 +75,12 @@ export interface WriteLoop<T> {
   stop(): Promise<void>
 }
 
-/** Starts a {@link WriteLoop} of `write`. */
-export function writeLoop<T>(write: (note: string) => Promise<T>): WriteLoop<T> {
+/**
+ * Starts a {@link WriteLoop} of `write`, called with the write's note and its number (0, 1, ...:
+ * the number in the note, for a table keyed by it). A failed write is recorded and the loop goes
+ * on, as an application would: the test then judges each failure against what the table holds.
+ */
+export function writeLoop<T>(write: (note: string, i: number) => Promise<T>): WriteLoop<T> {
   const acknowledged: T[] = []
   const failed: Array<{ note: string; error: unknown }> = []
   let stopped = false
@@ -84,7 +88,7 @@ export function writeLoop<T>(write: (note: string) => Promise<T>): WriteLoop<T> 
     for (let i = 0; !stopped; i++) {
       const note = `loop ${i}`
       try {
-        acknowledged.push(await write(note))
+        acknowledged.push(await write(note, i))
       } catch (error) {
         failed.push({ note, error })
       }
