@@ -13,6 +13,7 @@ import {
 import type { Cluster, ClusterNode } from '../support/cluster.js'
 import { useResources } from '../support/pools.js'
 import { nextEvent, sleep } from '../support/wait.js'
+import { writeLoop } from '../support/writes-in-flight.js'
 
 const res = useResources()
 
@@ -82,22 +83,16 @@ describe('state store and fencing on real clusters', () => {
     await expect.poll(() => pool.status().primary, { timeout: 5_000 }).toBe(n1.name)
 
     const splitBrain = nextEvent(pool, 'splitBrain')
-    let id = 100
-    let stop = false
-    const ports: number[] = []
-    const writer = (async () => {
-      while (!stop) ports.push((await pool.query('INSERT INTO ledger VALUES ($1, inet_server_port()) RETURNING port', [id++])).rows[0].port)
-    })()
-    // A failed write ends the loop: stop waiting for more of them then (the await below reports it).
-    writer.catch(() => (stop = true))
+    const loop = writeLoop(async (_note, i) => (await pool.query<{ port: number }>('INSERT INTO ledger VALUES ($1, inet_server_port()) RETURNING port', [100 + i])).rows[0]!.port)
+    const ports = loop.acknowledged
     await c.startAsWritable(n0)
     const event = await splitBrain
     expect(event).toMatchObject({ chosen: n1.name, fenced: [n0.name] })
-    // Writes keep flowing once the old primary is back and fenced.
+    // Writes keep flowing once the old primary is back and fenced (stop waiting at a failed one: it is reported below).
     const atSplitBrain = ports.length
-    await expect.poll(() => stop || ports.length >= atSplitBrain + 10, { timeout: 5_000 }).toBe(true)
-    stop = true
-    await writer
+    await expect.poll(() => loop.failed.length > 0 || ports.length >= atSplitBrain + 10, { timeout: 5_000 }).toBe(true)
+    await loop.stop()
+    expect(loop.failed.map((f) => `${f.note}: ${String(f.error)}`)).toEqual([])
     expect(ports.length).toBeGreaterThan(10)
     expect(ports.every((p) => p === n1.port)).toBe(true)
     expect(await rowsOn(c, n0, 'SELECT count(*)::int AS n FROM ledger WHERE id >= 100')).toBe(0)
