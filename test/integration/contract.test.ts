@@ -64,6 +64,19 @@ async function rejection(promise: Promise<unknown>): Promise<Error> {
   return outcome.error as Error
 }
 
+/** The server port a side connection made from `options` (a pool's, as a library passes them on) reaches. */
+async function sidePort(options: pg.ClientConfig): Promise<number | undefined> {
+  const side = new pg.Client(options)
+  side.on('error', () => undefined)
+  try {
+    await side.connect()
+    const { rows } = await side.query<{ port: number }>('select inet_server_port() as port')
+    return rows[0]?.port
+  } finally {
+    await side.end().catch(() => undefined)
+  }
+}
+
 /** The server process id of the session the statement ran on. */
 async function backendPid(queryable: pg.Pool | pg.PoolClient): Promise<number> {
   const { rows } = await queryable.query<{ pid: number }>('select pg_backend_pid() as pid')
@@ -668,15 +681,7 @@ describe.each(SUBJECTS.map((s) => [s.name, s] as const))('pg.Pool contract: %s',
     expect(pool.options.allowExitOnIdle).toBe(false)
     await pool.query('select 1')
 
-    const side = new pg.Client(pool.options)
-    side.on('error', () => undefined)
-    try {
-      await side.connect()
-      const { rows } = await side.query<{ port: number }>('select inet_server_port() as port')
-      expect(rows[0]?.port).toBe(primary.port)
-    } finally {
-      await side.end().catch(() => undefined)
-    }
+    expect(await sidePort(pool.options)).toBe(primary.port)
     expect(Object.keys(pool.options)).not.toContain('password')
   })
 
@@ -688,14 +693,6 @@ describe.each(SUBJECTS.map((s) => [s.name, s] as const))('pg.Pool contract: %s',
     expect(JSON.stringify(pool.options)).not.toContain(cluster.password)
     expect(pool.options.password).toBe(cluster.password)
 
-    const side = new pg.Client(pool.options)
-    side.on('error', () => undefined)
-    try {
-      await side.connect()
-      const { rows } = await side.query<{ port: number }>('select inet_server_port() as port')
-      expect(rows[0]?.port).toBe(primary.port)
-    } finally {
-      await side.end().catch(() => undefined)
-    }
+    expect(await sidePort(pool.options)).toBe(primary.port)
   })
 })
