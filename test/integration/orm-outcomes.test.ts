@@ -12,7 +12,7 @@ import { describe, expect, it } from 'vitest'
 import { FailoverPool, isOutcomeUnknownError } from '../../src/index.js'
 import type { ClusterNode } from '../support/cluster.js'
 import { useResources } from '../support/pools.js'
-import { waitUntil } from '../support/wait.js'
+import { heldStatements, holdTable, type Settled, settle } from '../support/writes-in-flight.js'
 
 const res = useResources()
 
@@ -25,10 +25,8 @@ const ItemSchema = new EntitySchema<Item>({ name: 'Item', tableName: 'items', co
 interface Op {
   readonly kind: 'write' | 'read'
   readonly orm: 'knex' | 'typeorm'
-  readonly done: Promise<{ ok: true } | { ok: false; error: unknown }>
+  readonly done: Promise<Settled<unknown>>
 }
-
-const settle = (p: Promise<unknown>): Op['done'] => p.then(() => ({ ok: true as const }), (error: unknown) => ({ ok: false as const, error }))
 
 describe('the primary dies under knex and TypeORM', () => {
   it('every error an in-flight write gives the application is recognisable as outcome-unknown; every in-flight read gets its answer', async () => {
@@ -54,15 +52,17 @@ describe('the primary dies under knex and TypeORM', () => {
     let id = 0
 
     // Work in flight when the primary dies: writes and reads through each ORM's own API, each
-    // running long enough (a server-side sleep) to be cut mid-flight.
+    // waiting for the table, which a session of the test holds on the primary: certainly running
+    // when the primary dies, however slow the machine (a server-side sleep could end first).
+    await holdTable(res, n0, 'items')
     const ops: Op[] = []
     for (let i = 0; i < 4; i++) {
-      ops.push({ kind: 'write', orm: 'knex', done: settle(knex.raw('INSERT INTO items SELECT ?, ? FROM pg_sleep(2)', [++id, 'knex'])) })
-      ops.push({ kind: 'write', orm: 'typeorm', done: settle(ds.transaction(async (m) => m.query('INSERT INTO items SELECT $1, $2 FROM pg_sleep(2)', [++id, 'typeorm']))) })
-      ops.push({ kind: 'read', orm: 'knex', done: settle(knex.raw('SELECT count(*) AS n FROM items, pg_sleep(2)')) })
-      ops.push({ kind: 'read', orm: 'typeorm', done: settle(ds.query('SELECT count(*) AS n FROM items, pg_sleep(2)')) })
+      ops.push({ kind: 'write', orm: 'knex', done: settle(knex.raw('INSERT INTO items VALUES (?, ?)', [++id, 'knex'])) })
+      ops.push({ kind: 'write', orm: 'typeorm', done: settle(ds.transaction(async (m) => m.query('INSERT INTO items VALUES ($1, $2)', [++id, 'typeorm']))) })
+      ops.push({ kind: 'read', orm: 'knex', done: settle(knex.raw('SELECT count(*) AS n FROM items')) })
+      ops.push({ kind: 'read', orm: 'typeorm', done: settle(ds.query('SELECT count(*) AS n FROM items')) })
     }
-    await waitUntil(async () => (await cluster.sql<{ n: number }>(n0, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE '%pg_sleep(2)%' AND state = 'active' AND pid <> pg_backend_pid()"))[0]!.n === ops.length, { what: 'every operation running on the primary' })
+    await heldStatements(cluster, n0, "query LIKE 'INSERT INTO items%' OR query LIKE 'SELECT count(*) AS n FROM items%'", ops.length)
 
     await cluster.stop(n0, 'immediate')
     await cluster.promote(n1)

@@ -7,7 +7,7 @@
  * primary ({@link holdLock}): it is certainly running, and not committed, when its connection is
  * lost, however slow the machine, and a replay anywhere else would take the lock and commit at
  * once. {@link createHoldTriggers} makes a table's rows wait in their INSERT or at COMMIT, chosen by
- * their `note`; {@link heldStatements} waits until they do.
+ * their `note`; {@link heldStatements} waits until they do. {@link holdTable} holds reads as well.
  */
 import pg from 'pg'
 import { expect } from 'vitest'
@@ -36,6 +36,22 @@ export async function holdLock(res: Pick<Resources, 'track'>, node: ClusterNode)
   holder.on('error', () => undefined) // the node may be killed under it
   await holder.connect()
   await holder.query(`SELECT pg_advisory_lock(${HOLD_LOCK})`)
+  return holder
+}
+
+/**
+ * A session on `node` holding `table` in ACCESS EXCLUSIVE mode (an open transaction), closed at
+ * `res`'s teardown: every statement on the table waits, reads included. For reads the pool must be
+ * free to re-run, which {@link HOLD_LOCK} would not do: a statement that calls an advisory-lock
+ * function is not certainly read-only. The lock is WAL-logged, so a standby's reads of the table
+ * wait too until it is promoted or the lock is released.
+ */
+export async function holdTable(res: Pick<Resources, 'track'>, node: ClusterNode, table: string): Promise<pg.Client> {
+  const holder = res.track(new pg.Client(node.config))
+  holder.on('error', () => undefined) // the node may be stopped under it
+  await holder.connect()
+  await holder.query('BEGIN')
+  await holder.query(`LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`)
   return holder
 }
 
