@@ -12,6 +12,7 @@ import { FailoverPool, classifyError, isFailoverPoolError, isOutcomeUnknownError
 import type { Cluster, ClusterNode } from '../support/cluster.js'
 import { endpointsOf, useResources } from '../support/pools.js'
 import { sleep, waitUntil } from '../support/wait.js'
+import { heldStatements, holdTable } from '../support/writes-in-flight.js'
 
 type Options = Omit<pg.PoolConfig, 'host' | 'port' | 'connectionString' | 'user' | 'password' | 'database'> & Record<string, unknown>
 
@@ -217,9 +218,13 @@ describe('FailoverPool: what a failover does to statements in flight', () => {
     const own = await res.cluster({ standbys: 1 })
     const [n0, n1] = own.nodes as [ClusterNode, ClusterNode]
     const pool = res.pool(own)
-    await pool.query('SELECT 1')
-    const read = pool.query<{ port: number }>('SELECT inet_server_port() AS port FROM pg_sleep(1)')
-    await waitUntil(async () => (await own.sql<{ n: number }>(n0, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE 'SELECT inet_server_port()%' AND state = 'active'"))[0]!.n === 1, { what: 'the read running' })
+    // The read waits for a one-row table the test holds on n0: certainly still running when n0
+    // stops, however slow the machine (a server-side sleep could end first, and answer from n0).
+    await pool.query('CREATE TABLE gate AS SELECT 1 AS one')
+    await own.waitForReplication(n0)
+    await holdTable(res, n0, 'gate')
+    const read = pool.query<{ port: number }>('SELECT inet_server_port() AS port FROM gate')
+    await heldStatements(own, n0, "query LIKE 'SELECT inet_server_port()%'", 1)
     await own.stop(n0, 'immediate')
     await sleep(50)
     await own.promote(n1)
