@@ -10,6 +10,7 @@ import { SEQUELIZE_REPLICA_HOST, sequelizeDialect, sequelizeReplication } from '
 import type { Cluster, ClusterNode } from '../support/cluster.js'
 import { useResources } from '../support/pools.js'
 import { nextEvent, waitUntil } from '../support/wait.js'
+import { createHoldTriggers, heldStatements, HOLD_LOCK, holdLock } from '../support/writes-in-flight.js'
 
 const res = useResources()
 
@@ -31,23 +32,19 @@ function sequelizeOn(pool: FailoverPool, options: { replication?: boolean; max?:
 }
 
 /**
- * The `entries` model and its table. A BEFORE INSERT trigger sleeps 3 s for rows with note 'slow',
- * so that a plain `Entry.create` can be kept running on the server while a fault strikes.
+ * The `entries` model and its table. A row with note 'held in insert' waits in its INSERT for
+ * the advisory lock a test holds ({@link holdLock}), so that a plain `Entry.create` is certainly
+ * still running on the server when a fault strikes, however slow the machine.
  */
 async function defineEntries(sequelize: Sequelize): Promise<ModelStatic<Model>> {
   const Entry = sequelize.define('Entry', { id: { type: DataTypes.INTEGER, primaryKey: true }, port: DataTypes.INTEGER, note: DataTypes.STRING }, { tableName: 'entries', timestamps: false })
   await Entry.sync()
-  await sequelize.query(`CREATE FUNCTION entries_slow() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN IF NEW.note = 'slow' THEN PERFORM pg_sleep(3); END IF; RETURN NEW; END $$`)
-  await sequelize.query('CREATE TRIGGER entries_slow BEFORE INSERT ON entries FOR EACH ROW EXECUTE FUNCTION entries_slow()')
+  await createHoldTriggers(sequelize, 'entries')
   return Entry
 }
 
-/** Sequelize's sessions on `node` that are sleeping in the 'slow' trigger. */
-async function sleepingWrites(cluster: Cluster, node: ClusterNode): Promise<number> {
-  const rows = await cluster.sql<{ n: number }>(node, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1 AND wait_event = 'PgSleep'", [APP])
-  return rows[0]!.n
-}
+/** Sequelize's statements waiting for a lock: its held creates (see {@link defineEntries}). */
+const HELD = `application_name = '${APP}'`
 
 /** Sequelize's sessions on `node`. */
 async function sessions(cluster: Cluster, node: ClusterNode): Promise<number> {
@@ -58,7 +55,7 @@ async function sessions(cluster: Cluster, node: ClusterNode): Promise<number> {
 /** One write the application made through Sequelize (one row, or two in a transaction) and how it ended. */
 interface Write {
   readonly ids: number[]
-  readonly kind: 'create' | 'transaction' | 'slow'
+  readonly kind: 'create' | 'transaction' | 'held'
   outcome: 'pending' | 'acked' | 'error'
   /** inet_server_port() of the node that acknowledged it (RETURNING, through the model instance). */
   port: number | null
@@ -121,17 +118,18 @@ describe('Sequelize on a FailoverPool (sequelizeDialect)', () => {
     const loops = [createLoop(), createLoop(), transactionLoop()]
     await waitUntil(() => writes.filter((w) => w.outcome === 'acked').length >= 20, { what: 'writes acknowledged before the fault', timeout: 20_000 })
 
-    // Writes certainly running on node0 when it dies: slow creates, one of them inside a transaction.
+    // Writes certainly running on node0 when it dies: held creates, one of them inside a transaction.
+    await holdLock(res, n0)
     const inFlight: Promise<void>[] = []
     for (let i = 0; i < 3; i++) {
       const id = ++nextId
-      inFlight.push(track(writes, 'slow', [id], async () => (await Entry.create({ id, port, note: 'slow' })).get('port') as number))
+      inFlight.push(track(writes, 'held', [id], async () => (await Entry.create({ id, port, note: 'held in insert' })).get('port') as number))
     }
-    const slowTx = ++nextId
+    const heldTx = ++nextId
     inFlight.push(
-      track(writes, 'slow', [slowTx], () => sequelize.transaction(async (transaction) => (await Entry.create({ id: slowTx, port, note: 'slow' }, { transaction })).get('port') as number)),
+      track(writes, 'held', [heldTx], () => sequelize.transaction(async (transaction) => (await Entry.create({ id: heldTx, port, note: 'held in insert' }, { transaction })).get('port') as number)),
     )
-    await waitUntil(async () => (await sleepingWrites(cluster, n0)) === 4, { what: 'the four slow writes running on node0', timeout: 20_000 })
+    await heldStatements(cluster, n0, HELD, 4, 20_000)
 
     const failover = nextEvent(pool, 'failover', { timeout: 60_000 })
     await cluster.kill(n0)
@@ -147,11 +145,11 @@ describe('Sequelize on a FailoverPool (sequelizeDialect)', () => {
     stopped = true
     await Promise.all([...loops, ...inFlight])
 
-    // The slow writes were cut mid-flight: none acknowledged, each error says the outcome is unknown.
-    const slow = writes.filter((w) => w.kind === 'slow')
-    expect(slow.map((w) => w.outcome)).toEqual(['error', 'error', 'error', 'error'])
+    // The held writes were cut mid-flight: none acknowledged, each error says the outcome is unknown.
+    const held = writes.filter((w) => w.kind === 'held')
+    expect(held.map((w) => w.outcome)).toEqual(['error', 'error', 'error', 'error'])
     // (Sequelize throws its own errors: the mark is found on the driver error inside.)
-    expect(slow.every((w) => w.error instanceof BaseError && isOutcomeUnknownError(w.error))).toBe(true)
+    expect(held.every((w) => w.error instanceof BaseError && isOutcomeUnknownError(w.error))).toBe(true)
 
     // No acknowledged write lost: each one is on node1 (read there directly, and through Sequelize).
     const acked = writes.filter((w) => w.outcome === 'acked')
@@ -249,8 +247,9 @@ describe('Sequelize on a FailoverPool (sequelizeDialect)', () => {
     // node1 is promoted below and written to: it must have the table and trigger first.
     await cluster.waitForReplication(n0)
 
-    // A create running on node0 (3 s in the trigger), and a transaction open there with one row written.
-    const running = Entry.create({ id: 1, port, note: 'slow' }).then(
+    // A create running on node0 (held in the trigger), and a transaction open there with one row written.
+    const holder = await holdLock(res, n0)
+    const running = Entry.create({ id: 1, port, note: 'held in insert' }).then(
       () => 'acknowledged' as const,
       (e: unknown) => e,
     )
@@ -270,7 +269,7 @@ describe('Sequelize on a FailoverPool (sequelizeDialect)', () => {
         (e: unknown) => e,
       )
     await inserted
-    await waitUntil(async () => (await sleepingWrites(cluster, n0)) === 1, { what: 'the slow create running on node0' })
+    await heldStatements(cluster, n0, HELD, 1)
     expect(await sessions(cluster, n0)).toBeGreaterThanOrEqual(2)
 
     // node1 is promoted while node0 stays up and writable: only the pool's decision stops node0.
@@ -286,7 +285,9 @@ describe('Sequelize on a FailoverPool (sequelizeDialect)', () => {
     expect(isOutcomeUnknownError(result), String(result)).toBe(true)
     proceed()
     expect(await open).toBeInstanceOf(Error)
-    // Every Sequelize session on node0 is gone (the slow one once its statement ends).
+    // Every Sequelize session on node0 is gone (the held one once its statement can end: the lock
+    // released, it may commit there, which no longer counts).
+    await holder.query(`SELECT pg_advisory_unlock(${HOLD_LOCK})`)
     await waitUntil(async () => (await sessions(cluster, n0)) === 0, { what: "Sequelize's sessions on node0 to end", timeout: 20_000 })
     expect(await cluster.sql(n0, 'SELECT id FROM entries WHERE id IN (2, 3)')).toEqual([])
 

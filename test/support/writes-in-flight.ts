@@ -18,14 +18,15 @@ import type { Resources } from './pools.js'
 export const HOLD_LOCK = 7
 
 /**
- * Creates `hold()` and, on `table` (which has a text column `note`), the triggers that make a row
+ * Creates `hold()` and, on `table` (which has a text column `note`), through `db` (a pool, or an
+ * ORM's raw query), the triggers that make a row
  * wait for {@link HOLD_LOCK}: in its INSERT when its note starts with 'held in insert', at COMMIT
  * (a deferred constraint trigger runs then) when it starts with 'held at commit'.
  */
-export async function createHoldTriggers(pool: pg.Pool, table: string): Promise<void> {
-  await pool.query(`CREATE FUNCTION hold() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_advisory_xact_lock(${HOLD_LOCK}); RETURN NEW; END $$`)
-  await pool.query(`CREATE TRIGGER hold_insert BEFORE INSERT ON ${table} FOR EACH ROW WHEN (NEW.note LIKE 'held in insert%') EXECUTE FUNCTION hold()`)
-  await pool.query(
+export async function createHoldTriggers(db: { query(sql: string): Promise<unknown> }, table: string): Promise<void> {
+  await db.query(`CREATE FUNCTION hold() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_advisory_xact_lock(${HOLD_LOCK}); RETURN NEW; END $$`)
+  await db.query(`CREATE TRIGGER hold_insert BEFORE INSERT ON ${table} FOR EACH ROW WHEN (NEW.note LIKE 'held in insert%') EXECUTE FUNCTION hold()`)
+  await db.query(
     `CREATE CONSTRAINT TRIGGER hold_commit AFTER INSERT ON ${table} DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.note LIKE 'held at commit%') EXECUTE FUNCTION hold()`,
   )
 }
@@ -58,10 +59,10 @@ export async function holdTable(res: Pick<Resources, 'track'>, node: ClusterNode
 /** The sessions of pg_stat_activity that wait for a lock in a statement `statements` (a condition on `query`) matches. */
 const waitingIn = (statements: string): string => `wait_event_type = 'Lock' AND (${statements})`
 
-/** Waits (polling, up to 10 s) until exactly `n` statements that `statements` matches wait for a lock on `node`. */
-export async function heldStatements(cluster: Cluster, node: ClusterNode, statements: string, n: number): Promise<void> {
+/** Waits (polling, up to `timeoutMs`) until exactly `n` statements that `statements` matches wait for a lock on `node`. */
+export async function heldStatements(cluster: Cluster, node: ClusterNode, statements: string, n: number, timeoutMs = 10_000): Promise<void> {
   const sql = `SELECT count(*)::int AS n FROM pg_stat_activity WHERE ${waitingIn(statements)}`
-  await expect.poll(async () => (await cluster.sql<{ n: number }>(node, sql))[0]!.n, { timeout: 10_000, interval: 20 }).toBe(n)
+  await expect.poll(async () => (await cluster.sql<{ n: number }>(node, sql))[0]!.n, { timeout: timeoutMs, interval: 20 }).toBe(n)
 }
 
 /** Terminates (FATAL 57P01) the backends on `node` of the statements that `statements` matches and that wait for a lock. */
