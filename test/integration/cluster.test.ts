@@ -3,11 +3,12 @@
  * really works against real servers. The tests share one cluster and run in order: each one
  * builds on the topology left by the previous one (failover → split brain → rejoin).
  */
-import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { existsSync } from 'node:fs'
 import { beforeAll, describe, expect, it } from 'vitest'
 import pg from 'pg'
 import type { Cluster, ClusterNode } from '../support/cluster.js'
 import { useResources } from '../support/pools.js'
+import { isAlive, processesMentioning, processState } from '../support/pg-binaries.js'
 import { sleep } from '../support/wait.js'
 
 const TEST_TIMEOUT = 60_000
@@ -20,40 +21,6 @@ function client(node: ClusterNode, extra: pg.ClientConfig = {}): pg.Client {
 
 async function closeQuietly(c: pg.Client): Promise<void> {
   await Promise.race([c.end().catch(() => undefined), sleep(1000)])
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    const state = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0]
-    return state !== 'Z' && state !== 'X'
-  } catch {
-    return false
-  }
-}
-
-function processState(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0]
-  } catch {
-    return undefined
-  }
-}
-
-/** Live processes whose command line mentions `needle`. */
-function processesMentioning(needle: string): number[] {
-  const out: number[] = []
-  for (const ent of readdirSync('/proc')) {
-    if (!/^\d+$/.test(ent) || Number(ent) === process.pid) continue
-    try {
-      const cmd = readFileSync(`/proc/${ent}/cmdline`, 'utf8')
-      if (cmd.includes(needle) && processAlive(Number(ent))) out.push(Number(ent))
-    } catch {
-      // process vanished
-    }
-  }
-  return out
 }
 
 describe('PostgreSQL cluster harness', () => {
@@ -202,7 +169,7 @@ describe('PostgreSQL cluster harness', () => {
     await open.connect()
 
     await cluster.kill(node0)
-    for (const pid of pids) expect(processAlive(pid)).toBe(false)
+    for (const pid of pids) expect(isAlive(pid)).toBe(false)
     expect(cluster.postmasterPid(node0)).toBeNull()
     await expect(cluster.sql(node0, 'SELECT 1')).rejects.toMatchObject({ code: 'ECONNREFUSED' })
     await expect(open.query('SELECT 1')).rejects.toThrow()
@@ -296,7 +263,7 @@ describe('PostgreSQL cluster harness', () => {
     expect(processesMentioning(baseDir).length).toBe(3) // the three postmasters (-D <dataDir>)
 
     await cluster.destroy()
-    for (const pid of pids) expect(processAlive(pid)).toBe(false)
+    for (const pid of pids) expect(isAlive(pid)).toBe(false)
     expect(processesMentioning(baseDir)).toEqual([])
     expect(existsSync(baseDir)).toBe(false)
     await cluster.destroy()

@@ -6,7 +6,7 @@
  *
  * Measured timings are printed (console.log) so that later failover tests can size their budgets.
  */
-import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { afterEach, beforeAll, describe, expect, it } from 'vitest'
 import pg from 'pg'
 import { startCluster } from '../support/cluster.js'
@@ -16,6 +16,7 @@ import { startPatroni, type PatroniCluster } from '../support/ha/patroni.js'
 import { startPgBouncer } from '../support/ha/pgbouncer.js'
 import { startRepmgr } from '../support/ha/repmgr.js'
 import { pgQuery, type PgConfig, waitFor } from '../support/ha/util.js'
+import { processesMentioning } from '../support/pg-binaries.js'
 
 const TEST_TIMEOUT = 150_000
 
@@ -28,31 +29,6 @@ const teardowns: Array<{ destroy: () => Promise<void>; dirs: string[] }> = []
 function track<T extends { destroy: () => Promise<void> }>(thing: T, ...dirs: string[]): T {
   teardowns.push({ destroy: () => thing.destroy(), dirs })
   return thing
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    const state = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0]
-    return state !== 'Z' && state !== 'X'
-  } catch {
-    return false
-  }
-}
-
-/** Live processes whose command line mentions `needle`. */
-function processesMentioning(needle: string): string[] {
-  const out: string[] = []
-  for (const ent of readdirSync('/proc')) {
-    if (!/^\d+$/.test(ent) || Number(ent) === process.pid) continue
-    try {
-      const cmd = readFileSync(`/proc/${ent}/cmdline`, 'utf8').split('\0').join(' ')
-      if (cmd.includes(needle) && processAlive(Number(ent))) out.push(`${ent}: ${cmd}`)
-    } catch {
-      // vanished
-    }
-  }
-  return out
 }
 
 afterEach(async () => {
@@ -68,7 +44,7 @@ afterEach(async () => {
   if (errors.length > 0) throw errors[0]
   for (const t of items) {
     for (const dir of t.dirs) {
-      expect(processesMentioning(dir), `processes left for ${dir}`).toEqual([])
+      expect(processesMentioning(dir).map((p) => `${p.pid}: ${p.cmd}`), `processes left for ${dir}`).toEqual([])
       expect(existsSync(dir), `${dir} removed`).toBe(false)
     }
   }

@@ -250,6 +250,8 @@ export function runPgTool(binDir: string, tool: string, args: string[], opts: Ru
 export interface ProcInfo {
   pid: number
   ppid: number
+  /** Process group id. */
+  pgrp: number
   /** Single-letter state as in /proc/<pid>/stat or ps (R, S, D, T, t, Z, X, ...). */
   state: string
 }
@@ -266,16 +268,51 @@ export function listProcesses(): ProcInfo[] {
       } catch {
         continue
       }
-      // "pid (comm) state ppid ..." — comm may contain spaces and parentheses.
+      // "pid (comm) state ppid pgrp ..." — comm may contain spaces and parentheses.
       const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-      out.push({ pid: Number(ent), state: rest[0] ?? '?', ppid: Number(rest[1]) })
+      out.push({ pid: Number(ent), state: rest[0] ?? '?', ppid: Number(rest[1]), pgrp: Number(rest[2]) })
     }
     return out
   }
-  const r = spawnSync('ps', ['-A', '-o', 'pid=,ppid=,stat='], { encoding: 'utf8' })
+  const r = spawnSync('ps', ['-A', '-o', 'pid=,ppid=,pgid=,stat='], { encoding: 'utf8' })
   for (const line of (r.stdout ?? '').split('\n')) {
-    const m = /^\s*(\d+)\s+(\d+)\s+(\S)/.exec(line)
-    if (m) out.push({ pid: Number(m[1]), ppid: Number(m[2]), state: m[3] ?? '?' })
+    const m = /^\s*(\d+)\s+(\d+)\s+(\d+)\s+(\S)/.exec(line)
+    if (m) out.push({ pid: Number(m[1]), ppid: Number(m[2]), pgrp: Number(m[3]), state: m[4] ?? '?' })
+  }
+  return out
+}
+
+function live(p: ProcInfo): boolean {
+  return p.state !== 'Z' && p.state !== 'X'
+}
+
+/** Pids of live (non-zombie) processes whose process group is `pgid`. */
+export function groupMembers(pgid: number): number[] {
+  return listProcesses()
+    .filter((p) => p.pgrp === pgid && live(p))
+    .map((p) => p.pid)
+}
+
+/** A process's command line, arguments joined by spaces; undefined once it is gone. */
+export function commandLine(pid: number): string | undefined {
+  if (existsSync('/proc/self/stat')) {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim()
+    } catch {
+      return undefined
+    }
+  }
+  const r = spawnSync('ps', ['-p', String(pid), '-o', 'args='], { encoding: 'utf8' })
+  return r.status === 0 ? r.stdout.trim() : undefined
+}
+
+/** Live processes other than this one whose command line mentions `needle` (a temp dir, say: what a teardown must leave none of). */
+export function processesMentioning(needle: string): Array<{ pid: number; cmd: string }> {
+  const out: Array<{ pid: number; cmd: string }> = []
+  for (const p of listProcesses()) {
+    if (p.pid === process.pid || !live(p)) continue
+    const cmd = commandLine(p.pid)
+    if (cmd?.includes(needle)) out.push({ pid: p.pid, cmd })
   }
   return out
 }
@@ -283,7 +320,7 @@ export function listProcesses(): ProcInfo[] {
 /** Direct children of `ppid` that are not zombies. */
 export function childPids(ppid: number): number[] {
   return listProcesses()
-    .filter((p) => p.ppid === ppid && p.state !== 'Z' && p.state !== 'X')
+    .filter((p) => p.ppid === ppid && live(p))
     .map((p) => p.pid)
 }
 

@@ -8,11 +8,11 @@
  * by Patroni are NOT in that group (Patroni starts them in their own session); see postmaster.ts.
  */
 import { type ChildProcess, spawn } from 'node:child_process'
-import { closeSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { closeSync, openSync, rmSync } from 'node:fs'
 import { rm } from 'node:fs/promises'
 import path from 'node:path'
 import { registerCleanup, unregisterCleanup } from '../exit-cleanup.js'
-import {chownToServerUser, IS_ROOT, postgresUser, readLogFrom, signal, sleepSync, tail } from '../pg-binaries.js'
+import { chownToServerUser, groupMembers, IS_ROOT, postgresUser, readLogFrom, signal, sleepSync, tail } from '../pg-binaries.js'
 import { GiveUp, sleep, waitUntil } from '../wait.js'
 
 /** Options for {@link Daemon}. */
@@ -74,23 +74,6 @@ while True:
         code = 128 - code if code < 0 else code
 sys.exit(code)
 `
-
-/** Pids of live (non-zombie) processes whose process group is `pgid`. */
-export function groupMembers(pgid: number): number[] {
-  const out: number[] = []
-  for (const ent of readdirSync('/proc')) {
-    if (!/^\d+$/.test(ent)) continue
-    try {
-      const stat = readFileSync(`/proc/${ent}/stat`, 'utf8')
-      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-      // rest: state ppid pgrp ...
-      if (Number(rest[2]) === pgid && rest[0] !== 'Z' && rest[0] !== 'X') out.push(Number(ent))
-    } catch {
-      // vanished
-    }
-  }
-  return out
-}
 
 function killGroup(pgid: number, sig: NodeJS.Signals): void {
   try {

@@ -14,7 +14,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process'
 import { readdirSync, readFileSync } from 'node:fs'
-import { IS_ROOT, signal, tail } from '../pg-binaries.js'
+import { commandLine, IS_ROOT, signal, tail } from '../pg-binaries.js'
 
 /** Every package the HA harnesses use. */
 export const HA_PACKAGES = ['patroni', 'etcd-server', 'etcd-client', 'postgresql-15-repmgr', 'pgbouncer', 'haproxy'] as const
@@ -91,7 +91,7 @@ function processTable(): Proc[] {
   for (const ent of readdirSync('/proc')) {
     if (!/^\d+$/.test(ent)) continue
     try {
-      const cmd = readFileSync(`/proc/${ent}/cmdline`, 'utf8').split('\0').join(' ').trim()
+      const cmd = commandLine(Number(ent)) ?? ''
       const status = readFileSync(`/proc/${ent}/status`, 'utf8')
       const uid = Number(/^Uid:\s+(\d+)/m.exec(status)?.[1] ?? -1)
       out.push({ pid: Number(ent), cmd, uid })
