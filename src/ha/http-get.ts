@@ -1,6 +1,7 @@
 import http from 'node:http'
 import https from 'node:https'
 import type { Clock } from '../clock.js'
+import { maskPassword } from '../errors.js'
 
 /**
  * GET `url` and resolve with the body of a 2xx answer, within `timeoutMs` on `clock`. A fresh
@@ -26,16 +27,11 @@ export function httpGet(url: string, timeoutMs: number, clock: Clock): Promise<s
       res.on('error', (err) => finish(err))
       res.on('end', () => {
         const status = res.statusCode ?? 0
-        if (status < 200 || status >= 300) return finish(new Error(`GET ${redact(url)} answered HTTP ${status}`))
+        if (status < 200 || status >= 300) return finish(new Error(`GET ${maskPassword(url)} answered HTTP ${status}`))
         finish(null, Buffer.concat(chunks).toString('utf8'))
       })
     })
     request.on('error', (err) => finish(err))
-    const timer = clock.setTimeout(() => finish(new Error(`GET ${redact(url)} took longer than ${timeoutMs} ms`)), timeoutMs)
+    const timer = clock.setTimeout(() => finish(new Error(`GET ${maskPassword(url)} took longer than ${timeoutMs} ms`)), timeoutMs)
   })
-}
-
-/** A URL without credentials, for messages. */
-export function redact(url: string): string {
-  return url.replace(/\/\/[^@/]*@/, '//')
 }

@@ -1,7 +1,7 @@
 import { type Clock, systemClock } from '../clock.js'
-import { ConfigError } from '../errors.js'
+import { ConfigError, maskPassword } from '../errors.js'
 import { type HaManager, type HaMember, type HaView, matchEndpoint } from './ha-manager.js'
-import { httpGet, redact } from './http-get.js'
+import { httpGet } from './http-get.js'
 
 /** Options of {@link patroni}. */
 export interface PatroniOptions {
@@ -33,7 +33,7 @@ export function patroni(options: PatroniOptions): HaManager {
   const urls = options?.urls
   if (!Array.isArray(urls) || urls.length === 0) throw new ConfigError('haManager.urls', urls, 'expected a non-empty list of Patroni REST API URLs')
   urls.forEach((url, i) => {
-    if (typeof url !== 'string' || !/^https?:\/\/[^\s]+$/.test(url)) throw new ConfigError(`haManager.urls[${i}]`, typeof url === 'string' ? redact(url) : url, 'expected an http:// or https:// URL')
+    if (typeof url !== 'string' || !/^https?:\/\/[^\s]+$/.test(url)) throw new ConfigError(`haManager.urls[${i}]`, url, 'expected an http:// or https:// URL')
   })
   const clock = options.clock ?? systemClock
   const names = options.endpoints ?? {}
@@ -45,7 +45,7 @@ export function patroni(options: PatroniOptions): HaManager {
         try {
           return parseCluster(await httpGet(`${base.replace(/\/+$/, '')}/cluster`, timeoutMs, clock))
         } catch (err) {
-          failures.push(`${redact(base)}: ${(err as Error).message}`)
+          failures.push(`${maskPassword(base)}: ${(err as Error).message}`)
         }
       }
       throw new Error(`no Patroni REST API answered /cluster (${failures.join('; ')})`)

@@ -119,6 +119,25 @@ describe('patroni()', () => {
     expect(await result).toMatch(/took longer than 500 ms/)
   })
 
+  it('never shows the REST API password: not in its errors (401, unreachable), not in a ConfigError', async () => {
+    server = http.createServer((_req, res) => res.writeHead(401).end())
+    await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve))
+    const port = (server.address() as AddressInfo).port
+    const manager = patroni({ urls: ['http://admin:s3cret@127.0.0.1:1', `http://admin:s3cret@127.0.0.1:${port}`] })
+    const message = await manager.view(1_000).then(() => 'answered', (err: Error) => err.message)
+    expect(message).toMatch(/HTTP 401/)
+    expect(message).toContain('admin:****@')
+    expect(message).not.toContain('s3cret')
+    let caught: unknown
+    try {
+      patroni({ urls: ['ftp://admin:s3cret@db1:8008'] })
+    } catch (err) {
+      caught = err
+    }
+    expect(isConfigError(caught) && caught.field).toBe('haManager.urls[0]')
+    expect(String((caught as Error).message)).not.toContain('s3cret')
+  })
+
   it('refuses bad options with a ConfigError naming the field, and malformed answers with an error', () => {
     for (const [options, field] of [[{ urls: [] }, 'haManager.urls'], [{ urls: ['db1:8008'] }, 'haManager.urls[0]']] as const) {
       let caught: unknown
