@@ -14,11 +14,9 @@
  * Clusters are registered in a module-level registry and are torn down (SIGQUIT = immediate
  * shutdown, then rm -rf) on process exit, SIGINT and SIGTERM even if `destroy()` is never called.
  */
-import { registerCleanup, unregisterCleanup } from './exit-cleanup.js'
 import { randomBytes } from 'node:crypto'
 import { spawnSync } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs'
-import { rm } from 'node:fs/promises'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs'
 import { freePort, probePort } from './ports.js'
 import os from 'node:os'
 import path from 'node:path'
@@ -41,6 +39,7 @@ import {
   type RunResult,
 } from './pg-binaries.js'
 import { postmasterPid, serverPids, shmIdOf } from './ha/postmaster.js'
+import { TempHarness } from './temp-harness.js'
 import { waitUntil } from './wait.js'
 
 export { findPgBinDir } from './pg-binaries.js'
@@ -123,10 +122,6 @@ class NodeImpl implements ClusterNode {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Registry + process-exit cleanup
-
-
-// ---------------------------------------------------------------------------------------------
 // Small helpers
 
 
@@ -193,13 +188,11 @@ const BASE_SETTINGS: Record<string, string | number> = {
  * A running PostgreSQL cluster created by {@link startCluster}. Node arguments accept either a
  * {@link ClusterNode} of this cluster or its name.
  */
-export class Cluster {
+export class Cluster extends TempHarness {
   /** All nodes; `nodes[0]` is the initial primary. */
   readonly nodes: ClusterNode[]
   /** Password of the `postgres` superuser on every node (scram-sha-256 over TCP). */
   readonly password: string
-  /** Temp directory holding all node directories (removed by destroy()). */
-  readonly baseDir: string
   /** Directory of the PostgreSQL server binaries in use. */
   readonly binDir: string
   /** Whether synchronous replication is configured. */
@@ -207,8 +200,6 @@ export class Cluster {
 
   private readonly impls: NodeImpl[]
   private readonly extraSettings: Record<string, string | number>
-  private destroyPromise: Promise<void> | undefined
-  private destroyed = false
 
   /** @internal Use {@link startCluster}. */
   constructor(token: symbol, options: ClusterOptions) {
@@ -219,12 +210,12 @@ export class Cluster {
     if (!/^[a-z_][a-z0-9_]*$/.test(prefix)) {
       throw new Error(`namePrefix must be a lower-case identifier ([a-z_][a-z0-9_]*), got ${JSON.stringify(prefix)}`)
     }
-    this.binDir = findPgBinDir()
+    const binDir = findPgBinDir() // before the temp directory: no PostgreSQL, nothing to clean up
+    super(mkdtempSync(path.join(os.tmpdir(), 'pgfp-')))
+    this.binDir = binDir
     this.synchronous = options.synchronous ?? false
     this.extraSettings = { ...options.settings }
     this.password = `pw-${randomBytes(12).toString('hex')}`
-    this.baseDir = mkdtempSync(path.join(os.tmpdir(), 'pgfp-'))
-    registerCleanup(this, () => this.destroySync())
     chownToServerUser(this.baseDir)
     this.impls = Array.from({ length: standbys + 1 }, (_, i) => new NodeImpl(`${prefix}${i}`, this.baseDir, this.password))
     for (const n of this.impls) {
@@ -533,14 +524,8 @@ export class Cluster {
 
   // ------------------------------------------------------------------ teardown
 
-  /** Stop every node (immediate shutdown; thawing frozen ones first) and delete the temp directory. Idempotent. */
-  destroy(): Promise<void> {
-    this.destroyPromise ??= this.doDestroy()
-    return this.destroyPromise
-  }
-
-  private async doDestroy(): Promise<void> {
-    if (this.destroyed) return
+  /** For destroy(): immediate shutdown of every node (thawing frozen ones first), SIGKILL if that fails. */
+  protected async killAll(): Promise<void> {
     await Promise.all(
       this.impls.map(async (n) => {
         this.thawSignals(n)
@@ -560,16 +545,10 @@ export class Cluster {
         this.removeLeakedShm(n)
       }),
     )
-    await rm(this.baseDir, { recursive: true, force: true, maxRetries: 3 })
-    this.destroyed = true
-    unregisterCleanup(this)
   }
 
-  /** Synchronous teardown for 'exit' / signal handlers. */
-  private destroySync(): void {
-    if (this.destroyed) return
-    this.destroyed = true
-    unregisterCleanup(this)
+  /** For the exit handlers: SIGQUIT every postmaster (thawed), then SIGKILL whatever outlives 3 s. */
+  protected killAllSync(): void {
     const postmasters: number[] = []
     const all: number[] = []
     for (const n of this.impls) {
@@ -586,7 +565,6 @@ export class Cluster {
     waitGoneSync(postmasters, 3000)
     for (const p of all) if (isAlive(p)) signal(p, 'SIGKILL')
     for (const n of this.impls) this.removeLeakedShm(n)
-    rmSync(this.baseDir, { recursive: true, force: true, maxRetries: 3 })
   }
 
   // ------------------------------------------------------------------ internals
@@ -663,7 +641,7 @@ export class Cluster {
   }
 
   private resolve(node: ClusterNode | string): NodeImpl {
-    if (this.destroyed || this.destroyPromise !== undefined) throw new Error('cluster has been destroyed')
+    if (this.destroyed) throw new Error('cluster has been destroyed')
     const found =
       typeof node === 'string' ? this.impls.find((n) => n.name === node) : this.impls.find((n) => n === node)
     if (found === undefined) {

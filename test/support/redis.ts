@@ -9,11 +9,10 @@
  * Servers are registered in a module-level registry and killed (SIGCONT + SIGKILL, then rm -rf)
  * on process exit, SIGINT and SIGTERM even if `destroy()` is never called.
  */
-import { registerCleanup, unregisterCleanup } from './exit-cleanup.js'
+import { TempHarness } from './temp-harness.js'
 import { waitUntil } from './wait.js'
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { rm } from 'node:fs/promises'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
@@ -102,10 +101,6 @@ export function findRedisServer(): string {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Registry + process-exit cleanup (same pattern as cluster.ts)
-
-
-// ---------------------------------------------------------------------------------------------
 // Small helpers
 
 function tail(text: string, lines: number): string {
@@ -166,22 +161,23 @@ function waitExit(child: ChildProcess, timeoutMs: number): Promise<boolean> {
 
 // ---------------------------------------------------------------------------------------------
 
-class RedisServerImpl implements RedisServer {
+class RedisServerImpl extends TempHarness implements RedisServer {
   readonly host = '127.0.0.1' as const
-  readonly dir: string
   readonly #binary: string
   readonly #password: string | undefined
   #port = 0
   #child: ChildProcess | null = null
   #frozen = false
-  #destroyed = false
-  #destroyPromise: Promise<void> | undefined
 
   constructor(binary: string, options: RedisServerOptions) {
+    super(mkdtempSync(path.join(os.tmpdir(), 'pgfp-redis-')))
     this.#binary = binary
     this.#password = options.password
-    this.dir = mkdtempSync(path.join(os.tmpdir(), 'pgfp-redis-'))
-    registerCleanup(this, () => this.#destroySync())
+  }
+
+  // RedisServer has always called its temp directory `dir`.
+  get dir(): string {
+    return this.baseDir
   }
 
   get port(): number {
@@ -291,13 +287,8 @@ class RedisServerImpl implements RedisServer {
     this.#frozen = false
   }
 
-  destroy(): Promise<void> {
-    this.#destroyPromise ??= this.#doDestroy()
-    return this.#destroyPromise
-  }
-
-  async #doDestroy(): Promise<void> {
-    if (this.#destroyed) return
+  /** For destroy(): SIGKILL the server (thawed, so it dies at once) and wait for it. */
+  protected async killAll(): Promise<void> {
     const child = this.#child
     if (alive(child)) {
       this.thaw()
@@ -305,16 +296,10 @@ class RedisServerImpl implements RedisServer {
       await waitExit(child, 5_000)
     }
     this.#child = null
-    await rm(this.dir, { recursive: true, force: true, maxRetries: 3 })
-    this.#destroyed = true
-    unregisterCleanup(this)
   }
 
-  /** Synchronous teardown for 'exit' / signal handlers. */
-  #destroySync(): void {
-    if (this.#destroyed) return
-    this.#destroyed = true
-    unregisterCleanup(this)
+  /** For the exit handlers: SIGCONT + SIGKILL, without waiting. */
+  protected killAllSync(): void {
     const pid = this.pid
     if (pid !== null) {
       for (const sig of ['SIGCONT', 'SIGKILL'] as const) {
@@ -325,11 +310,10 @@ class RedisServerImpl implements RedisServer {
         }
       }
     }
-    rmSync(this.dir, { recursive: true, force: true, maxRetries: 3 })
   }
 
   #assertUsable(): void {
-    if (this.#destroyed || this.#destroyPromise !== undefined) throw new Error('redis server has been destroyed')
+    if (this.destroyed) throw new Error('redis server has been destroyed')
   }
 }
 

@@ -33,11 +33,10 @@
  * SIGTERM even if `destroy()` is never called.
  */
 import { randomBytes } from 'node:crypto'
-import { mkdirSync, rmSync } from 'node:fs'
-import { rm } from 'node:fs/promises'
+import { mkdirSync } from 'node:fs'
 import path from 'node:path'
-import { registerCleanup, unregisterCleanup } from '../exit-cleanup.js'
 import { chownToServerUser, findPgBinDir, runPgTool, signalQuiet, waitGoneSync, writeServerFile } from '../pg-binaries.js'
+import { TempHarness } from '../temp-harness.js'
 import { Daemon } from './daemon.js'
 import { startEtcd, type Etcd } from './etcd.js'
 import { ensureDebianPackages } from './packages.js'
@@ -165,7 +164,7 @@ class MemberImpl implements PatroniMember {
 }
 
 /** A running Patroni cluster created by {@link startPatroni}. Member arguments take a member or its name. */
-export class PatroniCluster {
+export class PatroniCluster extends TempHarness {
   /** All members; `members[0]` bootstrapped the cluster. */
   readonly members: PatroniMember[]
   /** Patroni scope (cluster name). */
@@ -174,15 +173,11 @@ export class PatroniCluster {
   readonly password: string
   /** Replication user (`replicator`) password. */
   readonly replicationPassword: string
-  /** Temp directory holding every member directory (removed by destroy()). */
-  readonly baseDir: string
   /** The etcd used as DCS. */
   readonly etcd: Etcd
 
   private readonly impls: MemberImpl[]
   private readonly ownsEtcd: boolean
-  private destroyPromise: Promise<void> | undefined
-  private destroyed = false
 
   /** @internal Use {@link startPatroni}. */
   constructor(
@@ -193,13 +188,12 @@ export class PatroniCluster {
     ports: Array<{ pg: number; rest: number }>,
   ) {
     if (token !== CONSTRUCT) throw new Error('use startPatroni() to create a PatroniCluster')
+    super(makeServerTempDir('pgfp-patroni-'))
     this.etcd = etcd
     this.ownsEtcd = ownsEtcd
     this.password = `pw-${randomBytes(12).toString('hex')}`
     this.replicationPassword = `rpw-${randomBytes(12).toString('hex')}`
-    this.baseDir = makeServerTempDir('pgfp-patroni-')
     this.scope = `pgfp-${path.basename(this.baseDir).slice('pgfp-patroni-'.length).toLowerCase()}`
-    registerCleanup(this, () => this.destroySync())
     const prefix = options.namePrefix ?? 'pg'
     this.impls = ports.map((p, i) => new MemberImpl(`${prefix}${i}`, this.baseDir, p.pg, p.rest, this.password))
     this.members = this.impls
@@ -425,26 +419,15 @@ export class PatroniCluster {
 
   // ------------------------------------------------------------------ teardown
 
-  /** Kill every member (Patroni and PostgreSQL), the etcd it started, and delete the temp directory. Idempotent. */
-  destroy(): Promise<void> {
-    this.destroyPromise ??= this.doDestroy()
-    return this.destroyPromise
-  }
-
-  private async doDestroy(): Promise<void> {
-    if (this.destroyed) return
+  /** For destroy(): kill every member (Patroni and PostgreSQL), then the etcd if we started it. */
+  protected async killAll(): Promise<void> {
     await Promise.all(this.impls.map((m) => this.killMemberProcesses(m).catch(() => undefined)))
     for (const m of this.impls) for (const id of m.leakedShm) removeShmIfUnused(id)
     if (this.ownsEtcd) await this.etcd.destroy()
-    await rm(this.baseDir, { recursive: true, force: true, maxRetries: 3 })
-    this.destroyed = true
-    unregisterCleanup(this)
   }
 
-  private destroySync(): void {
-    if (this.destroyed) return
-    this.destroyed = true
-    unregisterCleanup(this)
+  /** For the exit handlers: SIGKILL every member's Patroni and PostgreSQL (etcd cleans up after itself). */
+  protected killAllSync(): void {
     for (const m of this.impls) {
       const tool = m.daemon?.groupMembersButMain() ?? []
       for (const p of tool) signalQuiet(p, 'SIGKILL')
@@ -457,7 +440,6 @@ export class PatroniCluster {
     }
     for (const m of this.impls) for (const id of m.leakedShm) removeShmIfUnused(id)
     // etcd registered its own exit cleanup when we started it.
-    rmSync(this.baseDir, { recursive: true, force: true, maxRetries: 3 })
   }
 
   // ------------------------------------------------------------------ internals
@@ -583,7 +565,7 @@ export class PatroniCluster {
   }
 
   private resolve(member: PatroniMember | string): MemberImpl {
-    if (this.destroyed || this.destroyPromise !== undefined) throw new Error('Patroni cluster has been destroyed')
+    if (this.destroyed) throw new Error('Patroni cluster has been destroyed')
     const found =
       typeof member === 'string' ? this.impls.find((m) => m.name === member) : this.impls.find((m) => m === member)
     if (found === undefined) {

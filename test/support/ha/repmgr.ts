@@ -35,10 +35,8 @@
  * it "! running" (node record inactive).
  */
 import { randomBytes } from 'node:crypto'
-import { mkdirSync, rmSync, unlinkSync } from 'node:fs'
-import { rm } from 'node:fs/promises'
+import { mkdirSync, unlinkSync } from 'node:fs'
 import path from 'node:path'
-import { registerCleanup, unregisterCleanup } from '../exit-cleanup.js'
 import {
   chownToServerUser,
   fileSize,
@@ -52,6 +50,7 @@ import {
   writeServerFile,
   type RunResult,
 } from '../pg-binaries.js'
+import { TempHarness } from '../temp-harness.js'
 import { Daemon } from './daemon.js'
 import { ensureDebianPackages } from './packages.js'
 import {
@@ -156,7 +155,7 @@ class NodeImpl implements RepmgrNode {
 }
 
 /** A running repmgr cluster created by {@link startRepmgr}. Node arguments take a node or its name. */
-export class RepmgrCluster {
+export class RepmgrCluster extends TempHarness {
   /** All nodes: data nodes first (`nodes[0]` is the initial primary), the witness last. */
   readonly nodes: RepmgrNode[]
   /** The data nodes (primary and standbys), without the witness. */
@@ -165,14 +164,10 @@ export class RepmgrCluster {
   readonly witness: RepmgrNode
   /** Password of the `postgres` superuser on every node (scram-sha-256 over TCP). */
   readonly password: string
-  /** Temp directory (removed by destroy()). */
-  readonly baseDir: string
   readonly binDir: string
 
   private readonly impls: NodeImpl[]
   private readonly pgpass: string
-  private destroyPromise: Promise<void> | undefined
-  private destroyed = false
 
   /** @internal Use {@link startRepmgr}. */
   constructor(
@@ -183,10 +178,10 @@ export class RepmgrCluster {
     if (token !== CONSTRUCT) throw new Error('use startRepmgr() to create a RepmgrCluster')
     const standbys = options.standbys ?? 2
     if (standbys !== 1 && standbys !== 2) throw new Error(`standbys must be 1 or 2, got ${String(options.standbys)}`)
-    this.binDir = findPgBinDir()
+    const binDir = findPgBinDir() // before the temp directory: no PostgreSQL, nothing to clean up
+    super(makeServerTempDir('pgfp-repmgr-'))
+    this.binDir = binDir
     this.password = `pw-${randomBytes(12).toString('hex')}`
-    this.baseDir = makeServerTempDir('pgfp-repmgr-')
-    registerCleanup(this, () => this.destroySync())
     this.pgpass = path.join(this.baseDir, 'pgpass')
     writeServerFile(this.pgpass, `127.0.0.1:*:*:postgres:${this.password}\n`)
     const port = (i: number): number => ports[i] ?? 0
@@ -417,29 +412,18 @@ export class RepmgrCluster {
 
   // ------------------------------------------------------------------ teardown
 
-  /** Kill every repmgrd and PostgreSQL and delete the temp directory. Idempotent. */
-  destroy(): Promise<void> {
-    this.destroyPromise ??= this.doDestroy()
-    return this.destroyPromise
-  }
-
-  private async doDestroy(): Promise<void> {
-    if (this.destroyed) return
+  /** For destroy(): kill every repmgrd, then every PostgreSQL, then their subreapers. */
+  protected async killAll(): Promise<void> {
     // repmgrd first (it could restart or promote nodes), then the servers while the subreapers
     // are still alive to reap them, then the subreapers.
     for (const n of this.impls) for (const p of n.repmgrd?.groupMembersButMain() ?? []) signalQuiet(p, 'SIGKILL')
     await Promise.all(this.impls.map((n) => this.killServer(n).catch(() => undefined)))
     await Promise.all(this.impls.flatMap((n) => [n.repmgrd?.kill(), n.postgres?.kill()]))
     for (const n of this.impls) for (const id of n.leakedShm) removeShmIfUnused(id)
-    await rm(this.baseDir, { recursive: true, force: true, maxRetries: 3 })
-    this.destroyed = true
-    unregisterCleanup(this)
   }
 
-  private destroySync(): void {
-    if (this.destroyed) return
-    this.destroyed = true
-    unregisterCleanup(this)
+  /** For the exit handlers: the same order as {@link killAll}, with SIGKILL throughout. */
+  protected killAllSync(): void {
     for (const n of this.impls) for (const p of n.repmgrd?.groupMembersButMain() ?? []) signalQuiet(p, 'SIGKILL')
     const all: number[] = []
     for (const n of this.impls) {
@@ -455,7 +439,6 @@ export class RepmgrCluster {
       n.postgres?.killSync()
     }
     for (const n of this.impls) for (const id of n.leakedShm) removeShmIfUnused(id)
-    rmSync(this.baseDir, { recursive: true, force: true, maxRetries: 3 })
   }
 
   // ------------------------------------------------------------------ setup
@@ -641,7 +624,7 @@ export class RepmgrCluster {
   }
 
   private resolve(node: RepmgrNode | string): NodeImpl {
-    if (this.destroyed || this.destroyPromise !== undefined) throw new Error('repmgr cluster has been destroyed')
+    if (this.destroyed) throw new Error('repmgr cluster has been destroyed')
     const found = typeof node === 'string' ? this.impls.find((n) => n.name === node) : this.impls.find((n) => n === node)
     if (found === undefined) {
       const what = typeof node === 'string' ? node : node.name
