@@ -39,7 +39,7 @@ import {
   type RunResult,
 } from './pg-binaries.js'
 import { postmasterPid, serverPids, shmIdOf } from './ha/postmaster.js'
-import { TempHarness } from './temp-harness.js'
+import { findNamed, TempHarness } from './temp-harness.js'
 import { waitUntil } from './wait.js'
 
 export { findPgBinDir } from './pg-binaries.js'
@@ -642,13 +642,7 @@ export class Cluster extends TempHarness {
 
   private resolve(node: ClusterNode | string): NodeImpl {
     if (this.destroyed) throw new Error('cluster has been destroyed')
-    const found =
-      typeof node === 'string' ? this.impls.find((n) => n.name === node) : this.impls.find((n) => n === node)
-    if (found === undefined) {
-      const what = typeof node === 'string' ? node : node.name
-      throw new Error(`unknown node ${JSON.stringify(what)} (nodes: ${this.impls.map((n) => n.name).join(', ')})`)
-    }
-    return found
+    return findNamed(this.impls, node, 'node')
   }
 
   private async withClient<T>(n: NodeImpl, fn: (c: pg.Client) => Promise<T>): Promise<T> {

@@ -72,3 +72,23 @@ export abstract class TempHarness {
     rmSync(this.baseDir, { recursive: true, force: true, maxRetries: 3 })
   }
 }
+
+/**
+ * The harness's own record of a node (or Patroni member) that a caller passed either as the object
+ * the harness handed out or by name. Callers get only the public interface, the harness needs its
+ * internal object back, so an object is looked up by identity: a look-alike from another cluster
+ * is refused rather than mistaken for ours. Throws `unknown <noun> "<name>" (<noun>s: ...)` so
+ * that a typo shows the names there are.
+ */
+export function findNamed<T extends { readonly name: string }>(
+  items: readonly T[],
+  item: { readonly name: string } | string,
+  noun: string,
+): T {
+  const found = typeof item === 'string' ? items.find((i) => i.name === item) : items.find((i) => i === item)
+  if (found === undefined) {
+    const name = typeof item === 'string' ? item : item.name
+    throw new Error(`unknown ${noun} ${JSON.stringify(name)} (${noun}s: ${items.map((i) => i.name).join(', ')})`)
+  }
+  return found
+}

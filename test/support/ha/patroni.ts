@@ -36,7 +36,7 @@ import { randomBytes } from 'node:crypto'
 import { mkdirSync } from 'node:fs'
 import path from 'node:path'
 import { chownToServerUser, findPgBinDir, runPgTool, signalQuiet, waitGoneSync, writeServerFile } from '../pg-binaries.js'
-import { TempHarness } from '../temp-harness.js'
+import { findNamed, TempHarness } from '../temp-harness.js'
 import { Daemon } from './daemon.js'
 import { startEtcd, type Etcd } from './etcd.js'
 import { ensureDebianPackages } from './packages.js'
@@ -566,13 +566,7 @@ export class PatroniCluster extends TempHarness {
 
   private resolve(member: PatroniMember | string): MemberImpl {
     if (this.destroyed) throw new Error('Patroni cluster has been destroyed')
-    const found =
-      typeof member === 'string' ? this.impls.find((m) => m.name === member) : this.impls.find((m) => m === member)
-    if (found === undefined) {
-      const what = typeof member === 'string' ? member : member.name
-      throw new Error(`unknown member ${JSON.stringify(what)} (members: ${this.impls.map((m) => m.name).join(', ')})`)
-    }
-    return found
+    return findNamed(this.impls, member, 'member')
   }
 }
 

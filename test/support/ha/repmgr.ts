@@ -50,7 +50,7 @@ import {
   writeServerFile,
   type RunResult,
 } from '../pg-binaries.js'
-import { TempHarness } from '../temp-harness.js'
+import { findNamed, TempHarness } from '../temp-harness.js'
 import { Daemon } from './daemon.js'
 import { ensureDebianPackages } from './packages.js'
 import {
@@ -625,12 +625,7 @@ export class RepmgrCluster extends TempHarness {
 
   private resolve(node: RepmgrNode | string): NodeImpl {
     if (this.destroyed) throw new Error('repmgr cluster has been destroyed')
-    const found = typeof node === 'string' ? this.impls.find((n) => n.name === node) : this.impls.find((n) => n === node)
-    if (found === undefined) {
-      const what = typeof node === 'string' ? node : node.name
-      throw new Error(`unknown node ${JSON.stringify(what)} (nodes: ${this.impls.map((n) => n.name).join(', ')})`)
-    }
-    return found
+    return findNamed(this.impls, node, 'node')
   }
 }
 
