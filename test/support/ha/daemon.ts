@@ -8,10 +8,9 @@
  * by Patroni are NOT in that group (Patroni starts them in their own session); see postmaster.ts.
  */
 import { type ChildProcess, spawn } from 'node:child_process'
-import { closeSync, openSync, rmSync } from 'node:fs'
-import { rm } from 'node:fs/promises'
+import { closeSync, openSync } from 'node:fs'
 import path from 'node:path'
-import { registerCleanup, unregisterCleanup } from '../exit-cleanup.js'
+import { TempHarness } from '../temp-harness.js'
 import { chownToServerUser, groupMembers, IS_ROOT, postgresUser, readLogFrom, signal, sleepSync, tail } from '../pg-binaries.js'
 import { GiveUp, sleep, waitUntil } from '../wait.js'
 
@@ -244,13 +243,17 @@ export interface DaemonStart {
  * happens synchronously on process exit, SIGINT and SIGTERM if destroy() is never called. The
  * subclass creates `daemon` in its start() through {@link startDaemon} (a new one per port retry).
  */
-export abstract class SingleDaemonHarness {
+export abstract class SingleDaemonHarness extends TempHarness {
   daemon: Daemon | null = null
-  private destroyPromise: Promise<void> | undefined
 
-  /** Registers the exit cleanup at once, so that a start() that fails half-way leaves nothing behind. */
-  constructor(readonly dir: string) {
-    registerCleanup(this, () => this.destroySync())
+  /** Takes `dir` (already created); the exit cleanup is registered at once (see TempHarness). */
+  constructor(dir: string) {
+    super(dir)
+  }
+
+  /** The harness's temp directory (its {@link baseDir}). */
+  get dir(): string {
+    return this.baseDir
   }
 
   /** Pid of the daemon, or null once it is gone. */
@@ -295,19 +298,11 @@ export abstract class SingleDaemonHarness {
     }
   }
 
-  /** Kill the daemon and delete the temp directory. Idempotent. */
-  destroy(): Promise<void> {
-    this.destroyPromise ??= (async () => {
-      await this.daemon?.kill()
-      await rm(this.dir, { recursive: true, force: true, maxRetries: 3 })
-      unregisterCleanup(this)
-    })()
-    return this.destroyPromise
+  protected async killAll(): Promise<void> {
+    await this.daemon?.kill()
   }
 
-  private destroySync(): void {
+  protected killAllSync(): void {
     this.daemon?.killSync()
-    rmSync(this.dir, { recursive: true, force: true, maxRetries: 3 })
-    unregisterCleanup(this)
   }
 }
