@@ -96,20 +96,19 @@ export function isNoPrimaryError(err: unknown): err is NoPrimaryError {
 
 /**
  * The connection broke after the statement was sent, so the server may or may not have run (and
- * committed) it. The pool never replays such a statement: the caller must decide, e.g. by checking
- * for the row or using an idempotency key. The driver's original error is `cause`.
+ * committed) it; or the write succeeded on a node the pool left while it ran (no longer the
+ * primary), where it may be lost. The pool never replays such a statement: the caller must
+ * decide, e.g. by checking for the row or using an idempotency key. The driver's original error
+ * (or what happened instead) is `cause`.
  */
 export class OutcomeUnknownError extends FailoverPoolError {
   /** Name of the endpoint the statement was sent to. */
   readonly endpoint: string
 
-  constructor(endpoint: string, cause: unknown) {
+  /** `what`: what happened to the statement, for the message (default: its connection failed after it was sent). */
+  constructor(endpoint: string, cause: unknown, what = `The connection to ${endpoint} failed after the statement was sent`) {
     const reason = cause instanceof Error ? cause.message : String(cause)
-    super(
-      'PGFP_OUTCOME_UNKNOWN',
-      `The connection to ${endpoint} failed after the statement was sent; it may or may not have been applied (${reason})`,
-      { cause },
-    )
+    super('PGFP_OUTCOME_UNKNOWN', `${what}; it may or may not have been applied (${reason})`, { cause })
     this.endpoint = endpoint
   }
 }

@@ -40,6 +40,11 @@ export class Endpoint {
   lastProbeWallTime: number | null = null
   /** Statements this endpoint ran for the pool, and how many failed (any error), since start. */
   readonly counters = { writes: 0, reads: 0, errors: 0 }
+  /**
+   * How many times the pool has left this node (cut it). A statement that began before the count
+   * changed and then succeeded ran on a node the pool no longer writes to: its write may be lost.
+   */
+  leaves = 0
   /** Highest WAL position this node is known to have replayed (probes and read-your-writes checks). */
   knownReplayLsn: bigint | null = null
 
@@ -89,12 +94,14 @@ export class Endpoint {
 
   /**
    * The node failed or changed role: retire both lanes (see {@link Lane.retire}). With `cut`,
-   * everything still running there is cut: the pool has left the node. The monitor session stays:
-   * probes go on judging the node (a dead session is replaced by the next probe).
+   * everything still running there is cut: the pool has left the node (`answerGraceMs`, ms, default
+   * 0, lets running `pool.query` statements answer first). The monitor session stays: probes go on
+   * judging the node (a dead session is replaced by the next probe).
    */
-  retire(cut = false): void {
-    this.write.retire(cut)
-    this.read.retire(cut)
+  retire(cut = false, answerGraceMs = 0): void {
+    if (cut) this.leaves++
+    this.write.retire(cut, answerGraceMs)
+    this.read.retire(cut, answerGraceMs)
     if (cut) for (const client of this.external) destroySocket(client)
   }
 

@@ -101,10 +101,18 @@ export class Lane {
    * Replaces the pg.Pool with a fresh one: idle clients close now, checked-out clients close when
    * released (never switched under their user), waiting requests are told to look elsewhere. With
    * `cut`, every connection this lane ever handed out (the current pool's and those of pools retired
-   * before) is cut at once: for a node the pool has left, so that nothing still running there can
-   * complete and be acknowledged afterwards (its outcome is reported as unknown instead).
+   * before) is cut: for a node the pool has left, so that nothing still running there can complete
+   * and be acknowledged afterwards (its outcome is reported as unknown instead).
+   *
+   * `answerGraceMs` (ms, default 0: everything is cut at once) lets a `pool.query` statement that is
+   * running ({@link statementSent}) answer first, for a node that said it takes no writes: its answer
+   * is then an error that proves the statement did nothing (25006, retried on the new primary), where
+   * a cut would leave its outcome unknown. The request reports a success from a node left meanwhile
+   * as outcome-unknown, so the grace never acknowledges a write; a statement still running when it
+   * ends is cut. Checked-out clients are always cut at once: their user's next statement, a COMMIT
+   * say, must never reach the node.
    */
-  retire(cut = false): void {
+  retire(cut = false, answerGraceMs = 0): void {
     const old = this.pool
     this.pool = this.createPool()
     this.draining.add(old)
@@ -113,7 +121,17 @@ export class Lane {
       () => this.draining.delete(old),
     )
     this.abortPending()
-    if (cut) for (const [pool, clients] of this.clients) if (pool !== this.pool) for (const client of clients) destroySocket(client)
+    if (!cut) return
+    const answering: PoolClient[] = []
+    for (const [pool, clients] of this.clients) {
+      if (pool === this.pool) continue
+      for (const client of clients) {
+        if (answerGraceMs > 0 && (client as Marked)[RUNNING_STATEMENT] === true) answering.push(client)
+        else destroySocket(client)
+      }
+    }
+    // A client that answered in time was released into its ended pool and closed: destroying it again is a no-op.
+    if (answering.length > 0) setTimeout(() => answering.forEach(destroySocket), answerGraceMs).unref()
   }
 
   /** Resolves once no client of this lane is open (idle or checked out): what drain() waits for. */
@@ -203,6 +221,20 @@ function waitForEnd(pool: pg.Pool): Promise<void> {
     }
     check()
   })
+}
+
+/** Set on a client while a `pool.query` statement of ours runs on it (never on a checked-out client). */
+const RUNNING_STATEMENT = Symbol('pg-failover-pool running statement')
+type Marked = PoolClient & { [RUNNING_STATEMENT]?: boolean }
+
+/** Marks `client` as running a `pool.query` statement: a cut with an answer grace lets it answer (see {@link Lane.retire}). */
+export function statementSent(client: PoolClient): void {
+  ;(client as Marked)[RUNNING_STATEMENT] = true
+}
+
+/** The statement marked by {@link statementSent} has answered (or failed). */
+export function statementEnded(client: PoolClient): void {
+  ;(client as Marked)[RUNNING_STATEMENT] = false
 }
 
 /** Destroys a client's socket without waiting for the server (which may be frozen or gone). */

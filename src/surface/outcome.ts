@@ -34,8 +34,9 @@ type Watched = PoolClient & { [WATCHED]?: true; [RERUN]?: Rerun | null; [TX_STAT
  * pg-pool reuses them):
  * - an error of a statement sent before the connection broke is marked outcome-unknown
  *   (`isOutcomeUnknownError(err)` answers true, also through an ORM's wrapper);
- * - a certainly read-only statement lost that way, sent while the session was not inside a
- *   transaction (PostgreSQL's ReadyForQuery status `I`), is run again through the surface that
+ * - a statement that cannot have written (`isReadOnly`: a plain read calling only built-ins) lost
+ *   that way, sent while the session was not inside a transaction (PostgreSQL's ReadyForQuery
+ *   status `I`), is run again through the surface that
  *   handed the client out and its answer goes to the caller: a read has no outcome to lose, and
  *   outside a transaction there is no snapshot to keep — ORMs run reads on checked-out clients
  *   too, and a failover should not turn them into errors. The broken client stays broken.
@@ -104,7 +105,7 @@ export function unwatchCheckout(client: PoolClient): void {
   if (target[WATCHED]) target[RERUN] = null
 }
 
-/** A certainly read-only statement, sent on a session idle outside a transaction with nothing queued before it. */
+/** A statement `isReadOnly` vouches for, sent on a session idle outside a transaction with nothing queued before it. */
 function rerunnable(client: Watched, text: unknown, isReadOnly: (sql: string) => boolean): boolean {
   const sql = sqlOf(text)
   if (sql === null || !isReadOnly(sql)) return false

@@ -1,5 +1,5 @@
 import type { PoolClient, QueryResult } from 'pg'
-import { LaneRetiredError } from '../endpoint/lane.js'
+import { LaneRetiredError, statementEnded, statementSent } from '../endpoint/lane.js'
 import { type ErrorClass, classifyError, neverRan } from '../error-policy.js'
 import { OutcomeUnknownError } from '../errors.js'
 import { requestLog } from '../log.js'
@@ -7,7 +7,7 @@ import { type ConsistencyContext, currentConsistency } from './consistency.js'
 import { captureLsn, ensureReplayed, resolveMinLsn } from './read-your-writes.js'
 import type { ReadRequest, RoutingHost, Target } from './routing-host.js'
 import { markIfLost, unwatchCheckout, watchStatements } from './outcome.js'
-import { isCertainlyReadOnly, sqlOf } from './statement-kind.js'
+import { isCertainlyReadOnly, isSafeToRunAgain, sqlOf } from './statement-kind.js'
 
 /** What a surface sends its statements to: `write` (the primary), `read` (replicas), or `auto` (by statement). */
 export type Intent = 'write' | 'read' | 'auto'
@@ -132,10 +132,13 @@ export class Request {
   #run(target: Target, client: PoolClient, release: Release, kind: 'write' | 'read', startedAt: number): void {
     if (this.#checkout) return this.#handOut(target, client, release, startedAt)
     let finished = false
-    const counters = target.endpoint.counters
+    const endpoint = target.endpoint
+    const counters = endpoint.counters
     if (kind === 'write') counters.writes++
     else counters.reads++
+    const leaves = endpoint.leaves
     const failed = (err: Error): void => {
+      statementEnded(client)
       counters.errors++
       release(err)
       const errorClass = classifyError(err)
@@ -148,12 +151,21 @@ export class Request {
       failed(err)
     }
     client.once('error', onClientError)
+    statementSent(client)
     try {
       client.query(this.#text, this.#values, (err: Error | undefined, res: QueryResult) => {
         client.removeListener('error', onClientError)
         if (finished) return
         finished = true
         if (err) return failed(err)
+        statementEnded(client)
+        // The pool left the node while this ran (it answered within the leave's grace): a write
+        // there may be lost, so it is never acknowledged.
+        if (endpoint.leaves !== leaves && this.#mayHaveWritten(target)) {
+          release()
+          const left = new Error(`${endpoint.name} is no longer the primary; the write may be lost there`)
+          return this.#done(new OutcomeUnknownError(endpoint.name, left, `The statement succeeded on ${endpoint.name} after the pool left it`))
+        }
         const context = this.#context
         if (context && kind === 'write') return captureLsn(client, release, context, () => this.#done(undefined, res))
         // pg-pool releases with the callback's own error argument (null on success); listeners see the same.
@@ -162,6 +174,7 @@ export class Request {
       })
     } catch (thrown) {
       client.removeListener('error', onClientError)
+      statementEnded(client)
       finished = true
       release(thrown as Error)
       this.#done(thrown as Error)
@@ -193,7 +206,7 @@ export class Request {
     // ORMs run their statements here: a write lost mid-flight must be recognisable as outcome-unknown,
     // and a read lost outside a transaction is answered from a fresh connection of this surface.
     const owner = this.#owner
-    watchStatements(client, (text, values, callback) => Request.query(owner, text, values, callback as QueryCallback), isCertainlyReadOnly)
+    watchStatements(client, (text, values, callback) => Request.query(owner, text, values, callback as QueryCallback), isSafeToRunAgain)
     this.#owner.host.requestFinished()
     this.#checkout!(undefined, client, releaseOnce)
   }
@@ -237,10 +250,9 @@ export class Request {
       return this.#done(err)
     }
     if (errorClass === 'connection') {
-      // A read may run again elsewhere — also a certainly read-only statement sent to the primary
-      // (routeReads off) — and anything else only if it provably never ran (never sent, or refused
-      // by a proxy such as PgBouncer before it reached a server).
-      if (replayable && (kind === 'read' || neverRan(err) || this.#certainlyReadOnly())) {
+      // What cannot have written may run again elsewhere — and anything else only if it provably
+      // never ran (never sent, or refused by a proxy such as PgBouncer before it reached a server).
+      if (replayable && (neverRan(err) || !this.#mayHaveWritten(target))) {
         if (kind === 'read') this.#excludeTarget(target)
         return this.#retry(err)
       }
@@ -264,10 +276,21 @@ export class Request {
     this.#dispatch()
   }
 
-  /** True for a plain statement the classifier proves read-only (safe to run again after a lost connection). */
+  /** True for a plain statement the classifier proves read-only (what `routeReads: 'auto'` sends to replicas). */
   #certainlyReadOnly(): boolean {
     const sql = sqlOf(this.#text)
     return sql !== null && isCertainlyReadOnly(sql)
+  }
+
+  /**
+   * False only when this statement cannot have written where it ran: on a replica (which refuses
+   * writes), or on the primary when it calls nothing but built-ins that read ({@link isSafeToRunAgain}:
+   * `SELECT my_function()` is routed as a read, yet may write on the primary).
+   */
+  #mayHaveWritten(target: Target): boolean {
+    if (target.role === 'replica') return false
+    const sql = sqlOf(this.#text)
+    return sql === null || !isSafeToRunAgain(sql)
   }
 
   #excludeTarget(target: Target): void {

@@ -51,6 +51,65 @@ export function isCertainlyReadOnly(sql: string): boolean {
 }
 
 /**
+ * Words that may stand before "(" in a plain SELECT without calling anything: keywords that open a
+ * subquery, list or window, and type names that take a modifier (`numeric(10, 2)`).
+ */
+const PAREN_WORDS = new Set([
+  'select', 'from', 'join', 'on', 'where', 'and', 'or', 'not', 'in', 'exists', 'any', 'some', 'all', 'as',
+  'values', 'when', 'then', 'else', 'case', 'over', 'filter', 'within', 'group', 'by', 'order', 'partition',
+  'having', 'using', 'lateral', 'union', 'intersect', 'except', 'array', 'row', 'cast', 'is', 'distinct',
+  'like', 'ilike', 'similar', 'between', 'limit', 'offset', 'fetch', 'with', 'recursive', 'materialized',
+  'sets', 'cube', 'rollup', 'escape', 'numeric', 'decimal', 'varchar', 'char', 'character', 'varying', 'bit',
+  'timestamp', 'timestamptz', 'time', 'timetz', 'interval', 'float',
+])
+
+/**
+ * Built-in functions that read and compute only (aggregates, string, number, date and JSON
+ * functions, and a few server facts): calling them twice changes nothing. Deliberately short:
+ * a function missing here only means a lost statement calling it is reported as outcome-unknown
+ * instead of being run again.
+ */
+const READ_FUNCTIONS = new Set([
+  'count', 'sum', 'avg', 'min', 'max', 'array_agg', 'string_agg', 'json_agg', 'jsonb_agg', 'json_object_agg',
+  'jsonb_object_agg', 'bool_and', 'bool_or', 'every', 'coalesce', 'nullif', 'greatest', 'least', 'lower',
+  'upper', 'length', 'char_length', 'octet_length', 'substring', 'substr', 'position', 'strpos', 'trim', 'btrim',
+  'ltrim', 'rtrim', 'replace', 'concat', 'concat_ws', 'format', 'left', 'right', 'split_part', 'regexp_replace',
+  'regexp_match', 'regexp_matches', 'starts_with', 'to_char', 'to_date', 'to_timestamp', 'to_number',
+  'date_trunc', 'date_part', 'extract', 'age', 'now', 'clock_timestamp', 'statement_timestamp',
+  'transaction_timestamp', 'timezone', 'make_date', 'make_interval', 'abs', 'round', 'trunc', 'floor', 'ceil',
+  'ceiling', 'mod', 'power', 'sqrt', 'random', 'gen_random_uuid', 'md5', 'encode', 'decode', 'array_length',
+  'array_position', 'array_to_string', 'string_to_array', 'unnest', 'cardinality', 'generate_series',
+  'json_build_object', 'jsonb_build_object', 'json_build_array', 'jsonb_build_array', 'to_json', 'to_jsonb',
+  'row_to_json', 'json_array_elements', 'jsonb_array_elements', 'jsonb_array_elements_text', 'json_each',
+  'jsonb_each', 'jsonb_extract_path_text', 'jsonb_set', 'jsonb_typeof', 'row_number', 'rank', 'dense_rank',
+  'lag', 'lead', 'first_value', 'last_value', 'version', 'current_setting', 'current_database',
+  'current_schema', 'pg_is_in_recovery', 'inet_server_port', 'inet_server_addr', 'pg_backend_pid',
+  'pg_last_wal_replay_lsn', 'pg_last_wal_receive_lsn', 'pg_wal_lsn_diff', 'pg_last_xact_replay_timestamp',
+  'pg_postmaster_start_time', 'pg_size_pretty', 'pg_database_size', 'pg_relation_size',
+  'pg_total_relation_size', 'pg_sleep',
+])
+
+/** Every word before "(", with the schema it is qualified by (lower case). */
+const CALLED = /(?:\b([a-z_][a-z0-9_$]*)\s*\.\s*)?\b([a-z_][a-z0-9_$]*)\s*\(/gi
+
+/**
+ * True only for a statement that is {@link isCertainlyReadOnly} and calls no function but the
+ * built-ins known to only read: safe to run again on the primary after its connection was lost,
+ * or to acknowledge from a node the pool left while it ran. `isCertainlyReadOnly` alone is not
+ * enough there: `SELECT my_function()` may write (a replica refuses that, the primary does not).
+ */
+export function isSafeToRunAgain(sql: string): boolean {
+  if (!isCertainlyReadOnly(sql)) return false
+  // (A quoted name before "(" reads `ident (` after the scan: a call this cannot vouch for.)
+  for (const [, schema, name] of stripLiteralsAndComments(sql)!.matchAll(CALLED)) {
+    const word = name!.toLowerCase()
+    if (schema !== undefined && schema.toLowerCase() !== 'pg_catalog') return false
+    if (!READ_FUNCTIONS.has(word) && (schema !== undefined || !PAREN_WORDS.has(word))) return false
+  }
+  return true
+}
+
+/**
  * Replaces string literals, quoted identifiers, dollar-quoted bodies and comments with spaces, so
  * keywords inside them are not seen. Returns null for text it cannot scan safely (unterminated).
  */

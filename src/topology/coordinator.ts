@@ -188,6 +188,7 @@ export class Coordinator implements ElectionHost, VerdictHost {
   report({ target, error, errorClass, startedAt }: FailureReport): void {
     if (this.#state.kind === 'ended') return
     const endpoint = target.endpoint
+    if (errorClass === 'read-only' && target.role === 'primary') this.standing(endpoint).readOnlySince ??= this.#opts.clock.now()
     const verdict = errorClass === 'connection' ? this.#reachability.failed(endpoint, error, startedAt) : null
     if (target.role === 'replica') {
       // A replica that stopped answering gets fresh pools; one that hangs has its statements cut.
@@ -276,11 +277,13 @@ export class Coordinator implements ElectionHost, VerdictHost {
 
   /**
    * The pool leaves a node it wrote to: everything still running there is cut (its outcome is
-   * unknown), so a node the pool has left can never acknowledge a write afterwards.
+   * unknown), so a node the pool has left can never acknowledge a write afterwards. A node that
+   * said it takes no writes is alive and its running statements are failing on their own (25006,
+   * then retried on the new primary): they get up to `probeTimeoutMs` to answer before the cut.
    */
   leave(endpoint: Endpoint, reason: string): void {
     topologyLog('leaving %s: %s', endpoint.name, reason)
-    endpoint.retire(true)
+    endpoint.retire(true, this.standing(endpoint).readOnlySince !== null ? this.#opts.probeTimeoutMs : 0)
     const s = this.#state
     const now = this.#opts.clock.now()
     if (s.kind === 'verified' && s.primary === endpoint) {

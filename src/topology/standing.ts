@@ -24,11 +24,17 @@ export interface Standing {
   refusedByHook: boolean
   /** Taken out of service by `drain()` until `undrain()`. */
   drained: boolean
+  /**
+   * Clock ms since which the node has said it takes no writes (a statement answered 25006, or a
+   * probe found it read-only or in recovery); null once a probe finds it writable. Leaving such a
+   * node lets its running statements answer (see {@link Endpoint.retire}).
+   */
+  readOnlySince: number | null
 }
 
 /** A fresh standing: nothing known yet. */
 export function newStanding(): Standing {
-  return { downSince: null, upSince: null, lastError: null, fenced: false, otherCluster: false, promotedAt: null, refusedByHook: false, drained: false }
+  return { downSince: null, upSince: null, lastError: null, fenced: false, otherCluster: false, promotedAt: null, refusedByHook: false, drained: false, readOnlySince: null }
 }
 
 /** The role `status()` and `roleChange` show for an endpoint. */

@@ -137,28 +137,33 @@ describe('writes follow the primary', () => {
     expect(pool.status().primary).toBe(n0.name)
   })
 
-  it('a write killed mid-flight surfaces as outcome-unknown and is never replayed', async () => {
+  it('a write killed mid-flight surfaces as outcome-unknown and is never replayed, a SELECT of a writing function included', async () => {
     const cluster = await res.cluster({ standbys: 1 })
     const [n0] = cluster.nodes as [ClusterNode, ClusterNode]
     const pool = res.pool(cluster)
     await pool.query('CREATE TABLE ledger (id int PRIMARY KEY)')
-    // The write waits for an advisory lock this session holds: it is certainly still running (so
-    // not committed) when its backend is terminated, however slow the machine, and a replay would
-    // take the lock and commit at once once it is released.
+    // Reads like a read (a plain SELECT) and writes: running it twice would write twice.
+    await pool.query(`CREATE FUNCTION record_entry(id int) RETURNS int LANGUAGE plpgsql AS $$
+      BEGIN PERFORM pg_advisory_xact_lock(${HOLD_LOCK}); INSERT INTO ledger VALUES (id); RETURN id; END $$`)
+    // The writes wait for an advisory lock this session holds: they are certainly still running (so
+    // not committed) when their backends are terminated, however slow the machine, and a replay
+    // would take the lock and commit at once once it is released.
     const holder = await holdLock(res, n0)
 
     const write = pool.query(`INSERT INTO ledger SELECT 7 FROM pg_advisory_xact_lock(${HOLD_LOCK})`).then(() => null, (e: unknown) => e)
-    const held = "query LIKE 'INSERT INTO ledger SELECT 7%'"
-    await heldStatements(cluster, n0, held, 1)
+    const viaFunction = pool.query('SELECT record_entry(9)').then(() => null, (e: unknown) => e)
+    const held = "query LIKE 'INSERT INTO ledger SELECT 7%' OR query LIKE 'SELECT record_entry(9)%'"
+    await heldStatements(cluster, n0, held, 2)
     await terminateHeld(cluster, n0, held)
 
-    const err = await write
-    expect(isOutcomeUnknownError(err)).toBe(true)
-    expect((err as Error & { cause: { code?: string } }).cause.code).toBe('57P01')
+    for (const err of [await write, await viaFunction]) {
+      expect(isOutcomeUnknownError(err), String(err)).toBe(true)
+      expect((err as Error & { cause: { code?: string } }).cause.code).toBe('57P01')
+    }
     await holder.query(`SELECT pg_advisory_unlock(${HOLD_LOCK})`)
     // Give a (forbidden) replay every chance to happen, then check it did not.
     await sleep(1_500)
-    const rows = await cluster.sql<{ n: number }>(n0, 'SELECT count(*)::int AS n FROM ledger WHERE id = 7')
+    const rows = await cluster.sql<{ n: number }>(n0, 'SELECT count(*)::int AS n FROM ledger WHERE id IN (7, 9)')
     expect(rows[0]!.n).toBe(0)
     // The primary was re-verified, not failed over.
     await pool.query('INSERT INTO ledger VALUES (8)')

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { isCertainlyReadOnly } from '../../src/surface/statement-kind.js'
+import { isCertainlyReadOnly, isSafeToRunAgain } from '../../src/surface/statement-kind.js'
 
 describe('isCertainlyReadOnly (routeReads: auto)', () => {
   it.each([
@@ -38,5 +38,38 @@ describe('isCertainlyReadOnly (routeReads: auto)', () => {
     'select pg_notify(\'c\', \'x\')',
   ])('primary: %s', (sql) => {
     expect(isCertainlyReadOnly(sql)).toBe(false)
+  })
+})
+
+describe('isSafeToRunAgain (a lost statement on the primary, a success from a node the pool left)', () => {
+  it.each([
+    'SELECT 1',
+    'SELECT count(*) FROM t WHERE id IN ($1, $2)',
+    'SELECT now(), lower(name), coalesce(x, 0) FROM users',
+    'SELECT pg_catalog.now()',
+    'SELECT inet_server_port() AS port',
+    'WITH a AS (SELECT 1) SELECT * FROM a WHERE EXISTS (SELECT 1)',
+    'SELECT CAST(x AS numeric(10, 2)) FROM t',
+    'SELECT row_number() OVER (PARTITION BY a ORDER BY b) FROM t',
+    "SELECT 'my_function(1)' AS s",
+    'SELECT x FROM t WHERE x = ANY($1) AND (a, b) = ($2, $3)',
+  ])('safe: %s', (sql) => {
+    expect(isSafeToRunAgain(sql)).toBe(true)
+  })
+
+  it.each([
+    // Read-only enough to route to a replica (which would refuse a write), not to run twice on the primary.
+    'SELECT my_function(1)',
+    'SELECT * FROM my_function()',
+    'SELECT public.now()',
+    'SELECT "MyFunction"(1)',
+    'SELECT app.enqueue($1)',
+    'SELECT count(*) FROM t, LATERAL my_function(t.id) f',
+    // Not read-only at all.
+    'INSERT INTO t VALUES (1)',
+    'SELECT nextval(\'s\')',
+    'SELECT 1; DELETE FROM t',
+  ])('may write: %s', (sql) => {
+    expect(isSafeToRunAgain(sql)).toBe(false)
   })
 })
