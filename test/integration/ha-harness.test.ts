@@ -64,6 +64,16 @@ async function withClient<T>(config: PgConfig, fn: (c: pg.Client) => Promise<T>)
   }
 }
 
+/**
+ * Waits until each of `standbys` has replayed the creation of `table`: replication is
+ * asynchronous, and a node killed right after a CREATE TABLE may not have sent it yet.
+ */
+async function tableReplicated<N>(c: { sql<T>(node: N, text: string): Promise<T[]> }, standbys: readonly N[], table: string): Promise<void> {
+  for (const n of standbys) {
+    await expect.poll(async () => (await c.sql<{ t: string | null }>(n, `SELECT to_regclass('${table}')::text AS t`))[0]?.t, { timeout: 10_000, interval: 50 }).toBe(table)
+  }
+}
+
 /** What a fresh client sees when it tries to write: 'writable', or the error code/message. */
 async function writeOutcome(config: PgConfig, table: string): Promise<string> {
   try {
@@ -138,6 +148,7 @@ describe('Patroni harness', () => {
       expect(leader!.config).toEqual({ name: 'pg0', host: '127.0.0.1', port: leader!.port, user: 'postgres', password: c.password, database: 'postgres' })
       await c.sql(leader!, 'CREATE TABLE beats (at timestamptz)')
       expect(await writeOutcome(leader!.config, 'beats')).toBe('writable')
+      await tableReplicated(c, c.members.filter((x) => x !== leader), 'beats')
       for (const m of c.members.filter((x) => x !== leader)) {
         expect(await c.isWritable(m)).toBe(false)
         expect(await writeOutcome(m.config, 'beats')).toBe('25006')
@@ -202,6 +213,7 @@ describe('Patroni harness', () => {
       track(c, c.baseDir, c.etcd.dir)
       const old = (await c.leader())!
       await c.sql(old, 'CREATE TABLE beats (at timestamptz)')
+      await tableReplicated(c, c.members.filter((x) => x !== old), 'beats')
       const tlBefore = await c.timeline(old)
 
       const t = Date.now()
@@ -276,6 +288,7 @@ describe('repmgr harness', () => {
       const c = await startRepmgr()
       track(c, c.baseDir)
       await c.sql('node1', 'CREATE TABLE beats (at timestamptz)')
+      await tableReplicated(c, c.dataNodes.filter((n) => n.name !== 'node1'), 'beats')
       const tlBefore = await c.timeline('node1')
 
       const t = Date.now()
