@@ -52,15 +52,21 @@ export function isCertainlyReadOnly(sql: string): boolean {
 
 /**
  * Words that may stand before "(" in a plain SELECT without calling anything: keywords that open a
- * subquery, list or window, and type names that take a modifier (`numeric(10, 2)`).
+ * subquery or list, and type names that take a modifier (`numeric(10, 2)`). Only words PostgreSQL
+ * reserves or forbids as function names: a user may name a function `filter` or `by`.
  */
 const PAREN_WORDS = new Set([
-  'select', 'from', 'join', 'on', 'where', 'and', 'or', 'not', 'in', 'exists', 'any', 'some', 'all', 'as',
-  'values', 'when', 'then', 'else', 'case', 'over', 'filter', 'within', 'group', 'by', 'order', 'partition',
-  'having', 'using', 'lateral', 'union', 'intersect', 'except', 'array', 'row', 'cast', 'is', 'distinct',
-  'like', 'ilike', 'similar', 'between', 'limit', 'offset', 'fetch', 'with', 'recursive', 'materialized',
-  'sets', 'cube', 'rollup', 'escape', 'numeric', 'decimal', 'varchar', 'char', 'character', 'varying', 'bit',
-  'timestamp', 'timestamptz', 'time', 'timetz', 'interval', 'float',
+  'select', 'from', 'on', 'where', 'and', 'or', 'not', 'in', 'exists', 'any', 'some', 'all', 'as', 'values',
+  'when', 'then', 'else', 'case', 'group', 'order', 'having', 'using', 'lateral', 'union', 'intersect',
+  'except', 'array', 'row', 'cast', 'distinct', 'between', 'limit', 'offset', 'fetch', 'with', 'numeric',
+  'decimal', 'varchar', 'char', 'character', 'bit', 'timestamp', 'time', 'interval', 'float',
+])
+
+/** Unreserved words that open a list only right after another token: `count(*) FILTER (`, `OVER (`, `ORDER BY (`. */
+const PAREN_WORDS_AFTER: ReadonlyMap<string, RegExp> = new Map([
+  ['over', /\)\s*$/],
+  ['filter', /\)\s*$/],
+  ['by', /\b(order|group|partition)\s*$/i],
 ])
 
 /**
@@ -89,22 +95,35 @@ const READ_FUNCTIONS = new Set([
   'pg_total_relation_size', 'pg_sleep',
 ])
 
-/** Every word before "(", with the schema it is qualified by (lower case). */
-const CALLED = /(?:\b([a-z_][a-z0-9_$]*)\s*\.\s*)?\b([a-z_][a-z0-9_$]*)\s*\(/gi
+/**
+ * Every word before "(", with the schema it is qualified by. Identifiers may hold any letter
+ * (`ñcount(` is not `count(`), hence the lookbehinds rather than `\b`.
+ */
+const CALLED = /(?<![\p{L}\p{N}_$])(?:([\p{L}_][\p{L}\p{N}_$]*)\s*\.\s*)?([\p{L}_][\p{L}\p{N}_$]*)\s*\(/gu
 
 /**
  * True only for a statement that is {@link isCertainlyReadOnly} and calls no function but the
  * built-ins known to only read: safe to run again on the primary after its connection was lost,
  * or to acknowledge from a node the pool left while it ran. `isCertainlyReadOnly` alone is not
  * enough there: `SELECT my_function()` may write (a replica refuses that, the primary does not).
+ * What the text does not show is beyond it: a view, an operator or a domain check that calls a
+ * function that writes, attribute notation (`t.my_function`), or a user overload of a built-in's
+ * name that wins on its argument types.
  */
 export function isSafeToRunAgain(sql: string): boolean {
   if (!isCertainlyReadOnly(sql)) return false
   // (A quoted name before "(" reads `ident (` after the scan: a call this cannot vouch for.)
-  for (const [, schema, name] of stripLiteralsAndComments(sql)!.matchAll(CALLED)) {
+  const code = stripLiteralsAndComments(sql)!
+  for (const call of code.matchAll(CALLED)) {
+    const [, schema, name] = call
     const word = name!.toLowerCase()
-    if (schema !== undefined && schema.toLowerCase() !== 'pg_catalog') return false
-    if (!READ_FUNCTIONS.has(word) && (schema !== undefined || !PAREN_WORDS.has(word))) return false
+    if (schema !== undefined) {
+      if (schema.toLowerCase() !== 'pg_catalog' || !READ_FUNCTIONS.has(word)) return false
+      continue
+    }
+    if (READ_FUNCTIONS.has(word) || PAREN_WORDS.has(word)) continue
+    const after = PAREN_WORDS_AFTER.get(word)
+    if (after === undefined || !after.test(code.slice(0, call.index))) return false
   }
   return true
 }

@@ -188,7 +188,8 @@ export class Coordinator implements ElectionHost, VerdictHost {
   report({ target, error, errorClass, startedAt }: FailureReport): void {
     if (this.#state.kind === 'ended') return
     const endpoint = target.endpoint
-    if (errorClass === 'read-only' && target.role === 'primary') this.standing(endpoint).readOnlySince ??= this.#opts.clock.now()
+    // (A late answer from a statement sent before the node was verified again says nothing about now.)
+    if (errorClass === 'read-only' && target.role === 'primary' && target.generation === this.#generation) this.standing(endpoint).readOnlySince ??= this.#opts.clock.now()
     const verdict = errorClass === 'connection' ? this.#reachability.failed(endpoint, error, startedAt) : null
     if (target.role === 'replica') {
       // A replica that stopped answering gets fresh pools; one that hangs has its statements cut.
@@ -302,7 +303,10 @@ export class Coordinator implements ElectionHost, VerdictHost {
     this.#generation++
     this.#everVerified = true
     this.#evidence.mustHear = null
-    this.standing(next).fenced = false
+    const standing = this.standing(next)
+    standing.fenced = false
+    // Verified writable just now (switchTo verifies with its own probe, not through the verdicts).
+    standing.readOnlySince = null
     const target: Target = { endpoint: next, lane: next.write, generation: this.#generation, role: 'primary', caughtUp: true }
     this.#state = paused ? { kind: 'paused', primary: next, loss: null } : { kind: 'verified', primary: next, target }
     // The fast cadence of discovery ends here; the health check is scheduled when the round settles.

@@ -27,6 +27,8 @@ export class FakeEndpoint extends Endpoint {
   probes = 0
   /** Every retire(cut) the coordinator asked for, in order. */
   readonly retires: boolean[] = []
+  /** The answer grace (ms) of every cut, in order. */
+  readonly cutGraces: number[] = []
 
   constructor(
     resolved: ResolvedEndpoint,
@@ -64,9 +66,10 @@ export class FakeEndpoint extends Endpoint {
     })
   }
 
-  override retire(cut = false): void {
+  override retire(cut = false, answerGraceMs = 0): void {
     this.retires.push(cut)
-    super.retire(cut)
+    if (cut) this.cutGraces.push(answerGraceMs)
+    super.retire(cut, answerGraceMs)
   }
 }
 

@@ -1,7 +1,9 @@
+import { EventEmitter } from 'node:events'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { AllEndpointsDownError, NoPrimaryError, SplitBrainError } from '../../src/errors.js'
 import type { Target } from '../../src/surface/routing-host.js'
 import { MemoryStateStore } from '../../src/state/memory-store.js'
+import { Maintenance } from '../../src/topology/maintenance.js'
 import { fakeTopology, flush } from '../support/fake-topology.js'
 
 type Topology = ReturnType<typeof fakeTopology>
@@ -220,7 +222,7 @@ describe('coordinator: leaving a primary', () => {
     expect(t.node('a').retires).toEqual([false, true])
   })
 
-  it('a demotion seen by a health probe leaves the primary at once (cut) and elects the promoted node', async () => {
+  it('a demotion seen by a health probe leaves the primary at once (cut, its running statements given probeTimeoutMs to answer) and elects the promoted node', async () => {
     const t = fakeTopology(['a', 'b'], { healthCheckIntervalMs: 100 })
     await booted(t)
     t.node('a').mode = 'read-only'
@@ -230,7 +232,57 @@ describe('coordinator: leaving a primary', () => {
     await flush()
     expect(t.coordinator.readyWriteTarget()?.endpoint.name).toBe('b')
     expect(t.node('a').retires).toContain(true)
+    expect(t.node('a').cutGraces).toEqual([t.options.probeTimeoutMs])
     expect(t.named('roleChange')).toContainEqual(expect.objectContaining({ endpoint: 'a', from: 'primary', to: 'read-only' }))
+  })
+})
+
+describe('coordinator: leaving a node that said it takes no writes', () => {
+  const readOnly = () => Object.assign(new Error('cannot execute INSERT in a read-only transaction'), { code: '25006' })
+
+  it('a primary that answered 25006 is left with probeTimeoutMs for its running statements to answer; a failed one is cut at once', async () => {
+    const t = fakeTopology(['a', 'b'], { probeTimeoutMs: 700 })
+    const target = await booted(t)
+    // a's probe does not answer before b wins: the 25006 alone says a takes no writes.
+    t.node('a').mode = 'hang'
+    t.node('b').mode = 'primary'
+    t.node('b').timeline = 2
+    t.coordinator.report({ target, error: readOnly(), errorClass: 'read-only', startedAt: t.clock.now() })
+    await flush()
+    expect(t.coordinator.readyWriteTarget()?.endpoint.name).toBe('b')
+    expect(t.node('a').cutGraces).toEqual([700])
+
+    // b, verified writable, then fails: nothing it said makes its statements worth waiting for.
+    const onB = t.coordinator.readyWriteTarget()!
+    t.node('b').mode = 'down'
+    t.coordinator.report({ target: onB, error: refused('b'), errorClass: 'connection', startedAt: t.clock.now() })
+    await flush()
+    expect(t.node('b').cutGraces).toEqual([0])
+  })
+
+  it('a late 25006 from before the node was verified again, and a standby made primary by switchTo, leave no grace behind', async () => {
+    const t = fakeTopology(['a', 'b'], { probeTimeoutMs: 700 })
+    const stale = await booted(t)
+    // a is suspected (a terminated backend) and verified again: the old target's generation is gone.
+    t.coordinator.report({ target: stale, error: Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01' }), errorClass: 'connection', startedAt: t.clock.now() })
+    await flush()
+    expect(t.coordinator.readyWriteTarget()?.endpoint.name).toBe('a')
+    t.coordinator.report({ target: stale, error: readOnly(), errorClass: 'read-only', startedAt: t.clock.now() })
+    expect(t.coordinator.standing(t.node('a')).readOnlySince).toBeNull()
+
+    // b was a standby (it takes no writes); promoted and chosen by switchTo, it is writable.
+    expect(t.coordinator.standing(t.node('b')).readOnlySince).not.toBeNull()
+    t.node('b').mode = 'primary'
+    t.node('b').timeline = 2
+    await new Maintenance(t.coordinator, t.options, new EventEmitter()).switchTo('b')
+    expect(t.coordinator.readyWriteTarget()?.endpoint.name).toBe('b')
+    expect(t.coordinator.standing(t.node('b')).readOnlySince).toBeNull()
+    t.node('a').mode = 'primary'
+    t.node('a').timeline = 3
+    t.coordinator.promotionNoticed(t.node('a'))
+    await flush()
+    expect(t.coordinator.readyWriteTarget()?.endpoint.name).toBe('a')
+    expect(t.node('b').cutGraces).toEqual([0])
   })
 })
 

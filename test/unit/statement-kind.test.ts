@@ -53,6 +53,7 @@ describe('isSafeToRunAgain (a lost statement on the primary, a success from a no
     'SELECT row_number() OVER (PARTITION BY a ORDER BY b) FROM t',
     "SELECT 'my_function(1)' AS s",
     'SELECT x FROM t WHERE x = ANY($1) AND (a, b) = ($2, $3)',
+    'SELECT count(*) FILTER (WHERE x > 1) FROM t GROUP BY (a)',
   ])('safe: %s', (sql) => {
     expect(isSafeToRunAgain(sql)).toBe(true)
   })
@@ -65,6 +66,16 @@ describe('isSafeToRunAgain (a lost statement on the primary, a success from a no
     'SELECT "MyFunction"(1)',
     'SELECT app.enqueue($1)',
     'SELECT count(*) FROM t, LATERAL my_function(t.id) f',
+    'SELECT public.my_function(1)',
+    'SELECT a.b.my_function(1)',
+    'SELECT ñcount(x) FROM t',
+    // Unreserved words a user may name a function after.
+    'SELECT filter(1)',
+    'SELECT by(1)',
+    'SELECT partition(1)',
+    'SELECT escape(1)',
+    'SELECT cube(1)',
+    'SELECT timestamptz(1)',
     // Not read-only at all.
     'INSERT INTO t VALUES (1)',
     'SELECT nextval(\'s\')',
