@@ -66,6 +66,8 @@ describe('writes follow the primary', () => {
     // that could see the read-only node or the promoted one first.
     const pool = res.pool(cluster, { promotionWatch: false, healthCheckIntervalMs: 60_000 })
     await pool.query('CREATE TABLE ledger (id int PRIMARY KEY, port int)')
+    // n1 is promoted and written to below (replication is asynchronous).
+    await cluster.waitForReplication(n0)
     // Warm the pool so idle clients on the old primary exist and get reused.
     await Promise.all([1, 2, 3, 4].map((id) => pool.query('INSERT INTO ledger VALUES ($1, inet_server_port())', [id])))
     expect(await appSessions(cluster, n0)).toBeGreaterThan(0)

@@ -50,7 +50,10 @@ describe('Patroni', () => {
       const reads = new Set<number>()
       for (let i = 0; i < 20; i++) reads.add((await s.pool.reader.query<{ port: number }>('SELECT inet_server_port() AS port')).rows[0]!.port)
       expect(reads.has(old.port)).toBe(true)
-      expect(violations(await finishScenario(s.writer, s.failovers, s.portOf, s.cluster.member(next.name)))).toEqual(NONE)
+      // Asynchronous replication: the killed leader's last acknowledged commits may never have been sent.
+      const report = await finishScenario(s.writer, s.failovers, s.portOf, s.cluster.member(next.name), { port: s.portOf(old.name) })
+      expect(violations(report)).toEqual(NONE)
+      if (report.lostInReplicationWindow.length > 0) console.log(`lost to asynchronous replication: ${report.lostInReplicationWindow.length} of ${report.acked}`)
     },
     TIMEOUT,
   )

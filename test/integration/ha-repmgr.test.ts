@@ -42,7 +42,10 @@ describe('repmgr', () => {
       const w = s.pool.status().endpoints.find((e) => e.name === witness.name)!
       expect(w.role).toBe('mismatched-system')
       expect(w.queries).toEqual({ writes: 0, reads: 0, errors: 0 })
-      expect(violations(await finishScenario(s.writer, s.failovers, s.portOf, s.cluster.node(next.name)))).toEqual(NONE)
+      // Asynchronous replication: the killed primary's last acknowledged commits may never have been sent.
+      const report = await finishScenario(s.writer, s.failovers, s.portOf, s.cluster.node(next.name), { port: s.portOf(old.name) })
+      expect(violations(report)).toEqual(NONE)
+      if (report.lostInReplicationWindow.length > 0) console.log(`lost to asynchronous replication: ${report.lostInReplicationWindow.length} of ${report.acked}`)
     },
     TIMEOUT,
   )

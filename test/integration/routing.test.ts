@@ -30,6 +30,8 @@ describe('routing on a healthy cluster', () => {
     ;[n0, n1, n2] = cluster.nodes as [ClusterNode, ClusterNode, ClusterNode]
     pool = shared.pool(cluster)
     await pool.query('CREATE TABLE items (id int PRIMARY KEY, note text)')
+    // The replicas are asked about the table (25006 needs it to exist there first).
+    await cluster.waitForReplication(n0)
     await replicasKnown(pool, 2)
   })
 

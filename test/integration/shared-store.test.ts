@@ -27,6 +27,8 @@ describe('a fleet sharing the Redis state store', () => {
     // old primary stays up and writable (the split-brain case).
     const b = make({ healthCheckIntervalMs: 60_000, promotionWatch: false })
     await a.query('CREATE TABLE t (id int, port int)')
+    // Written to on n1 once it is promoted (replication is asynchronous).
+    await cluster.waitForReplication(n0)
     await b.query('SELECT 1')
     expect(b.status().primary).toBe(n0.name)
 

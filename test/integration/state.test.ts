@@ -78,6 +78,8 @@ describe('state store and fencing on real clusters', () => {
     // A short breaker wait so the returning node is probed again soon (it is never written to either way).
     const pool = res.pool(c, { halfOpenAfterMs: 200, maxHalfOpenAfterMs: 200 })
     await pool.query('CREATE TABLE ledger (id int PRIMARY KEY, port int)')
+    // n1 is written to once promoted: it must have the table before n0 dies (replication is asynchronous).
+    await c.waitForReplication(n0)
     await c.stop(n0, 'immediate')
     await c.promote(n1)
     await expect.poll(() => pool.status().primary, { timeout: 5_000 }).toBe(n1.name)
