@@ -2,6 +2,7 @@ import type { EventEmitter } from 'node:events'
 import type { PoolClient } from 'pg'
 import type { Endpoint, LaneKind } from '../endpoint/endpoint.js'
 import type { LaneEvents } from '../endpoint/lane.js'
+import { hasOwnErrorListener } from './pool-surface.js'
 
 /** The surfaces that own a lane's connections, and where an idle client's error is reported. */
 export interface LaneEventTargets {
@@ -17,7 +18,7 @@ export interface LaneEventTargets {
 
 /**
  * Forwards one lane's pg.Pool events to the surfaces that own its connections (write lanes: the
- * pool and `writer`; read lanes: `reader`), with pg.Pool's arguments. Called for every checkout
+ * pool and `writer`; read lanes: every reader view), with pg.Pool's arguments. Called for every checkout
  * and release, so it allocates nothing per event. Failures are not reported from here: a request
  * reports its own, exactly once; only idle clients' errors (no request saw them) are.
  */
@@ -42,15 +43,16 @@ export function forwardLaneEvents(targets: LaneEventTargets, endpoint: Endpoint,
     error: (err, client) => {
       targets.idleError(endpoint, err)
       // pg.Pool would crash a process with no 'error' listener; a failover must not. Read
-      // connections' errors go to the pool itself when nobody listens on the reader.
+      // connections' errors go to the pool itself when nobody listens on a reader. (Every surface
+      // carries the pool's own listener, which must not count as somebody listening.)
       let delivered = false
       for (const surface of write ? [targets.pool, targets.writer()] : targets.readers()) {
-        if (surface && surface.listenerCount('error') > 0) {
+        if (surface && hasOwnErrorListener(surface)) {
           surface.emit('error', err, client)
           delivered = true
         }
       }
-      if (!delivered && !write && targets.pool.listenerCount('error') > 0) targets.pool.emit('error', err, client)
+      if (!delivered && !write && hasOwnErrorListener(targets.pool)) targets.pool.emit('error', err, client)
     },
   }
 }

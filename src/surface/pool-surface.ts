@@ -1,3 +1,4 @@
+import type { EventEmitter } from 'node:events'
 import pg from 'pg'
 import type { PoolClient, PoolOptions, QueryArrayConfig, QueryArrayResult, QueryConfig, QueryConfigValues, QueryResult, QueryResultRow, Submittable } from 'pg'
 import type { Lane } from '../endpoint/lane.js'
@@ -171,3 +172,9 @@ const BASE_OPTIONS = Symbol('baseOptions')
 
 /** The pool's own 'error' and 'connect' listener (see PoolSurface#handleClientErrors). */
 function clientErrorsHandledInside(): void {}
+
+/** True when someone besides the pool itself listens for 'error' on `surface` (someone to deliver an idle client's error to). */
+export function hasOwnErrorListener(surface: EventEmitter): boolean {
+  const n = surface.listenerCount('error')
+  return n > 1 || (n === 1 && surface.listeners('error')[0] !== clientErrorsHandledInside)
+}

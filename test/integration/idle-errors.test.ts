@@ -1,0 +1,32 @@
+import { describe, expect, it } from 'vitest'
+import { FailoverPool } from '../../src/index.js'
+import type { ClusterNode } from '../support/cluster.js'
+import { endpointsOf, POOL_DEFAULTS, useResources } from '../support/pools.js'
+import { nextEvent } from '../support/wait.js'
+
+const res = useResources()
+
+describe("idle clients' errors", () => {
+  it("an idle read connection's error reaches the pool's own 'error' listener when no reader view listens", async () => {
+    const cluster = await res.cluster({ standbys: 1 })
+    const [, n1] = cluster.nodes as [ClusterNode, ClusterNode]
+    // Not res.pool(): it gives pool.reader a listener of its own, and here nobody listens there.
+    const pool = res.track(new FailoverPool({ endpoints: endpointsOf(cluster.nodes), ...POOL_DEFAULTS }))
+    const errors: Error[] = []
+    pool.on('error', (err) => errors.push(err))
+    // Reads go to the replica once the pool has verified it.
+    await expect.poll(() => pool.status().endpoints.find((e) => e.name === n1.name)?.role, { timeout: 10_000 }).toBe('standby')
+
+    const client = await pool.reader.connect()
+    const { rows } = await client.query<{ pid: number; port: number }>('SELECT pg_backend_pid() AS pid, inet_server_port() AS port')
+    client.release()
+    expect(rows[0]!.port).toBe(n1.port)
+    expect(pool.reader.listenerCount('error')).toBe(1) // only the pool's own
+
+    const errored = nextEvent(pool, 'error', { timeout: 5_000 })
+    await cluster.sql(n1, 'SELECT pg_terminate_backend($1, 5000)', [rows[0]!.pid])
+    await errored
+    expect(errors).toHaveLength(1)
+    expect(errors[0]!.message).toMatch(/terminat/i)
+  })
+})
