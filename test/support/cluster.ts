@@ -11,8 +11,9 @@
  *   <baseDir>/<name>/postgres.log  server log (pg_ctl -l)
  *   <baseDir>/<name>/.s.PGSQL.*    the unix socket (unix_socket_directories)
  *
- * Clusters are registered in a module-level registry and are torn down (SIGQUIT = immediate
- * shutdown, then rm -rf) on process exit, SIGINT and SIGTERM even if `destroy()` is never called.
+ * Every cluster registers an exit cleanup (TempHarness, see temp-harness.ts / exit-cleanup.ts) and
+ * is torn down (SIGQUIT = immediate shutdown, then rm -rf) on process exit, SIGINT and SIGTERM
+ * even if `destroy()` is never called.
  */
 import { randomBytes } from 'node:crypto'
 import { spawnSync } from 'node:child_process'
@@ -38,7 +39,7 @@ import {
   writeServerFile,
   type RunResult,
 } from './pg-binaries.js'
-import { postmasterPid, serverPids, shmIdOf } from './ha/postmaster.js'
+import { killPostmaster, postmasterPid, serverPids, shmIdOf } from './ha/postmaster.js'
 import { findNamed, TempHarness } from './temp-harness.js'
 import { waitUntil } from './wait.js'
 
@@ -284,13 +285,14 @@ export class Cluster extends TempHarness {
    */
   async kill(node: ClusterNode | string): Promise<void> {
     const n = this.resolve(node)
-    const pid = postmasterPid(n.dataDir)
-    if (pid === null) throw new Error(`kill(${n.name}): node is not running`)
+    // Read before the kill: the pid file is removed below.
     const shmId = shmIdOf(n.dataDir)
-    const pids = [pid, ...childPids(pid)]
-    for (const p of pids) signal(p, 'SIGKILL')
+    const pid = await killPostmaster(n.dataDir, true, DEFAULT_TIMEOUT_MS).catch((err: unknown) => {
+      n.frozenPids = null // SIGKILL was sent: stopped or not, they are no longer frozen
+      throw err
+    })
+    if (pid === null) throw new Error(`kill(${n.name}): node is not running`)
     n.frozenPids = null
-    await waitUntil(() => pids.every((p) => !isAlive(p)), { what: `${n.name} processes to die after SIGKILL`, timeout: DEFAULT_TIMEOUT_MS, interval: 10 })
     await waitUntil(async () => (await probePort(n.port, 200)) === 'refused', {
       what: `${n.name} port ${n.port} to refuse connections`,
       timeout: DEFAULT_TIMEOUT_MS,

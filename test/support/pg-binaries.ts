@@ -12,6 +12,9 @@ import path from 'node:path'
 /** True when the current process runs as root (PostgreSQL then has to run as `postgres`). */
 export const IS_ROOT: boolean = typeof process.getuid === 'function' && process.getuid() === 0
 
+/** Whether /proc can be read (Linux): probed once, not on every call of the polling helpers below. */
+const HAS_PROC: boolean = existsSync('/proc/self/stat')
+
 let cachedBinDir: string | undefined
 let aptInstallAttempted = false
 
@@ -259,7 +262,7 @@ export interface ProcInfo {
 /** Snapshot of the process table (from /proc on Linux, `ps` elsewhere). */
 export function listProcesses(): ProcInfo[] {
   const out: ProcInfo[] = []
-  if (existsSync('/proc/self/stat')) {
+  if (HAS_PROC) {
     for (const ent of readdirSync('/proc')) {
       if (!/^\d+$/.test(ent)) continue
       let stat: string
@@ -295,7 +298,7 @@ export function groupMembers(pgid: number): number[] {
 
 /** A process's command line, arguments joined by spaces; undefined once it is gone. */
 export function commandLine(pid: number): string | undefined {
-  if (existsSync('/proc/self/stat')) {
+  if (HAS_PROC) {
     try {
       return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim()
     } catch {
@@ -326,7 +329,7 @@ export function childPids(ppid: number): number[] {
 
 /** State letter of a process, or undefined if it does not exist. */
 export function processState(pid: number): string | undefined {
-  if (existsSync('/proc/self/stat')) {
+  if (HAS_PROC) {
     try {
       const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
       return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0]

@@ -1,6 +1,9 @@
 /**
- * Loopback ports for the test servers (clusters, HA tools): one registry for the whole process, so
- * two harnesses never hand out the same port.
+ * Loopback ports for the test servers (clusters, HA tools, Redis): one registry of handed-out
+ * ports per process, so two harnesses of the same process never hand out the same port. The
+ * registry is not shared between processes (vitest runs up to 2 worker processes), and any other
+ * program may take a port between our pick and the server's bind: such clashes are handled by
+ * the harnesses' start retries (a new port when the server's log says that its port was taken).
  */
 import net from 'node:net'
 

@@ -6,13 +6,16 @@
  * on the same port (the data survives: appendfsync always), and freeze it (SIGSTOP) to play a
  * store that accepts connections but never answers.
  *
- * Servers are registered in a module-level registry and killed (SIGCONT + SIGKILL, then rm -rf)
- * on process exit, SIGINT and SIGTERM even if `destroy()` is never called.
+ * Every server registers an exit cleanup (TempHarness, see temp-harness.ts / exit-cleanup.ts) and
+ * is killed (SIGCONT + SIGKILL, then rm -rf) on process exit, SIGINT and SIGTERM even if
+ * `destroy()` is never called.
  */
+import { fileSize, readLogFrom, tail } from './pg-binaries.js'
+import { freePort } from './ports.js'
 import { TempHarness } from './temp-harness.js'
 import { waitUntil } from './wait.js'
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
@@ -103,25 +106,9 @@ export function findRedisServer(): string {
 // ---------------------------------------------------------------------------------------------
 // Small helpers
 
-function tail(text: string, lines: number): string {
-  return text.trimEnd().split('\n').slice(-lines).join('\n')
-}
-
 /** A redis.conf string argument. */
 function quote(value: string): string {
   return `"${value.replace(/["\\]/g, '\\$&')}"`
-}
-
-async function freePort(): Promise<number> {
-  return new Promise<number>((resolve, reject) => {
-    const srv = net.createServer()
-    srv.unref()
-    srv.on('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo
-      srv.close(() => resolve(port))
-    })
-  })
 }
 
 /** Sends PING; 'up' on +PONG or -NOAUTH (the server answers), 'down' otherwise. */
@@ -202,24 +189,22 @@ class RedisServerImpl extends TempHarness implements RedisServer {
   }
 
   logTail(lines = 20): string {
-    let text = ''
-    try {
-      text = readFileSync(this.#logFile, 'utf8')
-    } catch {
-      // not started yet
-    }
-    return `--- ${this.#logFile} (tail) ---\n${tail(text, lines) || '(empty)'}`
+    // '' before the first start.
+    return `--- ${this.#logFile} (tail) ---\n${tail(readLogFrom(this.#logFile), lines) || '(empty)'}`
   }
 
   /** @internal First start: pick a free port, retrying with another one if it was taken meanwhile. */
   async init(): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       this.#port = await freePort()
+      // Only what this attempt logs counts: an earlier attempt's "address already in use" must
+      // not make a different failure retry.
+      const offset = fileSize(this.#logFile)
       try {
         await this.start()
         return
       } catch (err) {
-        if (!/address already in use/i.test(this.logTail(5)) || attempt >= 5) throw err
+        if (!/address already in use/i.test(readLogFrom(this.#logFile, offset)) || attempt >= 5) throw err
       }
     }
   }

@@ -11,7 +11,7 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import { closeSync, openSync } from 'node:fs'
 import path from 'node:path'
 import { TempHarness } from '../temp-harness.js'
-import { chownToServerUser, groupMembers, IS_ROOT, postgresUser, readLogFrom, signal, sleepSync, tail } from '../pg-binaries.js'
+import { chownToServerUser, fileSize, groupMembers, IS_ROOT, postgresUser, readLogFrom, signal, sleepSync, tail } from '../pg-binaries.js'
 import { GiveUp, sleep, waitUntil } from '../wait.js'
 
 /** Options for {@link Daemon}. */
@@ -275,6 +275,8 @@ export abstract class SingleDaemonHarness extends TempHarness {
     for (let attempt = 1; ; attempt++) {
       const d = new Daemon(await start.prepare())
       this.daemon = d
+      // The log is appended to across attempts: only what this attempt writes may say "port taken".
+      const logOffset = fileSize(d.options.logFile)
       d.start()
       try {
         await waitUntil(
@@ -291,8 +293,13 @@ export abstract class SingleDaemonHarness extends TempHarness {
         )
         return
       } catch (err) {
-        await d.kill()
-        if (attempt < 3 && start.portTaken.test(d.logTail(50))) continue
+        // A daemon that will not die must not hide why it did not come up; it stays this.daemon
+        // (no retry then), so destroy() and the exit cleanup kill it again.
+        const killed = await d.kill().then(
+          () => true,
+          () => false,
+        )
+        if (killed && attempt < 3 && start.portTaken.test(readLogFrom(d.options.logFile, logOffset))) continue
         throw err
       }
     }

@@ -90,10 +90,7 @@ class HAProxyImpl extends SingleDaemonHarness implements HAProxy {
     dir: string,
     private readonly options: HAProxyOptions,
   ) {
-    // Checked before super() registers the exit cleanup, as before the base class existed.
-    for (const b of options.backends) {
-      if (!/^[A-Za-z0-9_.-]+$/.test(b.name)) throw new Error(`unsupported backend name ${JSON.stringify(b.name)}`)
-    }
+    // The options were checked by startHAProxy (validateOptions) before `dir` was made.
     super(dir)
   }
 
@@ -204,10 +201,18 @@ class HAProxyImpl extends SingleDaemonHarness implements HAProxy {
   }
 }
 
+/** At least one backend, each named as haproxy.cfg takes it unquoted. Throws before anything is created. */
+function validateOptions(options: HAProxyOptions): void {
+  if (options.backends.length === 0) throw new Error('startHAProxy: no backends')
+  for (const b of options.backends) {
+    if (!/^[A-Za-z0-9_.-]+$/.test(b.name)) throw new Error(`unsupported backend name ${JSON.stringify(b.name)}`)
+  }
+}
+
 /** Start an HAProxy for `options.backends`; resolves when it listens and its stats socket answers. Installs `haproxy` if needed. */
 export async function startHAProxy(options: HAProxyOptions): Promise<HAProxy> {
+  validateOptions(options)
   await ensureDebianPackages(['haproxy'])
-  if (options.backends.length === 0) throw new Error('startHAProxy: no backends')
   const h = new HAProxyImpl(makeServerTempDir('pgfp-haproxy-'), options)
   try {
     await h.start()

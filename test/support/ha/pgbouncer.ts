@@ -101,14 +101,11 @@ class PgBouncerImpl extends SingleDaemonHarness implements PgBouncer {
     dir: string,
     private readonly options: PgBouncerOptions,
   ) {
-    // Checked before super() registers the exit cleanup, as before the base class existed.
-    const databases = options.databases ?? ['postgres']
-    if (!/^[A-Za-z0-9_]+$/.test(options.user)) throw new Error(`unsupported user name ${JSON.stringify(options.user)}`)
-    for (const d of databases) if (!/^[A-Za-z0-9_]+$/.test(d)) throw new Error(`unsupported database name ${JSON.stringify(d)}`)
+    // The options were checked by startPgBouncer (validateOptions) before `dir` was made.
     super(dir)
     this.target = { host: options.target.host, port: options.target.port }
     this.poolMode = options.poolMode ?? 'session'
-    this.databases = databases
+    this.databases = options.databases ?? ['postgres']
   }
 
   config(database = this.databases[0] ?? 'postgres'): PgConfig {
@@ -135,10 +132,12 @@ class PgBouncerImpl extends SingleDaemonHarness implements PgBouncer {
           env: { HOME: this.dir },
         }
       },
-      what: () => `pgbouncer to listen on 127.0.0.1:${this.port}`,
+      what: () => `pgbouncer to listen on 127.0.0.1:${this.port} and answer SHOW VERSION on its admin console`,
       timeoutMs: 15_000,
       intervalMs: 20,
-      ready: async () => (await probePort(this.port, 300)) === 'open',
+      // An open port alone could be another process that took it before pgbouncer's bind (which
+      // then fails): only our pgbouncer, with our credentials, answers on its admin console.
+      ready: async () => (await probePort(this.port, 300)) === 'open' && (await this.admin('SHOW VERSION')).length > 0,
       portTaken: /address already in use/i,
     })
   }
@@ -208,11 +207,20 @@ class PgBouncerImpl extends SingleDaemonHarness implements PgBouncer {
   }
 }
 
+/** Names go into pgbouncer.ini and admin commands unquoted: only plain identifiers. Throws before anything is created. */
+function validateOptions(options: PgBouncerOptions): void {
+  if (!/^[A-Za-z0-9_]+$/.test(options.user)) throw new Error(`unsupported user name ${JSON.stringify(options.user)}`)
+  for (const d of options.databases ?? ['postgres']) {
+    if (!/^[A-Za-z0-9_]+$/.test(d)) throw new Error(`unsupported database name ${JSON.stringify(d)}`)
+  }
+}
+
 /**
  * Start a PgBouncer in front of `options.target` on a free 127.0.0.1 port; resolves when it
- * listens (the target need not be up). Installs `pgbouncer` if needed.
+ * listens and answers on its admin console (the target need not be up). Installs `pgbouncer` if needed.
  */
 export async function startPgBouncer(options: PgBouncerOptions): Promise<PgBouncer> {
+  validateOptions(options)
   await ensureDebianPackages(['pgbouncer'])
   const b = new PgBouncerImpl(makeServerTempDir('pgfp-pgbouncer-'), options)
   try {

@@ -5,7 +5,7 @@
 import { spawnSync } from 'node:child_process'
 import { readFileSync, unlinkSync } from 'node:fs'
 import path from 'node:path'
-import { childPids, isAlive, processState, signal } from '../pg-binaries.js'
+import { childPids, commandLine, isAlive, processState, signal } from '../pg-binaries.js'
 import { waitUntil } from '../wait.js'
 
 function pidFileLines(dataDir: string): string[] | null {
@@ -17,12 +17,10 @@ function pidFileLines(dataDir: string): string[] | null {
 }
 
 function isPostgres(pid: number): boolean {
-  try {
-    const exe = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0] ?? ''
-    return /(^|\/)postgres$/.test(exe) || exe.startsWith('postgres:')
-  } catch {
-    return false
-  }
+  // Arguments are joined by spaces: the executable is the first word ("/usr/lib/.../postgres -D ...",
+  // or a retitled "postgres: ..." child).
+  const cmd = commandLine(pid) ?? ''
+  return /^(\S*\/)?postgres(\s|$)/.test(cmd) || cmd.startsWith('postgres:')
 }
 
 /** Pid of the live postmaster of `dataDir` (from postmaster.pid), or null when none runs. */
@@ -60,7 +58,7 @@ export function removeShmIfUnused(shmId: number | null): void {
 }
 
 /** Remove postmaster.pid (only call when its postmaster is known dead, e.g. a zombie nobody reaps). */
-export function removeStalePidFile(dataDir: string): void {
+function removeStalePidFile(dataDir: string): void {
   try {
     unlinkSync(path.join(dataDir, 'postmaster.pid'))
   } catch (err) {

@@ -2,16 +2,17 @@
  * Small shared helpers of the HA harnesses: free loopback ports, polling with a deadline, plain
  * HTTP calls (Patroni REST, etcd health), one-shot SQL, temp directories owned by the server user.
  *
- * Ports are picked like test/support/cluster.ts does (bind port 0 on 127.0.0.1, close, never hand
- * out the same port twice in one process). Another process may still grab a port between the
- * pick and the daemon's bind; harnesses that can cheaply retry with new ports do so.
+ * Ports come from test/support/ports.ts, as for test/support/cluster.ts and redis.ts (bind port 0
+ * on 127.0.0.1, close, never hand out the same port twice in one process; re-exported here).
+ * Another process may still grab a port between the pick and the daemon's bind; harnesses that
+ * can cheaply retry with new ports do so.
  */
 import { mkdtempSync } from 'node:fs'
 import http from 'node:http'
 import os from 'node:os'
 import path from 'node:path'
 import pg from 'pg'
-import {chownToServerUser, IS_ROOT, postgresUser } from '../pg-binaries.js'
+import { chownToServerUser, IS_ROOT, postgresUser } from '../pg-binaries.js'
 import { runProcess, type RunResult } from '../process.js'
 import { sleep, waitUntil } from '../wait.js'
 
