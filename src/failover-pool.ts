@@ -122,7 +122,11 @@ export class FailoverPool extends PoolSurface {
    * it was given (TypeORM ends each `replication.slaves` pool), each can be ended separately.
    */
   readerView(): RoutedPool {
-    const view = new RoutedPool(this.host, 'read', this.#opts.poolConfig)
+    // An ended view stops receiving the read connections' events (each event goes to every view).
+    const view: RoutedPool = new RoutedPool(this.host, 'read', this.#opts.poolConfig, () => {
+      const i = this.#readers.indexOf(view)
+      if (i !== -1) this.#readers.splice(i, 1)
+    })
     this.#readers.push(view)
     return view
   }

@@ -18,14 +18,19 @@ export class RoutedPool extends PoolSurface {
   /** @internal */
   protected readonly intent: Intent
 
-  /** @internal created by FailoverPool#reader / #writer */
-  constructor(host: RoutingHost, intent: Intent, config: PoolConfig) {
+  readonly #onEnd: (() => void) | undefined
+
+  /** @internal created by FailoverPool#reader / #writer / #readerView; `onEnd` runs when the view is ended. */
+  constructor(host: RoutingHost, intent: Intent, config: PoolConfig, onEnd?: () => void) {
     super(config)
     this.host = host
     this.intent = intent
+    this.#onEnd = onEnd
     this.handleClientErrors()
   }
 
   /** Ending a view only stops it being used: the FailoverPool owns (and closes) the connections. */
-  protected override async shutdown(): Promise<void> {}
+  protected override async shutdown(): Promise<void> {
+    this.#onEnd?.()
+  }
 }

@@ -6,7 +6,7 @@ import { nextEvent } from '../support/wait.js'
 
 const res = useResources()
 
-describe("idle clients' errors", () => {
+describe('reader views', () => {
   it("an idle read connection's error reaches the pool's own 'error' listener when no reader view listens", async () => {
     const cluster = await res.cluster({ standbys: 1 })
     const [, n1] = cluster.nodes as [ClusterNode, ClusterNode]
@@ -28,5 +28,23 @@ describe("idle clients' errors", () => {
     await errored
     expect(errors).toHaveLength(1)
     expect(errors[0]!.message).toMatch(/terminat/i)
+  })
+
+  it('an ended reader view gets no more events of the read connections; the other views still do', async () => {
+    const cluster = await res.cluster({ standbys: 1 })
+    const [, n1] = cluster.nodes as [ClusterNode, ClusterNode]
+    const pool = res.pool(cluster)
+    await expect.poll(() => pool.status().endpoints.find((e) => e.name === n1.name)?.role, { timeout: 10_000 }).toBe('standby')
+    const ended = pool.readerView()
+    const open = pool.readerView()
+    const acquired = { ended: 0, open: 0 }
+    ended.on('acquire', () => acquired.ended++)
+    open.on('acquire', () => acquired.open++)
+    await open.query('SELECT 1')
+    expect(acquired).toEqual({ ended: 1, open: 1 })
+
+    await ended.end()
+    await open.query('SELECT 1')
+    expect(acquired).toEqual({ ended: 1, open: 2 })
   })
 })
