@@ -107,11 +107,12 @@ export function unwatchCheckout(client: PoolClient): void {
 
 /** A statement `isReadOnly` vouches for, sent on a session idle outside a transaction with nothing queued before it. */
 function rerunnable(client: Watched, text: unknown, isReadOnly: (sql: string) => boolean): boolean {
-  const sql = sqlOf(text)
-  if (sql === null || !isReadOnly(sql)) return false
+  // The session checks first: they are cheap and most ORM statements run inside a transaction.
   const status = typeof (client as { getTransactionStatus?: () => string | null }).getTransactionStatus === 'function' ? (client as unknown as { getTransactionStatus(): string | null }).getTransactionStatus() : client[TX_STATUS]
   if (status !== 'I') return false
   // Nothing in flight or queued ahead of it on this session (pg runs one statement at a time).
   const internal = client as unknown as { _activeQuery?: unknown; _queryQueue?: unknown[] }
-  return '_activeQuery' in internal ? internal._activeQuery == null && (internal._queryQueue?.length ?? 0) === 0 : false
+  if (!('_activeQuery' in internal) || internal._activeQuery != null || (internal._queryQueue?.length ?? 0) !== 0) return false
+  const sql = sqlOf(text)
+  return sql !== null && isReadOnly(sql)
 }

@@ -38,16 +38,21 @@ export function sqlOf(text: unknown): string | null {
 
 /** True only for statements that certainly neither write nor need the primary. */
 export function isCertainlyReadOnly(sql: string): boolean {
+  return readOnlyCode(sql) !== null
+}
+
+/** The statement with literals and comments blanked out, when it is certainly read-only; else null. */
+function readOnlyCode(sql: string): string | null {
   const code = stripLiteralsAndComments(sql)
-  if (code === null) return false
+  if (code === null) return null
   const trimmed = code.trim().replace(/;\s*$/, '')
-  if (trimmed.includes(';')) return false
-  if (!/^(select|with|values|table|\()/i.test(trimmed)) return false
-  if (WRITE_KEYWORDS.test(trimmed)) return false
-  if (LOCKING_CLAUSE.test(trimmed)) return false
-  if (/\binto\b/i.test(trimmed)) return false
-  if (FUNCTION_CALL.test(trimmed)) return false
-  return true
+  if (trimmed.includes(';')) return null
+  if (!/^(select|with|values|table|\()/i.test(trimmed)) return null
+  if (WRITE_KEYWORDS.test(trimmed)) return null
+  if (LOCKING_CLAUSE.test(trimmed)) return null
+  if (/\binto\b/i.test(trimmed)) return null
+  if (FUNCTION_CALL.test(trimmed)) return null
+  return code
 }
 
 /**
@@ -62,11 +67,14 @@ const PAREN_WORDS = new Set([
   'decimal', 'varchar', 'char', 'character', 'bit', 'timestamp', 'time', 'interval', 'float',
 ])
 
-/** Unreserved words that open a list only right after another token: `count(*) FILTER (`, `OVER (`, `ORDER BY (`. */
-const PAREN_WORDS_AFTER: ReadonlyMap<string, RegExp> = new Map([
-  ['over', /\)\s*$/],
-  ['filter', /\)\s*$/],
-  ['by', /\b(order|group|partition)\s*$/i],
+/**
+ * Unreserved words that open a list only right after a given token (`count(*) FILTER (`, `OVER (`,
+ * `ORDER BY (`): elsewhere they may name a user's function.
+ */
+const PAREN_WORDS_AFTER: ReadonlyMap<string, (previous: string) => boolean> = new Map<string, (previous: string) => boolean>([
+  ['over', (previous: string) => previous === ')'],
+  ['filter', (previous: string) => previous === ')'],
+  ['by', (previous: string) => previous === 'order' || previous === 'group' || previous === 'partition'],
 ])
 
 /**
@@ -111,9 +119,9 @@ const CALLED = /(?<![\p{L}\p{N}_$])(?:([\p{L}_][\p{L}\p{N}_$]*)\s*\.\s*)?([\p{L}
  * name that wins on its argument types.
  */
 export function isSafeToRunAgain(sql: string): boolean {
-  if (!isCertainlyReadOnly(sql)) return false
+  const code = readOnlyCode(sql)
+  if (code === null) return false
   // (A quoted name before "(" reads `ident (` after the scan: a call this cannot vouch for.)
-  const code = stripLiteralsAndComments(sql)!
   for (const call of code.matchAll(CALLED)) {
     const [, schema, name] = call
     const word = name!.toLowerCase()
@@ -123,7 +131,7 @@ export function isSafeToRunAgain(sql: string): boolean {
     }
     if (READ_FUNCTIONS.has(word) || PAREN_WORDS.has(word)) continue
     const after = PAREN_WORDS_AFTER.get(word)
-    if (after === undefined || !after.test(code.slice(0, call.index))) return false
+    if (after === undefined || !after(previousToken(code, call.index))) return false
   }
   return true
 }
@@ -178,4 +186,13 @@ function stripLiteralsAndComments(sql: string): string | null {
     }
   }
   return out
+}
+
+/** The token that ends before `index` in `code` (lower case): a word, or one other character ('' at the start). */
+function previousToken(code: string, index: number): string {
+  let end = index
+  while (end > 0 && /\s/.test(code[end - 1]!)) end--
+  let start = end
+  while (start > 0 && /[\p{L}\p{N}_$]/u.test(code[start - 1]!)) start--
+  return start === end ? code.slice(Math.max(0, end - 1), end) : code.slice(start, end).toLowerCase()
 }
