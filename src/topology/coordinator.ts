@@ -189,7 +189,7 @@ export class Coordinator implements ElectionHost, VerdictHost {
     if (this.#state.kind === 'ended') return
     const endpoint = target.endpoint
     // (A late answer from a statement sent before the node was verified again says nothing about now.)
-    if (errorClass === 'read-only' && target.role === 'primary' && target.generation === this.#generation) this.standing(endpoint).readOnlySince ??= this.#opts.clock.now()
+    if (errorClass === 'read-only' && target.role === 'primary' && target.generation === this.#generation) this.standing(endpoint).saidReadOnly = true
     const verdict = errorClass === 'connection' ? this.#reachability.failed(endpoint, error, startedAt) : null
     if (target.role === 'replica') {
       // A replica that stopped answering gets fresh pools; one that hangs has its statements cut.
@@ -284,7 +284,7 @@ export class Coordinator implements ElectionHost, VerdictHost {
    */
   leave(endpoint: Endpoint, reason: string): void {
     topologyLog('leaving %s: %s', endpoint.name, reason)
-    endpoint.retire(true, this.standing(endpoint).readOnlySince !== null ? this.#opts.probeTimeoutMs : 0)
+    endpoint.retire(true, this.standing(endpoint).saidReadOnly ? this.#opts.probeTimeoutMs : 0)
     const s = this.#state
     const now = this.#opts.clock.now()
     if (s.kind === 'verified' && s.primary === endpoint) {
@@ -306,7 +306,7 @@ export class Coordinator implements ElectionHost, VerdictHost {
     const standing = this.standing(next)
     standing.fenced = false
     // Verified writable just now (switchTo verifies with its own probe, not through the verdicts).
-    standing.readOnlySince = null
+    standing.saidReadOnly = false
     const target: Target = { endpoint: next, lane: next.write, generation: this.#generation, role: 'primary', caughtUp: true }
     this.#state = paused ? { kind: 'paused', primary: next, loss: null } : { kind: 'verified', primary: next, target }
     // The fast cadence of discovery ends here; the health check is scheduled when the round settles.

@@ -84,7 +84,7 @@ export class ProbeVerdicts {
     const standing = host.standing(endpoint)
     if (standing.promotedAt !== null && startedAt >= standing.promotedAt) standing.promotedAt = null
     const role = roleOf(probe)
-    standing.readOnlySince = role === 'primary' ? null : (standing.readOnlySince ?? startedAt)
+    standing.saidReadOnly = role !== 'primary'
     // A fenced old primary that was rewound and rejoined as a standby of our cluster is safe again as a reader.
     if (role === 'standby' && standing.fenced && (host.cluster.systemId === null || probe.systemId === host.cluster.systemId)) standing.fenced = false
     if (shownPrimary(host.state) === endpoint && role !== 'primary' && startedAt >= this.evidence.changedAt) {

@@ -25,16 +25,16 @@ export interface Standing {
   /** Taken out of service by `drain()` until `undrain()`. */
   drained: boolean
   /**
-   * Clock ms since which the node has said it takes no writes (a statement answered 25006, or a
-   * probe found it read-only or in recovery); null once a probe finds it writable. Leaving such a
-   * node lets its running statements answer (see {@link Endpoint.retire}).
+   * The node has said it takes no writes (a statement answered 25006, or a probe found it
+   * read-only or in recovery) since it was last found writable. Leaving such a node lets its
+   * running statements answer (see {@link Endpoint.retire}).
    */
-  readOnlySince: number | null
+  saidReadOnly: boolean
 }
 
 /** A fresh standing: nothing known yet. */
 export function newStanding(): Standing {
-  return { downSince: null, upSince: null, lastError: null, fenced: false, otherCluster: false, promotedAt: null, refusedByHook: false, drained: false, readOnlySince: null }
+  return { downSince: null, upSince: null, lastError: null, fenced: false, otherCluster: false, promotedAt: null, refusedByHook: false, drained: false, saidReadOnly: false }
 }
 
 /** The role `status()` and `roleChange` show for an endpoint. */

@@ -268,15 +268,15 @@ describe('coordinator: leaving a node that said it takes no writes', () => {
     await flush()
     expect(t.coordinator.readyWriteTarget()?.endpoint.name).toBe('a')
     t.coordinator.report({ target: stale, error: readOnly(), errorClass: 'read-only', startedAt: t.clock.now() })
-    expect(t.coordinator.standing(t.node('a')).readOnlySince).toBeNull()
+    expect(t.coordinator.standing(t.node('a')).saidReadOnly).toBe(false)
 
     // b was a standby (it takes no writes); promoted and chosen by switchTo, it is writable.
-    expect(t.coordinator.standing(t.node('b')).readOnlySince).not.toBeNull()
+    expect(t.coordinator.standing(t.node('b')).saidReadOnly).toBe(true)
     t.node('b').mode = 'primary'
     t.node('b').timeline = 2
     await new Maintenance(t.coordinator, t.options, new EventEmitter()).switchTo('b')
     expect(t.coordinator.readyWriteTarget()?.endpoint.name).toBe('b')
-    expect(t.coordinator.standing(t.node('b')).readOnlySince).toBeNull()
+    expect(t.coordinator.standing(t.node('b')).saidReadOnly).toBe(false)
     t.node('a').mode = 'primary'
     t.node('a').timeline = 3
     t.coordinator.promotionNoticed(t.node('a'))
