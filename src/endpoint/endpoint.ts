@@ -94,21 +94,29 @@ export class Endpoint {
 
   /**
    * The node failed or changed role: retire both lanes (see {@link Lane.retire}). With `cut`,
-   * everything still running there is cut: the pool has left the node (`answerGraceMs`, ms, default
-   * 0, lets running `pool.query` statements answer first). The monitor session stays: probes go on
-   * judging the node (a dead session is replaced by the next probe).
+   * everything still running there is cut: the pool has left the node. The monitor session stays:
+   * probes go on judging the node (a dead session is replaced by the next probe).
+   *
+   * `answerGraceMs` (ms, default 0: everything is cut at once) lets a running `pool.query` statement
+   * answer first, for a node that said it takes no writes: its answer is then an error that proves
+   * the statement did nothing (25006, retried on the new primary), where a cut would leave its
+   * outcome unknown. A request reports a success from a node left meanwhile as outcome-unknown
+   * (see {@link leaves}), so the grace never acknowledges a write; what still runs when it ends is cut.
    */
   retire(cut = false, answerGraceMs = 0): void {
     if (cut) this.leaves++
-    this.write.retire(cut, answerGraceMs)
-    this.read.retire(cut, answerGraceMs)
+    const spare = cut && answerGraceMs > 0
+    const running = [...this.write.retire(cut, spare), ...this.read.retire(cut, spare)]
     if (cut) for (const client of this.external) destroySocket(client)
+    // A client that answered in time went back into its ended pool and closed: destroying it again is a no-op.
+    if (running.length > 0) this.clock.setTimeout(() => running.forEach(destroySocket), answerGraceMs)
   }
 
   /**
    * Points `client` (made elsewhere, not connected yet) at this node with this endpoint's address,
    * credentials and TLS settings (see {@link pointClientAt}), connects it, and keeps it in
-   * {@link external} until it ends, so that leaving the node cuts it.
+   * {@link external} until it ends, so that leaving the node cuts it. A failed connect leaves no
+   * listener behind (a caller may connect the same client again).
    */
   async attach(client: pg.Client, onError: (err: Error) => void = () => undefined): Promise<void> {
     pointClientAt(client, this.address)
@@ -119,15 +127,17 @@ export class Endpoint {
       reported = true
       onError(err)
     }
-    client.on('error', failed)
-    client.once('end', () => {
+    const ended = (): void => {
       this.external.delete(client)
       client.removeListener('error', failed)
-    })
+    }
+    client.on('error', failed)
+    client.once('end', ended)
     try {
       await client.connect()
     } catch (err) {
-      this.external.delete(client)
+      client.removeListener('end', ended)
+      ended()
       throw err
     }
   }

@@ -104,15 +104,12 @@ export class Lane {
    * before) is cut: for a node the pool has left, so that nothing still running there can complete
    * and be acknowledged afterwards (its outcome is reported as unknown instead).
    *
-   * `answerGraceMs` (ms, default 0: everything is cut at once) lets a `pool.query` statement that is
-   * running ({@link statementSent}) answer first, for a node that said it takes no writes: its answer
-   * is then an error that proves the statement did nothing (25006, retried on the new primary), where
-   * a cut would leave its outcome unknown. The request reports a success from a node left meanwhile
-   * as outcome-unknown, so the grace never acknowledges a write; a statement still running when it
-   * ends is cut. Checked-out clients are always cut at once: their user's next statement, a COMMIT
-   * say, must never reach the node.
+   * With `spareRunning`, a client running a `pool.query` statement ({@link statementSent}) is not cut
+   * but returned, for the caller to cut once the statement had time to answer (see
+   * {@link Endpoint.retire}). Checked-out clients are always cut at once: their user's next
+   * statement, a COMMIT say, must never reach the node.
    */
-  retire(cut = false, answerGraceMs = 0): void {
+  retire(cut = false, spareRunning = false): PoolClient[] {
     const old = this.pool
     this.pool = this.createPool()
     this.draining.add(old)
@@ -121,17 +118,16 @@ export class Lane {
       () => this.draining.delete(old),
     )
     this.abortPending()
-    if (!cut) return
-    const answering: PoolClient[] = []
+    const running: PoolClient[] = []
+    if (!cut) return running
     for (const [pool, clients] of this.clients) {
       if (pool === this.pool) continue
       for (const client of clients) {
-        if (answerGraceMs > 0 && (client as Marked)[RUNNING_STATEMENT] === true) answering.push(client)
+        if (spareRunning && (client as Marked)[RUNNING_STATEMENT] === true) running.push(client)
         else destroySocket(client)
       }
     }
-    // A client that answered in time was released into its ended pool and closed: destroying it again is a no-op.
-    if (answering.length > 0) setTimeout(() => answering.forEach(destroySocket), answerGraceMs).unref()
+    return running
   }
 
   /** Resolves once no client of this lane is open (idle or checked out): what drain() waits for. */
