@@ -15,7 +15,7 @@
 import { type Attributes, type MeterProvider, type ObservableResult, SpanStatusCode, type TracerProvider, metrics, trace } from '@opentelemetry/api'
 import type { FailoverEvent, SplitBrainEvent } from '../events.js'
 import type { FailoverPool } from '../failover-pool.js'
-import type { EndpointStatus } from '../observe/status.js'
+import { ENDPOINT_ROLES, type EndpointStatus } from '../observe/status.js'
 
 /** Options of {@link instrumentPool}. */
 export interface OtelOptions {
@@ -28,7 +28,6 @@ export interface OtelOptions {
 }
 
 const SCOPE = 'pg-failover-pool'
-const ROLES: ReadonlyArray<EndpointStatus['role']> = ['primary', 'standby', 'read-only', 'unverified-primary', 'fenced', 'mismatched-system', 'unreachable', 'unknown']
 const BREAKERS: ReadonlyArray<EndpointStatus['breaker']> = ['closed', 'half-open', 'open']
 
 /**
@@ -58,7 +57,7 @@ export function instrumentPool(pool: FailoverPool, options: OtelOptions = {}): (
       r.observe(connections, e.totalCount - e.idleCount, { ...at, 'db.client.connection.state': 'used' })
       r.observe(connections, e.idleCount, { ...at, 'db.client.connection.state': 'idle' })
       r.observe(max, limit, at)
-      for (const name of ROLES) r.observe(role, name === e.role ? 1 : 0, { ...at, 'pg_failover_pool.role': name })
+      for (const name of ENDPOINT_ROLES) r.observe(role, name === e.role ? 1 : 0, { ...at, 'pg_failover_pool.role': name })
       for (const name of BREAKERS) r.observe(breaker, name === e.breaker ? 1 : 0, { ...at, 'pg_failover_pool.breaker': name })
     }
     r.observe(pending, pool.waitingCount, base)
@@ -67,8 +66,7 @@ export function instrumentPool(pool: FailoverPool, options: OtelOptions = {}): (
     r.observe(ready, status.ready ? 1 : 0, base)
   }
   const observables = [connections, max, pending, failovers, epoch, ready, role, breaker]
-  const batch = (r: { observe(metric: ObservableResult | unknown, value: number, attributes?: Attributes): void }): void => observe(r)
-  meter.addBatchObservableCallback(batch as never, observables)
+  meter.addBatchObservableCallback(observe as never, observables)
 
   const onFailover = (e: FailoverEvent): void => {
     const end = Date.now()
@@ -88,7 +86,7 @@ export function instrumentPool(pool: FailoverPool, options: OtelOptions = {}): (
   pool.on('failover', onFailover)
   pool.on('splitBrain', onSplitBrain)
   return () => {
-    meter.removeBatchObservableCallback(batch as never, observables)
+    meter.removeBatchObservableCallback(observe as never, observables)
     pool.off('failover', onFailover)
     pool.off('splitBrain', onSplitBrain)
   }

@@ -2,7 +2,8 @@
  * The LISTEN session of `pgBossDb` (pg-boss 12's `listen` hook): one dedicated session that
  * follows the verified primary across failovers.
  */
-import pg from 'pg'
+import pg, { escapeIdentifier } from 'pg'
+import { jitter } from '../clock.js'
 import { destroyClient } from '../endpoint/endpoint.js'
 import type { FailoverPool } from '../failover-pool.js'
 import type { PgBossListenHandle } from './pg-boss.js'
@@ -43,7 +44,7 @@ export async function listenOnPrimary(
   let sessionStart = 0
   // Only self-heal once a LISTEN has succeeded: a failed first one is the caller's to handle.
   let established = false
-  const listenSql = `LISTEN ${quoteIdent(channel)}`
+  const listenSql = `LISTEN ${escapeIdentifier(channel)}`
 
   const report = (err: unknown): void => {
     if (closed) return
@@ -85,7 +86,7 @@ export async function listenOnPrimary(
       return
     }
     // The first attempt goes at once (connectClient itself waits for a verified primary), later ones back off.
-    const delay = failures === 0 ? 0 : Math.min(settings.maxRetryDelayMs, 1_000 * 2 ** Math.min(failures - 1, 10))
+    const delay = failures === 0 ? 0 : Math.min(settings.maxRetryDelayMs, jitter(1_000 * 2 ** Math.min(failures - 1, 10)))
     failures++
     reconnectTimer = setTimeout(() => {
       reconnectTimer = null
@@ -176,7 +177,3 @@ export async function listenOnPrimary(
   }
 }
 
-/** `name` as a quoted SQL identifier. */
-function quoteIdent(name: string): string {
-  return `"${name.replace(/"/g, '""')}"`
-}

@@ -1,4 +1,4 @@
-import type { FailoverPoolStatus } from './status.js'
+import { ENDPOINT_ROLES, type FailoverPoolStatus } from './status.js'
 
 /** The parts of `prom-client` this adapter uses (pass the module itself: it stays an optional peer). */
 export interface PromClientLike {
@@ -21,7 +21,6 @@ export interface MetricsOptions {
   pool?: string
 }
 
-const ROLES = ['primary', 'standby', 'read-only', 'unverified-primary', 'fenced', 'mismatched-system', 'unreachable', 'unknown'] as const
 const BREAKER_VALUE = { closed: 0, 'half-open': 1, open: 2 } as const
 
 /**
@@ -59,7 +58,7 @@ export function registerMetrics(pool: { status(): FailoverPoolStatus }, options:
   gauge('failovers_total', 'Failovers completed since the pool started', [], (g) => g.set({ pool: poolLabel }, current().failovers))
   gauge('epoch', 'Topology epoch (grows with every change of primary)', [], (g) => g.set({ pool: poolLabel }, current().epoch))
   gauge('endpoint_role', '1 for the role each endpoint is in now', ['endpoint', 'role'], (g) => {
-    for (const e of current().endpoints) for (const role of ROLES) g.set({ pool: poolLabel, endpoint: e.name, role }, e.role === role ? 1 : 0)
+    for (const e of current().endpoints) for (const role of ENDPOINT_ROLES) g.set({ pool: poolLabel, endpoint: e.name, role }, e.role === role ? 1 : 0)
   })
   gauge('endpoint_breaker_state', 'Circuit breaker: 0 closed, 1 half-open, 2 open', ['endpoint'], (g) => {
     for (const e of current().endpoints) g.set({ pool: poolLabel, endpoint: e.name }, BREAKER_VALUE[e.breaker])

@@ -12,15 +12,10 @@ import { shownPrimary } from '../topology/writer-state.js'
  * (writable but stale or disputed: never written to), `mismatched-system` (another cluster),
  * `unreachable` (last probe or connection failed), `unknown` (not probed yet).
  */
-export type EndpointRole =
-  | 'primary'
-  | 'standby'
-  | 'read-only'
-  | 'unverified-primary'
-  | 'fenced'
-  | 'mismatched-system'
-  | 'unreachable'
-  | 'unknown'
+export type EndpointRole = (typeof ENDPOINT_ROLES)[number]
+
+/** Every {@link EndpointRole}, for metrics that report one series per role. */
+export const ENDPOINT_ROLES = ['primary', 'standby', 'read-only', 'unverified-primary', 'fenced', 'mismatched-system', 'unreachable', 'unknown'] as const
 
 /** One endpoint in {@link FailoverPoolStatus}. */
 export interface EndpointStatus {
