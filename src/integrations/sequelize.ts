@@ -14,6 +14,7 @@
  * Sequelize itself is not imported: it is an optional peer of this package.
  */
 import pg from 'pg'
+import { jitter } from '../clock.js'
 import { classifyError } from '../error-policy.js'
 import { ConfigError, isFailoverPoolError } from '../errors.js'
 import type { FailoverPool } from '../failover-pool.js'
@@ -203,7 +204,6 @@ export function sequelizeDialect(pool: FailoverPool, options: SequelizeDialectOp
         for (let attempt = 0; ; attempt++) {
           if (internals._ending) throw new Error('Client was ended while connecting')
           this.#endHeld = false
-          const endListeners = this.listeners('end')
           this.#keepAppListenersOnly()
           this.#viaPool = true
           try {
@@ -211,10 +211,8 @@ export function sequelizeDialect(pool: FailoverPool, options: SequelizeDialectOp
             break
           } catch (err) {
             if (!retryable(err) || internals._ending || performance.now() >= deadline) throw err
-            // The failed attempt's own 'end' listeners have nothing left to do.
-            for (const listener of this.listeners('end')) if (!endListeners.includes(listener)) this.removeListener('end', listener as Listener)
             if (!(await this.#socketGone())) throw err
-            await sleep(Math.min(backoff(attempt), Math.max(0, deadline - performance.now())))
+            await sleep(Math.min(jitter(Math.min(MAX_BACKOFF_MS, FIRST_BACKOFF_MS * 2 ** attempt)), Math.max(0, deadline - performance.now())))
           } finally {
             this.#viaPool = false
           }
@@ -293,10 +291,6 @@ export function sequelizeDialect(pool: FailoverPool, options: SequelizeDialectOp
 /** A connect that failed on the node (nothing ran): another attempt may go to the node the pool finds next. */
 function retryable(err: unknown): boolean {
   return !isFailoverPoolError(err) && classifyError(err) === 'connection'
-}
-
-function backoff(attempt: number): number {
-  return Math.min(MAX_BACKOFF_MS, FIRST_BACKOFF_MS * 2 ** attempt) * (0.8 + 0.4 * Math.random())
 }
 
 function sleep(ms: number): Promise<void> {
