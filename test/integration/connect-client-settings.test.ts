@@ -24,6 +24,16 @@ function serverCertificate(): { cert: string; key: string } {
   return { cert, key }
 }
 
+/** The application_name of the Sequelize connections the proxy in the third test may cut. */
+const SEQUELIZE_APP = 'sequelize-under-test'
+
+/** The application_name in a PostgreSQL startup message (length, protocol, then name/value pairs), or '' when it has none. */
+function applicationNameOf(startup: Buffer): string {
+  const fields = startup.subarray(8, startup.readInt32BE(0)).toString('utf8').split('\0')
+  for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === 'application_name') return fields[i + 1]!
+  return ''
+}
+
 describe('connectClient (and Sequelize through it) takes the endpoint\'s settings', () => {
   it('with endpoints given as connection strings: the node\'s address, credentials, database and TLS; the client keeps its own keepalive', async () => {
     const { cert, key } = serverCertificate()
@@ -72,27 +82,41 @@ describe('connectClient (and Sequelize through it) takes the endpoint\'s setting
   it('a Sequelize connection whose first attempt is cut is retried, and keeps the listeners Sequelize put on it', async () => {
     const cluster = await res.cluster({ standbys: 0 })
     const [n0] = cluster.nodes as [ClusterNode]
-    // A loopback TCP proxy in front of the node that cuts the next `cut` connections as they arrive.
+    // A loopback TCP proxy in front of the node. It reads each connection's startup message and
+    // cuts the next `cut` connections of Sequelize's (told apart by their application_name, which
+    // the pool's own sessions, health checks included, do not have) as they arrive; `arrived`
+    // lists every connection, in order: its application_name and whether it was cut.
     let cut = 0
-    let wasCut = 0
+    const arrived: Array<{ app: string; cut: boolean }> = []
     const sockets = new Set<net.Socket>()
     const proxy = net.createServer((downstream) => {
       sockets.add(downstream)
       downstream.on('close', () => sockets.delete(downstream))
       downstream.on('error', () => undefined)
-      if (cut > 0) {
-        cut--
-        wasCut++
-        downstream.destroy()
-        return
+      let startup = Buffer.alloc(0)
+      const onStartup = (chunk: Buffer): void => {
+        startup = Buffer.concat([startup, chunk])
+        if (startup.length < 4 || startup.length < startup.readInt32BE(0)) return
+        downstream.removeListener('data', onStartup)
+        downstream.pause()
+        const app = applicationNameOf(startup)
+        const cutThis = app === SEQUELIZE_APP && cut > 0
+        arrived.push({ app, cut: cutThis })
+        if (cutThis) {
+          cut--
+          downstream.destroy()
+          return
+        }
+        const upstream = net.connect(n0.port, '127.0.0.1')
+        sockets.add(upstream)
+        upstream.on('close', () => sockets.delete(upstream))
+        upstream.on('error', () => downstream.destroy())
+        downstream.on('close', () => upstream.destroy())
+        upstream.on('close', () => downstream.destroy())
+        upstream.write(startup)
+        downstream.pipe(upstream).pipe(downstream)
       }
-      const upstream = net.connect(n0.port, '127.0.0.1')
-      sockets.add(upstream)
-      upstream.on('close', () => sockets.delete(upstream))
-      upstream.on('error', () => downstream.destroy())
-      downstream.on('close', () => upstream.destroy())
-      upstream.on('close', () => downstream.destroy())
-      downstream.pipe(upstream).pipe(downstream)
+      downstream.on('data', onStartup)
     })
     await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve))
     res.defer(async () => {
@@ -103,15 +127,27 @@ describe('connectClient (and Sequelize through it) takes the endpoint\'s setting
     const pool = res.pool(cluster, { endpoints: [`postgres://postgres:${cluster.password}@127.0.0.1:${port}/postgres`] })
     expect((await pool.query('SELECT inet_server_port() AS port')).rows).toEqual([{ port: n0.port }])
 
-    const sequelize = new Sequelize({ dialect: 'postgres', dialectModule: sequelizeDialect(pool), host: 'placeholder.invalid', logging: false })
+    const sequelize = new Sequelize({
+      dialect: 'postgres',
+      dialectModule: sequelizeDialect(pool),
+      host: 'placeholder.invalid',
+      dialectOptions: { application_name: SEQUELIZE_APP },
+      logging: false,
+    })
     res.defer(() => sequelize.close())
     const connected: Array<Record<string, unknown>> = []
     sequelize.addHook('afterConnect', (connection) => {
       connected.push(connection as Record<string, unknown>)
     })
+    // The pool's own sessions came through the proxy untouched, and none was Sequelize's.
+    expect(arrived.length).toBeGreaterThan(0)
+    expect(arrived.filter((a) => a.app === SEQUELIZE_APP || a.cut)).toEqual([])
     cut = 1
-    expect(await sequelize.query('SELECT inet_server_port() AS port', { type: QueryTypes.SELECT })).toEqual([{ port: n0.port }])
-    expect(wasCut).toBe(1)
+    expect(await sequelize.query("SELECT inet_server_port() AS port, current_setting('application_name') AS app", { type: QueryTypes.SELECT })).toEqual([{ port: n0.port, app: SEQUELIZE_APP }])
+    // Only Sequelize's first connection attempt was cut (Sequelize first connects once to read the
+    // server version, then for the query); every other one of its attempts became a connection.
+    expect(arrived.filter((a) => a.cut).map((a) => a.app)).toEqual([SEQUELIZE_APP])
+    expect(arrived.filter((a) => a.app === SEQUELIZE_APP).map((a) => a.cut)).toEqual([true, ...connected.map(() => false)])
     // Sequelize learns standard_conforming_strings from a listener it put on the first attempt's
     // connection; had the retry dropped it, the connection would not know the server's value.
     expect(connected.length).toBeGreaterThan(0)

@@ -43,6 +43,15 @@ describe('graphile-worker on a FailoverPool', () => {
     /** The clients the runner LISTENs on, in order. */
     const listenClients: unknown[] = []
     events.on('pool:listen:success', ({ client }) => listenClients.push(client))
+    // What woke the worker, in order: a jobs:insert NOTIFY (graphile-worker reports only those of
+    // its current LISTEN client; 'notify' when that is a re-LISTENed one, not the first), its asking
+    // for a job, and its finding none (it is then idle until a NOTIFY or the poll interval).
+    const trail: Array<'notify' | 'notify-first-client' | 'getJob' | 'empty'> = []
+    events.on('pool:listen:notification', ({ client, message }) => {
+      if (message.channel === 'jobs:insert') trail.push(client === listenClients.at(-1) && client !== listenClients[0] ? 'notify' : 'notify-first-client')
+    })
+    events.on('worker:getJob:start', () => trail.push('getJob'))
+    events.on('worker:getJob:empty', () => trail.push('empty'))
 
     const jobRuns = new JobRuns()
     const runner: Runner = await run({
@@ -112,14 +121,23 @@ describe('graphile-worker on a FailoverPool', () => {
       diagnostics: () => JSON.stringify([...jobRuns.runs]) + '\n' + logs.slice(-20).join('\n'),
     })
 
-    // After: the worker is idle; only a NOTIFY on the new LISTEN client can wake it in time.
+    // After: once the worker is idle (it asked for a job after the last one and found none: a job
+    // is counted when its handler starts, and the worker fetches again after completing it), only
+    // a NOTIFY on the new LISTEN client can wake it in time.
+    await waitUntil(() => trail.at(-1) === 'empty', { what: 'the worker to find no job and idle', timeout: 20_000, diagnostics: () => trail.slice(-20).join(',') })
+    const idleAt = trail.length
     const after = await addAll('after', 5)
     expect(after.map((a) => a.error)).toEqual(after.map(() => null))
     await waitUntil(() => after.every((a) => jobRuns.runs.get(a.key) === 1), {
       what: 'the jobs added after the failover to run (woken by NOTIFY)',
       timeout: 20_000,
-      diagnostics: () => JSON.stringify([...jobRuns.runs]) + '\n' + logs.slice(-20).join('\n'),
+      diagnostics: () => JSON.stringify([...jobRuns.runs]) + '\n' + trail.slice(idleAt).join(',') + '\n' + logs.slice(-20).join('\n'),
     })
+    // The first thing after idling was a jobs:insert NOTIFY on the re-LISTENed client, and every
+    // NOTIFY since came on it.
+    const sinceIdle = trail.slice(idleAt)
+    expect(sinceIdle[0]).toBe('notify')
+    expect(sinceIdle.filter((t) => t.startsWith('notify')).every((t) => t === 'notify')).toBe(true)
 
     const all = [...before, gated, ...queued, ...during, ...after]
     // Only an add issued during the failover may have failed.
@@ -129,7 +147,8 @@ describe('graphile-worker on a FailoverPool', () => {
     // ran exactly once; nothing ran that was never added.
     expect(jobRuns.violations(all)).toEqual(NO_VIOLATIONS)
     // Nothing is left over on the new primary: every job completed (graphile-worker deletes completed jobs).
-    expect(await remainingJobs(cluster, n1)).toBe(0)
+    // (Polled: a job's handler is counted before the worker's query that completes it.)
+    await expect.poll(() => remainingJobs(cluster, n1), { timeout: 10_000 }).toBe(0)
   })
 
   it('graphile-worker prints no pool warning for a FailoverPool (with or without a user error listener)', async () => {

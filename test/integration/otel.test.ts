@@ -63,9 +63,13 @@ describe('OpenTelemetry', () => {
     client.release()
 
     const failover = nextEvent(pool, 'failover')
+    // Wall-clock bounds of the outage: the pool cannot lose node0 before the stop begins, and the
+    // span is ended (by instrumentPool's listener, registered first) before the event reaches us.
+    const beforeFault = Date.now()
     await cluster.stop(n0, 'fast')
     await cluster.promote(n1)
     const event = await failover
+    const afterEvent = Date.now()
     m = await points(reader)
     expect(pick(m.get('pg_failover_pool.failovers'), {})).toBe(1)
     expect(pick(m.get('pg_failover_pool.epoch'), {})).toBe(2)
@@ -73,9 +77,18 @@ describe('OpenTelemetry', () => {
     expect(pick(m.get('pg_failover_pool.endpoint.role'), { ...at(n0), 'pg_failover_pool.role': 'unreachable' })).toBe(1)
     const span = spans.getFinishedSpans().find((s) => s.name === 'pg-failover-pool failover')!
     expect(span.attributes).toMatchObject({ 'pg_failover_pool.from': n0.name, 'pg_failover_pool.to': n1.name, 'pg_failover_pool.epoch': 2, 'db.client.connection.pool.name': 'orders-db' })
-    // The span covers the outage: its duration is the failover's.
-    const durationMs = span.duration[0] * 1000 + span.duration[1] / 1e6
+    // The span covers the outage: its duration is the failover's ...
+    const ms = ([s, ns]: [number, number]): number => s * 1000 + ns / 1e6
+    const durationMs = ms(span.duration)
     expect(Math.abs(durationMs - event.durationMs)).toBeLessThan(5)
+    // ... and it sits where the outage was: it starts no earlier than the fault (the loss is timed
+    // on the pool's monotonic clock and rounded to a ms, hence the slack) and ends no later than
+    // the failover event; a span placed by a wrong start or end time falls outside.
+    const SLACK_MS = 2
+    expect(ms(span.startTime)).toBeGreaterThanOrEqual(beforeFault - SLACK_MS)
+    expect(ms(span.startTime)).toBeLessThanOrEqual(afterEvent + SLACK_MS)
+    expect(ms(span.endTime)).toBeGreaterThanOrEqual(beforeFault - SLACK_MS)
+    expect(ms(span.endTime)).toBeLessThanOrEqual(afterEvent + SLACK_MS)
     await tracerProvider.shutdown()
     await meterProvider.shutdown()
   })

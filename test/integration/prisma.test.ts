@@ -18,13 +18,16 @@
  * - inside an interactive transaction (a checked-out client), a connection that just closes gives
  *   pg's own "Connection terminated unexpectedly", which the adapter rethrows as it is: the pool's
  *   mark is on it, recognised;
- * - but a FATAL the server sent first (57P01 on pg_terminate_backend or a fast shutdown) is
- *   rebuilt by the adapter into a plain object ({ kind: 'postgres', code, severity, message,
+ * - a FATAL the server sent first (57P01 on pg_terminate_backend or a fast shutdown) is rebuilt
+ *   by the adapter into a plain object ({ kind: 'postgres', code, severity, message,
  *   originalCode, originalMessage }) inside a DriverAdapterError (thrown as is at COMMIT, or in
  *   `meta.driverAdapterError` of a P2039 PrismaClientKnownRequestError for a statement): the
- *   marked driver error is dropped, and isOutcomeUnknownError answers false. The third test pins
- *   that down. (The same holds, from the adapter's code and a simulated reset, for ECONNRESET:
- *   { kind: 'ConnectionClosed' }, P1017 / P2010 "Server has closed the connection.")
+ *   marked driver error is dropped, but isOutcomeUnknownError reads the rebuilt object (a FATAL
+ *   connection code on a statement that was sent) and answers true. The third test shows this,
+ *   for a statement and for COMMIT, against a real server.
+ * - a reset (ECONNRESET) is rebuilt the same way, as { kind: 'ConnectionClosed' } (P1017 / P2010
+ *   "Server has closed the connection."), which isOutcomeUnknownError also recognises; that case
+ *   is covered only by a unit test on the rebuilt shape (test/unit/error-policy.test.ts), not here.
  */
 import { existsSync, symlinkSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'

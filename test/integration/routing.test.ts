@@ -2,19 +2,12 @@ import pg from 'pg'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { type FailoverPool, isNoPrimaryError, isNoReplicaError } from '../../src/index.js'
 import type { Cluster, ClusterNode } from '../support/cluster.js'
-import { useResources } from '../support/pools.js'
-import { waitUntil } from '../support/wait.js'
+import { replicasKnown, useResources } from '../support/pools.js'
 
 const PORT_SQL = 'SELECT inet_server_port() AS port'
 async function portOf(p: pg.Pool, query: string | { text: string; route?: string } = PORT_SQL): Promise<number> {
   const { rows } = await p.query(query)
   return rows[0].port
-}
-
-/** Waits until the pool's health checks have seen every standby (reads only go to verified replicas). */
-async function replicasKnown(p: FailoverPool, count: number): Promise<void> {
-  const known = (): number => p.status().endpoints.filter((e) => e.role === 'standby' && e.lastError === null).length
-  await waitUntil(() => known() === count, { what: `${count} verified standbys`, timeout: 10_000, diagnostics: () => `status: ${JSON.stringify(p.status())}` })
 }
 
 describe('routing on a healthy cluster', () => {

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest'
 import { ConfigError, type FailoverPool, isOutcomeUnknownError } from '../../src/index.js'
 import { SEQUELIZE_REPLICA_HOST, sequelizeDialect, sequelizeReplication } from '../../src/integrations/sequelize.js'
 import type { Cluster, ClusterNode } from '../support/cluster.js'
-import { useResources } from '../support/pools.js'
+import { replicasKnown, useResources } from '../support/pools.js'
 import { nextEvent, waitUntil } from '../support/wait.js'
 import { createHoldTriggers, heldStatements, HOLD_LOCK, holdLock } from '../support/writes-in-flight.js'
 
@@ -187,7 +187,7 @@ describe('Sequelize on a FailoverPool (sequelizeDialect)', () => {
     expect(() => sequelizeDialect(pool, { connectRetryMs: -1 })).toThrow(ConfigError)
     // A read connection is placed when it is made (before the standbys are verified it would fall
     // back to the primary, by readFallback), so let the pool verify them first.
-    await waitUntil(() => pool.status().endpoints.filter((e) => e.role === 'standby').length === 2, { what: 'both standbys verified', timeout: 20_000 })
+    await replicasKnown(pool, 2, 20_000)
     // pg's promise form of connect too (Sequelize uses the callback form), wherever the client was pointed.
     const direct = new dialect.Client({ host: SEQUELIZE_REPLICA_HOST, port: 1 })
     res.defer(() => direct.end())

@@ -11,7 +11,7 @@ import {
   type StateStore,
 } from '../../src/index.js'
 import type { Cluster, ClusterNode } from '../support/cluster.js'
-import { useResources } from '../support/pools.js'
+import { replicasKnown, useResources } from '../support/pools.js'
 import { nextEvent, sleep } from '../support/wait.js'
 import { writeLoop } from '../support/writes-in-flight.js'
 
@@ -207,7 +207,7 @@ describe('planned switchover', () => {
     const c = await res.cluster({ standbys: 2 })
     const [, n1, n2] = c.nodes as [ClusterNode, ClusterNode, ClusterNode]
     const pool = res.pool(c)
-    await expect.poll(() => pool.status().endpoints.filter((e) => e.role === 'standby').length, { timeout: 5_000 }).toBe(2)
+    await replicasKnown(pool, 2, 5_000)
     const held = await pool.reader.connect()
     const heldPort = (await held.query('SELECT inet_server_port() AS port')).rows[0].port
     const drainedNode = heldPort === n1.port ? n1 : n2

@@ -2,12 +2,13 @@
  * TypeORM through `pg-failover-pool/typeorm`: the same DataSource and Repository keep working
  * through a failover, with a multi-host url and with `replication` (reads on replicas).
  */
+import type pg from 'pg'
 import { DataSource, EntitySchema } from 'typeorm'
 import { describe, expect, it } from 'vitest'
 import { type FailoverPool, isOutcomeUnknownError } from '../../src/index.js'
 import { withFailover } from '../../src/integrations/typeorm.js'
 import type { Cluster, ClusterNode } from '../support/cluster.js'
-import { useResources } from '../support/pools.js'
+import { replicasKnown, useResources } from '../support/pools.js'
 import { promoteMostAdvanced } from '../support/standbys.js'
 import { nextEvent, waitUntil } from '../support/wait.js'
 import { writeLoop } from '../support/writes-in-flight.js'
@@ -24,6 +25,9 @@ const urlOf = (c: Cluster, nodes: readonly ClusterNode[]): string => `postgres:/
 
 /** The FailoverPool TypeORM made (its master pool). */
 const poolOf = (ds: DataSource): FailoverPool => (ds.driver as unknown as { master: FailoverPool }).master
+
+/** The pools TypeORM made for `replication.slaves` (reader views of the master pool). */
+const slavesOf = (ds: DataSource): readonly pg.Pool[] => (ds.driver as unknown as { slaves: pg.Pool[] }).slaves
 
 describe('TypeORM with pg-failover-pool/typeorm', () => {
   it('a multi-host url: the same DataSource and Repository carry on through a failover; no acknowledged write lost; lost writes are outcome-unknown', async () => {
@@ -63,8 +67,12 @@ describe('TypeORM with pg-failover-pool/typeorm', () => {
     const server = (n: ClusterNode) => ({ host: '127.0.0.1', port: n.port, username: 'postgres', password: cluster.password, database: 'postgres' })
     const ds = new DataSource(withFailover({ type: 'postgres', replication: { master: server(n0), slaves: [server(n1), server(n2)] }, entities: [OrderSchema] }))
     await ds.initialize()
+    res.defer(() => (ds.isInitialized ? ds.destroy() : undefined))
     await ds.query('CREATE TABLE orders (id int PRIMARY KEY, note text)')
     await ds.getRepository(OrderSchema).insert({ id: 1, note: 'x' })
+    const master = poolOf(ds)
+    // Until the pool has verified both standbys a read falls back to the primary (readFallback).
+    await replicasKnown(master, 2, 20_000)
     const ports = new Set<number>()
     for (let i = 0; i < 10; i++) {
       const runner = ds.createQueryRunner('slave')
@@ -75,9 +83,13 @@ describe('TypeORM with pg-failover-pool/typeorm', () => {
       }
     }
     expect([...ports].sort()).toEqual([n1.port, n2.port].sort())
-    const master = poolOf(ds)
     expect((await master.query('SELECT inet_server_port() AS port')).rows[0].port).toBe(n0.port)
+    // TypeORM's PostgresDriver keeps the slaves' pools in `slaves` (and empties it on destroy()).
+    const slaves = [...slavesOf(ds)]
+    expect(slaves).toHaveLength(2)
+    expect(slaves.every((s) => s !== master)).toBe(true)
     await ds.destroy()
     expect(master.ended).toBe(true)
+    expect(slaves.map((s) => s.ended)).toEqual([true, true])
   })
 })

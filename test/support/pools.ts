@@ -16,6 +16,7 @@ import path from 'node:path'
 import { afterAll, afterEach } from 'vitest'
 import { type EndpointConfig, FailoverPool, type FailoverPoolOptions } from '../../src/index.js'
 import { type Cluster, type ClusterNode, type ClusterOptions, startCluster } from './cluster.js'
+import { waitUntil } from './wait.js'
 
 /**
  * The defaults every test pool gets, unless a test says otherwise at the call site:
@@ -55,6 +56,17 @@ export function makePool(target: Cluster | readonly ClusterNode[], options: Part
   pool.on('error', () => undefined)
   pool.reader.on('error', () => undefined)
   return pool
+}
+
+/**
+ * Waits until the pool's health checks have verified `count` standbys (role standby, no error on
+ * the last check). Reads only go to verified replicas: before that a read (or a read connection,
+ * placed when it is made) falls back to the primary by `readFallback`, so a test that checks where
+ * reads land must wait for this first. Fails after `timeout` ms with the pool's status.
+ */
+export async function replicasKnown(pool: FailoverPool, count: number, timeout = 10_000): Promise<void> {
+  const known = (): number => pool.status().endpoints.filter((e) => e.role === 'standby' && e.lastError === null).length
+  await waitUntil(() => known() === count, { what: `${count} verified standbys`, timeout, diagnostics: () => `status: ${JSON.stringify(pool.status())}` })
 }
 
 /** What `track()` can tear down: pools (`end`), clusters and servers (`destroy`), stores (`close`). */
