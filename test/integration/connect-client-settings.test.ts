@@ -136,8 +136,10 @@ describe('connectClient (and Sequelize through it) takes the endpoint\'s setting
     })
     res.defer(() => sequelize.close())
     const connected: Array<Record<string, unknown>> = []
+    const errorListenersAtConnect: number[] = []
     sequelize.addHook('afterConnect', (connection) => {
       connected.push(connection as Record<string, unknown>)
+      errorListenersAtConnect.push((connection as pg.Client).listenerCount('error'))
     })
     // The pool's own sessions came through the proxy untouched, and none was Sequelize's.
     expect(arrived.length).toBeGreaterThan(0)
@@ -152,5 +154,9 @@ describe('connectClient (and Sequelize through it) takes the endpoint\'s setting
     // connection; had the retry dropped it, the connection would not know the server's value.
     expect(connected.length).toBeGreaterThan(0)
     expect(connected[0]!['standard_conforming_strings']).toBe('on')
+    // The cut attempt left none of the pool's listeners behind: the retried client has as many as
+    // a client whose first attempt went through.
+    expect(errorListenersAtConnect).toHaveLength(connected.length)
+    expect(new Set(errorListenersAtConnect).size, `'error' listeners at connect: ${errorListenersAtConnect.join(', ')}`).toBe(1)
   })
 })
