@@ -78,9 +78,10 @@ function resolveOne(item: unknown, field: string, shared: ClientConfig): Resolve
     }
     const parsed = parseStrict(config.connectionString, field)
     checkSessionAttrs(parsed.target_session_attrs, `${field}.target_session_attrs`)
-    host = config.host ?? parsed.host ?? host
-    port = config.port ?? parsed.port ?? port
-    database = config.database ?? parsed.database ?? database
+    // The string wins over the object's own fields, as in pg (which connects where the string says).
+    host = parsed.host ?? host
+    port = parsed.port ?? port
+    database = parsed.database ?? database
   }
   host = host || process.env.PGHOST || 'localhost'
   if (typeof host !== 'string' || !isHost(host)) {

@@ -1,6 +1,7 @@
 import pg from 'pg'
 import type { ClientConfig } from 'pg'
 import { parse as parseConnectionString } from 'pg-connection-string'
+import { hidePassword } from './endpoint-config.js'
 
 /**
  * Where a client made elsewhere connects once attached to an endpoint (`connectClient`): the
@@ -32,8 +33,7 @@ export function nodeAddressOf(host: string, port: number, config: ClientConfig):
   const address = { host, port, user: pick('user') as string | undefined, database: pick('database') as string | undefined, ssl: pick('ssl') }
   const password = pick('password')
   // Kept out of enumeration, as pg-pool keeps it, so logging the address cannot leak it.
-  if (password !== undefined) Object.defineProperty(address, 'password', { value: password, enumerable: false })
-  return address
+  return password !== undefined ? hidePassword(address, password) : address
 }
 
 interface ClientFields {
@@ -62,7 +62,7 @@ export function pointClientAt(client: pg.Client, address: NodeAddress): void {
   fields.port = params.port = address.port as never
   if (address.user !== undefined) fields.user = params.user = address.user as never
   if (address.database !== undefined) fields.database = params.database = address.database as never
-  if (address.password !== undefined) Object.defineProperty(fields, 'password', { value: address.password, writable: true, configurable: true, enumerable: false })
+  if (address.password !== undefined) hidePassword(fields, address.password)
   const old = fields.connection as pg.Connection & { _keepAlive?: boolean; _keepAliveInitialDelayMillis?: number }
   // pg resolves the TLS settings ('no-verify', sslmode, a key kept out of enumeration) and builds the connection.
   const template = new pg.Client({

@@ -105,6 +105,11 @@ describe('resolveOptions', () => {
     expect(o.poolConfig).not.toHaveProperty('host')
   })
 
+  it("an endpoint's connection string wins over its object's host, port and database, as in pg (which connects where the string says)", () => {
+    const [e] = resolveOptions({ endpoints: [{ connectionString: 'postgres://u:pw@db1:5433/app', host: 'db9', port: 1, database: 'other' }] }).endpoints
+    expect([e!.host, e!.port, e!.database, e!.name]).toEqual(['db1', 5433, 'app', 'db1:5433'])
+  })
+
   it('takes a pool-level connectionString (single or libpq multi-host) or host list for the endpoints, as pg.Pool would', () => {
     expect(resolveOptions({ connectionString: 'postgres://u:pw@db1:5432,db2:5433/app?target_session_attrs=read-write' }).endpoints.map((e) => [e.name, e.database])).toEqual([
       ['db1:5432', 'app'],
