@@ -32,3 +32,21 @@ export const systemClock: Clock = {
 export function jitter(ms: number, spread = 0.2): number {
   return Math.max(0, ms * (1 - spread + Math.random() * 2 * spread))
 }
+
+/**
+ * `work`'s outcome, or a rejection with `timeoutError()` once `ms` milliseconds have passed on
+ * `clock` (default the real one), whichever comes first. The timer is cleared either way, and a
+ * late rejection of `work` (a frozen server thaws) is never unhandled.
+ */
+export async function withDeadline<T>(work: Promise<T>, ms: number, timeoutError: () => Error, clock: Clock = systemClock): Promise<T> {
+  work.catch(() => undefined)
+  let timer: TimerHandle | undefined
+  const deadline = new Promise<never>((_, reject) => {
+    timer = clock.setTimeout(() => reject(timeoutError()), ms)
+  })
+  try {
+    return await Promise.race([work, deadline])
+  } finally {
+    clock.clearTimeout(timer!)
+  }
+}

@@ -1,7 +1,7 @@
 import pg from 'pg'
 import type { ClientConfig, PoolConfig, PoolOptions } from 'pg'
 import { type BreakerSettings, CircuitBreaker } from './breaker.js'
-import type { Clock } from '../clock.js'
+import { type Clock, withDeadline } from '../clock.js'
 import type { ResolvedEndpoint } from './endpoint-config.js'
 import { hidePassword } from './endpoint-config.js'
 import { Lane, type LaneEvents, destroySocket } from './lane.js'
@@ -148,15 +148,9 @@ export class Endpoint {
    * error: what a failure means (down, misconfigured) is the coordinator's call.
    */
   async probe(timeoutMs: number): Promise<ProbeResult> {
-    let timer: ReturnType<Clock['setTimeout']> | undefined
-    const deadline = new Promise<never>((_, reject) => {
-      timer = this.clock.setTimeout(() => {
-        const err = Object.assign(new Error(`role probe of ${this.name} timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' })
-        reject(err)
-      }, timeoutMs)
-    })
+    const timedOut = (): Error => Object.assign(new Error(`role probe of ${this.name} timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' })
     try {
-      const result = await Promise.race([this.monitorClient().then((c) => probeRole(c, () => this.clock.now())), deadline])
+      const result = await withDeadline(this.monitorClient().then((c) => probeRole(c, () => this.clock.now())), timeoutMs, timedOut, this.clock)
       this.lastProbe = result
       if (result.inRecovery && result.lsn !== null) this.noteReplayed(parseLsn(result.lsn))
       return result
@@ -166,7 +160,6 @@ export class Endpoint {
     } finally {
       this.lastProbeAt = this.clock.now()
       this.lastProbeWallTime = Date.now()
-      if (timer !== undefined) this.clock.clearTimeout(timer)
     }
   }
 

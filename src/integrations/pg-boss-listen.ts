@@ -3,7 +3,7 @@
  * follows the verified primary across failovers.
  */
 import pg, { escapeIdentifier } from 'pg'
-import { jitter } from '../clock.js'
+import { jitter, withDeadline } from '../clock.js'
 import { destroyClient } from '../endpoint/endpoint.js'
 import type { FailoverPool } from '../failover-pool.js'
 import type { PgBossListenHandle } from './pg-boss.js'
@@ -112,21 +112,9 @@ export async function listenOnPrimary(
 
   const heartbeat = async (client: pg.Client): Promise<void> => {
     if (closed || current !== client) return
-    let timer: NodeJS.Timeout | undefined
     const check = client.query<{ listening: boolean }>('SELECT EXISTS (SELECT 1 FROM pg_listening_channels() AS c(channel) WHERE c.channel = $1) AS listening', [channel])
-    check.catch(() => undefined)
-    try {
-      const result = await Promise.race([
-        check,
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`LISTEN ${channel}: heartbeat timed out after ${settings.heartbeatTimeoutMs} ms`)), settings.heartbeatTimeoutMs)
-          timer.unref()
-        }),
-      ])
-      if (!result.rows[0]?.listening) throw new Error(`LISTEN ${channel}: the session no longer listens`)
-    } finally {
-      clearTimeout(timer)
-    }
+    const result = await withDeadline(check, settings.heartbeatTimeoutMs, () => new Error(`LISTEN ${channel}: heartbeat timed out after ${settings.heartbeatTimeoutMs} ms`))
+    if (!result.rows[0]?.listening) throw new Error(`LISTEN ${channel}: the session no longer listens`)
   }
 
   const connect = async (): Promise<void> => {

@@ -4,6 +4,7 @@
  * pg-boss 10's `Db` and pg-boss 12's `IDatabase`, `TransactionHandle` and `ListenHandle`.
  */
 import type { PoolClient, QueryResult } from 'pg'
+import { withDeadline } from '../clock.js'
 import type { FailoverPool } from '../failover-pool.js'
 import { listenOnPrimary } from './pg-boss-listen.js'
 
@@ -210,20 +211,11 @@ async function openTransaction(client: PoolClient): Promise<PgBossTransaction> {
     },
     async rollback() {
       if (released) return
-      let timer: NodeJS.Timeout | undefined
-      const deadline = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`ROLLBACK did not complete within ${ROLLBACK_TIMEOUT_MS} ms`)), ROLLBACK_TIMEOUT_MS)
-        timer.unref()
-      })
-      const rollback = client.query('ROLLBACK')
-      rollback.catch(() => undefined)
       try {
-        await Promise.race([rollback, deadline])
+        await withDeadline(client.query('ROLLBACK'), ROLLBACK_TIMEOUT_MS, () => new Error(`ROLLBACK did not complete within ${ROLLBACK_TIMEOUT_MS} ms`))
         release()
       } catch (err) {
         release(err as Error)
-      } finally {
-        clearTimeout(timer)
       }
     },
   }

@@ -14,7 +14,7 @@
  * Sequelize itself is not imported: it is an optional peer of this package.
  */
 import pg from 'pg'
-import { jitter } from '../clock.js'
+import { jitter, withDeadline } from '../clock.js'
 import { classifyError } from '../error-policy.js'
 import { ConfigError, isFailoverPoolError } from '../errors.js'
 import type { FailoverPool } from '../failover-pool.js'
@@ -265,15 +265,10 @@ export function sequelizeDialect(pool: FailoverPool, options: SequelizeDialectOp
     async #socketGone(): Promise<boolean> {
       if (this.#attempts === 0) return true
       this.connection.stream.destroy()
-      let timer: NodeJS.Timeout | undefined
-      const closed = await Promise.race([
-        this.#socketClosed.then(() => true),
-        new Promise<boolean>((resolve) => {
-          timer = setTimeout(() => resolve(false), SOCKET_CLOSE_TIMEOUT_MS)
-        }),
-      ])
-      clearTimeout(timer)
-      return closed
+      return withDeadline(this.#socketClosed, SOCKET_CLOSE_TIMEOUT_MS, () => new Error('the socket did not close')).then(
+        () => true,
+        () => false,
+      )
     }
   }
   Object.defineProperty(FailoverPoolClient, 'name', { value: 'FailoverPoolClient' })

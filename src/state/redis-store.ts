@@ -1,4 +1,5 @@
-import { type Clock, type TimerHandle, systemClock } from '../clock.js'
+import { type Clock, type TimerHandle, systemClock, withDeadline } from '../clock.js'
+import { maskPassword } from '../errors.js'
 import { type CompareAndSetResult, type StateRecord, type StateStore, StateStoreError, type StateUpdate, asStateRecord } from './state-store.js'
 
 /**
@@ -283,38 +284,24 @@ export class RedisStateStore implements StateStore {
 
   /** Runs one command against a deadline; maps every failure to a StateStoreError. */
   async #command<T>(what: string, run: () => Promise<T>): Promise<T> {
-    let timer: TimerHandle | undefined
-    const deadline = new Promise<never>((_, reject) => {
-      timer = this.#clock.setTimeout(
-        () => reject(new StateStoreError('timeout', `Redis ${what} on key "${this.#key}" took longer than ${this.#commandTimeoutMs} ms`)),
-        this.#commandTimeoutMs,
-      )
-    })
     let pending: Promise<T>
     try {
       pending = run()
     } catch (err) {
       pending = Promise.reject(err)
     }
-    // The command may still settle after the deadline (a frozen server thaws): never unhandled.
-    pending.catch(() => undefined)
+    const timedOut = (): Error => new StateStoreError('timeout', `Redis ${what} on key "${this.#key}" took longer than ${this.#commandTimeoutMs} ms`)
     try {
-      return await Promise.race([pending, deadline])
+      return await withDeadline(pending, this.#commandTimeoutMs, timedOut, this.#clock)
     } catch (err) {
       if (err instanceof StateStoreError) throw err
-      const message = redact(err instanceof Error ? err.message : String(err))
+      const message = maskPassword(err instanceof Error ? err.message : String(err))
       // A key of another type is someone else's data: report it, never overwrite it.
       const failure = message.startsWith('WRONGTYPE') ? 'corrupt' : 'unavailable'
       // No `cause`: ioredis errors carry the failed command's arguments, and for the HELLO/AUTH
       // of a connection those include the password.
       throw new StateStoreError(failure, `Redis ${what} on key "${this.#key}" failed: ${message}`)
-    } finally {
-      if (timer !== undefined) this.#clock.clearTimeout(timer)
     }
   }
 }
 
-/** Hides credentials of a URL (`redis://user:password@host`) should a client ever echo one. */
-function redact(message: string): string {
-  return message.replace(/\b(rediss?:\/\/)[^@\s/]*@/gi, '$1***@')
-}

@@ -1,4 +1,4 @@
-import type { Clock } from '../clock.js'
+import { type Clock, withDeadline } from '../clock.js'
 import { type StateRecord, type StateStore, StateStoreError, type StateUpdate } from './state-store.js'
 
 /** What status() shows about the store. */
@@ -102,13 +102,6 @@ export class StateKeeper {
   }
 
   #bounded<T>(operation: Promise<T>, name: string): Promise<T> {
-    let timer: ReturnType<Clock['setTimeout']> | undefined
-    const deadline = new Promise<never>((_, reject) => {
-      timer = this.clock.setTimeout(() => reject(new StateStoreError('timeout', `state store ${name} took longer than ${this.timeoutMs} ms`)), this.timeoutMs)
-    })
-    operation.catch(() => undefined) // a late failure after the deadline must not be unhandled
-    return Promise.race([operation, deadline]).finally(() => {
-      if (timer !== undefined) this.clock.clearTimeout(timer)
-    })
+    return withDeadline(operation, this.timeoutMs, () => new StateStoreError('timeout', `state store ${name} took longer than ${this.timeoutMs} ms`), this.clock)
   }
 }

@@ -20,6 +20,11 @@ export class FakeClock implements Clock {
     this.#timers = this.#timers.filter((t) => t !== handle)
   }
 
+  /** Timers set and not yet fired or cleared. */
+  get pendingTimers(): number {
+    return this.#timers.length
+  }
+
   /** Moves time forward by `ms`, firing due timers in order. */
   advance(ms: number): void {
     const target = this.#now + ms
