@@ -10,6 +10,11 @@ export interface Clock {
   setTimeout(fn: () => void, ms: number): TimerHandle
   /** Cancels a timer made by {@link Clock.setTimeout}; unknown or fired handles are ignored. */
   clearTimeout(handle: TimerHandle): void
+  /**
+   * Optional source of randomness for jitter (timers, breaker waits), a float in [0, 1); default
+   * `Math.random`. A deterministic simulator supplies a seeded one so a schedule replays exactly.
+   */
+  random?(): number
 }
 
 /** Opaque timer handle returned by {@link Clock.setTimeout}. */
@@ -28,9 +33,17 @@ export const systemClock: Clock = {
   },
 }
 
-/** `ms` scaled by a random factor in [1 - spread, 1 + spread], so a fleet does not act in lockstep. */
-export function jitter(ms: number, spread = 0.2): number {
-  return Math.max(0, ms * (1 - spread + Math.random() * 2 * spread))
+/**
+ * `ms` scaled by a random factor in [1 - spread, 1 + spread], so a fleet does not act in lockstep.
+ * `random` is the clock's own source where it has one (see {@link Clock.random}).
+ */
+export function jitter(ms: number, spread = 0.2, random: () => number = Math.random): number {
+  return Math.max(0, ms * (1 - spread + random() * 2 * spread))
+}
+
+/** The clock's source of randomness, or `Math.random`. */
+export function randomOf(clock: Clock): () => number {
+  return clock.random ? () => clock.random!() : Math.random
 }
 
 /**

@@ -40,6 +40,8 @@ export interface PoolParts {
   endpoint?: (resolved: ResolvedEndpoint, shared: PoolConfig, events: LaneEventsFactory, clock: Clock, breaker: BreakerSettings) => Endpoint
   /** Makes promotion watches (default: a server-side watch session per standby; null when `promotionWatch` is off). */
   watches?: WatchFactory | null
+  /** Handed the pool's coordinator once it exists: the deterministic simulator checks its invariants against it. */
+  observe?: (coordinator: Coordinator) => void
 }
 
 /**
@@ -101,6 +103,7 @@ export class FailoverPool extends PoolSurface {
             )
           : null
     this.#coordinator = new Coordinator({ endpoints, options: resolved, events: this, watches })
+    parts.observe?.(this.#coordinator)
     this.#reads = new ReadTargets(this.#coordinator, resolved)
     this.#maintenance = new Maintenance(this.#coordinator, resolved, this)
     this.host = new TopologyHost(this.#coordinator, this.#reads, resolved, new RetryBudget(resolved.retryBudget, resolved.clock), () => this.ending)

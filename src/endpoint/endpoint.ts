@@ -1,7 +1,7 @@
 import pg from 'pg'
 import type { ClientConfig, PoolConfig, PoolOptions } from 'pg'
 import { type BreakerSettings, CircuitBreaker } from './breaker.js'
-import { type Clock, withDeadline } from '../clock.js'
+import { type Clock, randomOf, withDeadline } from '../clock.js'
 import type { ResolvedEndpoint } from './endpoint-config.js'
 import { hidePassword } from './endpoint-config.js'
 import { Lane, type LaneEvents, destroySocket } from './lane.js'
@@ -67,7 +67,7 @@ export class Endpoint {
     private readonly clock: Clock,
     breaker: BreakerSettings,
   ) {
-    this.breaker = new CircuitBreaker(breaker, clock)
+    this.breaker = new CircuitBreaker(breaker, clock, randomOf(clock))
     this.name = resolved.name
     this.host = resolved.host
     this.port = resolved.port

@@ -1,6 +1,6 @@
 import type pg from 'pg'
 import type { Clock, TimerHandle } from '../clock.js'
-import { jitter } from '../clock.js'
+import { jitter, randomOf } from '../clock.js'
 import { destroyClient, type Endpoint, unrefClient } from '../endpoint/endpoint.js'
 import { promotionWatchSql } from '../endpoint/role-probe.js'
 import type { Watch } from './watches.js'
@@ -100,7 +100,7 @@ export class PromotionWatch implements Watch {
       this.timer = this.clock.setTimeout(() => {
         this.timer = null
         if (!this.stopped) void this.loop()
-      }, jitter(this.settings.retryMs))
+      }, jitter(this.settings.retryMs, 0.2, randomOf(this.clock)))
     }
   }
 }

@@ -1,4 +1,4 @@
-import { jitter } from '../clock.js'
+import { jitter, randomOf } from '../clock.js'
 import type { Endpoint } from '../endpoint/endpoint.js'
 import { classifyError, isTimeout } from '../error-policy.js'
 import { AllEndpointsDownError, type EndpointAnswer, NoPrimaryError, SplitBrainError, maskPassword } from '../errors.js'
@@ -368,7 +368,7 @@ export class Coordinator implements ElectionHost, VerdictHost {
   scheduleNext(): void {
     const s = this.#state
     if (s.kind === 'verified' || s.kind === 'ended' || s.kind === 'booting') return
-    this.#discovery.schedule(jitter(this.#opts.discoveryIntervalMs), 'no primary yet: probing again', () => this.#evidence.changedAt)
+    this.#discovery.schedule(jitter(this.#opts.discoveryIntervalMs, 0.2, randomOf(this.#opts.clock)), 'no primary yet: probing again', () => this.#evidence.changedAt)
   }
 
   #roundSettled(): void {
@@ -376,7 +376,7 @@ export class Coordinator implements ElectionHost, VerdictHost {
     if (s.kind === 'ended') return
     // The health monitor: rounds while a primary is known never overlap.
     const known = s.kind === 'verified'
-    this.#discovery.schedule(jitter(known ? this.#opts.healthCheckIntervalMs : this.#opts.discoveryIntervalMs), known ? 'health check' : 'no primary yet: probing again', () => this.#evidence.changedAt)
+    this.#discovery.schedule(jitter(known ? this.#opts.healthCheckIntervalMs : this.#opts.discoveryIntervalMs, 0.2, randomOf(this.#opts.clock)), known ? 'health check' : 'no primary yet: probing again', () => this.#evidence.changedAt)
   }
 
   /** Breakers protect user traffic, never discovery: while no primary is verified every endpoint is probed. */

@@ -1,0 +1,42 @@
+/**
+ * The deterministic simulator's command line: `npm run simulate -- --seed N --runs M`.
+ * Runs schedules N .. N+M-1 (test/sim/run.ts) and prints, per invariant broken, the first seeds
+ * that broke it; `--seed N --runs 1 --trace` prints one schedule's configuration and trace, which
+ * replay exactly. Exits 1 when any schedule broke an invariant.
+ */
+import { runSchedule } from '../test/sim/run.js'
+
+function arg(name: string, fallback: number): number {
+  const i = process.argv.indexOf(`--${name}`)
+  return i === -1 ? fallback : Number(process.argv[i + 1])
+}
+
+const first = arg('seed', 1)
+const runs = arg('runs', 100)
+const showTrace = process.argv.includes('--trace')
+const quiet = process.argv.includes('--quiet')
+const started = performance.now()
+const broken = new Map<string, number[]>()
+let steps = 0
+let simulated = 0
+for (let seed = first; seed < first + runs; seed++) {
+  const result = await runSchedule(seed)
+  steps += result.steps
+  simulated += result.simulatedMs
+  if (result.violation) {
+    const seeds = broken.get(result.violation.invariant) ?? []
+    seeds.push(seed)
+    broken.set(result.violation.invariant, seeds)
+    if (!quiet && seeds.length === 1) console.log(`seed ${seed}: ${result.violation.message}`)
+  }
+  if (showTrace) {
+    console.log(JSON.stringify(result.config))
+    console.log(result.trace)
+    console.log(`steps ${result.steps}, simulated ${result.simulatedMs.toFixed(0)} ms, requests ${JSON.stringify(result.counts)}, listener errors ${result.listenerErrors}`)
+  }
+}
+const seconds = (performance.now() - started) / 1000
+console.log(`${runs} schedules (seeds ${first}..${first + runs - 1}) in ${seconds.toFixed(1)} s: ${steps} steps, ${(simulated / 1000).toFixed(0)} simulated s`)
+for (const [invariant, seeds] of broken) console.log(`  ${invariant}: ${seeds.length} schedule(s), first seeds ${seeds.slice(0, 8).join(', ')}`)
+if (broken.size === 0) console.log('  no invariant broken')
+process.exit(broken.size === 0 ? 0 : 1)

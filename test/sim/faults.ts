@@ -1,0 +1,217 @@
+import type { SimNode } from './node.js'
+import type { World } from './world.js'
+
+/** The faults the simulator injects; each heals itself after a drawn duration. */
+export const FAULT_KINDS = [
+  'crash-primary',
+  'promote-old-left-writable',
+  'freeze',
+  'restart-in-place',
+  'terminate-backend',
+  'proxy-hold',
+  'refuse-connects',
+  'idle-sweep',
+  'read-only-primary',
+] as const
+
+export type FaultKind = (typeof FAULT_KINDS)[number]
+
+/** Faults that leave the node answering as it did: the pool must not react beyond the one session. */
+const HARMLESS: ReadonlySet<FaultKind> = new Set(['terminate-backend', 'idle-sweep'])
+
+/**
+ * The cluster's life under faults, as an HA manager would lead it: a crashed primary is restarted
+ * in place or replaced by promoting the most advanced standby, an old primary rejoins as a standby
+ * (rewound), a standby may be promoted while the old primary is still up and writable. At most one
+ * fault that changes roles is in progress at a time, so the cluster always has a way back.
+ */
+export class Faults {
+  /** Simulated time of the last fault that could change what a node answers (harmless ones excluded). */
+  lastDisturbance = 0
+  #roleFault = false
+  #stopped = false
+  readonly log: string[] = []
+
+  constructor(
+    private readonly world: World,
+    private readonly kinds: readonly FaultKind[],
+  ) {}
+
+  get #clock() {
+    return this.world.clock
+  }
+
+  /** Injects a fault every `[lo, hi)` ms until {@link stop}. */
+  start(lo: number, hi: number): void {
+    const next = (): void => {
+      if (this.#stopped) return
+      this.inject(this.#clock.pick(this.kinds))
+      this.#clock.setTimeout(next, this.#clock.between(lo, hi))
+    }
+    this.#clock.setTimeout(next, this.#clock.between(lo, hi))
+  }
+
+  stop(): void {
+    this.#stopped = true
+  }
+
+  inject(kind: FaultKind): void {
+    const primary = this.world.truePrimary()
+    const standbys = this.world.nodes.filter((n) => n.role === 'standby' && n.state === 'up')
+    const any = this.#clock.pick(this.world.nodes)
+    if (!HARMLESS.has(kind)) this.lastDisturbance = this.#clock.now()
+    switch (kind) {
+      case 'crash-primary': {
+        if (!primary || this.#roleFault) return
+        this.#roleFault = true
+        this.#note(`crash primary ${primary.name}`)
+        primary.kill()
+        this.#later(50, 1500, () => {
+          const candidate = this.#bestStandby()
+          if (candidate === null || this.#clock.chance(0.35)) {
+            this.#note(`restart ${primary.name} in place`)
+            primary.start()
+            this.#roleFault = false
+            return
+          }
+          this.#failover(primary, candidate, 100, 1500)
+        })
+        return
+      }
+      case 'promote-old-left-writable': {
+        const candidate = this.#bestStandby()
+        if (!primary || !candidate || this.#roleFault) return
+        this.#roleFault = true
+        this.#note(`promote ${candidate.name}; ${primary.name} stays up and writable`)
+        this.#failover(primary, candidate, 100, 2000)
+        return
+      }
+      case 'freeze': {
+        if (any.state !== 'up') return
+        this.#note(`freeze ${any.name}`)
+        any.freeze()
+        this.#later(50, 2500, () => {
+          this.#note(`thaw ${any.name}`)
+          any.thaw()
+          this.lastDisturbance = this.#clock.now()
+        })
+        return
+      }
+      case 'restart-in-place': {
+        if (any.state !== 'up' || (any.role === 'primary' && this.#roleFault)) return
+        this.#note(`restart ${any.name}`)
+        any.kill()
+        this.#later(20, 400, () => {
+          any.start()
+          this.lastDisturbance = this.#clock.now()
+        })
+        return
+      }
+      case 'terminate-backend': {
+        const sessions = [...any.sessions]
+        if (sessions.length === 0 || any.state !== 'up') return
+        const session = this.#clock.pick(sessions)
+        this.#note(`pg_terminate_backend(${session.pid}) on ${any.name}${session.monitoring ? ' (a monitoring session)' : ''}`)
+        any.terminate(session)
+        return
+      }
+      case 'proxy-hold': {
+        if (!primary) return
+        const ms = this.#clock.between(100, 1500)
+        this.#note(`proxy in front of ${primary.name} holds statements ${ms.toFixed(0)} ms`)
+        primary.holdMs = ms
+        this.#later(100, 2000, () => {
+          primary.holdMs = 0
+          this.lastDisturbance = this.#clock.now()
+        })
+        return
+      }
+      case 'refuse-connects': {
+        if (any.state !== 'up' || (any.role === 'primary' && this.#roleFault)) return
+        const refusal = this.#clock.pick([
+          { code: '53300', message: 'sorry, too many clients already' },
+          { code: '28P01', message: 'password authentication failed for user "app"' },
+          { code: '3D000', message: 'database "app" does not exist' },
+        ])
+        this.#note(`${any.name} restarts and refuses connections (${refusal.code})`)
+        any.kill()
+        any.refusal = refusal
+        any.start()
+        this.#later(200, 3000, () => {
+          any.refusal = null
+          this.lastDisturbance = this.#clock.now()
+        })
+        return
+      }
+      case 'idle-sweep': {
+        const idle = [...any.sessions].filter((s) => s.busy === 0)
+        if (idle.length === 0 || any.state !== 'up') return
+        this.#note(`idle_session_timeout ends ${idle.length} idle sessions on ${any.name}`)
+        for (const s of idle) any.terminate(s)
+        return
+      }
+      case 'read-only-primary': {
+        if (!primary || this.#roleFault) return
+        this.#note(`${primary.name} set default_transaction_read_only`)
+        primary.readOnly = true
+        this.#later(100, 1000, () => {
+          primary.readOnly = false
+          this.lastDisturbance = this.#clock.now()
+        })
+        return
+      }
+    }
+  }
+
+  /** Ends every fault: nodes up and thawed, refusals and holds gone, one primary, standbys following it. */
+  healAll(): void {
+    this.stop()
+    for (const n of this.world.nodes) {
+      n.thaw()
+      n.refusal = null
+      n.holdMs = 0
+      n.readOnly = false
+    }
+    const primaries = this.world.nodes.filter((n) => n.role === 'primary')
+    let primary = this.world.truePrimary() ?? primaries[0] ?? this.world.nodes[0]!
+    if (primary.role !== 'primary') {
+      primary = this.#bestStandby() ?? primary
+      primary.promote()
+    }
+    primary.start()
+    for (const n of this.world.nodes) {
+      if (n === primary) continue
+      if (n.role === 'primary' || n.state === 'down' || n.upstream !== primary) n.rejoinAsStandby(primary, true)
+    }
+    this.lastDisturbance = this.#clock.now()
+    this.#note(`healed: ${primary.name} is the primary`)
+  }
+
+  #failover(old: SimNode, next: SimNode, lo: number, hi: number): void {
+    next.promote()
+    for (const n of this.world.nodes) if (n !== next && n !== old && n.role === 'standby') n.follow(next)
+    this.#later(lo, hi, () => {
+      this.#note(`${old.name} rejoins as a standby of ${next.name} (rewound)`)
+      old.rejoinAsStandby(next, true)
+      this.#roleFault = false
+      this.lastDisturbance = this.#clock.now()
+    })
+  }
+
+  /** The up standby with the most commits (what an HA manager promotes). */
+  #bestStandby(): SimNode | null {
+    const standbys = this.world.nodes.filter((n) => n.role === 'standby' && n.state === 'up')
+    if (standbys.length === 0) return null
+    return standbys.reduce((a, b) => (b.history.length > a.history.length ? b : a))
+  }
+
+  #later(lo: number, hi: number, fn: () => void): void {
+    this.#clock.setTimeout(() => {
+      if (!this.#stopped) fn()
+    }, this.#clock.between(lo, hi))
+  }
+
+  #note(line: string): void {
+    this.world.trace(`fault: ${line}`)
+  }
+}

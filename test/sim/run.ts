@@ -1,0 +1,329 @@
+import { FailoverPool } from '../../src/failover-pool.js'
+import type { FailoverPoolOptions } from '../../src/options.js'
+import type { PromoteHook } from '../../src/topology/promotion-hook.js'
+import { Apps } from './apps.js'
+import { simClientClass } from './client.js'
+import { SimClock } from './clock.js'
+import { FAULT_KINDS, type FaultKind, Faults } from './faults.js'
+import { SimNode } from './node.js'
+import { ListenerError, type Violation, World } from './world.js'
+
+/** What one schedule drew from its seed. */
+export interface ScheduleConfig {
+  readonly nodes: number
+  readonly max: number
+  readonly failoverTimeoutMs: number
+  readonly probeTimeoutMs: number
+  readonly healthCheckIntervalMs: number
+  readonly discoveryIntervalMs: number
+  readonly halfOpenAfterMs: number
+  readonly maxHalfOpenAfterMs: number
+  readonly failureThreshold: number
+  readonly promotionWatch: boolean
+  readonly routeReads: 'off' | 'auto'
+  readonly hook: 'none' | 'quick' | 'hang' | 'fail'
+  readonly onPromoteFailure: 'refuse' | 'proceed'
+  readonly variant: 'pg' | 'native'
+  readonly writers: number
+  readonly txWriters: number
+  readonly readers: number
+  readOnlyTx: number
+  readonly readYourWrites: number
+  readonly throwing: readonly string[]
+  readonly faults: readonly FaultKind[]
+  readonly durationMs: number
+  /** Simulated ms at which end() is called while everything still runs, or null: at the end. */
+  readonly endEarlyAt: number | null
+}
+
+/** How one schedule ended. */
+export interface ScheduleResult {
+  readonly seed: number
+  readonly config: ScheduleConfig
+  readonly violation: Violation | null
+  readonly trace: string
+  readonly steps: number
+  readonly simulatedMs: number
+  readonly counts: Apps['counts']
+  readonly listenerErrors: number
+}
+
+const EVENTS = ['failover', 'endpointDown', 'endpointUp', 'roleChange', 'breakerStateChange', 'splitBrain', 'stateStoreError', 'promoteHookError']
+
+/** Draws a schedule's configuration from its clock (so from its seed). */
+export function drawConfig(clock: SimClock, overrides: Partial<ScheduleConfig> = {}): ScheduleConfig {
+  const crowd = clock.chance(0.15)
+  const config: ScheduleConfig = {
+    nodes: clock.pick([2, 3, 3]),
+    max: crowd ? 2 : clock.pick([1, 2, 4]),
+    failoverTimeoutMs: clock.pick([1_500, 3_000, 6_000]),
+    probeTimeoutMs: clock.pick([300, 800]),
+    healthCheckIntervalMs: clock.pick([100, 400]),
+    discoveryIntervalMs: clock.pick([50, 150]),
+    halfOpenAfterMs: clock.pick([200, 1_000]),
+    maxHalfOpenAfterMs: 2_000,
+    failureThreshold: clock.pick([1, 3]),
+    promotionWatch: clock.chance(0.7),
+    routeReads: clock.chance(0.3) ? 'auto' : 'off',
+    hook: clock.chance(0.7) ? 'none' : clock.pick(['quick', 'hang', 'fail'] as const),
+    onPromoteFailure: clock.chance(0.5) ? 'refuse' : 'proceed',
+    variant: clock.chance(0.15) ? 'native' : 'pg',
+    writers: crowd ? 40 : clock.pick([1, 2, 4]),
+    txWriters: clock.pick([0, 1, 2]),
+    readers: clock.pick([0, 1, 2]),
+    readOnlyTx: clock.pick([0, 0, 1]),
+    readYourWrites: clock.pick([0, 0, 1]),
+    throwing: clock.chance(0.4) ? EVENTS.filter(() => clock.chance(0.5)) : [],
+    faults: FAULT_KINDS.filter(() => clock.chance(0.6)),
+    durationMs: clock.between(1_500, 5_000),
+    endEarlyAt: clock.chance(0.2) ? clock.between(300, 2_500) : null,
+    ...overrides,
+  }
+  return config
+}
+
+function hookOf(kind: ScheduleConfig['hook'], clock: SimClock): PromoteHook | undefined {
+  switch (kind) {
+    case 'none':
+      return undefined
+    case 'quick':
+      return async (client) => {
+        await client.query('SELECT 1')
+      }
+    case 'hang':
+      return () => new Promise<void>(() => undefined)
+    case 'fail':
+      return async () => {
+        await clock.sleep(5)
+        throw new Error('simulated hook failure')
+      }
+  }
+}
+
+/**
+ * Runs one schedule: a cluster of simulated nodes, a real FailoverPool over them (real coordinator,
+ * requests, lanes with pg-pool inside, watches, reader views), the applications, the faults, then
+ * a healed cluster the pool must settle on, then `end()`. Invariants are checked after every step;
+ * the first violation stops the schedule.
+ */
+export async function runSchedule(seed: number, overrides: Partial<ScheduleConfig> = {}): Promise<ScheduleResult> {
+  const clock = new SimClock(seed)
+  const world = new World(clock)
+  const config = drawConfig(clock, overrides)
+  const primary = new SimNode(world, 'n1', 'n1.sim', 5432, 'primary', '7100000000000000001')
+  world.nodes.push(primary)
+  for (let i = 2; i <= config.nodes; i++) {
+    const standby = new SimNode(world, `n${i}`, `n${i}.sim`, 5432, 'standby', '7100000000000000001')
+    world.nodes.push(standby)
+    standby.follow(primary)
+  }
+  const hook = hookOf(config.hook, clock)
+  const options: FailoverPoolOptions = {
+    endpoints: world.nodes.map((n) => ({ name: n.name, host: n.host, port: n.port, user: 'app', password: 'secret', database: 'app' })),
+    Client: simClientClass(world, config.variant) as never,
+    clock,
+    max: config.max,
+    idleTimeoutMillis: 0,
+    failoverTimeoutMs: config.failoverTimeoutMs,
+    probeTimeoutMs: config.probeTimeoutMs,
+    healthCheckIntervalMs: config.healthCheckIntervalMs,
+    discoveryIntervalMs: config.discoveryIntervalMs,
+    halfOpenAfterMs: config.halfOpenAfterMs,
+    maxHalfOpenAfterMs: config.maxHalfOpenAfterMs,
+    failureThreshold: config.failureThreshold,
+    promotionWatch: config.promotionWatch,
+    routeReads: config.routeReads,
+    ...(hook ? { onPromote: hook, onPromoteFailure: config.onPromoteFailure } : {}),
+  }
+  Object.assign(options, hookBoundOption(config))
+
+  let listenerErrors = 0
+  const crashes: Error[] = []
+  const onUncaught = (err: unknown): void => {
+    if (err instanceof ListenerError) listenerErrors++
+    else crashes.push(err instanceof Error ? err : new Error(String(err)))
+  }
+  process.on('uncaughtException', onUncaught)
+  process.on('unhandledRejection', onUncaught)
+
+  let steps = 0
+  const bounds = boundsOf(config, world)
+  const pool = new FailoverPool(options, { observe: (c) => world.observe(c) })
+  const apps = new Apps(world, pool)
+  const faults = new Faults(world, config.faults)
+  let lastVerified: { name: string } | null = null
+
+  /** One step: let every promise and tick run, check the invariants, fire the next timer. */
+  const step = async (): Promise<boolean> => {
+    await new Promise<void>((resolve) => setImmediate(resolve))
+    steps++
+    if (crashes.length > 0) world.fail('uncaught', `${crashes[0]!.name}: ${crashes[0]!.message}`)
+    checkStep(world, apps, faults, config, bounds, () => lastVerified, (v) => (lastVerified = v))
+    if (world.violation) return false
+    try {
+      if (!clock.fireNext()) return false
+    } catch (err) {
+      onUncaught(err)
+    }
+    return true
+  }
+
+  try {
+    if (config.writers > 0) apps.writers(config.writers)
+    apps.txWriters(config.txWriters)
+    apps.readers(config.readers)
+    apps.readOnlyTransactions(config.readOnlyTx)
+    apps.readYourWrites(config.readYourWrites)
+    apps.throwingListeners(config.throwing)
+    faults.start(100, 900)
+
+    let ending: Promise<void> | null = null
+    let endCalledAt = 0
+    let ended = false
+    const callEnd = (): void => {
+      apps.stopping = true
+      endCalledAt = clock.now()
+      world.trace('pool.end() called')
+      ending = pool.end().then(() => {
+        ended = true
+        world.trace('pool.end() completed')
+      })
+    }
+    const phaseUntil = async (until: number, stopWhen: () => boolean = () => false): Promise<void> => {
+      while (clock.now() < until && !stopWhen() && !world.violation) {
+        if (config.endEarlyAt !== null && ending === null && clock.now() >= config.endEarlyAt) callEnd()
+        if (ending !== null && !ended && clock.now() > endCalledAt + bounds.endMs) world.fail('end-unbounded', `end() called at ${endCalledAt.toFixed(1)} has not completed after ${bounds.endMs} ms`)
+        if (!(await step())) break
+      }
+    }
+    await phaseUntil(config.durationMs, () => ended)
+    if (!world.violation && !ended) {
+      try {
+        faults.healAll()
+      } catch (err) {
+        onUncaught(err)
+      }
+      await phaseUntil(clock.now() + bounds.settleMs, () => ended)
+      if (!world.violation && ending === null) checkSettled(world, pool, config)
+    }
+    if (!world.violation && ending === null) callEnd()
+    if (!world.violation) await phaseUntil(endCalledAt + bounds.endMs + 1, () => ended)
+    if (!world.violation && !ended) world.fail('end-unbounded', clock.pending === 0 ? `end() called at ${endCalledAt.toFixed(1)} waits with no timer left: it can never complete` : `end() called at ${endCalledAt.toFixed(1)} has not completed after ${bounds.endMs} ms`)
+    if (!world.violation) {
+      let drained = false
+      void apps.drained().then(() => (drained = true))
+      await phaseUntil(clock.now() + bounds.requestMs, () => drained)
+      checkAfterEnd(world, apps)
+    }
+  } finally {
+    process.off('uncaughtException', onUncaught)
+    process.off('unhandledRejection', onUncaught)
+  }
+  return { seed, config, violation: world.violation, trace: world.recentTrace(), steps, simulatedMs: clock.now(), counts: apps.counts, listenerErrors }
+}
+
+/** The hook's deadline, where the pool has the option. */
+function hookBoundOption(config: ScheduleConfig): Record<string, number> {
+  return config.hook === 'none' || !HOOK_DEADLINE ? {} : { onPromoteTimeoutMs: 500 }
+}
+const HOOK_DEADLINE = false
+
+interface Bounds {
+  /** How long one application request may take, at most. */
+  readonly requestMs: number
+  /** How long end() may take, at most. */
+  readonly endMs: number
+  /** How long a healed cluster is given before the pool must have settled on it. */
+  readonly settleMs: number
+  /** How long after the last disturbance a healthy primary must not be dropped. */
+  readonly quietMs: number
+}
+
+function boundsOf(config: ScheduleConfig, world: World): Bounds {
+  const probeCycle = config.probeTimeoutMs + config.healthCheckIntervalMs * 1.2
+  const requestMs = config.failoverTimeoutMs + 2 * probeCycle + 2 * world.connectTimeoutMs + 1_500 + 1_000
+  return {
+    requestMs,
+    endMs: requestMs + config.probeTimeoutMs + 1_000,
+    settleMs: config.maxHalfOpenAfterMs * 1.3 + 3 * config.healthCheckIntervalMs + 2 * config.probeTimeoutMs + 3 * config.discoveryIntervalMs + 1_000,
+    quietMs: config.probeTimeoutMs + 2 * config.healthCheckIntervalMs + 100,
+  }
+}
+
+/** Invariants checked after every step. */
+function checkStep(world: World, apps: Apps, faults: Faults, config: ScheduleConfig, bounds: Bounds, last: () => { name: string } | null, setLast: (v: { name: string } | null) => void): void {
+  const now = world.clock.now()
+  for (const request of apps.inFlight) {
+    if (now - request.startedAt > bounds.requestMs) {
+      world.fail('request-unbounded', `${request.label} started at ${request.startedAt.toFixed(1)} still waits after ${bounds.requestMs} ms`)
+      return
+    }
+  }
+  const state = world.pool.coordinator?.state
+  if (state && state !== world.lastState) {
+    world.lastState = state
+    world.trace(`writer state: ${describeState(state)}`)
+  }
+  const verified = state?.kind === 'verified' ? state.primary : null
+  const previous = last()
+  if (previous !== null && verified?.name !== previous.name && state?.kind !== 'ended') {
+    // The pool stopped writing to a node that is the cluster's healthy primary, nothing else writable,
+    // and nothing has disturbed the cluster for a while: only one session can have failed.
+    const node = world.nodes.find((n) => n.name === previous.name)!
+    const writable = world.nodes.filter((n) => n.role === 'primary' && n.state !== 'down')
+    const healthy = node.writable && node.state === 'up' && node.holdMs === 0 && node.refusal === null && writable.length === 1
+    if (healthy && now - faults.lastDisturbance > bounds.quietMs) {
+      world.fail('overreaction', `the pool stopped writing to ${node.name} (now ${state?.kind}), a healthy primary, ${(now - faults.lastDisturbance).toFixed(0)} ms after the last disturbance`)
+    }
+  }
+  setLast(verified ? { name: verified.name } : null)
+}
+
+function describeState(state: { kind: string } & Record<string, any>): string {
+  switch (state.kind) {
+    case 'verified':
+      return `verified ${state.primary.name} (generation ${state.target.generation})`
+    case 'discovering':
+      return `discovering${state.suspect ? ` (suspect ${state.suspect.name})` : ''}${state.loss ? `: ${state.loss.reason}` : ''}`
+    case 'adopting':
+      return `adopting ${state.candidate.name}`
+    case 'paused':
+      return `paused`
+    case 'split-brain':
+      return `split brain: ${state.reason}`
+    default:
+      return state.kind
+  }
+}
+
+/** After the cluster healed: the pool writes to the true primary and every healthy standby serves reads. */
+function checkSettled(world: World, pool: FailoverPool, config: ScheduleConfig): void {
+  const truth = world.truePrimary()
+  const status = pool.status()
+  const refusing = config.hook === 'fail' || config.hook === 'hang' ? config.onPromoteFailure === 'refuse' : false
+  if (!refusing && truth && status.primary !== truth.name) {
+    world.fail('no-primary-after-heal', `the cluster healed with ${truth.name} as primary, but the pool's primary is ${status.primary} (${world.pool.coordinator?.state.kind}; ${status.lastElection})`)
+    return
+  }
+  for (const e of status.endpoints) {
+    const node = world.nodes.find((n) => n.name === e.name)!
+    if (node.role !== 'standby' || node.state !== 'up') continue
+    if (e.role !== 'standby' || e.breaker !== 'closed' || e.lastError !== null) {
+      world.fail('replica-not-serving', `${e.name} is a healthy standby again, but the pool shows role ${e.role}, breaker ${e.breaker}, last error ${e.lastError}`)
+      return
+    }
+  }
+}
+
+/** After end(): nothing the pool opened is still open; a write reported failed never ran. */
+function checkAfterEnd(world: World, apps: Apps): void {
+  const open = [...world.clients].filter((c) => !c.closed)
+  if (open.length > 0) world.fail('client-leak', `${open.length} connection(s) still open after end(): ${open.map((c) => `${c.node?.name}:${c.applicationName || 'app'}`).join(', ')}`)
+  for (const w of world.writes.values()) {
+    if (w.outcome === 'failed' && w.commits.length > 0) {
+      world.fail('failed-write-committed', `${w.id} was reported failed (not outcome-unknown) but committed on ${w.commits[0]!.node.name}`)
+      return
+    }
+  }
+  if (apps.inFlight.size > 0) world.fail('request-unbounded', `${apps.inFlight.size} request(s) still in flight after end()`)
+}

@@ -1,0 +1,193 @@
+import type { Coordinator } from '../../src/topology/coordinator.js'
+import type { SimClock } from './clock.js'
+import { type ClientWorld, SimClient } from './client.js'
+import { type Commit, type NodeWorld, SimNode, type Statement } from './node.js'
+
+/** An invariant broke: the schedule stops here and its seed replays it. */
+export class Violation extends Error {
+  constructor(
+    readonly invariant: string,
+    detail: string,
+  ) {
+    super(`${invariant}: ${detail}`)
+    this.name = 'Violation'
+  }
+}
+
+/** Thrown by the simulated applications' listeners on purpose (an alerting client that is down). */
+export class ListenerError extends Error {
+  constructor(event: string) {
+    super(`listener for '${event}' threw (simulated)`)
+    this.name = 'ListenerError'
+  }
+}
+
+/** What the world knows about one application write. */
+export interface WriteRecord {
+  readonly id: string
+  /** `query`: pool.query; `tx`: a statement on a checked-out client inside BEGIN/COMMIT. */
+  readonly kind: 'query' | 'tx'
+  readonly commits: Array<Commit & { readonly leftBefore: boolean }>
+  outcome: 'pending' | 'acked' | 'unknown' | 'failed'
+}
+
+/** The pool's decisions as the world saw them: when it last left and last adopted each node. */
+interface PoolView {
+  coordinator: Coordinator | null
+  readonly leftAt: Map<string, number>
+  readonly adoptedAt: Map<string, number>
+}
+
+const TRACE_LINES = 80
+
+/**
+ * Everything simulated, on one clock: the nodes, the network lookups, the ledger of commits, the
+ * pool's decisions as observed, and the send-time and commit-time invariants. The applications,
+ * faults and end-of-run checks live beside it (apps.ts, faults.ts, run.ts).
+ */
+export class World implements NodeWorld, ClientWorld {
+  readonly nodes: SimNode[] = []
+  readonly clients = new Set<SimClient>()
+  readonly writes = new Map<string, WriteRecord>()
+  readonly pool: PoolView = { coordinator: null, leftAt: new Map(), adoptedAt: new Map() }
+  readonly connectTimeoutMs = 1_000
+  #pid = 1000
+  #timelines = new Map<number, { parent: number; length: number }>()
+  #nextTimeline = 2
+  readonly #trace: string[] = []
+  violation: Violation | null = null
+  /** The coordinator's writer state at the last step (traced when it changes). */
+  lastState: object | null = null
+
+  constructor(readonly clock: SimClock) {}
+
+  // ------------------------------------------------------------------ NodeWorld
+
+  nextPid(): number {
+    return this.#pid++
+  }
+
+  newTimeline(parent: number, length: number): number {
+    const tl = Math.max(this.#nextTimeline, parent + 1)
+    this.#nextTimeline = tl + 1
+    this.#timelines.set(tl, { parent, length })
+    return tl
+  }
+
+  canFollow(tl: number, length: number, upstreamTl: number): boolean {
+    let t = upstreamTl
+    let limit = Infinity
+    while (t !== tl) {
+      const info = this.#timelines.get(t)
+      if (!info) return false
+      limit = Math.min(limit, info.length)
+      t = info.parent
+    }
+    return length <= limit
+  }
+
+  committed(commit: Commit): void {
+    const record = this.writes.get(commit.writeId)
+    if (!record) return
+    const left = this.pool.leftAt.get(commit.node.name) ?? -1
+    const adopted = this.pool.adoptedAt.get(commit.node.name) ?? -1
+    record.commits.push({ ...commit, leftBefore: left > adopted })
+    if (record.commits.length > 1) this.fail('write-run-twice', `${commit.writeId} committed ${record.commits.length} times (${record.commits.map((c) => `${c.node.name}@${c.at.toFixed(1)}`).join(', ')})`)
+  }
+
+  trace(line: string): void {
+    this.#trace.push(`${this.clock.now().toFixed(1).padStart(9)} ${line}`)
+    if (this.#trace.length > TRACE_LINES) this.#trace.shift()
+  }
+
+  /** The last lines of the trace, for a failing seed's report. */
+  recentTrace(): string {
+    return this.#trace.join('\n')
+  }
+
+  // ------------------------------------------------------------------ ClientWorld
+
+  lookup(host: string, port: number): SimNode | undefined {
+    return this.nodes.find((n) => n.host === host && n.port === port)
+  }
+
+  clientCreated(client: SimClient): void {
+    this.clients.add(client)
+    client.once('end', () => this.clients.delete(client))
+  }
+
+  sending(client: SimClient, statement: Statement): void {
+    if (!/^INSERT INTO ledger/i.test(statement.sql)) return
+    const id = String(statement.values[0])
+    const record = this.writes.get(id)
+    const node = client.node!
+    const left = this.pool.leftAt.get(node.name) ?? -1
+    // A connection opened before the pool last left its node must have been cut by that leave.
+    if (client.openedAt !== null && left >= client.openedAt) {
+      this.fail('sent-after-left', `${id} sent on a connection to ${node.name} opened at ${client.openedAt.toFixed(1)}, which the pool left at ${left.toFixed(1)}`)
+    }
+    if (record?.kind === 'query') {
+      const state = this.pool.coordinator?.state
+      if (!state || state.kind !== 'verified' || state.primary.name !== node.name) {
+        this.fail('write-sent-off-primary', `${id} sent to ${node.name} while the pool's writer state is ${state?.kind}${state?.kind === 'verified' ? ` (${state.primary.name})` : ''}`)
+      }
+    }
+  }
+
+  unhandledClientError(client: SimClient, error: Error): void {
+    this.fail('uncaught', `'error' emitted on a client of ${client.node?.name} (${client.applicationName || 'pool'}; last statement ${client.lastSql.slice(0, 50) || 'none'}) with no listener: ${error.message}`)
+  }
+
+  // ------------------------------------------------------------------ the pool, observed
+
+  /**
+   * Hooks the pool's coordinator: every leave and adoption is timestamped, so a commit can be
+   * judged against what the pool had decided when it happened.
+   */
+  observe(coordinator: Coordinator): void {
+    this.pool.coordinator = coordinator
+    const target = coordinator as unknown as { leave(e: { name: string }, reason: string): void; adopt(e: { name: string }, ...rest: unknown[]): void }
+    const leave = target.leave.bind(coordinator)
+    const adopt = target.adopt.bind(coordinator)
+    target.leave = (endpoint, reason) => {
+      this.pool.leftAt.set(endpoint.name, this.clock.now())
+      this.trace(`pool leaves ${endpoint.name}: ${reason}`)
+      leave(endpoint, reason)
+    }
+    target.adopt = (endpoint, ...rest) => {
+      this.pool.adoptedAt.set(endpoint.name, this.clock.now())
+      this.trace(`pool adopts ${endpoint.name}`)
+      adopt(endpoint, ...rest)
+    }
+  }
+
+  // ------------------------------------------------------------------ writes
+
+  /** Registers an application write before it is issued. */
+  newWrite(id: string, kind: WriteRecord['kind']): WriteRecord {
+    const record: WriteRecord = { id, kind, commits: [], outcome: 'pending' }
+    this.writes.set(id, record)
+    return record
+  }
+
+  /** The application was told its write succeeded. */
+  acked(record: WriteRecord): void {
+    record.outcome = 'acked'
+    const commit = record.commits[0]
+    if (!commit) return this.fail('acked-not-committed', `${record.id} acknowledged but never committed anywhere`)
+    if (commit.leftBefore) this.fail('acked-by-left-node', `${record.id} committed on ${commit.node.name} at ${commit.at.toFixed(1)}, after the pool had left it, and was acknowledged`)
+  }
+
+  fail(invariant: string, detail: string): void {
+    if (this.violation) return
+    this.violation = new Violation(invariant, detail)
+    this.trace(`VIOLATION ${this.violation.message}`)
+  }
+
+  /** The node PostgreSQL itself would call the primary: writable, on the newest timeline. */
+  truePrimary(): SimNode | null {
+    const writable = this.nodes.filter((n) => n.role === 'primary' && n.state !== 'down')
+    if (writable.length === 0) return null
+    return writable.reduce((a, b) => (b.timeline > a.timeline ? b : a))
+  }
+}
