@@ -1,11 +1,11 @@
 import type pg from 'pg'
 import type { PoolConfig } from 'pg'
 import type { Clock } from './clock.js'
-import { type BreakerSettings } from './endpoint/breaker.js'
 import type { ResolvedEndpoint } from './endpoint/endpoint-config.js'
 import { Endpoint, type LaneEventsFactory } from './endpoint/endpoint.js'
 import type { FailoverPoolEvents, PgPoolEvents } from './events.js'
 import { promotionWatchFactory, type WatchFactory } from './health/watches.js'
+import { cutClient } from './endpoint/client-cut.js'
 import { classifyError } from './error-policy.js'
 import { type FailoverPoolOptions, type ResolvedOptions, resolveOptions } from './options.js'
 import { type FailoverPoolStatus, buildStatus } from './observe/status.js'
@@ -37,7 +37,7 @@ export interface FailoverPool {
  */
 export interface PoolParts {
   /** Makes one endpoint (default: a real {@link Endpoint} with two pg.Pool lanes). */
-  endpoint?: (resolved: ResolvedEndpoint, shared: PoolConfig, events: LaneEventsFactory, clock: Clock, breaker: BreakerSettings) => Endpoint
+  endpoint?: (resolved: ResolvedEndpoint, shared: PoolConfig, events: LaneEventsFactory, clock: Clock) => Endpoint
   /** Makes promotion watches (default: a server-side watch session per standby; null when `promotionWatch` is off). */
   watches?: WatchFactory | null
   /** Handed the pool's coordinator once it exists: the deterministic simulator checks its invariants against it. */
@@ -86,8 +86,8 @@ export class FailoverPool extends PoolSurface {
     this.intent = resolved.routeReads === 'auto' ? 'auto' : 'write'
     const events: LaneEventsFactory = (endpoint, lane) =>
       forwardLaneEvents({ pool: this, writer: () => this.#writer, readers: () => this.#readers, idleError: (e, err) => this.#coordinator.idleError(e, err) }, endpoint, lane)
-    const makeEndpoint = parts.endpoint ?? ((r, shared, ev, clock, breaker) => new Endpoint(r, shared, ev, clock, breaker))
-    const endpoints = resolved.endpoints.map((e) => makeEndpoint(e, resolved.poolConfig, events, resolved.clock, resolved.breaker))
+    const makeEndpoint = parts.endpoint ?? ((r, shared, ev, clock) => new Endpoint(r, shared, ev, clock))
+    const endpoints = resolved.endpoints.map((e) => makeEndpoint(e, resolved.poolConfig, events, resolved.clock))
     const watches =
       parts.watches !== undefined
         ? parts.watches
@@ -105,7 +105,7 @@ export class FailoverPool extends PoolSurface {
     this.#coordinator = new Coordinator({ endpoints, options: resolved, events: this, watches })
     parts.observe?.(this.#coordinator)
     this.#reads = new ReadTargets(this.#coordinator, resolved)
-    this.#maintenance = new Maintenance(this.#coordinator, resolved, this)
+    this.#maintenance = new Maintenance(this.#coordinator, resolved)
     this.host = new TopologyHost(this.#coordinator, this.#reads, resolved, new RetryBudget(resolved.retryBudget, resolved.clock), () => this.ending)
     this.handleClientErrors()
     void this.#coordinator.start()
@@ -175,12 +175,18 @@ export class FailoverPool extends PoolSurface {
       const startedAt = this.#opts.clock.now()
       this.host.target(role, startedAt, read, (err, target) => {
         if (err || !target) return reject(err)
+        const era = this.host.eraOf(target.endpoint)
         // The node failing this client (while connecting, or later) is a failure like any request's.
         const report = (error: unknown): void => {
           const errorClass = classifyError(error)
-          if (error instanceof Error && (errorClass === 'connection' || errorClass === 'read-only')) this.host.report({ target, error, errorClass, startedAt })
+          if (error instanceof Error && (errorClass === 'connection' || errorClass === 'read-only')) this.host.report({ target, error, errorClass, era })
         }
-        target.endpoint.attach(client, report).then(resolve, (error: unknown) => {
+        target.endpoint.attach(client, report).then(() => {
+          // Left while connecting: the cut reached it, or it connected just after; either way never hand it out.
+          if (this.host.isCurrent(target)) return resolve()
+          cutClient(client)
+          reject(Object.assign(new Error(`${target.endpoint.name} stopped being the ${role === 'write' ? 'primary' : 'replica'} while this client connected`), { code: 'ECONNRESET' }))
+        }, (error: unknown) => {
           report(error)
           reject(error)
         })

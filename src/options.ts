@@ -113,8 +113,14 @@ export interface FailoverPoolOptions extends Omit<PoolConfig, 'host' | 'port' | 
   topology?: 'physical' | 'logical'
   /** Runs on a new primary before it takes writes (writes wait); see `logicalMirrorHook`. */
   onPromote?: PromoteHook
-  /** When `onPromote` throws: `'refuse'` (default) never uses that node; `'proceed'` uses it anyway. */
+  /** When `onPromote` throws or times out: `'refuse'` (default) never uses that node; `'proceed'` uses it anyway. */
   onPromoteFailure?: 'refuse' | 'proceed'
+  /**
+   * Deadline of one `onPromote` run (its checkout included), in milliseconds. Past it the hook's
+   * client is cut and `onPromoteFailure` applies, so a hook blocked on a lock can neither hold
+   * writes nor `end()` forever. Default 10000.
+   */
+  onPromoteTimeoutMs?: number
   /**
    * An HA manager to ask for a second opinion, e.g. `patroni({ urls: ['http://db1:8008'] })`: its
    * leader is a hint for the first discovery and breaks a tie between two writable nodes on one
@@ -152,6 +158,7 @@ export interface ResolvedOptions {
   readonly topology: 'physical' | 'logical'
   readonly onPromote: PromoteHook | null
   readonly onPromoteFailure: 'refuse' | 'proceed'
+  readonly onPromoteTimeoutMs: number
   readonly haManager: HaManager | null
   readonly clock: Clock
 }
@@ -174,7 +181,7 @@ const OWN_OPTION_NAMES = new Set([
   'promotionWatch', 'promotionWatchWindowMs', 'promotionWatchCheckMs', 'clock', 'healthCheckIntervalMs',
   'routeReads', 'readStrategy', 'maxReplicaLagMs', 'maxReplicaLagBytes', 'readFallback', 'readYourWritesTimeoutMs',
   'failureThreshold', 'halfOpenAfterMs', 'maxHalfOpenAfterMs', 'retryBudget',
-  'stateStore', 'stateStoreTimeoutMs', 'topology', 'onPromote', 'onPromoteFailure', 'haManager',
+  'stateStore', 'stateStoreTimeoutMs', 'topology', 'onPromote', 'onPromoteFailure', 'onPromoteTimeoutMs', 'haManager',
 ])
 
 /** Options that take one of a fixed set of strings. */
@@ -214,6 +221,7 @@ const NUMERIC_OPTIONS: Record<string, { min: number; infinite?: boolean; integer
   halfOpenAfterMs: { min: 0 },
   maxHalfOpenAfterMs: { min: 0 },
   stateStoreTimeoutMs: { min: 1 },
+  onPromoteTimeoutMs: { min: 1 },
 }
 
 /** Host-level keys that belong on an endpoint, not on the shared options. */
@@ -317,6 +325,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
     topology: (input.topology as 'physical' | 'logical' | undefined) ?? 'physical',
     onPromote: (input.onPromote as PromoteHook | undefined) ?? null,
     onPromoteFailure: (input.onPromoteFailure as 'refuse' | 'proceed' | undefined) ?? 'refuse',
+    onPromoteTimeoutMs: (input.onPromoteTimeoutMs as number | undefined) ?? 10_000,
     haManager: ha ?? null,
     clock,
   }

@@ -32,15 +32,14 @@ export const DEFAULT_BREAKER: BreakerSettings = { failureThreshold: 3, halfOpenA
  * One endpoint's circuit breaker: closed → open after `failureThreshold` consecutive endpoint
  * failures; open → half-open once its wait has passed (read lazily from the clock: no timers);
  * half-open allows exactly one trial (the health probe, not user traffic); the trial's success
- * closes it, its failure opens it again with a longer wait.
+ * closes it, its failure opens it again with a longer wait, and whatever else ends the trial (an
+ * answer that proves nothing either way: a refused login, say) releases it for the next probe.
  *
- * Only endpoint failures count (connection-class errors, timeouts); the caller decides that.
- * Results that arrive after the state changed since the request began (`startedAt`) are ignored,
- * so a slow failure from before a recovery cannot re-open a healthy endpoint.
+ * Only endpoint failures count (connection-class errors, timeouts), and only current ones: the
+ * endpoint's health record drops late results from before a change before they reach here.
  */
 export class CircuitBreaker {
   #state: BreakerState = { kind: 'closed', failures: 0 }
-  #changedAt = Number.NEGATIVE_INFINITY
 
   constructor(
     private readonly settings: BreakerSettings,
@@ -80,9 +79,14 @@ export class CircuitBreaker {
     return true
   }
 
-  /** An endpoint failure; `startedAt` is when the failed request began (clock ms). */
-  recordFailure(startedAt = this.clock.now()): BreakerTransition | null {
-    if (startedAt < this.#changedAt) return null
+  /** The trial's probe ended without a verdict on the endpoint: the next probe may try again. */
+  endTrial(): void {
+    const s = this.#state
+    if (s.kind === 'half-open' && s.trialInFlight) this.#state = { ...s, trialInFlight: false }
+  }
+
+  /** An endpoint failure. */
+  recordFailure(): BreakerTransition | null {
     const s = this.state
     switch (s.kind) {
       case 'closed': {
@@ -101,19 +105,17 @@ export class CircuitBreaker {
   }
 
   /**
-   * A success (a request or probe that reached the server); `startedAt` as for failures. It closes
-   * the breaker from half-open (the trial) and also from open: user traffic never reaches an open
-   * endpoint, so a success that began after the breaker opened can only be a discovery probe, which
-   * runs whatever the breaker says while no primary is verified — and proves the node is back.
+   * A success (a probe that reached the server). It closes the breaker from half-open (the trial)
+   * and also from open: user traffic never reaches an open endpoint, so a current success while
+   * open can only be a discovery probe, which runs whatever the breaker says while no primary is
+   * verified — and proves the node is back.
    */
-  recordSuccess(startedAt = this.clock.now()): BreakerTransition | null {
-    if (startedAt < this.#changedAt) return null
+  recordSuccess(): BreakerTransition | null {
     const s = this.state
     if (s.kind === 'closed') {
       if (s.failures > 0) this.#state = { kind: 'closed', failures: 0 }
       return null
     }
-    if (s.kind === 'open' && startedAt <= this.#changedAt) return null
     return this.#set({ kind: 'closed', failures: 0 })
   }
 
@@ -128,7 +130,6 @@ export class CircuitBreaker {
   #set(next: BreakerState): BreakerTransition {
     const from = this.#state.kind
     this.#state = next
-    this.#changedAt = this.clock.now()
     return { from, to: next.kind }
   }
 }

@@ -1,14 +1,15 @@
 import pg from 'pg'
 import type { ClientConfig, PoolConfig, PoolOptions } from 'pg'
-import { type BreakerSettings, CircuitBreaker } from './breaker.js'
-import { type Clock, randomOf, withDeadline } from '../clock.js'
+import { type Clock, type TimerHandle, withDeadline } from '../clock.js'
+import { classifyError, isTimeout } from '../error-policy.js'
+import { asError } from '../errors.js'
+import { cutClient } from './client-cut.js'
 import type { ResolvedEndpoint } from './endpoint-config.js'
 import { hidePassword } from './endpoint-config.js'
-import { Lane, type LaneEvents, destroySocket } from './lane.js'
+import { Lane, type LaneEvents } from './lane.js'
 import { parseLsn } from './lsn.js'
 import { type NodeAddress, nodeAddressOf, pointClientAt } from './point-client.js'
 import { type ProbeResult, probeRole } from './role-probe.js'
-import { asError } from '../errors.js'
 
 /** Which lane of an endpoint: writes (the primary's traffic) or reads (pool.reader's). */
 export type LaneKind = 'write' | 'read'
@@ -25,7 +26,7 @@ export interface EndpointRouting {
 /**
  * One PostgreSQL node: a write lane and a read lane (each its own pg.Pool with every pg.Pool option
  * the user gave), a dedicated monitor session for role probes, and what the last probe found. It
- * reports; it never decides topology (the coordinator does).
+ * reports and obeys; it never decides topology (the coordinator does, and keeps the node's health).
  */
 export class Endpoint {
   readonly name: string
@@ -40,11 +41,6 @@ export class Endpoint {
   lastProbeWallTime: number | null = null
   /** Statements this endpoint ran for the pool, and how many failed (any error), since start. */
   readonly counters = { writes: 0, reads: 0, errors: 0 }
-  /**
-   * How many times the pool has left this node (cut it). A statement that began before the count
-   * changed and then succeeded ran on a node the pool no longer writes to: its write may be lost.
-   */
-  leaves = 0
   /** Highest WAL position this node is known to have replayed (probes and read-your-writes checks). */
   knownReplayLsn: bigint | null = null
 
@@ -52,22 +48,23 @@ export class Endpoint {
   readonly read: Lane
   /** Clients the pool connected here for a library that pools by itself (connectClient): cut with the lanes. */
   readonly external: Set<pg.ClientBase> = new Set()
-  /** Counts this endpoint's failures; while open, no user traffic reaches it. */
-  readonly breaker: CircuitBreaker
   private readonly clientConfig: PoolConfig
   /** Where a client attached here (connectClient) connects, and with which credentials and TLS. */
   private readonly address: NodeAddress
+  /** The monitor session, once connected; `monitorConnecting` while its connect is under way. */
   private monitor: pg.Client | null = null
-  private monitorConnecting: Promise<pg.Client> | null = null
+  private monitorConnecting: { readonly client: pg.Client; readonly ready: Promise<pg.Client> } | null = null
+  /** Cuts waiting for a leave's answer grace to end (cleared by end()). */
+  private readonly graceTimers = new Set<TimerHandle>()
+  /** Set by end(): no monitor session is opened any more. */
+  private ended = false
 
   constructor(
     resolved: ResolvedEndpoint,
     sharedConfig: PoolConfig,
     events: LaneEventsFactory,
     private readonly clock: Clock,
-    breaker: BreakerSettings,
   ) {
-    this.breaker = new CircuitBreaker(breaker, clock, randomOf(clock))
     this.name = resolved.name
     this.host = resolved.host
     this.port = resolved.port
@@ -93,23 +90,41 @@ export class Endpoint {
   }
 
   /**
-   * The node failed or changed role: retire both lanes (see {@link Lane.retire}). With `cut`,
-   * everything still running there is cut: the pool has left the node. The monitor session stays:
-   * probes go on judging the node (a dead session is replaced by the next probe).
+   * Fresh pools on both lanes: idle connections close now, checked-out ones when released, waiting
+   * checkouts go elsewhere. Nothing running is cut (the node was not left).
+   */
+  refreshPools(): void {
+    this.write.refresh()
+    this.read.refresh()
+  }
+
+  /**
+   * The pool leaves this node: everything still running there is cut — both lanes' connections
+   * (checked-out, idle, still connecting) and the clients attached for a library that pools by
+   * itself — so a node the pool has left can never acknowledge a write afterwards.
    *
-   * `answerGraceMs` (ms, default 0: everything is cut at once) lets a running `pool.query` statement
+   * `answerGraceMs` (default 0: everything is cut at once) lets a running `pool.query` statement
    * answer first, for a node that said it takes no writes: its answer is then an error that proves
    * the statement did nothing (25006, retried on the new primary), where a cut would leave its
-   * outcome unknown. A request reports a success from a node left meanwhile as outcome-unknown
-   * (see {@link leaves}), so the grace never acknowledges a write; what still runs when it ends is cut.
+   * outcome unknown. A request reports a success from a node left meanwhile as outcome-unknown, so
+   * the grace never acknowledges a write; what still runs when it ends is cut.
    */
-  retire(cut = false, answerGraceMs = 0): void {
-    if (cut) this.leaves++
-    const spare = cut && answerGraceMs > 0
-    const running = [...this.write.retire(cut, spare), ...this.read.retire(cut, spare)]
-    if (cut) for (const client of this.external) destroySocket(client)
-    // A client that answered in time went back into its ended pool and closed: destroying it again is a no-op.
-    if (running.length > 0) this.clock.setTimeout(() => running.forEach(destroySocket), answerGraceMs)
+  leave(answerGraceMs = 0): void {
+    const running = [...this.write.cut(answerGraceMs > 0), ...this.read.cut(answerGraceMs > 0)]
+    for (const client of this.external) cutClient(client)
+    if (running.length === 0) return
+    const timer = this.clock.setTimeout(() => {
+      this.graceTimers.delete(timer)
+      // A client that answered in time went back into its ended pool and closed: cutting it again is a no-op.
+      running.forEach(cutClient)
+    }, answerGraceMs)
+    this.graceTimers.add(timer)
+  }
+
+  /** A replica stopped answering: cut what hangs there (nothing may be written there, so nothing is lost) and start afresh. */
+  cutStalled(): void {
+    this.write.cut()
+    this.read.cut()
   }
 
   /**
@@ -149,8 +164,20 @@ export class Endpoint {
    */
   async probe(timeoutMs: number): Promise<ProbeResult> {
     const timedOut = (): Error => Object.assign(new Error(`role probe of ${this.name} timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' })
+    const deadline = this.clock.now() + timeoutMs
+    const attempt = (): Promise<ProbeResult> => withDeadline(this.monitorClient().then((c) => probeRole(c, () => this.clock.now())), Math.max(0, deadline - this.clock.now()), timedOut, this.clock)
     try {
-      const result = await withDeadline(this.monitorClient().then((c) => probeRole(c, () => this.clock.now())), timeoutMs, timedOut, this.clock)
+      const reused = this.monitor !== null
+      let result: ProbeResult
+      try {
+        result = await attempt()
+      } catch (err) {
+        // The monitor session itself was lost (terminated, idle-session timeout) while the node may
+        // be fine: one more try on a fresh session before anyone concludes the node is gone.
+        if (!reused || isTimeout(err) || classifyError(err) !== 'connection' || this.clock.now() >= deadline) throw err
+        this.closeMonitor()
+        result = await attempt()
+      }
       this.lastProbe = result
       if (result.inRecovery && result.lsn !== null) this.noteReplayed(parseLsn(result.lsn))
       return result
@@ -183,18 +210,31 @@ export class Endpoint {
     return client
   }
 
-  /** Closes both lanes (waiting for checked-out clients, as pg.Pool#end does) and the monitor session. */
+  /**
+   * Closes both lanes (waiting for checked-out clients, as pg.Pool#end does; clients still
+   * connecting are cut), the monitor session (a connect under way is cut too) and any cut waiting
+   * for an answer grace.
+   */
   async end(): Promise<void> {
+    this.ended = true
     this.closeMonitor()
+    for (const timer of this.graceTimers) this.clock.clearTimeout(timer)
+    this.graceTimers.clear()
     await Promise.all([this.write.end(), this.read.end()])
   }
 
   private monitorClient(): Promise<pg.Client> {
+    if (this.ended) return Promise.reject(new Error(`${this.name}: the pool has ended`))
     if (this.monitor) return Promise.resolve(this.monitor)
-    if (this.monitorConnecting) return this.monitorConnecting
+    if (this.monitorConnecting) return this.monitorConnecting.ready
     const client = this.createClient({ application_name: monitorApplicationName(this.clientConfig) })
-    this.monitorConnecting = client.connect().then(
+    const ready = client.connect().then(
       () => {
+        if (this.monitorConnecting?.client !== client) {
+          // Closed while connecting: it was cut; make sure it is gone.
+          destroyClient(client)
+          throw new Error(`the monitor session of ${this.name} was closed while connecting`)
+        }
         this.monitorConnecting = null
         this.monitor = client
         unrefClient(client)
@@ -204,18 +244,20 @@ export class Endpoint {
         return client
       },
       (err: unknown) => {
-        this.monitorConnecting = null
-        client.end().catch(() => undefined)
+        if (this.monitorConnecting?.client === client) this.monitorConnecting = null
+        destroyClient(client)
         throw err
       },
     )
-    return this.monitorConnecting
+    this.monitorConnecting = { client, ready }
+    return ready
   }
 
   private closeMonitor(): void {
-    const pending = this.monitorConnecting
+    const connecting = this.monitorConnecting
     this.monitorConnecting = null
-    pending?.then((c) => destroyClient(c), () => undefined)
+    // A connect under way (to a frozen node, say) is cut now rather than left to its TCP timeout.
+    if (connecting) destroyClient(connecting.client)
     if (this.monitor) destroyClient(this.monitor)
     this.monitor = null
   }
@@ -231,8 +273,8 @@ export function unrefClient(client: pg.Client): void {
 
 /** Ends a client without waiting for the server (which may be frozen or gone). */
 export function destroyClient(client: pg.Client): void {
+  cutClient(client)
   client.end().catch(() => undefined)
-  destroySocket(client)
 }
 
 function monitorApplicationName(config: ClientConfig): string {

@@ -1,5 +1,6 @@
 import pg from 'pg'
 import type { PoolClient, PoolConfig, PoolOptions } from 'pg'
+import { cutClient } from './client-cut.js'
 
 /** pg.Pool's events, which a facade re-emits with pg.Pool's arguments. */
 export type PoolEventName = 'connect' | 'acquire' | 'release' | 'remove' | 'error'
@@ -19,77 +20,96 @@ export interface LaneEvents {
 /** Callback shape of pg.Pool#connect. */
 export type AcquireCallback = (err: Error | undefined, client?: PoolClient, release?: (err?: Error | boolean) => void) => void
 
-/** Raised to requests waiting for a client of a lane that was retired: they never reached the server. */
+/** Raised to requests waiting for a client of a lane that was refreshed: they never reached the server. */
 export class LaneRetiredError extends Error {
   constructor(endpoint: string) {
-    super(`the pool of ${endpoint} was retired while the request waited for a connection`)
+    super(`the pool of ${endpoint} was replaced while the request waited for a connection`)
     this.name = 'LaneRetiredError'
   }
 }
 
-/** A checkout in progress; linked into the lane's list so a retire can abort it (O(1), no hashing). */
+/** A checkout in progress; linked into the lane's list so a refresh can abort it (O(1), no hashing). */
 interface PendingAcquire {
   callback: AcquireCallback | null
   prev: PendingAcquire | null
   next: PendingAcquire | null
 }
 
+/** One inner pg.Pool of a lane and every client it made, connecting ones included. */
+interface InnerPool {
+  readonly clients: Set<pg.ClientBase>
+  /** Clients that finished connecting (the others are still connecting). */
+  readonly connected: WeakSet<pg.ClientBase>
+  /** Set once the pool was told to end: resolves when its last client is gone. */
+  ended: Promise<void> | null
+}
+
 /**
  * One endpoint's pg.Pool for one kind of traffic (writes or reads), with every pg.Pool option the
  * user gave. Separate lanes keep pg.Pool's counts and events meaningful per facade (`pool`,
- * `pool.reader`). Retiring swaps in a fresh pg.Pool and ends the old one through its public API.
+ * `pool.reader`). Refreshing swaps in a fresh pg.Pool and ends the old one through its public API;
+ * cutting also destroys every connection the old ones still hold. Every client a lane's pools make
+ * is known from the moment it is constructed, so a cut or `end()` reaches clients still connecting.
+ * Nothing is kept for a pool once it has ended.
  */
 export class Lane {
-  private pool: pg.Pool
-  private readonly draining = new Set<pg.Pool>()
-  private pendingHead: PendingAcquire | null = null
-  /** Every client each pool holds, kept from its connect/remove events (not per statement). */
-  private readonly clients = new Map<pg.Pool, Set<PoolClient>>()
+  #pool: pg.Pool
+  readonly #inner = new Map<pg.Pool, InnerPool>()
+  #pendingHead: PendingAcquire | null = null
   /** Callbacks of whenEmpty(), re-checked whenever a client is removed. */
-  private emptyWaiters: Array<() => void> = []
+  #emptyWaiters: Array<() => void> = []
+  #ending = false
 
   constructor(
     private readonly endpointName: string,
     private readonly config: PoolConfig,
     private readonly events: LaneEvents,
   ) {
-    this.pool = this.createPool()
+    this.#pool = this.#createPool()
   }
 
   /** The current pg.Pool's options. */
   get options(): PoolOptions {
-    return this.pool.options
+    return this.#pool.options
   }
   get totalCount(): number {
-    return this.sum((p) => p.totalCount)
+    return this.#sum((p) => p.totalCount)
   }
   get idleCount(): number {
-    return this.sum((p) => p.idleCount)
+    return this.#sum((p) => p.idleCount)
   }
   get waitingCount(): number {
-    return this.sum((p) => p.waitingCount)
+    return this.#sum((p) => p.waitingCount)
   }
   get expiredCount(): number {
-    return this.sum((p) => p.expiredCount)
+    return this.#sum((p) => p.expiredCount)
   }
   /** Clients checked out right now (busy), for least-busy routing. */
   get activeCount(): number {
     return this.totalCount - this.idleCount
   }
+  /** Inner pools still referenced (the current one plus those still closing): bounded, for leak checks. */
+  get retainedPools(): number {
+    return this.#inner.size
+  }
 
   /**
-   * Checks a client out. If the lane is retired before a client arrives, the callback gets a
+   * Checks a client out. If the lane is refreshed before a client arrives, the callback gets a
    * {@link LaneRetiredError} (the request never reached the server) and the late client goes back.
    */
   acquire(callback: AcquireCallback): void {
-    const pending: PendingAcquire = { callback, prev: null, next: this.pendingHead }
-    if (this.pendingHead) this.pendingHead.prev = pending
-    this.pendingHead = pending
-    this.pool.connect((err, client, release) => {
+    if (this.#ending) {
+      queueMicrotask(() => callback(new Error('Cannot use a pool after calling end on the pool')))
+      return
+    }
+    const pending: PendingAcquire = { callback, prev: null, next: this.#pendingHead }
+    if (this.#pendingHead) this.#pendingHead.prev = pending
+    this.#pendingHead = pending
+    this.#pool.connect((err, client, release) => {
       const waiting = pending.callback
-      this.unlink(pending)
+      this.#unlink(pending)
       if (waiting === null) {
-        // Aborted by a retire: the request went elsewhere; give the late client straight back.
+        // Aborted by a refresh: the request went elsewhere; give the late client straight back.
         if (client) release(err)
         return
       }
@@ -99,32 +119,32 @@ export class Lane {
 
   /**
    * Replaces the pg.Pool with a fresh one: idle clients close now, checked-out clients close when
-   * released (never switched under their user), waiting requests are told to look elsewhere. With
-   * `cut`, every connection this lane ever handed out (the current pool's and those of pools retired
-   * before) is cut: for a node the pool has left, so that nothing still running there can complete
-   * and be acknowledged afterwards (its outcome is reported as unknown instead).
-   *
-   * With `spareRunning`, a client running a `pool.query` statement ({@link statementSent}) is not cut
-   * but returned, for the caller to cut once the statement had time to answer (see
-   * {@link Endpoint.retire}). Checked-out clients are always cut at once: their user's next
+   * released (never switched under their user), waiting requests are told — after this call
+   * returns, never from inside it — to look elsewhere.
+   */
+  refresh(): void {
+    const old = this.#pool
+    this.#pool = this.#createPool()
+    this.#endInner(old)
+    this.#abortPending()
+  }
+
+  /**
+   * {@link refresh}, then cuts every connection the older pools hold — idle, checked out, running,
+   * still connecting — so that nothing still running on a node the pool has left can complete and
+   * be acknowledged afterwards. With `spareRunning`, a client running a `pool.query` statement
+   * ({@link statementSent}) is returned instead, for the caller to cut once the statement had time
+   * to answer (see Endpoint#leave). Checked-out clients are always cut at once: their user's next
    * statement, a COMMIT say, must never reach the node.
    */
-  retire(cut = false, spareRunning = false): PoolClient[] {
-    const old = this.pool
-    this.pool = this.createPool()
-    this.draining.add(old)
-    old.end().then(
-      () => this.draining.delete(old),
-      () => this.draining.delete(old),
-    )
-    this.abortPending()
-    const running: PoolClient[] = []
-    if (!cut) return running
-    for (const [pool, clients] of this.clients) {
-      if (pool === this.pool) continue
-      for (const client of clients) {
+  cut(spareRunning = false): pg.ClientBase[] {
+    this.refresh()
+    const running: pg.ClientBase[] = []
+    for (const [pool, inner] of this.#inner) {
+      if (pool === this.#pool) continue
+      for (const client of inner.clients) {
         if (spareRunning && (client as Marked)[RUNNING_STATEMENT] === true) running.push(client)
-        else destroySocket(client)
+        else cutClient(client)
       }
     }
     return running
@@ -135,105 +155,129 @@ export class Lane {
     return new Promise((resolve) => {
       const check = (): void => {
         if (this.totalCount === 0) return resolve()
-        this.emptyWaiters.push(check)
+        this.#emptyWaiters.push(check)
       }
       check()
     })
   }
 
-  /** Ends every pool, waiting for checked-out clients as pg.Pool#end does. */
+  /**
+   * Ends every pool as pg.Pool#end does (checked-out clients are waited for; they are the user's).
+   * Clients still connecting are cut first: a connect to a frozen node would otherwise hold the
+   * end until the TCP stack gives up.
+   */
   async end(): Promise<void> {
-    this.abortPending()
-    await Promise.all([this.pool.end(), ...[...this.draining].map((p) => waitForEnd(p))])
+    this.#ending = true
+    this.#abortPending()
+    for (const inner of this.#inner.values()) for (const client of inner.clients) if (!inner.connected.has(client)) cutClient(client)
+    this.#endInner(this.#pool)
+    await Promise.all([...this.#inner.values()].map((inner) => inner.ended))
   }
 
-  private abortPending(): void {
-    const err = new LaneRetiredError(this.endpointName)
+  #endInner(pool: pg.Pool): void {
+    const inner = this.#inner.get(pool)
+    if (!inner || inner.ended) return
+    const forget = (): void => {
+      this.#inner.delete(pool)
+    }
+    inner.ended = pool.end().then(forget, forget)
+  }
+
+  #abortPending(): void {
     // Detach the whole list first: callbacks may retry at once and link new entries.
-    let p = this.pendingHead
-    this.pendingHead = null
+    let p = this.#pendingHead
+    this.#pendingHead = null
+    const callbacks: AcquireCallback[] = []
     while (p !== null) {
       const next = p.next
-      const callback = p.callback
+      if (p.callback) callbacks.push(p.callback)
       p.callback = null
       p.prev = p.next = null
-      callback?.(err)
       p = next
     }
+    if (callbacks.length === 0) return
+    const err = new LaneRetiredError(this.endpointName)
+    // Deferred, as pg-pool defers its callbacks: a request routed again must see the state its
+    // caller is about to assign, never the one it is replacing.
+    queueMicrotask(() => {
+      for (const callback of callbacks) callback(err)
+    })
   }
 
-  private unlink(p: PendingAcquire): void {
+  #unlink(p: PendingAcquire): void {
     p.callback = null
     if (p.prev) p.prev.next = p.next
-    else if (this.pendingHead === p) this.pendingHead = p.next
+    else if (this.#pendingHead === p) this.#pendingHead = p.next
     // (an entry detached by abortPending has neither neighbour nor head: nothing to do)
     if (p.next) p.next.prev = p.prev
     p.prev = p.next = null
   }
 
-  private createPool(): pg.Pool {
-    const options: PoolConfig = { ...this.config }
+  #createPool(): pg.Pool {
+    const inner: InnerPool = { clients: new Set(), connected: new WeakSet(), ended: null }
+    const options: PoolConfig = { ...this.config, Client: trackingClass(this.config, inner) }
     if (this.config.password !== undefined) options.password = this.config.password
     const pool = new pg.Pool(options)
-    const clients = new Set<PoolClient>()
-    this.clients.set(pool, clients)
+    this.#inner.set(pool, inner)
     const events = this.events
     pool.on('connect', (client: PoolClient) => {
-      clients.add(client)
+      inner.connected.add(client)
       events.connect(client)
     })
     pool.on('acquire', (client: PoolClient) => events.acquire(client))
     pool.on('release', (err: Error | undefined, client: PoolClient) => events.release(err, client))
     pool.on('remove', (client: PoolClient) => {
-      clients.delete(client)
+      inner.clients.delete(client)
       events.remove(client)
-      if (pool.ended || (pool !== this.pool && clients.size === 0)) this.clients.delete(pool)
-      if (this.emptyWaiters.length > 0) {
-        const waiters = this.emptyWaiters
-        this.emptyWaiters = []
+      if (this.#emptyWaiters.length > 0) {
+        const waiters = this.#emptyWaiters
+        this.#emptyWaiters = []
         // pg-pool counts the client as gone only after 'remove' returns.
         queueMicrotask(() => waiters.forEach((check) => check()))
       }
     })
-    // A retired pool's idle clients are closed (or cut) by us: their errors say nothing about the node.
+    // A replaced pool's idle clients are closed (or cut) by us: their errors say nothing about the node.
     pool.on('error', (err: Error, client: PoolClient) => {
-      if (pool === this.pool) events.error(err, client)
+      if (pool === this.#pool) events.error(err, client)
     })
     return pool
   }
 
-  private sum(count: (p: pg.Pool) => number): number {
-    let total = count(this.pool)
-    for (const p of this.draining) total += count(p)
+  #sum(count: (p: pg.Pool) => number): number {
+    let total = 0
+    for (const pool of this.#inner.keys()) total += count(pool)
     return total
   }
 }
 
-function waitForEnd(pool: pg.Pool): Promise<void> {
-  return new Promise((resolve) => {
-    const check = (): void => {
-      if (pool.ended || pool.totalCount === 0) resolve()
-      else pool.once('remove', check)
+/**
+ * The `Client` class an inner pool makes its clients with: the user's own (or pg's), recording
+ * each client in `inner` from its construction until it ends — so clients still connecting are
+ * known too. The subclass keeps the class's name (code that checks it must see the user's).
+ */
+function trackingClass(config: PoolConfig, inner: InnerPool): typeof pg.Client {
+  const Base = ((config as { Client?: typeof pg.Client }).Client ?? pg.Client) as typeof pg.Client
+  class Tracked extends Base {
+    constructor(...args: ConstructorParameters<typeof pg.Client>) {
+      super(...args)
+      inner.clients.add(this)
+      this.once('end', () => inner.clients.delete(this))
     }
-    check()
-  })
+  }
+  Object.defineProperty(Tracked, 'name', { value: Base.name })
+  return Tracked
 }
 
 /** Set on a client while a `pool.query` statement of ours runs on it (never on a checked-out client). */
 const RUNNING_STATEMENT = Symbol('pg-failover-pool running statement')
-type Marked = PoolClient & { [RUNNING_STATEMENT]?: boolean }
+type Marked = pg.ClientBase & { [RUNNING_STATEMENT]?: boolean }
 
-/** Marks `client` as running a `pool.query` statement: a cut with an answer grace lets it answer (see {@link Lane.retire}). */
-export function statementSent(client: PoolClient): void {
+/** Marks `client` as running a `pool.query` statement: a cut with an answer grace lets it answer (see {@link Lane.cut}). */
+export function statementSent(client: pg.ClientBase): void {
   ;(client as Marked)[RUNNING_STATEMENT] = true
 }
 
 /** The statement marked by {@link statementSent} has answered (or failed). */
-export function statementEnded(client: PoolClient): void {
+export function statementEnded(client: pg.ClientBase): void {
   ;(client as Marked)[RUNNING_STATEMENT] = false
-}
-
-/** Destroys a client's socket without waiting for the server (which may be frozen or gone). */
-export function destroySocket(client: pg.ClientBase): void {
-  ;(client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy()
 }

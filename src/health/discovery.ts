@@ -15,14 +15,22 @@ export interface Round {
   pending: number
 }
 
+/** When a probe was sent, and the endpoint's era then; `skipped` when its breaker let no probe through. */
+export interface ProbeSent {
+  /** Clock ms the probe was sent (it may predate the round when joined). */
+  readonly startedAt: number
+  /** The endpoint's staleness token when the probe was sent. */
+  readonly era: number
+  /** True when no probe was sent (the breaker is open): the outcome only tells the election not to wait. */
+  readonly skipped: boolean
+}
+
 /** Who hears about a round: the coordinator. */
 export interface RoundListener {
-  /** Whether `endpoint` may be probed in this round; otherwise its outcome is `skipped`'s error at once. */
+  /** Whether `endpoint` may be probed in this round; otherwise its outcome is a skip, at once. */
   mayProbe(endpoint: Endpoint): boolean
-  /** The error an endpoint that may not be probed gets as its outcome. */
-  skipped(endpoint: Endpoint): Error
-  /** One endpoint's probe settled; `startedAt` is when that probe was sent (it may predate the round when joined). */
-  probed(endpoint: Endpoint, outcome: ProbeOutcome, startedAt: number): void
+  /** One endpoint's probe settled (or was skipped). */
+  probed(endpoint: Endpoint, outcome: ProbeOutcome, sent: ProbeSent): void
   /** Every probe of `round` settled. Called for the latest round only: a superseded round ends silently. */
   settled(round: Round): void
   /** The HA manager answered (or failed); `startedAt` is when it was asked. */
@@ -31,8 +39,12 @@ export interface RoundListener {
 
 interface InFlight {
   readonly startedAt: number
-  readonly result: Promise<{ outcome: ProbeOutcome; startedAt: number }>
+  /** The endpoint's era when the probe was asked for: it is sent in this era or a later one. */
+  readonly era: number
+  readonly result: Promise<{ outcome: ProbeOutcome; sent: ProbeSent }>
 }
+
+const SKIPPED: ProbeOutcome = { kind: 'failed', error: new Error('circuit breaker open: not probed') }
 
 /**
  * Discovery rounds and their schedule. A round probes every endpoint in parallel and reports each
@@ -55,6 +67,8 @@ export class Discovery {
     private readonly probeTimeoutMs: number,
     private readonly clock: Clock,
     private readonly listener: RoundListener,
+    /** The endpoint's staleness token now, stamped on each probe as it is sent. */
+    private readonly eraOf: (endpoint: Endpoint) => number,
     /** Asked alongside every round, one request at a time (never waited for). */
     private readonly ha: HaManager | null = null,
   ) {}
@@ -87,15 +101,27 @@ export class Discovery {
     for (const endpoint of this.endpoints) {
       const probing = this.listener.mayProbe(endpoint)
         ? this.#probe(endpoint, freshSince)
-        : Promise.resolve({ outcome: { kind: 'failed', error: this.listener.skipped(endpoint) } as ProbeOutcome, startedAt: round.startedAt })
-      void probing.then(({ outcome, startedAt }) => {
+        : Promise.resolve({ outcome: SKIPPED, sent: { startedAt: round.startedAt, era: this.eraOf(endpoint), skipped: true } })
+      void probing.then(({ outcome, sent }) => {
         if (this.#stopped) return
         round.pending--
-        this.listener.probed(endpoint, outcome, startedAt)
+        this.listener.probed(endpoint, outcome, sent)
         if (round.pending === 0 && this.#current === round) this.listener.settled(round)
       })
     }
     return round
+  }
+
+  /**
+   * Probes one endpoint now, outside any round (whatever its breaker says): a request saw it fail
+   * and the coordinator wants a verdict. Joins a probe sent after `freshSince`, else follows the
+   * one in flight.
+   */
+  confirm(endpoint: Endpoint, freshSince: number): void {
+    if (this.#stopped) return
+    void this.#probe(endpoint, freshSince, this.eraOf(endpoint)).then(({ outcome, sent }) => {
+      if (!this.#stopped) this.listener.probed(endpoint, outcome, sent)
+    })
   }
 
   /** Runs `start(reason, …)` after `delayMs` unless a round is already scheduled. */
@@ -136,19 +162,20 @@ export class Discovery {
     )
   }
 
-  #probe(endpoint: Endpoint, freshSince: number): InFlight['result'] {
+  /** A probe of `endpoint` sent after `freshSince` and in era `minEra` or later: the one in flight if it qualifies, else a new one after it. */
+  #probe(endpoint: Endpoint, freshSince: number, minEra = -1): InFlight['result'] {
     const inFlight = this.#inFlight.get(endpoint)
-    if (inFlight && inFlight.startedAt >= freshSince) return inFlight.result
+    if (inFlight && inFlight.startedAt >= freshSince && inFlight.era >= minEra) return inFlight.result
     // The probe in flight may predate what the caller knows: send another after it (the endpoint's
     // monitor session runs one statement at a time anyway).
     const previous = inFlight?.result ?? Promise.resolve(null)
     const startedAt = this.clock.now()
     const result = previous.then(async () => {
-      const sentAt = this.clock.now()
+      const sent: ProbeSent = { startedAt: this.clock.now(), era: this.eraOf(endpoint), skipped: false }
       const outcome = await this.#runProbe(endpoint)
-      return { outcome, startedAt: sentAt }
+      return { outcome, sent }
     })
-    const entry: InFlight = { startedAt, result }
+    const entry: InFlight = { startedAt, era: this.eraOf(endpoint), result }
     this.#inFlight.set(endpoint, entry)
     void result.then(() => {
       if (this.#inFlight.get(endpoint) === entry) this.#inFlight.delete(endpoint)
@@ -157,6 +184,8 @@ export class Discovery {
   }
 
   async #runProbe(endpoint: Endpoint): Promise<ProbeOutcome> {
+    // A probe chained behind one that hung may come due after stop(): it must not open a session.
+    if (this.#stopped) return { kind: 'failed', error: new Error('discovery stopped') }
     try {
       const probe: ProbeResult = await endpoint.probe(this.probeTimeoutMs)
       return { kind: 'ok', probe }

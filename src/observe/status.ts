@@ -3,6 +3,7 @@ import { maskPassword } from '../errors.js'
 import type { ReadTargets } from '../routing/read-targets.js'
 import type { StateStoreHealth } from '../state/state-keeper.js'
 import type { Coordinator } from '../topology/coordinator.js'
+import { type EndpointHealth, servesReads } from '../topology/endpoint-health.js'
 import { shownPrimary } from '../topology/writer-state.js'
 
 /**
@@ -25,6 +26,11 @@ export interface EndpointStatus {
   readonly role: EndpointRole
   /** Circuit breaker: `closed` (in use), `open` (skipped until its wait ends), `half-open` (one trial probe next). */
   readonly breaker: 'closed' | 'open' | 'half-open'
+  /**
+   * True while `pool.reader` may send reads here: a reachable, verified standby of this cluster,
+   * breaker closed, not drained, fenced or in doubt. (The primary serves reads only as a fallback.)
+   */
+  readonly servesReads: boolean
   /** Wall-clock time of the last probe (ISO 8601), or null. */
   readonly lastProbeAt: string | null
   /** Round trip of the last successful probe, in milliseconds. */
@@ -124,7 +130,7 @@ export function buildStatus({ coordinator, reads, topology }: StatusInput): Fail
     splitBrain: state.kind === 'split-brain' ? state.reason : null,
     stateStore: { ...health, lastError: health.lastError && maskPassword(health.lastError) },
     haManager: haStatus(coordinator),
-    endpoints: coordinator.endpoints.map((e) => endpointStatus(e, coordinator.roleOf(e), coordinator.standing(e).lastError, reads.lagBytes(e))),
+    endpoints: coordinator.endpoints.map((e) => endpointStatus(e, coordinator.roleOf(e), coordinator.health(e), reads.lagBytes(e), e === shownPrimary(state))),
   }
 }
 
@@ -144,13 +150,15 @@ function haStatus(coordinator: Coordinator): HaManagerStatus | null {
   }
 }
 
-function endpointStatus(e: Endpoint, role: EndpointRole, lastError: Error | null, lagBytes: bigint | null): EndpointStatus {
+function endpointStatus(e: Endpoint, role: EndpointRole, health: EndpointHealth, lagBytes: bigint | null, isPrimary: boolean): EndpointStatus {
+  const lastError = health.lastError
   return {
     name: e.name,
     host: e.host,
     port: e.port,
     role,
-    breaker: e.breaker.state.kind,
+    breaker: health.breaker.state.kind,
+    servesReads: !isPrimary && servesReads(e, health),
     lastProbeAt: e.lastProbeWallTime === null ? null : new Date(e.lastProbeWallTime).toISOString(),
     probeLatencyMs: e.lastProbe ? round(e.lastProbe.latencyMs) : null,
     // A down node's last lag says nothing about now.

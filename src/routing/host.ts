@@ -1,4 +1,5 @@
 import type { PoolOptions } from 'pg'
+import type { Endpoint } from '../endpoint/endpoint.js'
 import type { Lane } from '../endpoint/lane.js'
 import { NoReplicaError } from '../errors.js'
 import type { ResolvedOptions } from '../options.js'
@@ -63,8 +64,8 @@ export class TopologyHost implements RoutingHost {
     return this.coordinator.readyWriteTarget()
   }
 
-  target(kind: 'write' | 'read', since: number, read: ReadRequest | null, callback: TargetCallback): void {
-    if (kind === 'write') return this.coordinator.whenPrimary(since, callback)
+  target(kind: 'write' | 'read', since: number, read: ReadRequest | null, callback: TargetCallback, retryOf: Target | null = null): void {
+    if (kind === 'write') return this.coordinator.whenPrimary(since, callback, retryOf)
     const choice = this.reads.choose(read!)
     if (choice.kind === 'replica') {
       const endpoint = choice.endpoint
@@ -84,6 +85,19 @@ export class TopologyHost implements RoutingHost {
 
   report(failure: FailureReport): void {
     this.coordinator.report(failure)
+  }
+
+  isCurrent(target: Target): boolean {
+    if (target.role === 'primary') return this.coordinator.isCurrentPrimary(target)
+    return this.reads.stillServes(target.endpoint)
+  }
+
+  eraOf(endpoint: Endpoint): number {
+    return this.coordinator.health(endpoint).era
+  }
+
+  leftSince(endpoint: Endpoint, era: number): boolean {
+    return this.coordinator.health(endpoint).leftEra > era
   }
 
   lanes(kind: 'write' | 'read'): readonly Lane[] {

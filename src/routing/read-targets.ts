@@ -3,7 +3,7 @@ import { parseLsn } from '../endpoint/lsn.js'
 import type { ResolvedOptions } from '../options.js'
 import type { ReadRequest } from '../surface/routing-host.js'
 import type { Coordinator } from '../topology/coordinator.js'
-import { servesReads } from '../topology/standing.js'
+import { servesReads } from '../topology/endpoint-health.js'
 import { shownPrimary } from '../topology/writer-state.js'
 import { type ReplicaView, type RouterCursor, chooseReplica } from './router.js'
 
@@ -30,7 +30,12 @@ export class ReadTargets {
   /** Endpoints that may serve reads now. */
   replicas(): Endpoint[] {
     const primary = shownPrimary(this.coordinator.state)
-    return this.coordinator.endpoints.filter((e) => e !== primary && servesReads(e, this.coordinator.standing(e)))
+    return this.coordinator.endpoints.filter((e) => e !== primary && servesReads(e, this.coordinator.health(e)))
+  }
+
+  /** True while `endpoint` may still serve a read routed to it earlier (checked right before sending). */
+  stillServes(endpoint: Endpoint): boolean {
+    return endpoint !== shownPrimary(this.coordinator.state) && servesReads(endpoint, this.coordinator.health(endpoint))
   }
 
   /** The replica for one read. */

@@ -1,6 +1,5 @@
 import type { Clock } from '../clock.js'
 import { maskPassword } from '../errors.js'
-import type { EventSink } from '../events.js'
 import { topologyLog } from '../log.js'
 import { type StateStoreHealth, StateKeeper } from './state-keeper.js'
 import type { StateRecord, StateStore, StateStoreError } from './state-store.js'
@@ -27,7 +26,8 @@ export class StateSync {
     store: StateStore,
     clock: Clock,
     timeoutMs: number,
-    private readonly events: EventSink,
+    /** Announces an event to the application (after any transition under way). */
+    private readonly announce: (event: string, payload: () => unknown) => void,
   ) {
     this.#keeper = new StateKeeper(store, clock, timeoutMs)
   }
@@ -49,9 +49,13 @@ export class StateSync {
     return record
   }
 
-  /** Subscribes to decisions recorded elsewhere (when the store can tell). */
+  /** Subscribes to decisions recorded elsewhere (when the store can tell). A store whose watch throws is reported, never fatal. */
   watch(listener: (record: StateRecord) => void): void {
-    this.#unwatch = this.#keeper.watch(listener)
+    try {
+      this.#unwatch = this.#keeper.watch(listener)
+    } catch (err) {
+      topologyLog('state store watch failed: %s', maskPassword(err instanceof Error ? err.message : String(err)))
+    }
   }
 
   /** Records `decision` unless the store already holds it; a newer decision found instead goes to `superseded`. */
@@ -74,7 +78,6 @@ export class StateSync {
 
   #reportError(operation: 'load' | 'save', error: StateStoreError): void {
     topologyLog('state store %s failed (%s): %s', operation, error.failure, error.message)
-    if (this.events.listenerCount('stateStoreError') === 0) return
-    this.events.emit('stateStoreError', { operation, failure: error.failure, message: maskPassword(error.message), at: new Date().toISOString() })
+    this.announce('stateStoreError', () => ({ operation, failure: error.failure, message: maskPassword(error.message), at: new Date().toISOString() }))
   }
 }

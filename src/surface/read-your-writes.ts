@@ -1,4 +1,5 @@
 import type { PoolClient, QueryResult } from 'pg'
+import { holdClient } from '../endpoint/client-cut.js'
 import { parseLsn } from '../endpoint/lsn.js'
 import { requestLog } from '../log.js'
 import { type ConsistencyContext, requireLsn } from './consistency.js'
@@ -28,7 +29,10 @@ export function resolveMinLsn(host: RoutingHost, context: ConsistencyContext, si
     if (err || !target) return run(null) // the read proceeds and surfaces the same outage itself
     target.lane.acquire((acquireErr, client, release) => {
       if (acquireErr || !client || !release) return run(context.minLsn)
+      // The library's own checkout: its socket dying during the read must not crash the process.
+      const unhold = holdClient(client)
       captureLsn(client, release, context, () => {
+        unhold()
         if (context.minLsn !== null) context.pendingWrite = false
         run(context.minLsn)
       })

@@ -1,7 +1,8 @@
 import type { PoolClient, QueryResult } from 'pg'
+import { holdClient, wasCut } from '../endpoint/client-cut.js'
 import { LaneRetiredError, statementEnded, statementSent } from '../endpoint/lane.js'
 import { type ErrorClass, classifyError, neverRan } from '../error-policy.js'
-import { OutcomeUnknownError } from '../errors.js'
+import { NoPrimaryError, OutcomeUnknownError } from '../errors.js'
 import { requestLog } from '../log.js'
 import { type ConsistencyContext, currentConsistency } from './consistency.js'
 import { captureLsn, ensureReplayed, resolveMinLsn } from './read-your-writes.js'
@@ -47,6 +48,10 @@ export class Request {
   readonly #context: ConsistencyContext | undefined
   #attempt = 1
   #readOnlyRetried = false
+  /** The primary target the last attempt failed on: the next one waits until the pool has judged it. */
+  #retryOf: Target | null = null
+  /** Connections given back unused because their target stopped being current before sending. */
+  #staleTargets = 0
   /** Set once a replica answered 25006 to an auto-routed statement: it writes after all. */
   #forceWrite = false
   #exclude: Set<string> | null = null
@@ -103,46 +108,81 @@ export class Request {
 
   #route(kind: 'write' | 'read', minLsn: bigint | null): void {
     const host = this.#owner.host
-    const ready = kind === 'write' ? host.readyWriteTarget() : null
-    // The hot path: a first attempt that found its target at once started when the call was made.
-    if (ready !== null) return this.#acquire(ready, kind, minLsn, this.#attempt === 1 ? this.#since : host.clock.now())
-    host.target(kind, this.#since, kind === 'read' ? this.#readRequest(minLsn) : null, (err, target) => {
-      if (err || !target) return this.#done(err)
-      this.#acquire(target, kind, minLsn, host.clock.now())
-    })
+    const retryOf = this.#retryOf
+    this.#retryOf = null
+    const ready = kind === 'write' && retryOf === null ? host.readyWriteTarget() : null
+    // The hot path: a first attempt that found its target at once.
+    if (ready !== null) return this.#acquire(ready, kind, minLsn)
+    host.target(
+      kind,
+      this.#since,
+      kind === 'read' ? this.#readRequest(minLsn) : null,
+      (err, target) => {
+        if (err || !target) return this.#done(err)
+        this.#acquire(target, kind, minLsn)
+      },
+      retryOf,
+    )
   }
 
-  /** `startedAt`: when this attempt began (clock ms), the time its failure is reported with. */
-  #acquire(target: Target, kind: 'write' | 'read', minLsn: bigint | null, startedAt: number): void {
+  /** One attempt on `target`: its failures are reported with the endpoint's era at this moment. */
+  #acquire(target: Target, kind: 'write' | 'read', minLsn: bigint | null): void {
+    const host = this.#owner.host
+    const era = host.eraOf(target.endpoint)
     target.lane.acquire((err, client, release) => {
-      if (err || !client || !release) return this.#acquireFailed(target, err, startedAt)
+      if (err || !client || !release) return this.#acquireFailed(target, err, era)
+      // Ours until handed out or sent on: its socket dying meanwhile must not crash the process.
+      const unhold = holdClient(client)
       if (minLsn !== null && target.role === 'replica' && !target.caughtUp) {
         requestLog('read needing %s on %s: checking its replay position', minLsn, target.endpoint.name)
-        return ensureReplayed(target, client, minLsn, this.#owner.host.readYourWritesTimeoutMs, (ok) => {
-          if (ok) return this.#run(target, client, release, kind, startedAt)
+        return ensureReplayed(target, client, minLsn, host.readYourWritesTimeoutMs, (ok) => {
+          if (ok) return this.#run(target, client, release, unhold, kind, era)
+          unhold()
           release()
           this.#excludeTarget(target)
           this.#dispatch()
         })
       }
-      this.#run(target, client, release, kind, startedAt)
+      this.#run(target, client, release, unhold, kind, era)
     })
   }
 
-  #run(target: Target, client: PoolClient, release: Release, kind: 'write' | 'read', startedAt: number): void {
-    if (this.#checkout) return this.#handOut(target, client, release, startedAt)
+  /**
+   * The send-time check: the target must still be where this kind of statement goes — the primary
+   * of the current generation, a replica still serving reads. A connection handed out for an older
+   * generation is given back (cut, if its node was left) and the request routed again: it never
+   * reached the server, so nothing can run on a node the pool has left, whatever the queueing.
+   */
+  #stillCurrent(target: Target, client: PoolClient, release: Release, unhold: () => void, era: number): boolean {
+    const host = this.#owner.host
+    if (host.isCurrent(target)) return true
+    unhold()
+    requestLog('%s is no longer current for this request: routing again', target.endpoint.name)
+    release(wasCut(client) || host.leftSince(target.endpoint, era) ? true : undefined)
+    // Each time this happens the topology changed: finitely often, but never loop on it.
+    if (++this.#staleTargets > MAX_ATTEMPTS) {
+      this.#done(new NoPrimaryError([], Math.round(host.clock.now() - this.#since), { cause: new Error(`the topology changed ${MAX_ATTEMPTS} times while this request was being routed; it was never sent`) }))
+      return false
+    }
+    this.#dispatch()
+    return false
+  }
+
+  #run(target: Target, client: PoolClient, release: Release, unhold: () => void, kind: 'write' | 'read', era: number): void {
+    if (!this.#stillCurrent(target, client, release, unhold, era)) return
+    if (this.#checkout) return this.#handOut(target, client, release, unhold, era)
     let finished = false
     const endpoint = target.endpoint
     const counters = endpoint.counters
     if (kind === 'write') counters.writes++
     else counters.reads++
-    const leaves = endpoint.leaves
+    const host = this.#owner.host
     const failed = (err: Error): void => {
       statementEnded(client)
       counters.errors++
       release(err)
       const errorClass = classifyError(err)
-      this.#report(target, err, errorClass, startedAt)
+      this.#report(target, err, errorClass, era)
       this.#afterError(target, kind, err, errorClass)
     }
     const onClientError = (err: Error): void => {
@@ -150,24 +190,35 @@ export class Request {
       finished = true
       failed(err)
     }
-    client.once('error', onClientError)
+    client.on('error', onClientError)
+    unhold()
     statementSent(client)
     try {
       client.query(this.#text, this.#values, (err: Error | undefined, res: QueryResult) => {
-        client.removeListener('error', onClientError)
-        if (finished) return
+        if (finished) return client.removeListener('error', onClientError)
         finished = true
-        if (err) return failed(err)
+        if (err) {
+          client.removeListener('error', onClientError)
+          return failed(err)
+        }
         statementEnded(client)
-        // The pool left the node while this ran (it answered within the leave's grace): a write
-        // there may be lost, so it is never acknowledged.
-        if (endpoint.leaves !== leaves && this.#mayHaveWritten(target)) {
-          release()
+        // The pool left the node while this ran (it answered within the leave's grace, or the
+        // client could not be cut in time): a write there may be lost, so it is never acknowledged.
+        if ((wasCut(client) || host.leftSince(endpoint, era)) && this.#mayHaveWritten(target)) {
+          client.removeListener('error', onClientError)
+          release(true)
           const left = new Error(`${endpoint.name} is no longer the primary; the write may be lost there`)
           return this.#done(new OutcomeUnknownError(endpoint.name, left, `The statement succeeded on ${endpoint.name} after the pool left it`))
         }
         const context = this.#context
-        if (context && kind === 'write') return captureLsn(client, release, context, () => this.#done(undefined, res))
+        if (context && kind === 'write') {
+          // Still ours while the position is read on it: keep listening for its socket dying.
+          return captureLsn(client, release, context, () => {
+            client.removeListener('error', onClientError)
+            this.#done(undefined, res)
+          })
+        }
+        client.removeListener('error', onClientError)
         // pg-pool releases with the callback's own error argument (null on success); listeners see the same.
         release(err)
         this.#done(undefined, res)
@@ -188,14 +239,15 @@ export class Request {
    * checked out — the error still reaches the caller's next query and any listener of its own — and
    * report the first endpoint failure it shows (its own 'error' or a `release(err)`), once.
    */
-  #handOut(target: Target, client: PoolClient, release: Release, startedAt: number): void {
+  #handOut(target: Target, client: PoolClient, release: Release, unhold: () => void, era: number): void {
     let reported = false
     const reportOnce = (err: unknown): void => {
       if (reported || !(err instanceof Error)) return
       reported = true
-      this.#report(target, err, classifyError(err), startedAt)
+      this.#report(target, err, classifyError(err), era)
     }
     client.on('error', reportOnce)
+    unhold()
     const releaseOnce = (err?: Error | boolean): void => {
       client.removeListener('error', reportOnce)
       unwatchCheckout(client)
@@ -212,23 +264,24 @@ export class Request {
   }
 
   /** Reports an endpoint failure or a demotion to the topology (statement errors are the caller's). */
-  #report(target: Target, error: Error, errorClass: ErrorClass, startedAt: number): void {
+  #report(target: Target, error: Error, errorClass: ErrorClass, era: number): void {
     if ((errorClass === 'connection' || errorClass === 'read-only') && !(error instanceof LaneRetiredError)) {
-      this.#owner.host.report({ target, error, errorClass, startedAt })
+      this.#owner.host.report({ target, error, errorClass, era })
     }
   }
 
   /** A failed checkout never reached the server, so it may go again (not in fail-fast mode: pg.Pool would not). */
-  #acquireFailed(target: Target, err: Error | undefined, startedAt: number): void {
+  #acquireFailed(target: Target, err: Error | undefined, era: number): void {
     const error = err ?? new Error(`no client from ${target.endpoint.name}`)
     if (this.#attempt >= MAX_ATTEMPTS) return this.#done(error)
     this.#attempt++
-    // A retired lane means the request was never sent: it simply goes to the new target.
+    // A replaced lane means the request was never sent: it simply goes to the new target.
     if (error instanceof LaneRetiredError) return this.#dispatch()
     const errorClass = classifyError(error)
     if (errorClass === 'connection' || errorClass === 'read-only') {
-      this.#report(target, error, errorClass, startedAt)
+      this.#report(target, error, errorClass, era)
       if (target.role === 'replica') this.#excludeTarget(target)
+      else this.#retryOf = target
       if (!this.#owner.host.failFast && this.#owner.host.spendRetry()) return this.#dispatch()
     }
     this.#done(error)
@@ -238,9 +291,24 @@ export class Request {
     const replayable = typeof this.#text?.submit !== 'function' && this.#attempt < MAX_ATTEMPTS && !this.#owner.host.failFast
     if (errorClass === 'read-only') {
       if (target.role === 'primary' && replayable && !this.#readOnlyRetried) {
-        requestLog('retrying on the new primary after 25006 from %s', target.endpoint.name)
+        // Nothing was written. Demoted, or the caller's own read-only transaction? The pool probes
+        // the node before deciding; this request waits for that verdict, then either runs on the
+        // new primary or gets its 25006 (the node is still the primary: the error was the caller's).
         this.#readOnlyRetried = true
-        return this.#retry(err)
+        return this.#owner.host.target(
+          'write',
+          this.#since,
+          null,
+          (waitErr, next) => {
+            if (waitErr || !next) return this.#done(waitErr ?? err)
+            if (next.generation === target.generation && next.endpoint === target.endpoint) return this.#done(err)
+            requestLog('retrying on the new primary after 25006 from %s', target.endpoint.name)
+            if (!this.#owner.host.spendRetry()) return this.#done(err)
+            this.#attempt++
+            this.#acquire(next, 'write', null)
+          },
+          target,
+        )
       }
       if (target.role === 'replica' && replayable && this.#owner.intent === 'auto') {
         // Auto-routed as a read, but it writes (a user function, say): nothing was written; go to the primary.
@@ -253,7 +321,8 @@ export class Request {
       // What cannot have written may run again elsewhere — and anything else only if it provably
       // never ran (never sent, or refused by a proxy such as PgBouncer before it reached a server).
       if (replayable && (neverRan(err) || !this.#mayHaveWritten(target))) {
-        if (kind === 'read') this.#excludeTarget(target)
+        if (target.role === 'replica') this.#excludeTarget(target)
+        else this.#retryOf = target
         return this.#retry(err)
       }
       // Fail-fast mode answers as pg.Pool would, with the driver's own error (marked when the

@@ -28,15 +28,15 @@ export interface ReadRequest {
 
 /**
  * One failure, reported once from where it happened and classified there: the endpoint, the
- * target's generation and the time the attempt started (so that late results from before a state
- * change, and many connections broken by one event, count once).
+ * target's generation and the endpoint's era when the attempt started (so that late results from
+ * before a change, and many connections broken by one event, count once).
  */
 export interface FailureReport {
   readonly target: Target
   readonly error: Error
   readonly errorClass: ErrorClass
-  /** Clock ms the failed attempt started. */
-  readonly startedAt: number
+  /** The endpoint's era (see {@link RoutingHost.eraOf}) when the failed attempt started. */
+  readonly era: number
 }
 
 /** Calls back with where to run, or with why nothing can run. */
@@ -49,8 +49,22 @@ export interface RoutingHost {
   readonly ending: boolean
   /** The verified primary's write target when it is ready now (the synchronous hot path), else null. */
   readyWriteTarget(): Target | null
-  /** Calls back with where to run, waiting (bounded by `since + failoverTimeoutMs`) for a primary when needed. */
-  target(kind: 'write' | 'read', since: number, read: ReadRequest | null, callback: TargetCallback): void
+  /**
+   * Calls back with where to run, waiting (bounded by `since + failoverTimeoutMs`) for a primary when
+   * needed. `retryOf`: the target an attempt of this request just failed on; a retry on the primary
+   * waits until the pool has confirmed or left it (never hammering a node that may be gone).
+   */
+  target(kind: 'write' | 'read', since: number, read: ReadRequest | null, callback: TargetCallback, retryOf?: Target | null): void
+  /**
+   * True while `target` is still where its kind of statement may go: the primary of the current
+   * generation, or a replica that still serves reads. Checked right before a statement is sent (or
+   * a client handed out): a connection handed out for an older generation is never used.
+   */
+  isCurrent(target: Target): boolean
+  /** The endpoint's staleness token now: an attempt records it when it starts. */
+  eraOf(endpoint: Endpoint): number
+  /** True when the pool left `endpoint` after an attempt that began in era `era` (a success then may be lost). */
+  leftSince(endpoint: Endpoint, era: number): boolean
   /** A connection-class or read-only failure seen by a request: reported exactly once per failed attempt. */
   report(failure: FailureReport): void
   /** The lanes of every endpoint for a kind of traffic. */

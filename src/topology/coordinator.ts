@@ -13,10 +13,10 @@ import type { FailureReport, Target } from '../surface/routing-host.js'
 import type { HaManager } from '../ha/ha-manager.js'
 import { ClusterKnowledge } from './cluster-knowledge.js'
 import { type ElectionHost, Elector } from './elector.js'
+import { EndpointHealth, type HealthNews, endpointRole, nodeErrorOf } from './endpoint-health.js'
 import { Evidence, type HaReport } from './evidence.js'
 import { ProbeVerdicts, type VerdictHost } from './probe-verdicts.js'
-import { Reachability } from './reachability.js'
-import { type Standing, endpointRole, newStanding, nodeErrorOf } from './standing.js'
+import { Transitions } from './transitions.js'
 import { Waiters } from './waiters.js'
 import { type Loss, type WriterState, lossOf, shownPrimary, writingTo } from './writer-state.js'
 
@@ -30,28 +30,33 @@ export interface CoordinatorDeps {
 }
 
 /**
- * The only place topology changes. It owns the writer's state ({@link WriterState}), each endpoint's
- * {@link Standing}, the requests waiting for a primary and the evidence of the latest probes.
- * Requests, probes and watches report outcomes here; this class alone decides, one decision at a
- * time (JavaScript's single thread is the lock: every decision is synchronous), emits after
- * assigning, and settles waiting requests from one function, {@link settle}.
+ * The only place topology changes. It owns the writer's state ({@link WriterState}), each
+ * endpoint's {@link EndpointHealth}, the requests waiting for a primary and the evidence of the
+ * latest probes. Requests, probes and watches report outcomes here; this class alone decides, one
+ * decision at a time (JavaScript's single thread is the lock: every decision is synchronous).
+ *
+ * Every change is a transition ({@link Transitions}): it assigns the complete new state first —
+ * generation, writer state, health — and queues its effects, which run after, in order; waiting
+ * requests are settled from the state by one function once the effects ran, and everything that
+ * reaches user code (events, request callbacks) is deferred beyond that.
  */
 export class Coordinator implements ElectionHost, VerdictHost {
   readonly endpoints: readonly Endpoint[]
   #state: WriterState = { kind: 'booting' }
-  /** Bumped on every change of the writer state's primary; reports from older generations move nothing. */
+  /** Bumped on every change of where writes go; reports and connections from an older generation move nothing. */
   #generation = 0
   /** True once this pool has verified a primary (fail-fast waits only for the first). */
   #everVerified = false
-  readonly #standing = new Map<Endpoint, Standing>()
+  readonly #health = new Map<Endpoint, EndpointHealth>()
   readonly #evidence = new Evidence()
   readonly #elector: Elector
   readonly #waiters: Waiters<Target>
-  readonly #reachability: Reachability
   readonly #discovery: Discovery
   readonly #watches: Watches
   readonly #opts: ResolvedOptions
-  readonly #events: EventSink
+  readonly #tx: Transitions
+  /** Aborts the promotion hook running now, if any (end() calls it). */
+  #abortHook: (() => void) | null = null
   /** System identifier, minimum timeline, epoch, failovers, stored hint. */
   readonly cluster: ClusterKnowledge
   readonly sync: StateSync
@@ -60,40 +65,40 @@ export class Coordinator implements ElectionHost, VerdictHost {
     const { endpoints, options, events } = deps
     this.endpoints = endpoints
     this.#opts = options
-    this.#events = events
-    for (const e of endpoints) this.#standing.set(e, newStanding())
+    for (const e of endpoints) this.#health.set(e, new EndpointHealth(options.breaker, options.clock))
+    this.#tx = new Transitions(events, () => this.#settle())
     this.cluster = new ClusterKnowledge(options.topology)
-    this.sync = new StateSync(options.stateStore, options.clock, options.stateStoreTimeoutMs, events)
+    this.sync = new StateSync(options.stateStore, options.clock, options.stateStoreTimeoutMs, (event, payload) => this.#tx.announce(event, payload))
     this.#waiters = new Waiters(options.clock)
-    this.#reachability = new Reachability((e) => this.standing(e), options.clock, events)
     this.#watches = new Watches(deps.watches, (e) => this.promotionNoticed(e))
-    this.#elector = new Elector(this, this.#evidence, options, events)
-    const verdicts = new ProbeVerdicts(this, this.#reachability, this.#evidence, this.#watches, this.#elector)
+    this.#elector = new Elector(this, this.#evidence, options)
+    const verdicts = new ProbeVerdicts(this, this.#evidence, this.#watches, this.#elector)
     this.#discovery = new Discovery(endpoints, options.probeTimeoutMs, options.clock, {
       mayProbe: (e) => this.#mayProbe(e),
-      skipped: (e) => this.standing(e).lastError ?? new Error(`${e.name}: circuit breaker open`),
-      probed: (e, outcome, startedAt) => verdicts.probed(e, outcome, startedAt),
-      settled: () => this.#roundSettled(),
-      viewed: (result, startedAt) => verdicts.viewed(result, startedAt),
-    }, options.haManager)
+      probed: (e, outcome, sent) => this.#tx.run(() => verdicts.probed(e, outcome, sent)),
+      settled: () => this.#tx.run(() => this.#roundSettled()),
+      viewed: (result, startedAt) => this.#tx.run(() => verdicts.viewed(result, startedAt)),
+    }, (e) => this.health(e).era, options.haManager)
   }
 
   /** Reads the state store (bounded), then starts the first discovery with its record as a hint. */
   async start(): Promise<void> {
     const record = await this.sync.load()
-    if (this.#state.kind !== 'booting') return
-    if (record) this.cluster.learnFromStore(record)
-    this.sync.watch((r) => this.storedElsewhere(r))
-    this.#state = { kind: 'discovering', loss: null, suspect: null, refusal: null }
-    // The stored primary is tried first: nobody else wins before it has answered.
-    this.#evidence.mustHear = this.endpoints.find((e) => e.name === record?.primary) ?? null
-    this.startRound(record ? `start (state store says ${record.primary}, epoch ${record.epoch})` : 'start')
+    this.#tx.run(() => {
+      if (this.#state.kind !== 'booting') return
+      if (record) this.cluster.learnFromStore(record)
+      this.#state = { kind: 'discovering', loss: null, suspect: null, refusal: null }
+      // The stored primary is tried first: nobody else wins before it has answered.
+      this.#evidence.mustHear = this.endpoints.find((e) => e.name === record?.primary) ?? null
+      this.effect(() => this.sync.watch((r) => this.storedElsewhere(r)))
+      this.startRound(record ? `start (state store says ${record.primary}, epoch ${record.epoch})` : 'start')
+    })
   }
 
   get state(): WriterState {
     return this.#state
   }
-  /** @internal Only the elector's transitions (split brain, adoption) assign it from outside. */
+  /** @internal Only transitions (the elector's, inside {@link transition}) assign it from outside. */
   set state(next: WriterState) {
     this.#state = next
   }
@@ -124,12 +129,27 @@ export class Coordinator implements ElectionHost, VerdictHost {
   get waiting(): number {
     return this.#waiters.size
   }
-  standing(endpoint: Endpoint): Standing {
-    return this.#standing.get(endpoint)!
+  health(endpoint: Endpoint): EndpointHealth {
+    return this.#health.get(endpoint)!
   }
   /** The role `status()` shows for an endpoint. */
   roleOf(endpoint: Endpoint): ReturnType<typeof endpointRole> {
-    return endpointRole(endpoint, this.standing(endpoint), endpoint === shownPrimary(this.#state))
+    return endpointRole(endpoint, this.health(endpoint), endpoint === shownPrimary(this.#state))
+  }
+
+  /** Runs `change` as a transition (see {@link Transitions.run}). */
+  transition(change: () => void): void {
+    this.#tx.run(change)
+  }
+
+  /** Queues an effect of the current transition. */
+  effect(fn: () => void): void {
+    this.#tx.effect(fn)
+  }
+
+  /** Announces an event to the application after the transition (see {@link Transitions.announce}). */
+  announce(event: string, payload: () => unknown): void {
+    this.#tx.announce(event, payload)
   }
 
   // ------------------------------------------------------------------ what requests ask and report
@@ -140,14 +160,23 @@ export class Coordinator implements ElectionHost, VerdictHost {
     return s.kind === 'verified' ? s.target : null
   }
 
-  /** Calls back with the primary's target now, when one is verified, or with why there will be none. */
-  whenPrimary(since: number, callback: (err: Error | undefined, target?: Target) => void): void {
+  /** True while `target` is the current generation's primary target (or its read lane's twin). */
+  isCurrentPrimary(target: Target): boolean {
     const s = this.#state
-    if (s.kind === 'verified') return callback(undefined, s.target)
+    return s.kind === 'verified' && s.target.generation === target.generation
+  }
+
+  /**
+   * Calls back with the primary's target now, when one is verified, or with why there will be none.
+   * `retryOf`: a retry after an attempt failed there waits while that primary is in doubt.
+   */
+  whenPrimary(since: number, callback: (err: Error | undefined, target?: Target) => void, retryOf: Target | null = null): void {
+    const s = this.#state
+    if (s.kind === 'verified' && !(retryOf !== null && retryOf.endpoint === s.primary && this.health(s.primary).doubt !== null)) return callback(undefined, s.target)
     const clock = this.#opts.clock
     // Every breaker open (and no store read pending): no node can answer before its wait ends; say so now.
-    if (s.kind !== 'booting' && s.kind !== 'ended' && this.endpoints.every((e) => e.breaker.state.kind === 'open')) {
-      const report = this.endpoints.map((e) => ({ endpoint: e.name, breaker: e.breaker.state.kind, lastError: this.#errorText(e) }))
+    if (s.kind !== 'booting' && s.kind !== 'ended' && s.kind !== 'verified' && this.endpoints.every((e) => this.health(e).breaker.state.kind === 'open')) {
+      const report = this.endpoints.map((e) => ({ endpoint: e.name, breaker: this.health(e).breaker.state.kind, lastError: this.#errorText(e) }))
       return callback(new AllEndpointsDownError(report))
     }
     if (this.#opts.failoverTimeoutMs === 0 && s.kind !== 'ended') return this.#failFast(since, callback)
@@ -157,8 +186,9 @@ export class Coordinator implements ElectionHost, VerdictHost {
       return callback(new NoPrimaryError(this.answers(), Math.round(clock.now() - since), why ? { cause: why } : undefined))
     }
     this.#waiters.add(callback, Math.max(remaining, 0), () => new NoPrimaryError(this.answers(), Math.round(clock.now() - since)))
-    this.settle()
-    if (s.kind === 'discovering' && !this.#discovery.running && !this.#discovery.scheduled) this.startRound('a request is waiting for a primary')
+    this.#tx.run(() => {
+      if (s.kind === 'discovering' && !this.#discovery.running && !this.#discovery.scheduled) this.startRound('a request is waiting for a primary')
+    })
   }
 
   /**
@@ -176,86 +206,93 @@ export class Coordinator implements ElectionHost, VerdictHost {
   }
 
   #evidencePending(): boolean {
-    return this.#evidence.anyPending(this.endpoints, (e) => this.standing(e))
+    return this.#evidence.anyPending(this.endpoints, (e) => this.health(e))
   }
 
   /** The error pg.Pool would have given (see {@link nodeErrorOf}), else NoPrimaryError. */
   #nodeError(): Error {
-    return nodeErrorOf(this.endpoints, (e) => this.standing(e), lossOf(this.#state)?.from ?? null) ?? new NoPrimaryError(this.answers(), 0)
+    return nodeErrorOf(this.endpoints, (e) => this.health(e), lossOf(this.#state)?.from ?? null) ?? new NoPrimaryError(this.answers(), 0)
   }
 
-  /** A request's failure, classified where it happened and reported once. */
-  report({ target, error, errorClass, startedAt }: FailureReport): void {
+  /**
+   * A request's failure, classified where it happened and reported once. It only raises a doubt:
+   * one lost session (a terminated backend, an idle-session timeout) or a 25006 from the caller's
+   * own read-only transaction says nothing about the node, so a probe confirms first — writes keep
+   * flowing meanwhile, retries wait for the verdict — and only the probe's verdict changes anything.
+   */
+  report({ target, error, errorClass, era }: FailureReport): void {
     if (this.#state.kind === 'ended') return
+    if (errorClass !== 'connection' && errorClass !== 'read-only') return
     const endpoint = target.endpoint
-    // (A late answer from a statement sent before the node was verified again says nothing about now.)
-    if (errorClass === 'read-only' && target.role === 'primary' && target.generation === this.#generation) this.standing(endpoint).saidReadOnly = true
-    const verdict = errorClass === 'connection' ? this.#reachability.failed(endpoint, error, startedAt) : null
-    if (target.role === 'replica') {
-      // A replica that stopped answering gets fresh pools; one that hangs has its statements cut.
-      if (verdict === 'down') endpoint.retire(isTimeout(error))
-      return
-    }
-    if ((errorClass !== 'connection' && errorClass !== 'read-only') || verdict === 'stale') return
-    const s = this.#state
-    if (s.kind !== 'verified' || s.primary !== endpoint || target.generation !== this.#generation) return
     const reason =
       errorClass === 'read-only'
-        ? `demoted: ${endpoint.name} answered 25006 read_only_sql_transaction`
+        ? `${endpoint.name} answered 25006 read_only_sql_transaction`
         : `connection failure on ${endpoint.name}: ${maskPassword(error.message)}`
-    this.#suspect(endpoint, reason)
+    this.#tx.run(() => this.#doubt(endpoint, reason, era))
   }
 
-  /** An idle client's error (no request saw it): an endpoint failure when it is connection-class. */
+  /** An idle client's error (no request saw it): a doubt when it is connection-class. */
   idleError(endpoint: Endpoint, error: Error): void {
     if (this.#state.kind === 'ended' || classifyError(error) !== 'connection') return
-    if (this.#reachability.failed(endpoint, error, 'idle') !== 'down') return
-    const s = this.#state
-    if (s.kind === 'verified' && s.primary === endpoint) this.#suspect(endpoint, `idle connection to ${endpoint.name} failed: ${maskPassword(error.message)}`)
-    else endpoint.retire()
+    this.#tx.run(() => this.#doubt(endpoint, `idle connection to ${endpoint.name} failed: ${maskPassword(error.message)}`, this.health(endpoint).era))
+  }
+
+  #doubt(endpoint: Endpoint, reason: string, era: number): void {
+    if (!this.health(endpoint).doubted(reason, era)) return
+    topologyLog('%s in doubt: %s', endpoint.name, reason)
+    this.confirm(endpoint)
+  }
+
+  /** Probes `endpoint` now, outside any round (after the transition), for a verdict of its current era. */
+  confirm(endpoint: Endpoint): void {
+    const freshSince = this.#opts.clock.now()
+    this.effect(() => this.#discovery.confirm(endpoint, freshSince))
   }
 
   /** A standby's promotion was noticed: stop writing to the old primary at once and verify the new one first. */
   promotionNoticed(endpoint: Endpoint): void {
     if (this.#state.kind === 'ended') return
-    const reason = `promotion of ${endpoint.name} noticed`
-    topologyLog(reason)
-    const now = this.#opts.clock.now()
-    this.standing(endpoint).promotedAt = now
-    this.#evidence.invalidate(now)
-    this.#evidence.mustHear = endpoint
-    const s = this.#state
-    const old = writingTo(s)
-    // The cluster has moved on: anything still running on the old primary may be lost, so cut it.
-    if (old !== null && old !== endpoint) this.leave(old, reason)
-    this.startRound(reason)
+    this.#tx.run(() => {
+      const reason = `promotion of ${endpoint.name} noticed`
+      topologyLog(reason)
+      this.health(endpoint).promotionNoticed()
+      this.#evidence.invalidate(this.#opts.clock.now())
+      this.#evidence.mustHear = endpoint
+      const old = writingTo(this.#state)
+      // The cluster has moved on: anything still running on the old primary may be lost, so cut it.
+      if (old !== null && old !== endpoint) this.leave(old, reason)
+      this.startRound(reason)
+    })
   }
 
   /** Another instance recorded a decision in the shared store: follow it if it is newer, after verifying. */
   storedElsewhere(record: StateRecord): void {
-    const s = this.#state
-    if (s.kind === 'ended' || s.kind === 'booting' || record.epoch < this.cluster.epoch) return
-    if (record.primary === shownPrimary(s)?.name) {
-      this.cluster.epoch = Math.max(this.cluster.epoch, record.epoch)
-      return
-    }
-    topologyLog('state store: %s chosen elsewhere (epoch %d)', record.primary, record.epoch)
-    this.cluster.learnFromStore(record)
-    if (s.kind === 'verified') this.#suspect(s.primary, `state store: ${record.primary} chosen by another instance (epoch ${record.epoch})`)
-    else this.startRound('state store changed')
+    this.#tx.run(() => {
+      const s = this.#state
+      if (s.kind === 'ended' || s.kind === 'booting' || record.epoch < this.cluster.epoch) return
+      if (record.primary === shownPrimary(s)?.name) {
+        this.cluster.epoch = Math.max(this.cluster.epoch, record.epoch)
+        return
+      }
+      topologyLog('state store: %s chosen elsewhere (epoch %d)', record.primary, record.epoch)
+      this.cluster.learnFromStore(record)
+      if (s.kind === 'verified') this.#suspect(s.primary, `state store: ${record.primary} chosen by another instance (epoch ${record.epoch})`)
+      else this.startRound('state store changed')
+    })
   }
 
   // ------------------------------------------------------------------ transitions
 
   /**
    * Settles waiting requests from the current state — the one place that does (besides each
-   * request's own deadline): every state change calls it.
+   * request's own deadline). Runs after every transition's effects.
    */
-  settle(): void {
+  #settle(): void {
     if (this.#waiters.size === 0) return
     const s = this.#state
-    if (s.kind === 'verified') this.#waiters.settleAll(undefined, s.target)
-    else if (s.kind === 'split-brain') this.#waiters.settleAll(new SplitBrainError(s.candidates, s.reason))
+    if (s.kind === 'verified') {
+      if (this.health(s.primary).doubt === null) this.#waiters.settleAll(undefined, s.target)
+    } else if (s.kind === 'split-brain') this.#waiters.settleAll(new SplitBrainError(s.candidates, s.reason))
     else if (s.kind === 'discovering' && s.refusal !== null) this.#waiters.settleAll(s.refusal)
     // Fail-fast: the first discovery has answered everywhere without a primary; nobody waits longer.
     else if (this.#opts.failoverTimeoutMs === 0 && s.kind === 'discovering' && (this.#everVerified || !this.#evidencePending())) this.#waiters.settleAll(this.#nodeError())
@@ -263,8 +300,8 @@ export class Coordinator implements ElectionHost, VerdictHost {
   }
 
   /**
-   * A failure report: stop writing to the primary (new requests wait), give it fresh pools, and
-   * verify it again. Statements still running there go on: if it verifies, nothing was lost.
+   * Stop writing to the primary (new requests wait), give it fresh pools, and verify it again.
+   * Statements still running there go on: if it verifies, nothing was lost.
    */
   #suspect(primary: Endpoint, reason: string): void {
     topologyLog('primary %s suspect: %s', primary.name, reason)
@@ -272,103 +309,131 @@ export class Coordinator implements ElectionHost, VerdictHost {
     const now = this.#opts.clock.now()
     this.#evidence.invalidate(now)
     this.#state = { kind: 'discovering', loss: { from: primary.name, reason, since: now }, suspect: primary, refusal: null }
-    primary.retire()
+    this.effect(() => primary.refreshPools())
     this.startRound(reason)
   }
 
   /**
-   * The pool leaves a node it wrote to: everything still running there is cut (its outcome is
-   * unknown), so a node the pool has left can never acknowledge a write afterwards. A node that
-   * said it takes no writes is alive and its running statements are failing on their own (25006,
-   * then retried on the new primary): they get up to `probeTimeoutMs` to answer before the cut.
+   * The pool leaves a node it wrote to: the writer state moves on first (no request can be routed
+   * there any more), then everything still running there is cut (its outcome is unknown), so a
+   * node the pool has left can never acknowledge a write afterwards. A node that said it takes no
+   * writes is alive and its running statements are failing on their own (25006, then retried on the
+   * new primary): they get up to `probeTimeoutMs` to answer before the cut.
    */
   leave(endpoint: Endpoint, reason: string): void {
-    topologyLog('leaving %s: %s', endpoint.name, reason)
-    endpoint.retire(true, this.standing(endpoint).saidReadOnly ? this.#opts.probeTimeoutMs : 0)
-    const s = this.#state
-    const now = this.#opts.clock.now()
-    if (s.kind === 'verified' && s.primary === endpoint) {
-      this.#generation++
-      this.#evidence.invalidate(now)
-      this.#state = { kind: 'discovering', loss: { from: endpoint.name, reason, since: now }, suspect: null, refusal: null }
-    } else if (s.kind === 'discovering' && s.suspect === endpoint) {
-      this.#state = { ...s, suspect: null }
-    } else if (s.kind === 'paused' && s.primary === endpoint) {
-      this.#state = { ...s, primary: null, loss: s.loss ?? { from: endpoint.name, reason, since: now } }
-    }
+    this.#tx.run(() => {
+      topologyLog('leaving %s: %s', endpoint.name, reason)
+      const s = this.#state
+      const now = this.#opts.clock.now()
+      if (s.kind === 'verified' && s.primary === endpoint) {
+        this.#generation++
+        this.#evidence.invalidate(now)
+        this.#state = { kind: 'discovering', loss: { from: endpoint.name, reason, since: now }, suspect: null, refusal: null }
+      } else if (s.kind === 'discovering' && s.suspect === endpoint) {
+        this.#state = { ...s, suspect: null }
+      } else if (s.kind === 'paused' && s.primary === endpoint) {
+        this.#state = { ...s, primary: null, loss: s.loss ?? { from: endpoint.name, reason, since: now } }
+      }
+      const health = this.health(endpoint)
+      const graceMs = health.saidReadOnly ? this.#opts.probeTimeoutMs : 0
+      health.left()
+      this.effect(() => endpoint.leave(graceMs))
+    })
   }
 
   /** Makes `next` the primary: a new generation and target, the epoch, the failover event, the store, the waiters. */
   adopt(next: Endpoint, from: string | null, loss: Loss | null, paused = false): void {
-    this.#generation++
-    this.#everVerified = true
-    this.#evidence.mustHear = null
-    const standing = this.standing(next)
-    standing.fenced = false
-    // Verified writable just now (switchTo verifies with its own probe, not through the verdicts).
-    standing.saidReadOnly = false
-    const target: Target = { endpoint: next, lane: next.write, generation: this.#generation, role: 'primary', caughtUp: true }
-    this.#state = paused ? { kind: 'paused', primary: next, loss: null } : { kind: 'verified', primary: next, target }
-    // The fast cadence of discovery ends here; the health check is scheduled when the round settles.
-    this.#discovery.cancelSchedule()
-    if (!this.#discovery.running) this.#roundSettled()
-    this.#watches.stop(next)
-    const changed = from !== null && from !== next.name
-    const epoch = this.cluster.adopt(next.name, changed, this.sync.record)
-    if (changed) {
-      const event: FailoverEvent = {
-        from,
-        to: next.name,
-        reason: loss?.reason ?? `promotion of ${next.name}`,
-        durationMs: Math.round(loss ? this.#opts.clock.now() - loss.since : 0),
-        epoch,
+    this.#tx.run(() => {
+      this.#generation++
+      this.#everVerified = true
+      this.#evidence.mustHear = null
+      const health = this.health(next)
+      health.fenced = false
+      // Verified writable just now (switchTo verifies with its own probe, not through the verdicts).
+      health.saidReadOnly = false
+      const target: Target = { endpoint: next, lane: next.write, generation: this.#generation, role: 'primary', caughtUp: true }
+      this.#state = paused ? { kind: 'paused', primary: next, loss: null } : { kind: 'verified', primary: next, target }
+      const changed = from !== null && from !== next.name
+      const epoch = this.cluster.adopt(next.name, changed, this.sync.record)
+      const now = this.#opts.clock.now()
+      // The fast cadence of discovery ends here; the health check is scheduled when the round settles.
+      this.effect(() => {
+        this.#discovery.cancelSchedule()
+        if (!this.#discovery.running) this.#roundSettled()
+        this.#watches.stop(next)
+      })
+      if (changed) {
+        const event: FailoverEvent = {
+          from,
+          to: next.name,
+          reason: loss?.reason ?? `promotion of ${next.name}`,
+          durationMs: Math.round(loss ? now - loss.since : 0),
+          epoch,
+        }
+        topologyLog('failover %s -> %s (%s) in %d ms', event.from, event.to, event.reason, event.durationMs)
+        this.announce('failover', () => event)
+      } else {
+        topologyLog('primary %s verified (epoch %d)', next.name, epoch)
       }
-      topologyLog('failover %s -> %s (%s) in %d ms', event.from, event.to, event.reason, event.durationMs)
-      this.#events.emit('failover', event)
-    } else {
-      topologyLog('primary %s verified (epoch %d)', next.name, epoch)
-    }
-    const { systemId, minTimeline } = this.cluster
-    const why = changed ? `failover from ${from}: ${loss?.reason ?? 'promotion'}` : 'primary verified'
-    this.sync.persist({ primary: next.name, systemId, timeline: minTimeline, epoch, reason: why }, (r) => this.storedElsewhere(r))
-    this.settle()
+      const { systemId, minTimeline } = this.cluster
+      const why = changed ? `failover from ${from}: ${loss?.reason ?? 'promotion'}` : 'primary verified'
+      this.effect(() => this.sync.persist({ primary: next.name, systemId, timeline: minTimeline, epoch, reason: why }, (r) => this.storedElsewhere(r)))
+    })
   }
 
   /**
-   * Replaces the writer state (maintenance operations) and settles waiting requests. Entering
-   * `discovering` starts a round whose probes must all be newer than this change.
+   * Replaces the writer state (maintenance operations). Entering `discovering` starts a round whose
+   * probes must all be newer than this change.
    */
-  transition(next: WriterState, reason: string): void {
-    this.#state = next
-    this.settle()
-    if (next.kind !== 'discovering') return
-    this.#evidence.invalidate(this.#opts.clock.now())
-    this.startRound(reason)
+  replaceState(next: WriterState, reason: string): void {
+    this.#tx.run(() => {
+      this.#state = next
+      if (next.kind !== 'discovering') return
+      this.#evidence.invalidate(this.#opts.clock.now())
+      this.startRound(reason)
+    })
   }
 
-  /** Stops every timer and watch and fails whatever still waits; closes the store. */
+  /** Registers how to abort the promotion hook running now (null when it finished). */
+  hookRunning(abort: (() => void) | null): void {
+    this.#abortHook = abort
+  }
+
+  /**
+   * Stops every timer and watch, aborts a promotion hook still running (its client is cut), fails
+   * whatever still waits, and closes the endpoints (clients still connecting are cut) and the store.
+   */
   async end(): Promise<void> {
-    this.#state = { kind: 'ended' }
-    this.#discovery.stop()
-    this.#watches.stopAll()
-    this.settle()
+    this.#tx.run(() => {
+      this.#state = { kind: 'ended' }
+      this.effect(() => {
+        this.#discovery.stop()
+        this.#watches.stopAll()
+        this.#abortHook?.()
+      })
+    })
     await Promise.all([...this.endpoints.map((e) => e.end()), this.sync.close()])
   }
 
   // ------------------------------------------------------------------ discovery: evidence and elections
 
-  /** Starts a discovery round now; probes sent before the last topology event are sent again. */
+  /** Starts a discovery round (after the transition); probes sent before the last topology event are sent again. */
   startRound(reason: string): void {
-    this.#discovery.start(reason, this.#evidence.changedAt)
-    topologyLog('discovery: %s', reason)
-    this.scheduleNext()
+    this.effect(() => {
+      if (this.#state.kind === 'ended') return
+      this.#discovery.start(reason, this.#evidence.changedAt)
+      topologyLog('discovery: %s', reason)
+      this.scheduleNext()
+    })
   }
 
   /** While no primary is verified, a round every `discoveryIntervalMs` whether or not the last one settled. */
   scheduleNext(): void {
-    const s = this.#state
-    if (s.kind === 'verified' || s.kind === 'ended' || s.kind === 'booting') return
-    this.#discovery.schedule(jitter(this.#opts.discoveryIntervalMs, 0.2, randomOf(this.#opts.clock)), 'no primary yet: probing again', () => this.#evidence.changedAt)
+    this.effect(() => {
+      const s = this.#state
+      if (s.kind === 'verified' || s.kind === 'ended' || s.kind === 'booting') return
+      this.#discovery.schedule(jitter(this.#opts.discoveryIntervalMs, 0.2, randomOf(this.#opts.clock)), 'no primary yet: probing again', () => this.#evidence.changedAt)
+    })
   }
 
   #roundSettled(): void {
@@ -376,23 +441,53 @@ export class Coordinator implements ElectionHost, VerdictHost {
     if (s.kind === 'ended') return
     // The health monitor: rounds while a primary is known never overlap.
     const known = s.kind === 'verified'
-    this.#discovery.schedule(jitter(known ? this.#opts.healthCheckIntervalMs : this.#opts.discoveryIntervalMs, 0.2, randomOf(this.#opts.clock)), known ? 'health check' : 'no primary yet: probing again', () => this.#evidence.changedAt)
+    const interval = known ? this.#opts.healthCheckIntervalMs : this.#opts.discoveryIntervalMs
+    this.#discovery.schedule(jitter(interval, 0.2, randomOf(this.#opts.clock)), known ? 'health check' : 'no primary yet: probing again', () => this.#evidence.changedAt)
   }
 
-  /** Breakers protect user traffic, never discovery: while no primary is verified every endpoint is probed. */
+  /**
+   * Breakers protect user traffic, never discovery: while no primary is verified every endpoint is
+   * probed. Otherwise an open breaker skips the endpoint and a half-open one lets one trial probe
+   * through (released by whatever ends that probe).
+   */
   #mayProbe(endpoint: Endpoint): boolean {
-    this.#reachability.refreshBreaker(endpoint)
+    const health = this.health(endpoint)
+    this.announceBreaker(endpoint, health.breaker.refresh(), 'open wait over: one trial probe')
     if (this.#state.kind !== 'verified') return true
-    return endpoint.breaker.tryTrial()
+    return health.breaker.tryTrial()
+  }
+
+  /** Announces what a health change means: endpointDown/Up, breakerStateChange. */
+  announceHealth(endpoint: Endpoint, news: HealthNews, reason: string): void {
+    if (news.reachability === 'down') this.announceEndpoint('endpointDown', endpoint, 'up', 'down', reason)
+    if (news.reachability === 'up') this.announceEndpoint('endpointUp', endpoint, 'down', 'up', reason)
+    this.announceBreaker(endpoint, news.breaker, reason)
+  }
+
+  announceBreaker(endpoint: Endpoint, transition: { from: string; to: string } | null, reason: string): void {
+    if (transition) this.announceEndpoint('breakerStateChange', endpoint, transition.from, transition.to, reason)
+  }
+
+  /** Announces a per-endpoint event with a password-free reason. */
+  announceEndpoint(event: 'endpointDown' | 'endpointUp' | 'roleChange' | 'breakerStateChange', endpoint: Endpoint, from: string, to: string, reason: string): void {
+    const masked = maskPassword(reason)
+    topologyLog('%s %s: %s -> %s (%s)', event, endpoint.name, from, to, masked)
+    this.announce(event, () => ({ endpoint: endpoint.name, from, to, reason: masked, at: new Date().toISOString() }))
+  }
+
+  /** Cuts or refreshes a replica that stopped answering (a timeout: what hangs there is cut). */
+  replicaDown(endpoint: Endpoint, error: Error): void {
+    const stalled = isTimeout(error)
+    this.effect(() => (stalled ? endpoint.cutStalled() : endpoint.refreshPools()))
   }
 
   /** What each endpoint last answered, for NoPrimaryError. */
   answers(): EndpointAnswer[] {
-    return this.#evidence.answers(this.endpoints, (e) => this.standing(e))
+    return this.#evidence.answers(this.endpoints, (e) => this.health(e))
   }
 
   #errorText(e: Endpoint): string | null {
-    const error = this.standing(e).lastError
+    const error = this.health(e).lastError
     return error ? maskPassword(error.message) : null
   }
 }

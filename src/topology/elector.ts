@@ -1,6 +1,5 @@
 import type { Endpoint } from '../endpoint/endpoint.js'
 import { classifyError } from '../error-policy.js'
-import type { EventSink } from '../events.js'
 import { topologyLog } from '../log.js'
 import type { ResolvedOptions } from '../options.js'
 import type { StateRecord } from '../state/state-store.js'
@@ -8,7 +7,7 @@ import { runAdoptionHook } from './adoption-hook.js'
 import type { ClusterKnowledge } from './cluster-knowledge.js'
 import { type Election, elect, electLogical } from './election.js'
 import type { Evidence } from './evidence.js'
-import type { Standing } from './standing.js'
+import type { EndpointHealth } from './endpoint-health.js'
 import { type Loss, type WriterState, lossOf, shownPrimary, writingTo } from './writer-state.js'
 
 /** The coordinator's transitions an election may call on (the coordinator implements it). */
@@ -17,11 +16,13 @@ export interface ElectionHost {
   readonly cluster: ClusterKnowledge
   readonly storedRecord: StateRecord | null
   state: WriterState
-  standing(endpoint: Endpoint): Standing
+  health(endpoint: Endpoint): EndpointHealth
   leave(endpoint: Endpoint, reason: string): void
   adopt(next: Endpoint, from: string | null, loss: Loss | null): void
-  settle(): void
   scheduleNext(): void
+  transition(change: () => void): void
+  announce(event: string, payload: () => unknown): void
+  hookRunning(abort: (() => void) | null): void
 }
 
 /**
@@ -38,17 +39,16 @@ export class Elector {
     private readonly host: ElectionHost,
     private readonly evidence: Evidence,
     private readonly options: ResolvedOptions,
-    private readonly events: EventSink,
   ) {}
 
-  /** Elects from the evidence when the writer state calls for it, and applies the result. */
+  /** Elects from the evidence when the writer state calls for it, and applies the result (inside a transition). */
   decide(): void {
     const host = this.host
     const s = host.state
     if (s.kind === 'booting' || s.kind === 'ended' || s.kind === 'adopting') return
     // While verified, nothing is decided before the primary itself has answered; likewise a hint or a promoted node.
     const must = s.kind === 'verified' ? s.primary : this.evidence.mustHear
-    const candidates = this.evidence.candidates(host.endpoints, (e) => host.standing(e))
+    const candidates = this.evidence.candidates(host.endpoints, (e) => host.health(e))
     if (must !== null && candidates[host.endpoints.indexOf(must)]!.outcome.kind === 'pending') return
     const { cluster } = host
     this.#apply(
@@ -63,26 +63,25 @@ export class Elector {
       if (after.refusal === null && errors.every((e) => e !== null && classifyError(e) === 'configuration')) host.state = { ...after, refusal: errors[0]! }
       else if (after.refusal !== null && candidates.some((c) => c.outcome.kind === 'ok')) host.state = { ...after, refusal: null }
     }
-    host.settle()
   }
 
   #apply(election: Election): void {
     const host = this.host
     this.lastElection = election.kind === 'primary' ? `primary ${election.name}` : election.reason
     if (election.kind === 'wait') return
-    for (const name of election.mismatched) host.standing(this.#named(name)).otherCluster = true
+    for (const name of election.mismatched) host.health(this.#named(name)).otherCluster = true
     const s = host.state
     if (election.kind === 'ambiguous') {
-      if (s.kind !== 'split-brain') this.#emitSplitBrain(election.candidates, null, [], election.reason)
       topologyLog('refusing writes: %s', election.reason)
       const writing = shownPrimary(s)
       if (writing !== null) host.leave(writing, election.reason)
       host.state = { kind: 'split-brain', candidates: election.candidates, reason: election.reason, loss: lossOf(host.state) }
+      if (s.kind !== 'split-brain') this.#emitSplitBrain(election.candidates, null, [], election.reason)
       return
     }
     const fenced = election.kind === 'primary' ? election.fenced : (election.fenced ?? [])
-    const newlyFenced = fenced.filter((name) => !host.standing(this.#named(name)).fenced)
-    for (const name of fenced) host.standing(this.#named(name)).fenced = true
+    const newlyFenced = fenced.filter((name) => !host.health(this.#named(name)).fenced)
+    for (const name of fenced) host.health(this.#named(name)).fenced = true
     if (election.kind === 'none') {
       if (newlyFenced.length > 0) this.#emitSplitBrain(newlyFenced, null, newlyFenced, `writable on a timeline older than ${host.cluster.minTimeline}: a stale old primary, fenced`)
       if (s.kind === 'split-brain') host.state = { kind: 'discovering', loss: s.loss, suspect: null, refusal: null }
@@ -115,14 +114,15 @@ export class Elector {
     if (!this.options.onPromote || from === null || from === next.name) return host.adopt(next, from, loss)
     host.state = { kind: 'adopting', candidate: next, loss }
     const context = { from, to: next.name, epoch: host.cluster.nextEpoch(host.storedRecord), reason: loss?.reason ?? 'promotion' }
-    void runAdoptionHook(host, next, this.options, this.events, context).then((verdict) => {
-      if (verdict === 'moved-on') return
-      if (verdict === 'adopt') return host.adopt(next, from, loss)
-      this.lastElection = `promotion hook failed on ${next.name}`
-      host.state = { kind: 'discovering', loss, suspect: null, refusal: null }
-      host.settle()
-      host.scheduleNext()
-    })
+    void runAdoptionHook(host, next, this.options, context).then((verdict) =>
+      host.transition(() => {
+        if (verdict === 'moved-on') return
+        if (verdict === 'adopt') return host.adopt(next, from, loss)
+        this.lastElection = `promotion hook failed on ${next.name}`
+        host.state = { kind: 'discovering', loss, suspect: null, refusal: null }
+        host.scheduleNext()
+      }),
+    )
   }
 
   #named(name: string): Endpoint {
@@ -131,7 +131,6 @@ export class Elector {
 
   #emitSplitBrain(endpoints: readonly string[], chosen: string | null, fenced: readonly string[], reason: string): void {
     topologyLog('split brain: %s (chosen %s, fenced %s)', reason, chosen, fenced.join(', '))
-    if (this.events.listenerCount('splitBrain') === 0) return
-    this.events.emit('splitBrain', { endpoints, chosen, fenced, reason, at: new Date().toISOString() })
+    this.host.announce('splitBrain', () => ({ endpoints, chosen, fenced, reason, at: new Date().toISOString() }))
   }
 }

@@ -3,7 +3,7 @@ import type { HaView } from '../ha/ha-manager.js'
 import { roleOf } from '../endpoint/role-probe.js'
 import { type EndpointAnswer, maskPassword } from '../errors.js'
 import type { Candidate, ProbeOutcome } from './election.js'
-import type { Standing } from './standing.js'
+import type { EndpointHealth } from './endpoint-health.js'
 
 /** The HA manager's last answer, and which endpoint it names as leader. */
 export interface HaReport {
@@ -61,27 +61,27 @@ export class Evidence {
   }
 
   /** Each endpoint as the election sees it; one whose promotion hook was refused never qualifies. */
-  candidates(endpoints: readonly Endpoint[], standing: (e: Endpoint) => Standing): Candidate[] {
-    return endpoints.map((e) => ({ name: e.name, outcome: this.#outcomeOf(e, standing) }))
+  candidates(endpoints: readonly Endpoint[], healthOf: (e: Endpoint) => EndpointHealth): Candidate[] {
+    return endpoints.map((e) => ({ name: e.name, outcome: this.#outcomeOf(e, healthOf) }))
   }
 
   /** True while some endpoint has not answered a probe sent since the last topology event. */
-  anyPending(endpoints: readonly Endpoint[], standing: (e: Endpoint) => Standing): boolean {
+  anyPending(endpoints: readonly Endpoint[], healthOf: (e: Endpoint) => EndpointHealth): boolean {
     // Without building the candidates: settle() asks on every state change.
-    return endpoints.some((e) => this.#outcomeOf(e, standing).kind === 'pending')
+    return endpoints.some((e) => this.#outcomeOf(e, healthOf).kind === 'pending')
   }
 
   /** An endpoint's outcome in this round: refused by its hook, its answer to a probe sent since the last topology event, else pending. */
-  #outcomeOf(e: Endpoint, standing: (e: Endpoint) => Standing): Candidate['outcome'] {
-    if (standing(e).refusedByHook) return REFUSED
+  #outcomeOf(e: Endpoint, healthOf: (e: Endpoint) => EndpointHealth): Candidate['outcome'] {
+    if (healthOf(e).refusedByHook) return REFUSED
     const held = this.#latest.get(e)
     return held && held.startedAt >= this.changedAt ? held.outcome : PENDING
   }
 
   /** What each endpoint last answered, for NoPrimaryError (no passwords). */
-  answers(endpoints: readonly Endpoint[], standing: (e: Endpoint) => Standing): EndpointAnswer[] {
+  answers(endpoints: readonly Endpoint[], healthOf: (e: Endpoint) => EndpointHealth): EndpointAnswer[] {
     return endpoints.map((e) => {
-      if (standing(e).otherCluster) return { endpoint: e.name, role: 'mismatched-system', error: 'system identifier differs from the cluster' }
+      if (healthOf(e).otherCluster) return { endpoint: e.name, role: 'mismatched-system', error: 'system identifier differs from the cluster' }
       const outcome = this.#latest.get(e)?.outcome
       if (outcome?.kind === 'ok') return { endpoint: e.name, role: roleOf(outcome.probe) }
       if (outcome?.kind === 'failed') return { endpoint: e.name, role: 'unreachable', error: maskPassword(outcome.error.message) }

@@ -1,7 +1,6 @@
 import type { Endpoint } from '../endpoint/endpoint.js'
 import { roleOf } from '../endpoint/role-probe.js'
 import { ConfigError, SwitchoverRefusedError, maskPassword } from '../errors.js'
-import type { EventSink } from '../events.js'
 import { topologyLog } from '../log.js'
 import type { ResolvedOptions } from '../options.js'
 import { runAdoptionHook } from './adoption-hook.js'
@@ -19,7 +18,6 @@ export class Maintenance {
   constructor(
     private readonly coordinator: Coordinator,
     private readonly options: ResolvedOptions,
-    private readonly events: EventSink,
   ) {}
 
   /** See FailoverPool#switchTo. */
@@ -46,33 +44,39 @@ export class Maintenance {
         throw new SwitchoverRefusedError(name, `it is on timeline ${probe.timeline}, older than the current ${cluster.minTimeline}: it may lack writes`)
       }
     }
-    const standing = this.coordinator.standing(target)
-    standing.refusedByHook = false
+    const health = this.coordinator.health(target)
     const s = this.coordinator.state
     if (s.kind === 'ended') throw new Error('Cannot use a pool after calling end on the pool')
+    health.refusedByHook = false
     if (s.kind === 'verified' && s.primary === target) return
     const old = writingTo(s)
     const paused = s.kind === 'paused'
     const loss = lossOf(s)
     const from = old?.name ?? loss?.from ?? cluster.storedPrimary
     const reason = `switchTo(${name})`
-    if (old !== null && old !== target) this.coordinator.leave(old, reason)
     const since = this.options.clock.now()
     const switchLoss = { from, reason, since: loss?.since ?? since }
-    if (this.options.onPromote && from !== name) {
-      this.coordinator.transition({ kind: 'adopting', candidate: target, loss: switchLoss }, reason)
+    const hooked = this.options.onPromote !== null && from !== name
+    // One transition: the old primary is left and the writer waits for the new one at once.
+    this.coordinator.transition(() => {
+      if (old !== null && old !== target) this.coordinator.leave(old, reason)
+      if (hooked) this.coordinator.replaceState({ kind: 'adopting', candidate: target, loss: switchLoss }, reason)
+    })
+    if (hooked) {
       const context = { from, to: name, epoch: cluster.nextEpoch(this.coordinator.sync.record), reason }
-      const verdict = await runAdoptionHook(this.coordinator, target, this.options, this.events, context)
+      const verdict = await runAdoptionHook(this.coordinator, target, this.options, context)
       if (verdict === 'moved-on') throw new SwitchoverRefusedError(name, `the pool changed state while its promotion hook ran (${this.coordinator.state.kind})`)
       if (verdict === 'failed') {
-        this.coordinator.transition({ kind: 'discovering', loss: switchLoss, suspect: null, refusal: null }, `${reason}: promotion hook failed`)
+        this.coordinator.replaceState({ kind: 'discovering', loss: switchLoss, suspect: null, refusal: null }, `${reason}: promotion hook failed`)
         throw new SwitchoverRefusedError(name, 'its promotion hook failed')
       }
     }
-    standing.fenced = false
-    cluster.raiseTimeline(probe.timeline)
-    topologyLog('switching writes to %s', name)
-    this.coordinator.adopt(target, from, switchLoss, paused)
+    this.coordinator.transition(() => {
+      health.fenced = false
+      cluster.raiseTimeline(probe.timeline)
+      topologyLog('switching writes to %s', name)
+      this.coordinator.adopt(target, from, switchLoss, paused)
+    })
   }
 
   /** See FailoverPool#pauseWrites. */
@@ -80,7 +84,7 @@ export class Maintenance {
     const s = this.coordinator.state
     if (s.kind === 'paused' || s.kind === 'ended') return
     topologyLog('writes paused')
-    this.coordinator.transition({ kind: 'paused', primary: s.kind === 'verified' ? s.primary : null, loss: lossOf(s) }, 'writes paused')
+    this.coordinator.replaceState({ kind: 'paused', primary: s.kind === 'verified' ? s.primary : null, loss: lossOf(s) }, 'writes paused')
   }
 
   /** See FailoverPool#resumeWrites. */
@@ -89,21 +93,23 @@ export class Maintenance {
     if (s.kind !== 'paused') return
     topologyLog('writes resumed')
     // The primary may have changed during the pause: verify it again (nothing is cut if it did not).
-    this.coordinator.transition({ kind: 'discovering', loss: s.loss, suspect: s.primary, refusal: null }, 'writes resumed: re-verifying the primary')
+    this.coordinator.replaceState({ kind: 'discovering', loss: s.loss, suspect: s.primary, refusal: null }, 'writes resumed: re-verifying the primary')
   }
 
   /** See FailoverPool#drain. */
   async drain(name: string): Promise<void> {
     const endpoint = this.#endpoint(name, 'drain(name)')
-    this.coordinator.standing(endpoint).drained = true
-    if (shownPrimary(this.coordinator.state) === endpoint) this.pauseWrites()
-    endpoint.retire()
+    this.coordinator.transition(() => {
+      this.coordinator.health(endpoint).drained = true
+      if (shownPrimary(this.coordinator.state) === endpoint) this.pauseWrites()
+      this.coordinator.effect(() => endpoint.refreshPools())
+    })
     await Promise.all([endpoint.write.whenEmpty(), endpoint.read.whenEmpty()])
   }
 
   /** See FailoverPool#undrain. */
   undrain(name: string): void {
-    this.coordinator.standing(this.#endpoint(name, 'undrain(name)')).drained = false
+    this.coordinator.health(this.#endpoint(name, 'undrain(name)')).drained = false
   }
 
   #endpoint(name: string, field: string): Endpoint {

@@ -1,16 +1,16 @@
 import type { Endpoint } from '../endpoint/endpoint.js'
 import { type ProbeResult, roleOf } from '../endpoint/role-probe.js'
-import { classifyError, isTimeout } from '../error-policy.js'
+import { classifyError } from '../error-policy.js'
 import { maskPassword } from '../errors.js'
 import type { Watches } from '../health/watches.js'
+import type { ProbeSent } from '../health/discovery.js'
 import { type HaManager, type HaView, matchEndpoint } from '../ha/ha-manager.js'
 import type { EndpointRole } from '../observe/status.js'
 import type { ClusterKnowledge } from './cluster-knowledge.js'
 import type { ProbeOutcome } from './election.js'
 import type { Elector } from './elector.js'
+import type { EndpointHealth, HealthNews } from './endpoint-health.js'
 import type { Evidence } from './evidence.js'
-import type { Reachability } from './reachability.js'
-import type { Standing } from './standing.js'
 import { type WriterState, shownPrimary, writingTo } from './writer-state.js'
 
 /** The coordinator's side of probe verdicts (the coordinator implements it). */
@@ -19,44 +19,60 @@ export interface VerdictHost {
   readonly haManager: HaManager | null
   readonly state: WriterState
   readonly cluster: ClusterKnowledge
-  standing(endpoint: Endpoint): Standing
+  health(endpoint: Endpoint): EndpointHealth
   roleOf(endpoint: Endpoint): EndpointRole
   leave(endpoint: Endpoint, reason: string): void
   startRound(reason: string): void
+  effect(fn: () => void): void
+  announceHealth(endpoint: Endpoint, news: HealthNews, reason: string): void
+  announceEndpoint(event: 'roleChange', endpoint: Endpoint, from: string, to: string, reason: string): void
+  replicaDown(endpoint: Endpoint, error: Error): void
+  /** Probes `endpoint` now, outside any round, for a doubt of the current era. */
+  confirm(endpoint: Endpoint): void
 }
 
 /**
- * What one probe outcome means: the endpoint is up or down (once per event), the primary we write
- * to was demoted or failed its verification (then the pool leaves it), a fenced old primary came
- * back as a standby, a role changed, a standby needs a promotion watch. Then the evidence is
- * recorded and the elector decides.
+ * What one probe outcome means (called inside a transition): the endpoint is up or down (once per
+ * event), a doubt a request raised is settled, the primary we write to was demoted or failed its
+ * verification (then the pool leaves it), a fenced old primary came back as a standby, a role
+ * changed, a standby needs a promotion watch. Then the evidence is recorded and the elector decides.
  */
 export class ProbeVerdicts {
   constructor(
     private readonly host: VerdictHost,
-    private readonly reachability: Reachability,
     private readonly evidence: Evidence,
     private readonly watches: Watches,
     private readonly elector: Elector,
   ) {}
 
-  /** One endpoint's probe settled; `startedAt` is when that probe was sent (clock ms). */
-  probed(endpoint: Endpoint, outcome: ProbeOutcome, startedAt: number): void {
-    if (this.host.state.kind === 'ended' || outcome.kind === 'pending') return
-    if (!this.evidence.isLatest(endpoint, startedAt)) return
-    const before = this.host.roleOf(endpoint)
-    if (outcome.kind === 'ok') {
-      // A late answer from before the endpoint went down proves nothing about now.
-      if (!this.reachability.answered(endpoint, startedAt)) return
-      this.#answered(endpoint, outcome.probe, startedAt, before)
-    } else if (classifyError(outcome.error) === 'connection') {
-      const verdict = this.reachability.failed(endpoint, outcome.error, startedAt)
-      this.#unreachable(endpoint, outcome.error, startedAt, verdict === 'down')
-    } else {
-      this.reachability.refused(endpoint, outcome.error)
+  /** One endpoint's probe settled (or was skipped). */
+  probed(endpoint: Endpoint, outcome: ProbeOutcome, sent: ProbeSent): void {
+    const host = this.host
+    if (host.state.kind === 'ended' || outcome.kind === 'pending') return
+    const health = host.health(endpoint)
+    // Whatever ended this probe ends a half-open trial it held: the next probe may try.
+    if (!sent.skipped) health.breaker.endTrial()
+    if (!this.evidence.isLatest(endpoint, sent.startedAt)) return
+    if (!sent.skipped) {
+      const before = host.roleOf(endpoint)
+      const doubt = health.doubt
+      if (outcome.kind === 'ok') {
+        const { change, news } = health.probeAnswered(sent.era)
+        // A late answer from before the endpoint's last change proves nothing about now.
+        if (change === 'stale') return this.#stillInDoubt(endpoint)
+        host.announceHealth(endpoint, news, 'probe succeeded')
+        this.#answered(endpoint, outcome.probe, sent.startedAt, before, doubt?.reason ?? null)
+      } else if (classifyError(outcome.error) === 'connection') {
+        const { change, news } = health.probeFailed(outcome.error, sent.era)
+        if (change === 'stale') return this.#stillInDoubt(endpoint)
+        host.announceHealth(endpoint, news, outcome.error.message)
+        this.#unreachable(endpoint, outcome.error, sent.startedAt, change === 'down')
+      } else {
+        health.probeRefused(outcome.error, sent.era)
+      }
     }
-    this.evidence.record(endpoint, outcome, startedAt)
-    this.watches.sync([endpoint], (e) => this.#isWatchedStandby(e))
+    this.evidence.record(endpoint, outcome, sent.startedAt)
+    host.effect(() => this.watches.sync([endpoint], (e) => this.#isWatchedStandby(e)))
     this.elector.decide()
   }
 
@@ -79,21 +95,21 @@ export class ProbeVerdicts {
     this.elector.decide()
   }
 
-  #answered(endpoint: Endpoint, probe: ProbeResult, startedAt: number, before: EndpointRole): void {
+  /** `doubted`: what a request saw that this probe was confirming, if anything (it goes into the reason). */
+  #answered(endpoint: Endpoint, probe: ProbeResult, startedAt: number, before: EndpointRole, doubted: string | null): void {
     const host = this.host
-    const standing = host.standing(endpoint)
-    if (standing.promotedAt !== null && startedAt >= standing.promotedAt) standing.promotedAt = null
+    const health = host.health(endpoint)
     const role = roleOf(probe)
-    standing.saidReadOnly = role !== 'primary'
+    health.saidReadOnly = role !== 'primary'
     // A fenced old primary that was rewound and rejoined as a standby of our cluster is safe again as a reader.
-    if (role === 'standby' && standing.fenced && (host.cluster.systemId === null || probe.systemId === host.cluster.systemId)) standing.fenced = false
+    if (role === 'standby' && health.fenced && (host.cluster.systemId === null || probe.systemId === host.cluster.systemId)) health.fenced = false
     if (shownPrimary(host.state) === endpoint && role !== 'primary' && startedAt >= this.evidence.changedAt) {
-      host.leave(endpoint, `demoted: ${endpoint.name} is ${role} now`)
+      host.leave(endpoint, `demoted: ${endpoint.name} is ${role} now${doubted ? ` (confirming: ${doubted})` : ''}`)
       host.startRound(`${endpoint.name} is ${role} now`)
     }
     const now = host.roleOf(endpoint)
     if (before !== 'unknown' && now !== before && now !== 'unverified-primary') {
-      this.reachability.emitEndpoint('roleChange', endpoint, before, now, `probe: in recovery ${probe.inRecovery}, read-only ${probe.readOnly}`)
+      host.announceEndpoint('roleChange', endpoint, before, now, `probe: in recovery ${probe.inRecovery}, read-only ${probe.readOnly}`)
     }
   }
 
@@ -106,12 +122,17 @@ export class ProbeVerdicts {
       if (s.kind === 'verified') this.host.startRound(`${endpoint.name} failed its probe`)
     } else if (justDown && writing !== endpoint) {
       // A replica that stopped answering gets fresh pools; one that hangs has its statements cut.
-      endpoint.retire(isTimeout(error))
+      this.host.replicaDown(endpoint, error)
     }
   }
 
+  /** A stale answer settles no doubt: make sure a probe of the current era is on its way. */
+  #stillInDoubt(endpoint: Endpoint): void {
+    if (this.host.health(endpoint).doubt !== null) this.host.confirm(endpoint)
+  }
+
   #isWatchedStandby(e: Endpoint): boolean {
-    const standing = this.host.standing(e)
-    return standing.lastError === null && e.lastProbe !== null && e.lastProbe.inRecovery && !standing.otherCluster && e !== shownPrimary(this.host.state)
+    const health = this.host.health(e)
+    return health.lastError === null && e.lastProbe !== null && e.lastProbe.inRecovery && !health.otherCluster && e !== shownPrimary(this.host.state)
   }
 }

@@ -1,5 +1,7 @@
 import type { PoolClient } from 'pg'
 import { escapeIdentifier } from 'pg'
+import type { Clock } from '../clock.js'
+import { cutClient, holdClient } from '../endpoint/client-cut.js'
 import type { Lane } from '../endpoint/lane.js'
 
 /** What an `onPromote` hook is told about the change it runs for. */
@@ -78,22 +80,53 @@ export function logicalMirrorHook(options: LogicalMirrorHookOptions = {}): Promo
   }
 }
 
-/** Runs `hook` on a client of the new primary's write lane, releasing it whatever the outcome. */
-export function runPromoteHook(lane: Lane, hook: PromoteHook, context: PromotionContext): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
+/** A promotion hook on its way: its outcome, and how to stop waiting for it. */
+export interface RunningHook {
+  /** Resolves when the hook succeeded; rejects when it failed, timed out or was aborted. */
+  readonly done: Promise<void>
+  /** Stops waiting (the pool is ending): its client is cut and `done` rejects. */
+  abort(): void
+}
+
+/**
+ * Runs `hook` on a client of the new primary's write lane, within `timeoutMs` (checkout included).
+ * The client listens for `'error'` while the hook holds it (a node dying under the hook must not
+ * crash the process). On success it goes back to the pool; otherwise — failure, deadline, abort —
+ * it is cut: the hook may have left its session mid-transaction, or still be running there.
+ */
+export function runPromoteHook(lane: Lane, hook: PromoteHook, context: PromotionContext, timeoutMs: number, clock: Clock): RunningHook {
+  let finish!: (err?: Error) => void
+  const done = new Promise<void>((resolve, reject) => {
+    let settled = false
+    let held: { client: PoolClient; release: (err?: Error | boolean) => void; unhold: () => void } | null = null
+    const timer = clock.setTimeout(() => finish(new Error(`onPromote on ${context.to} did not finish within ${timeoutMs} ms (onPromoteTimeoutMs)`)), timeoutMs)
+    finish = (err) => {
+      if (settled) return
+      settled = true
+      clock.clearTimeout(timer)
+      if (held) {
+        held.unhold()
+        if (err) cutClient(held.client)
+        held.release(err ? true : undefined)
+      }
+      if (err) reject(err)
+      else resolve()
+    }
     lane.acquire((err, client, release) => {
-      if (err || !client || !release) return reject(err ?? new Error('no client for the promotion hook'))
-      hook(client, context).then(
-        () => {
-          release()
-          resolve()
-        },
-        (hookErr: unknown) => {
-          // The hook may have left the session mid-transaction: do not give it back to the pool.
-          release(true)
-          reject(hookErr)
-        },
-      )
+      if (settled) {
+        // Timed out or aborted while waiting for a connection: give it straight back.
+        if (client && release) release()
+        return
+      }
+      if (err || !client || !release) return finish(err ?? new Error('no client for the promotion hook'))
+      held = { client, release, unhold: holdClient(client) }
+      Promise.resolve()
+        .then(() => hook(client, context))
+        .then(
+          () => finish(),
+          (hookErr: unknown) => finish(hookErr instanceof Error ? hookErr : new Error(String(hookErr))),
+        )
     })
   })
+  return { done, abort: () => finish(new Error('the pool ended while onPromote ran')) }
 }

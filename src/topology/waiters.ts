@@ -5,7 +5,9 @@ type Waiting<T> = { readonly callback: (err: Error | undefined, value?: T) => vo
 
 /**
  * Requests waiting for a verified primary, bounded in time (each has its own deadline) and in
- * count. Every waiter is settled exactly once: by the deadline, or by whoever settles them all.
+ * count. Every waiter is settled exactly once: by the deadline, or by whoever settles them all —
+ * and then called back in a microtask, never from inside the transition that settled it (the
+ * request it resumes may route again and must see the state fully assigned).
  * Deadline timers are ref'd: a waiting request is user work and keeps the process alive, as
  * pg-pool's pending connects do.
  */
@@ -38,6 +40,6 @@ export class Waiters<T> {
   #settle(waiting: Waiting<T>, err: Error | undefined, value?: T): void {
     if (!this.#waiting.delete(waiting)) return
     if (waiting.timer !== null) this.clock.clearTimeout(waiting.timer)
-    waiting.callback(err, value)
+    queueMicrotask(() => waiting.callback(err, value))
   }
 }

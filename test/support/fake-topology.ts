@@ -1,6 +1,5 @@
 import { EventEmitter } from 'node:events'
 import type { PoolConfig } from 'pg'
-import type { BreakerSettings } from '../../src/endpoint/breaker.js'
 import type { ResolvedEndpoint } from '../../src/endpoint/endpoint-config.js'
 import { Endpoint } from '../../src/endpoint/endpoint.js'
 import type { LaneEvents } from '../../src/endpoint/lane.js'
@@ -8,10 +7,12 @@ import type { ProbeResult } from '../../src/endpoint/role-probe.js'
 import type { Watch, WatchFactory } from '../../src/health/watches.js'
 import { type FailoverPoolOptions, resolveOptions } from '../../src/options.js'
 import { Coordinator } from '../../src/topology/coordinator.js'
+import { classifyError } from '../../src/error-policy.js'
+import type { Target } from '../../src/surface/routing-host.js'
 import { FakeClock } from './fake-clock.js'
 
 /** What a fake node answers to a probe. */
-export type NodeMode = 'primary' | 'standby' | 'read-only' | 'down' | 'hang' | 'auth'
+export type NodeMode = 'primary' | 'standby' | 'read-only' | 'down' | 'hang' | 'auth' | 'too-many'
 
 const noLaneEvents: LaneEvents = { connect() {}, acquire() {}, release() {}, remove() {}, error() {} }
 
@@ -25,18 +26,17 @@ export class FakeEndpoint extends Endpoint {
   systemId = 'S1'
   /** Probes sent to this node. */
   probes = 0
-  /** Every retire(cut) the coordinator asked for, in order. */
-  readonly retires: boolean[] = []
-  /** The answer grace (ms) of every cut, in order. */
+  /** What the coordinator did to this node's connections, in order: fresh pools, a leave (cut), a stalled replica's cut. */
+  readonly actions: Array<'refresh' | 'leave' | 'cut-stalled'> = []
+  /** The answer grace (ms) of every leave, in order. */
   readonly cutGraces: number[] = []
 
   constructor(
     resolved: ResolvedEndpoint,
     shared: PoolConfig,
     private readonly fakeClock: FakeClock,
-    breaker: BreakerSettings,
   ) {
-    super(resolved, shared, () => noLaneEvents, fakeClock, breaker)
+    super(resolved, shared, () => noLaneEvents, fakeClock)
   }
 
   override probe(timeoutMs: number): Promise<ProbeResult> {
@@ -49,6 +49,8 @@ export class FakeEndpoint extends Endpoint {
         reject(Object.assign(new Error(`connect ECONNREFUSED ${this.name}`), { code: 'ECONNREFUSED' }))
       } else if (mode === 'auth') {
         reject(Object.assign(new Error('password authentication failed for user "app"'), { code: '28P01' }))
+      } else if (mode === 'too-many') {
+        reject(Object.assign(new Error('sorry, too many clients already'), { code: '53300', severity: 'FATAL' }))
       } else {
         const probe: ProbeResult = {
           inRecovery: mode === 'standby',
@@ -66,10 +68,20 @@ export class FakeEndpoint extends Endpoint {
     })
   }
 
-  override retire(cut = false, answerGraceMs = 0): void {
-    this.retires.push(cut)
-    if (cut) this.cutGraces.push(answerGraceMs)
-    super.retire(cut, answerGraceMs)
+  override refreshPools(): void {
+    this.actions.push('refresh')
+    super.refreshPools()
+  }
+
+  override leave(answerGraceMs = 0): void {
+    this.actions.push('leave')
+    this.cutGraces.push(answerGraceMs)
+    super.leave(answerGraceMs)
+  }
+
+  override cutStalled(): void {
+    this.actions.push('cut-stalled')
+    super.cutStalled()
   }
 }
 
@@ -96,7 +108,7 @@ export class FakeWatches {
 export function fakeTopology(names: readonly string[] = ['a', 'b', 'c'], overrides: Partial<FailoverPoolOptions> = {}) {
   const clock = new FakeClock()
   const options = resolveOptions({ endpoints: names.map((name, i) => ({ name, host: `10.0.0.${i + 1}`, port: 5432 })), clock, ...overrides })
-  const endpoints = options.endpoints.map((r) => new FakeEndpoint(r, options.poolConfig, clock, options.breaker))
+  const endpoints = options.endpoints.map((r) => new FakeEndpoint(r, options.poolConfig, clock))
   endpoints[0]!.mode = 'primary'
   const events = new EventEmitter()
   const emitted: Array<{ event: string; payload: any }> = []
@@ -110,7 +122,12 @@ export function fakeTopology(names: readonly string[] = ['a', 'b', 'c'], overrid
   const coordinator = new Coordinator({ endpoints, options, events, watches: watches.factory })
   const node = (name: string): FakeEndpoint => endpoints.find((e) => e.name === name)!
   const named = (event: string) => emitted.filter((e) => e.event === event).map((e) => e.payload)
-  return { clock, options, coordinator, endpoints, node, watches, emitted, named }
+  /** A request's failure on `target`, reported as the request runner does (with the endpoint's era at its start, default now). */
+  const report = (target: Target, error: Error, era = coordinator.health(target.endpoint).era) => {
+    const errorClass = classifyError(error)
+    coordinator.report({ target, error, errorClass, era })
+  }
+  return { clock, options, coordinator, endpoints, node, watches, emitted, named, report }
 }
 
 /** Lets every settled promise run its callbacks (probes answer through microtasks). */

@@ -1,4 +1,3 @@
-import { EventEmitter } from 'node:events'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { AllEndpointsDownError, NoPrimaryError, SplitBrainError } from '../../src/errors.js'
 import type { Target } from '../../src/surface/routing-host.js'
@@ -41,59 +40,98 @@ function waitForPrimary(t: Topology, since = t.clock.now()): Promise<string | Er
   return new Promise((resolve) => t.coordinator.whenPrimary(since, (err, target) => resolve(err ?? target!.endpoint.name)))
 }
 
-describe('coordinator: one report per failure', () => {
-  it('failures that one event causes on many connections count once against the breaker', async () => {
+describe('coordinator: a failed request raises a doubt, a probe decides', () => {
+  const terminated = () => Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01', severity: 'FATAL' })
+
+  it('a crash that breaks many connections is one doubt and one confirming probe: counted once, the node left once', async () => {
     const t = fakeTopology()
     const target = await booted(t)
     const a = t.node('a')
-    const before = t.clock.now()
-    t.clock.advance(5)
-    // A crash breaks ten pooled connections whose statements all began before it was noticed.
-    for (let i = 0; i < 10; i++) t.coordinator.report({ target, error: refused('a'), errorClass: 'connection', startedAt: before })
-    expect(a.breaker.state).toEqual({ kind: 'closed', failures: 1 })
+    a.mode = 'down'
+    const era = t.coordinator.health(a).era
+    const probes = a.probes
+    // Ten pooled connections broken by one crash, all from attempts that began before it was noticed.
+    for (let i = 0; i < 10; i++) t.report(target, refused('a'), era)
+    // One probe confirms (the round that follows the leave probes it again): reports are never counted themselves.
+    expect(t.coordinator.health(a).breaker.state).toEqual({ kind: 'closed', failures: 0 })
+    await flush()
+    expect(t.coordinator.health(a).breaker.state).toEqual({ kind: 'closed', failures: a.probes - probes })
+    expect(a.probes - probes).toBeLessThan(3)
     expect(t.named('endpointDown')).toHaveLength(1)
-    expect(t.named('breakerStateChange')).toHaveLength(0)
-    // It is suspected, not left: fresh pools, nothing cut yet.
-    expect(t.coordinator.state).toMatchObject({ kind: 'discovering', suspect: a })
-    expect(a.retires).toEqual([false])
+    expect(t.coordinator.state).toMatchObject({ kind: 'discovering', suspect: null, loss: { from: 'a' } })
+    expect(a.actions).toEqual(['leave'])
   })
 
-  it('a result from before a state change never moves anything: a late failure after the node came back, a late success after it went down', async () => {
+  it('one lost session on a primary that still answers costs that session only: writes never stop, nothing is cut or refreshed', async () => {
     const t = fakeTopology()
     const target = await booted(t)
-    const a = t.node('a')
-    const longAgo = t.clock.now()
-    t.clock.advance(10)
-    t.coordinator.report({ target, error: refused('a'), errorClass: 'connection', startedAt: t.clock.now() })
+    t.report(target, terminated())
+    // Until the probe answers, new writes still go to the primary; only a retry of the failed attempt waits.
+    expect(t.coordinator.readyWriteTarget()).toBe(target)
+    const retry = new Promise<string | Error>((resolve) => t.coordinator.whenPrimary(t.clock.now(), (err, to) => resolve(err ?? to!.endpoint.name), target))
     await flush()
-    t.clock.advance(10)
+    expect(await retry).toBe('a')
+    expect(t.coordinator.readyWriteTarget()).toBe(target)
+    expect(t.node('a').actions).toEqual([])
+    expect(t.named('endpointDown')).toEqual([])
+  })
+
+  it("a 25006 from the caller's own read-only transaction is not a demotion: the probe finds the node writable", async () => {
+    const t = fakeTopology()
+    const target = await booted(t)
+    t.report(target, Object.assign(new Error('cannot execute INSERT in a read-only transaction'), { code: '25006' }))
+    await flush()
+    expect(t.coordinator.readyWriteTarget()).toBe(target)
+    expect(t.coordinator.health(t.node('a')).saidReadOnly).toBe(false)
+    expect(t.node('a').actions).toEqual([])
+  })
+
+  it('a report from an attempt that began before the node came back moves nothing', async () => {
+    const t = fakeTopology(['a', 'b'], { discoveryIntervalMs: 100 })
+    const target = await booted(t)
+    const a = t.node('a')
+    const before = t.coordinator.health(a).era
+    a.mode = 'down'
+    t.report(target, refused('a'), before)
+    await flush()
+    expect(t.coordinator.state.kind).toBe('discovering')
     a.mode = 'primary'
-    t.clock.advance(300) // the next discovery round finds it again
+    await pass(t, 300)
+    const again = t.coordinator.readyWriteTarget()
+    expect(again?.endpoint).toBe(a)
+    const probes = a.probes
+    // A statement that began before the crash fails late: the same old event.
+    t.report(again!, refused('a'), before)
     await flush()
-    expect(t.coordinator.readyWriteTarget()?.endpoint).toBe(a)
-    expect(t.coordinator.standing(a).downSince).toBeNull()
-    const failuresBefore = a.breaker.state
-    // A statement that began before the node came back fails late: the same old event.
-    const again = t.coordinator.readyWriteTarget()!
-    t.coordinator.report({ target: again, error: refused('a'), errorClass: 'connection', startedAt: longAgo })
-    expect(a.breaker.state).toEqual(failuresBefore)
-    expect(t.coordinator.readyWriteTarget()?.endpoint).toBe(a)
+    expect(a.probes).toBe(probes)
+    expect(t.coordinator.readyWriteTarget()).toBe(again)
     expect(t.named('endpointDown')).toHaveLength(1)
   })
 
-  it('reports from a previous generation move no topology', async () => {
+  it('an idle client failing raises a doubt too; the probe decides', async () => {
     const t = fakeTopology()
-    const stale = await booted(t)
-    t.coordinator.report({ target: stale, error: refused('a'), errorClass: 'connection', startedAt: t.clock.now() })
-    t.node('a').mode = 'primary'
-    t.clock.advance(300)
+    await booted(t)
+    const a = t.node('a')
+    a.mode = 'down'
+    t.coordinator.idleError(a, refused('a'))
     await flush()
-    const current = t.coordinator.readyWriteTarget()!
-    expect(current.generation).toBeGreaterThan(stale.generation)
-    t.clock.advance(10)
-    // A 25006 seen by a request routed before the change: not a demotion of the current primary.
-    t.coordinator.report({ target: stale, error: Object.assign(new Error('read-only'), { code: '25006' }), errorClass: 'read-only', startedAt: t.clock.now() })
-    expect(t.coordinator.readyWriteTarget()).toBe(current)
+    expect(t.coordinator.state).toMatchObject({ kind: 'discovering', loss: { from: 'a' } })
+    expect(a.actions).toEqual(['leave'])
+  })
+
+  it('a replica that fails its confirming probe gets fresh pools; one that hangs has its statements cut', async () => {
+    const t = fakeTopology(['a', 'b', 'c'], { probeTimeoutMs: 500 })
+    await booted(t)
+    const [b, c] = [t.node('b'), t.node('c')]
+    const onReplica = (node: typeof b): Target => ({ endpoint: node, lane: node.read, generation: t.coordinator.generation, role: 'replica', caughtUp: true })
+    b.mode = 'down'
+    c.mode = 'hang'
+    t.report(onReplica(b), refused('b'))
+    t.report(onReplica(c), Object.assign(new Error('Connection terminated unexpectedly'), {}))
+    await pass(t, 600)
+    expect(b.actions).toEqual(['refresh'])
+    expect(c.actions).toEqual(['cut-stalled'])
+    expect(t.coordinator.readyWriteTarget()?.endpoint.name).toBe('a')
   })
 })
 
@@ -102,13 +140,13 @@ describe('coordinator: discovery', () => {
     const t = fakeTopology(['a', 'b'], { discoveryIntervalMs: 100, halfOpenAfterMs: 60_000, maxHalfOpenAfterMs: 60_000 })
     const target = await booted(t)
     for (const node of t.endpoints) node.mode = 'down'
-    t.coordinator.report({ target, error: refused('a'), errorClass: 'connection', startedAt: t.clock.now() })
+    t.report(target, refused('a'))
     // Rounds every ~100 ms: after a few, both breakers are open.
     for (let i = 0; i < 5; i++) {
       t.clock.advance(120)
       await flush()
     }
-    expect(t.endpoints.map((e) => e.breaker.state.kind)).toEqual(['open', 'open'])
+    expect(t.endpoints.map((e) => t.coordinator.health(e).breaker.state.kind)).toEqual(['open', 'open'])
     const probes = t.endpoints.map((e) => e.probes)
     for (let i = 0; i < 4; i++) {
       t.clock.advance(120)
@@ -121,7 +159,27 @@ describe('coordinator: discovery', () => {
     t.clock.advance(120)
     await flush()
     expect(t.coordinator.readyWriteTarget()?.endpoint.name).toBe('a')
-    expect(t.node('a').breaker.state.kind).toBe('closed')
+    expect(t.coordinator.health(t.node('a')).breaker.state.kind).toBe('closed')
+  })
+
+  it('a half-open trial ended by a refusal (too many connections) is released: the next health round tries again', async () => {
+    const t = fakeTopology(['a', 'b'], { healthCheckIntervalMs: 100, halfOpenAfterMs: 300, maxHalfOpenAfterMs: 300 })
+    await booted(t)
+    const b = t.node('b')
+    b.mode = 'down'
+    await pass(t, 400)
+    expect(t.coordinator.health(b).breaker.state.kind).toBe('open')
+    // Back after a restart, but refusing connections while every client reconnects.
+    b.mode = 'too-many'
+    await pass(t, 500)
+    expect(t.coordinator.health(b).breaker.state).toMatchObject({ kind: 'half-open', trialInFlight: false })
+    const refusedProbes = b.probes
+    await pass(t, 300)
+    expect(b.probes).toBeGreaterThan(refusedProbes) // the trial was given back each time
+    b.mode = 'standby'
+    await pass(t, 200)
+    expect(t.coordinator.health(b).breaker.state.kind).toBe('closed')
+    expect(t.coordinator.health(b).lastError).toBeNull()
   })
 
   it('while a primary is verified, an open breaker keeps health probes away until its half-open trial', async () => {
@@ -130,13 +188,13 @@ describe('coordinator: discovery', () => {
     const b = t.node('b')
     b.mode = 'down'
     await pass(t, 400)
-    expect(b.breaker.state.kind).toBe('open')
+    expect(t.coordinator.health(b).breaker.state.kind).toBe('open')
     const probes = b.probes
     await pass(t, 600) // health rounds every ~100 ms meanwhile
     expect(b.probes).toBe(probes)
     b.mode = 'standby'
     await pass(t, 700) // past halfOpenAfterMs (±20%): the trial probe closes it
-    expect(b.breaker.state.kind).toBe('closed')
+    expect(t.coordinator.health(b).breaker.state.kind).toBe('closed')
     expect(b.probes).toBeGreaterThan(probes)
     expect(t.named('breakerStateChange').filter((e) => e.endpoint === 'b').map((e) => e.to)).toEqual(['open', 'half-open', 'closed'])
   })
@@ -146,12 +204,12 @@ describe('coordinator: discovery', () => {
     const target = await booted(t)
     const a = t.node('a')
     a.mode = 'down'
-    const crashed = t.clock.now()
-    t.clock.advance(1)
+    const era = t.coordinator.health(a).era
     // The crash breaks every pooled connection: many reports, one event, one count.
-    for (let i = 0; i < 4; i++) t.coordinator.report({ target, error: refused('a'), errorClass: 'connection', startedAt: crashed })
-    expect(a.breaker.state).toEqual({ kind: 'closed', failures: 1 })
+    const probes = a.probes
+    for (let i = 0; i < 4; i++) t.report(target, refused('a'), era)
     await flush()
+    expect(t.coordinator.health(a).breaker.state).toEqual({ kind: 'closed', failures: a.probes - probes })
     const waiting = waitForPrimary(t)
     // Down for one second (crash recovery), probed every ~250 ms meanwhile.
     for (let i = 0; i < 4; i++) {
@@ -165,7 +223,7 @@ describe('coordinator: discovery', () => {
     expect(await waiting).toBe('a')
     expect(t.coordinator.readyWriteTarget()?.endpoint).toBe(a)
     expect(t.clock.now() - back).toBeLessThanOrEqual(300)
-    expect(a.breaker.state.kind).toBe('closed')
+    expect(t.coordinator.health(a).breaker.state.kind).toBe('closed')
     // The same node again: no failover, same epoch.
     expect(t.named('failover')).toEqual([])
     expect(t.coordinator.cluster.epoch).toBe(1)
@@ -187,7 +245,7 @@ describe('coordinator: discovery', () => {
     expect(t.coordinator.readyWriteTarget()?.endpoint).toBe(b)
     expect(t.named('failover')).toEqual([expect.objectContaining({ from: 'a', to: 'b', epoch: 2 })])
     // The pool left a: everything still running there was cut.
-    expect(a.retires).toContain(true)
+    expect(a.actions).toContain('leave')
   })
 
   it('the first discovery waits for every endpoint before trusting any cluster identity', async () => {
@@ -203,25 +261,6 @@ describe('coordinator: discovery', () => {
 })
 
 describe('coordinator: leaving a primary', () => {
-  it('a failure only suspects the primary: if it verifies again nothing is cut', async () => {
-    const t = fakeTopology()
-    const target = await booted(t)
-    t.coordinator.report({ target, error: Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01' }), errorClass: 'connection', startedAt: t.clock.now() })
-    await flush()
-    expect(t.coordinator.readyWriteTarget()?.endpoint.name).toBe('a')
-    expect(t.node('a').retires).toEqual([false])
-  })
-
-  it('a suspect that fails its verification is left, and everything still running there is cut', async () => {
-    const t = fakeTopology()
-    const target = await booted(t)
-    t.node('a').mode = 'down'
-    t.coordinator.report({ target, error: refused('a'), errorClass: 'connection', startedAt: t.clock.now() })
-    await flush()
-    expect(t.coordinator.state).toMatchObject({ kind: 'discovering', suspect: null, loss: { from: 'a' } })
-    expect(t.node('a').retires).toEqual([false, true])
-  })
-
   it('a demotion seen by a health probe leaves the primary at once (cut, its running statements given probeTimeoutMs to answer) and elects the promoted node', async () => {
     const t = fakeTopology(['a', 'b'], { healthCheckIntervalMs: 100 })
     await booted(t)
@@ -231,52 +270,58 @@ describe('coordinator: leaving a primary', () => {
     t.clock.advance(120)
     await flush()
     expect(t.coordinator.readyWriteTarget()?.endpoint.name).toBe('b')
-    expect(t.node('a').retires).toContain(true)
+    expect(t.node('a').actions).toContain('leave')
     expect(t.node('a').cutGraces).toEqual([t.options.probeTimeoutMs])
     expect(t.named('roleChange')).toContainEqual(expect.objectContaining({ endpoint: 'a', from: 'primary', to: 'read-only' }))
   })
-})
 
-describe('coordinator: leaving a node that said it takes no writes', () => {
-  const readOnly = () => Object.assign(new Error('cannot execute INSERT in a read-only transaction'), { code: '25006' })
-
-  it('a primary that answered 25006 is left with probeTimeoutMs for its running statements to answer; a failed one is cut at once', async () => {
+  it('a 25006 from a demoted primary is confirmed by the probe: the node is left with the answer grace, a failed one is cut at once', async () => {
     const t = fakeTopology(['a', 'b'], { probeTimeoutMs: 700 })
     const target = await booted(t)
-    // a's probe does not answer before b wins: the 25006 alone says a takes no writes.
-    t.node('a').mode = 'hang'
+    t.node('a').mode = 'read-only'
     t.node('b').mode = 'primary'
     t.node('b').timeline = 2
-    t.coordinator.report({ target, error: readOnly(), errorClass: 'read-only', startedAt: t.clock.now() })
+    t.report(target, Object.assign(new Error('cannot execute INSERT in a read-only transaction'), { code: '25006' }))
     await flush()
     expect(t.coordinator.readyWriteTarget()?.endpoint.name).toBe('b')
     expect(t.node('a').cutGraces).toEqual([700])
-
     // b, verified writable, then fails: nothing it said makes its statements worth waiting for.
     const onB = t.coordinator.readyWriteTarget()!
     t.node('b').mode = 'down'
-    t.coordinator.report({ target: onB, error: refused('b'), errorClass: 'connection', startedAt: t.clock.now() })
+    t.report(onB, refused('b'))
     await flush()
     expect(t.node('b').cutGraces).toEqual([0])
   })
 
-  it('a late 25006 from before the node was verified again, and a standby made primary by switchTo, leave no grace behind', async () => {
-    const t = fakeTopology(['a', 'b'], { probeTimeoutMs: 700 })
-    const stale = await booted(t)
-    // a is suspected (a terminated backend) and verified again: the old target's generation is gone.
-    t.coordinator.report({ target: stale, error: Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01' }), errorClass: 'connection', startedAt: t.clock.now() })
-    await flush()
-    expect(t.coordinator.readyWriteTarget()?.endpoint.name).toBe('a')
-    t.coordinator.report({ target: stale, error: readOnly(), errorClass: 'read-only', startedAt: t.clock.now() })
-    expect(t.coordinator.standing(t.node('a')).saidReadOnly).toBe(false)
-
-    // b was a standby (it takes no writes); promoted and chosen by switchTo, it is writable.
-    expect(t.coordinator.standing(t.node('b')).saidReadOnly).toBe(true)
+  it('leaving assigns the new writer state before any connection is cut: a checkout the cut aborts is routed again after, never to the node left', async () => {
+    const t = fakeTopology(['a', 'b'])
+    await booted(t)
+    const a = t.node('a')
+    const seen: string[] = []
+    const originalLeave = a.leave.bind(a)
+    a.leave = (graceMs?: number) => {
+      seen.push(t.coordinator.state.kind)
+      originalLeave(graceMs)
+    }
     t.node('b').mode = 'primary'
     t.node('b').timeline = 2
-    await new Maintenance(t.coordinator, t.options, new EventEmitter()).switchTo('b')
+    t.watches.promote('b')
+    // When a's connections were cut, nothing routed writes to a any more.
+    expect(seen).toEqual(['discovering'])
+    await flush()
     expect(t.coordinator.readyWriteTarget()?.endpoint.name).toBe('b')
-    expect(t.coordinator.standing(t.node('b')).saidReadOnly).toBe(false)
+  })
+
+  it('a standby made primary by switchTo leaves no answer grace behind', async () => {
+    const t = fakeTopology(['a', 'b'], { probeTimeoutMs: 700 })
+    await booted(t)
+    // b was a standby (it takes no writes); promoted and chosen by switchTo, it is writable.
+    expect(t.coordinator.health(t.node('b')).saidReadOnly).toBe(true)
+    t.node('b').mode = 'primary'
+    t.node('b').timeline = 2
+    await new Maintenance(t.coordinator, t.options).switchTo('b')
+    expect(t.coordinator.readyWriteTarget()?.endpoint.name).toBe('b')
+    expect(t.coordinator.health(t.node('b')).saidReadOnly).toBe(false)
     t.node('a').mode = 'primary'
     t.node('a').timeline = 3
     t.coordinator.promotionNoticed(t.node('a'))
@@ -293,7 +338,8 @@ describe('coordinator: waiting requests are settled from the state', () => {
     await booted(t)
     expect(await early).toBe('a')
     for (const node of t.endpoints) node.mode = node.name === 'a' ? 'down' : 'standby'
-    t.coordinator.report({ target: t.coordinator.readyWriteTarget()!, error: refused('a'), errorClass: 'connection', startedAt: t.clock.now() })
+    t.report(t.coordinator.readyWriteTarget()!, refused('a'))
+    await flush() // the probe confirms a is down: the pool leaves it
     const late = waitForPrimary(t)
     await pass(t, 1_000)
     const err = await late
@@ -313,7 +359,7 @@ describe('coordinator: waiting requests are settled from the state', () => {
     expect(t.coordinator.state.kind).toBe('split-brain')
     expect(await waitForPrimary(t)).toBeInstanceOf(SplitBrainError)
     expect(t.named('splitBrain')).toEqual([expect.objectContaining({ chosen: null })])
-    expect(t.node('a').retires).toContain(true)
+    expect(t.node('a').actions).toContain('leave')
   })
 
   it('every endpoint refusing our credentials fails waiting requests at once with the server error', async () => {
@@ -330,7 +376,7 @@ describe('coordinator: waiting requests are settled from the state', () => {
     const t = fakeTopology(['a', 'b'], { discoveryIntervalMs: 50, failureThreshold: 1 })
     const target = await booted(t)
     for (const node of t.endpoints) node.mode = 'down'
-    t.coordinator.report({ target, error: refused('a'), errorClass: 'connection', startedAt: t.clock.now() })
+    t.report(target, refused('a'))
     t.clock.advance(60)
     await flush()
     const err = await waitForPrimary(t)

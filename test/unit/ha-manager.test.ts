@@ -55,8 +55,8 @@ describe('the coordinator with an HA manager', () => {
   it("with Patroni's leader key on b, b takes writes and a is fenced (and cut)", async () => {
     const t = await twoWritable({ kind: 'fake', view: async () => view('b') })
     expect(t.coordinator.readyWriteTarget()?.endpoint.name).toBe('b')
-    expect(t.coordinator.standing(t.node('a')).fenced).toBe(true)
-    expect(t.node('a').retires).toContain(true)
+    expect(t.coordinator.health(t.node('a')).fenced).toBe(true)
+    expect(t.node('a').actions).toContain('leave')
     expect(t.named('splitBrain')).toEqual([expect.objectContaining({ chosen: 'b', fenced: ['a'], reason: expect.stringContaining("HA manager's leader key") })])
     expect(t.coordinator.haReport).toMatchObject({ error: null, leader: t.node('b') })
   })

@@ -23,6 +23,7 @@ const reset = () => Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRE
 function harness(behaviours: Behaviour[]) {
   const clock = new FakeClock()
   clock.advance(1_000)
+  let era = 3
   const reports: FailureReport[] = []
   const released: Array<Error | boolean | undefined> = []
   const client = new FakeClient(behaviours)
@@ -32,12 +33,15 @@ function harness(behaviours: Behaviour[]) {
     },
   }
   const target = { endpoint: { name: 'a', counters: { writes: 0, reads: 0, errors: 0 } }, lane, generation: 7, role: 'primary', caughtUp: true } as unknown as Target
+  const current = target
+  let afterFailure = target
   const host: RoutingHost = {
     clock,
     readYourWritesTimeoutMs: 0,
     ending: false,
-    readyWriteTarget: () => target,
-    target: (_kind, _since, _read, callback) => callback(undefined, target),
+    readyWriteTarget: () => current,
+    // A retry after a failure on the primary gets the target of whatever the pool decided meanwhile.
+    target: (_kind, _since, _read, callback, retryOf) => callback(undefined, retryOf ? afterFailure : current),
     report: (failure) => void reports.push(failure),
     lanes: () => [],
     primaryOptions: () => ({}) as ReturnType<RoutingHost['primaryOptions']>,
@@ -46,9 +50,12 @@ function harness(behaviours: Behaviour[]) {
     failFast: false,
     requestStarted: () => undefined,
     requestFinished: () => undefined,
+    isCurrent: () => true,
+    eraOf: () => era,
+    leftSince: () => false,
   }
   const owner: RequestOwner = { host, intent: 'write' }
-  return { clock, reports, released, client, owner, target }
+  return { clock, reports, released, client, owner, target, nextEra: () => void era++, leaveAfterFailure: () => void (afterFailure = { ...target, generation: 8 }) }
 }
 
 function query(owner: RequestOwner, text: string): Promise<unknown> {
@@ -65,7 +72,7 @@ describe('Request: one report per failed attempt', () => {
     ])
     const result = await query(h.owner, 'INSERT INTO t VALUES (1)')
     expect(h.reports).toHaveLength(1)
-    expect(h.reports[0]).toMatchObject({ errorClass: 'connection', startedAt: 1_000, target: { generation: 7 } })
+    expect(h.reports[0]).toMatchObject({ errorClass: 'connection', era: 3, target: { generation: 7 } })
     // A write lost mid-flight: its outcome is unknown, and it was not replayed.
     expect(isOutcomeUnknownError(result)).toBe(true)
     expect(h.released).toHaveLength(1)
@@ -78,14 +85,23 @@ describe('Request: one report per failed attempt', () => {
     expect((result as { code?: string }).code).toBe('42601')
   })
 
-  it('a 25006 on the primary is reported once and the write is retried once (nothing was written)', async () => {
+  it('a 25006 on a primary the pool then leaves is reported once and the write is retried once on the new one (nothing was written)', async () => {
     const h = harness([
       (_client, callback) => callback(Object.assign(new Error('cannot execute INSERT in a read-only transaction'), { code: '25006' })),
       (_client, callback) => callback(undefined, { rows: [{ ok: true }] }),
     ])
+    h.leaveAfterFailure()
     const result = await query(h.owner, 'INSERT INTO t VALUES (1)')
     expect(h.reports.map((r) => r.errorClass)).toEqual(['read-only'])
     expect(result).toEqual({ rows: [{ ok: true }] })
+  })
+
+  it("a 25006 on a primary the pool keeps (the caller's own read-only transaction) is the caller's error, not retried", async () => {
+    const readOnly = Object.assign(new Error('cannot execute INSERT in a read-only transaction'), { code: '25006' })
+    const h = harness([(_client, callback) => callback(readOnly)])
+    const result = await query(h.owner, 'INSERT INTO t VALUES (1)')
+    expect(h.reports.map((r) => r.errorClass)).toEqual(['read-only'])
+    expect(result).toBe(readOnly)
   })
 
   it("a write PgBouncer refused (query_wait_timeout: it never reached a server) is retried, not reported as outcome-unknown", async () => {
@@ -101,13 +117,13 @@ describe('Request: one report per failed attempt', () => {
   it('a checked-out client that errors and is then released with that error is reported once', async () => {
     const h = harness([])
     const client = await new Promise<FakeClient>((resolve) => Request.checkout(h.owner, (_err, c) => resolve(c as unknown as FakeClient)))
-    h.clock.advance(50)
+    h.nextEra()
     const err = reset()
     client.emit('error', err)
     client.release(err)
     expect(h.reports).toHaveLength(1)
-    // The attempt began when the client was checked out, not when the error surfaced.
-    expect(h.reports[0]!.startedAt).toBe(1_000)
+    // The attempt is stamped with the endpoint's era when the client was checked out, not when the error surfaced.
+    expect(h.reports[0]!.era).toBe(3)
     expect(h.released).toEqual([err])
   })
 })
