@@ -1,6 +1,6 @@
 /**
  * The deterministic simulator's command line: `npm run simulate -- --seed N --runs M`.
- * Runs schedules N .. N+M-1 (test/sim/run.ts) and prints, per invariant broken, the first seeds
+ * Runs schedules N .. N+M-1 (test/sim/run.ts; `--long` for longer, busier ones) and prints, per invariant broken, the first seeds
  * that broke it; `--seed N --runs 1 --trace` prints one schedule's configuration and trace, which
  * replay exactly. Exits 1 when any schedule broke an invariant.
  */
@@ -14,13 +14,14 @@ function arg(name: string, fallback: number): number {
 const first = arg('seed', 1)
 const runs = arg('runs', 100)
 const showTrace = process.argv.includes('--trace')
+const profile = process.argv.includes('--long') ? 'long' : 'short'
 const quiet = process.argv.includes('--quiet')
 const started = performance.now()
 const broken = new Map<string, number[]>()
 let steps = 0
 let simulated = 0
 for (let seed = first; seed < first + runs; seed++) {
-  const result = await runSchedule(seed)
+  const result = await runSchedule(seed, profile)
   steps += result.steps
   simulated += result.simulatedMs
   if (result.violation) {

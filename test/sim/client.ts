@@ -59,6 +59,8 @@ export class SimClient extends EventEmitter {
   #txStatus: 'I' | 'T' | 'E' | null = null
   /** The last statement sent (for diagnostics). */
   lastSql = ''
+  /** The socket was destroyed; its close is on its way. */
+  #destroying = false
   #connectDone: ((err?: Error) => void) | null = null
   #connectTimer: object | null = null
   readonly #queryTimeoutMs: number
@@ -156,7 +158,8 @@ export class SimClient extends EventEmitter {
       }
       this._ending = true
       this.once('end', () => resolve())
-      this.#close(new Error('Connection terminated'), false)
+      // A socket closes on a later tick: what runs on it fails after end() returns.
+      process.nextTick(() => this.#close(new Error('Connection terminated'), false))
     })
     if (callback) {
       void done.then(callback)
@@ -218,7 +221,7 @@ export class SimClient extends EventEmitter {
   }
 
   #pulse(): void {
-    if (!this._connected || this.closed || this._activeQuery !== null || this._queryQueue.length === 0) return
+    if (!this._connected || this.closed || this.#destroying || this._activeQuery !== null || this._queryQueue.length === 0) return
     const pending = this._queryQueue.shift()!
     this._activeQuery = pending
     this.lastSql = pending.statement.sql
@@ -242,10 +245,16 @@ export class SimClient extends EventEmitter {
     this.#connectTimer = null
   }
 
-  /** Our side cut the socket (pg's `connection.stream.destroy()`). */
+  /**
+   * Our side cut the socket (pg's `connection.stream.destroy()`): nothing more leaves it, and — as a
+   * Node socket emits 'close' on the next tick — its statements fail after this call returns.
+   */
   #cut(): void {
-    if (this.closed) return
-    this.#close(new Error('Connection terminated unexpectedly'), false)
+    if (this.closed || this.#destroying) return
+    this.#destroying = true
+    const session = this.#session
+    if (session) session.node.clientClosed(session)
+    process.nextTick(() => this.#close(new Error('Connection terminated unexpectedly'), false))
   }
 
   /**
@@ -260,7 +269,7 @@ export class SimClient extends EventEmitter {
     this.#clearConnectTimer()
     const session = this.#session
     this.#session = null
-    if (session && !byServer) session.node.clientClosed(session)
+    if (session && !byServer && !this.#destroying) session.node.clientClosed(session)
     if (this._connecting) {
       this._connecting = false
       const done = this.#connectDone
