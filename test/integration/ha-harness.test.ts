@@ -66,11 +66,18 @@ async function withClient<T>(config: PgConfig, fn: (c: pg.Client) => Promise<T>)
 
 /**
  * Waits until each of `standbys` has replayed the creation of `table`: replication is
- * asynchronous, and a node killed right after a CREATE TABLE may not have sent it yet.
+ * asynchronous, and a node killed right after a CREATE TABLE may not have sent it yet. The bound
+ * is for a loaded 2-core machine (it fails a test only when replication is really stuck).
  */
 async function tableReplicated<N>(c: { sql<T>(node: N, text: string): Promise<T[]> }, standbys: readonly N[], table: string): Promise<void> {
   for (const n of standbys) {
-    await expect.poll(async () => (await c.sql<{ t: string | null }>(n, `SELECT to_regclass('${table}')::text AS t`))[0]?.t, { timeout: 10_000, interval: 50 }).toBe(table)
+    await expect
+      .poll(async () => (await c.sql<{ t: string | null }>(n, `SELECT to_regclass('${table}')::text AS t`))[0]?.t, {
+        timeout: 30_000,
+        interval: 50,
+        message: `${(n as { name?: string }).name ?? String(n)} to replay CREATE TABLE ${table}`,
+      })
+      .toBe(table)
   }
 }
 
@@ -171,9 +178,18 @@ describe('Patroni harness', () => {
       expect(c.postmasterPid(leader!)).not.toBe(oldPid)
       // Patroni restarts a crashed leader read-only and then promotes it: a new timeline.
       expect(tlAfter).toBe(tlBefore + 1)
-      const logText = readFileSync(leader!.logFile, 'utf8')
-      expect(logText).toMatch(/starting as readonly because i had the session lock/)
-      expect(logText).toMatch(/promoted self to leader because I had the session lock/)
+      // Patroni logs from a background thread, and logs "promoted self" when the cycle that started
+      // the (asynchronous) promotion ends: the server can take writes before the line is in the file.
+      await waitFor(
+        `${leader!.name}'s Patroni to log its read-only restart and its promotion`,
+        30_000,
+        100,
+        async () => {
+          const logText = readFileSync(leader!.logFile, 'utf8')
+          return /starting as readonly because i had the session lock/.test(logText) && /promoted self to leader because I had the session lock/.test(logText)
+        },
+        () => c.logTail(leader!, 30),
+      )
       await c.waitForStreaming()
       log(`  all members streaming again after ${Date.now() - k} ms: ${memberState(c, await c.cluster())}`)
     },

@@ -121,6 +121,10 @@ export interface PatroniClusterState {
 }
 
 const CONSTRUCT = Symbol('PatroniCluster.construct')
+/** /cluster roles of a member that replicates from the leader. */
+const REPLICA_ROLES = new Set(['replica', 'sync_standby'])
+/** /cluster states of a member whose PostgreSQL runs (3.0.2 says 'running'; later versions 'streaming' for replicas). */
+const RUNNING_STATES = new Set(['running', 'streaming'])
 const PATRONICTL = '/usr/bin/patronictl'
 
 class MemberImpl implements PatroniMember {
@@ -305,26 +309,52 @@ export class PatroniCluster extends TempHarness {
 
   /**
    * Wait until every member whose Patroni runs (or the given ones), other than the leader,
-   * streams from the leader (pg_stat_replication on the leader, state 'streaming').
+   * streams from the leader (pg_stat_replication on the leader, state 'streaming') AND Patroni's
+   * member list (/cluster) says so too: the leader as 'leader' and 'running', each of the others
+   * as 'replica' or 'sync_standby' and 'running'. Patroni rewrites a member's key only once per
+   * loop (loop_wait 2 s), so the list lags what PostgreSQL shows, and Patroni acts on the list:
+   * a switchover to a member still 'starting' there is refused. On timeout the error names each
+   * member with what the leader and /cluster last said about it.
    */
   async waitForStreaming(members?: Array<PatroniMember | string>, timeoutMs = 60_000): Promise<void> {
     const wanted = (members ?? this.impls.filter((m) => m.daemon?.running === true)).map((m) => this.resolve(m))
+    let last = '(nothing observed yet)'
     await waitFor(
-      `${wanted.map((m) => m.name).join(', ')} to stream from the leader`,
+      `${wanted.map((m) => m.name).join(', ')} to stream from the leader, listed in /cluster as running replicas`,
       timeoutMs,
       100,
       async () => {
-        const leader = await this.leader()
-        if (leader === null || !(await this.isWritable(leader))) return false
-        const rows = await this.sql<{ application_name: string }>(
-          leader,
-          `SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'`,
-        )
-        const streaming = new Set(rows.map((r) => r.application_name))
-        return wanted.every((m) => m.name === leader.name || streaming.has(m.name))
+        const seen = await this.replicationSeen(wanted)
+        last = seen.text
+        return seen.settled
       },
-      () => this.diagnostics(),
+      () => `last seen: ${last}\n${this.diagnostics()}`,
     )
+  }
+
+  /**
+   * One look at the leader (from /cluster; writable) and at how each of `wanted` replicates from
+   * it: its walsender state on the leader and its role/state in /cluster. `settled` when every
+   * one streams and is listed as a running replica; `text` says what was seen, for errors.
+   */
+  private async replicationSeen(wanted: MemberImpl[]): Promise<{ settled: boolean; text: string }> {
+    const state = await this.cluster()
+    const list = state.members.map((e) => `${e.name} ${e.role}/${e.state}`).join(', ')
+    const entry = state.members.find((e) => e.role === 'leader' || e.role === 'standby_leader')
+    const leader = this.impls.find((m) => m.name === entry?.name)
+    if (entry === undefined || leader === undefined) return { settled: false, text: `no leader in /cluster (${list})` }
+    if (!RUNNING_STATES.has(entry.state) || !(await this.isWritable(leader))) {
+      return { settled: false, text: `leader ${leader.name} not yet running and writable (/cluster: ${list})` }
+    }
+    const senders = await this.sql<{ application_name: string; state: string }>(leader, 'SELECT application_name, state FROM pg_stat_replication')
+    const others = wanted.filter((m) => m !== leader).map((m) => {
+      const states = senders.filter((r) => r.application_name === m.name).map((r) => r.state)
+      const e = state.members.find((x) => x.name === m.name)
+      const listed = e !== undefined && REPLICA_ROLES.has(e.role) && RUNNING_STATES.has(e.state)
+      const text = `${m.name}: walsender on ${leader.name} '${states.join('+') || 'not connected'}', /cluster ${e === undefined ? 'absent' : `${e.role}/${e.state}`}`
+      return { ok: states.includes('streaming') && listed, text }
+    })
+    return { settled: others.every((o) => o.ok), text: [`leader ${leader.name}`, ...others.map((o) => o.text)].join('; ') }
   }
 
   // ------------------------------------------------------------------ faults and operations
@@ -376,14 +406,17 @@ export class PatroniCluster extends TempHarness {
 
   /**
    * Planned switchover: `patronictl -c <cfg> switchover --leader <current> --candidate <to>
-   * --force` (patroni 3.0.2 flags; `--leader` has the aliases --primary/--master). Resolves when
-   * `to` is the leader and writable. Does not wait for the old leader to stream again (use
+   * --force` (patroni 3.0.2 flags; `--leader` has the aliases --primary/--master), once `to`
+   * streams from the leader and /cluster lists it as a running replica. Resolves when `to` is the
+   * leader and writable. Does not wait for the old leader to stream again (use
    * {@link waitForStreaming}).
    */
   async switchover(to: PatroniMember | string, timeoutMs = 60_000): Promise<{ output: string }> {
     const target = this.resolve(to)
     const current = await this.waitForLeader(undefined, timeoutMs)
     if (current.name === target.name) throw new Error(`switchover: ${target.name} is already the leader`)
+    // Patroni refuses a candidate that its member list does not show as a healthy replica yet.
+    await this.waitForStreaming([target], timeoutMs)
     const output = await this.patronictl(['switchover', '--leader', current.name, '--candidate', target.name, '--force'])
     await waitFor(
       `${target.name} to become a writable leader after switchover`,
@@ -477,10 +510,13 @@ export class PatroniCluster extends TempHarness {
   private async killMemberProcesses(m: MemberImpl): Promise<void> {
     for (const p of m.daemon?.groupMembersButMain() ?? []) signalQuiet(p, 'SIGKILL')
     const shm = shmIdOf(m.dataDir)
+    // Collected before the kill: afterwards serverPids() finds no live postmaster and says [].
+    const pids = serverPids(m.dataDir)
     await killPostmasterOf(m.dataDir, true)
     if (shm !== null) m.leakedShm.add(shm)
-    // Give the subreaper a moment to reap them (so no zombie keeps postmaster.pid "alive").
-    await waitReaped(serverPids(m.dataDir))
+    // Let the subreaper reap them before it is killed itself (then PID 1 would have to, which here
+    // takes up to ~2 s, and meanwhile a zombie keeps postmaster.pid "alive").
+    await waitReaped(pids)
     await m.daemon?.kill()
   }
 

@@ -104,6 +104,20 @@ export interface RepmgrNode {
   readonly url: string
 }
 
+/** One standby's replication as last observed by {@link RepmgrCluster.waitForStreaming}. */
+interface ReplicationSeen {
+  /** Its walsender's state on the primary ('startup', 'catchup', 'streaming'; 'not connected'; 'unreachable: ...'). */
+  sender: string
+  /** Its WAL receiver's status ('streaming', 'waiting', ...; 'no WAL receiver'; 'unreachable: ...'). */
+  receiver: string
+}
+
+/** "node2: walsender on node1 'catchup', WAL receiver 'streaming'; node3: ..." for error messages. */
+function describeReplication(primary: { name: string }, seen: ReadonlyMap<{ name: string }, ReplicationSeen>): string {
+  if (seen.size === 0) return '(nothing observed yet)'
+  return [...seen].map(([s, r]) => `${s.name}: walsender on ${primary.name} '${r.sender}', WAL receiver '${r.receiver}'`).join('; ')
+}
+
 const CONSTRUCT = Symbol('RepmgrCluster.construct')
 const CONF_BEGIN = '# >>> pgfp repmgr harness (managed block) >>>'
 const CONF_END = '# <<< pgfp repmgr harness <<<'
@@ -288,24 +302,49 @@ export class RepmgrCluster extends TempHarness {
     )
   }
 
-  /** Wait until every given standby (default: all data nodes in recovery with a running postmaster) streams from `primary`. */
+  /**
+   * Wait until every given standby (default: all data nodes other than `primary` with a running
+   * postmaster) streams from `primary`: the primary's pg_stat_replication shows it in state
+   * 'streaming' (see {@link replicationOf}). On timeout the error names each standby still
+   * waited for with what the primary and the standby last said.
+   */
   async waitForStreaming(primary: RepmgrNode | string, standbys?: Array<RepmgrNode | string>, timeoutMs = 60_000): Promise<void> {
     const p = this.resolve(primary)
     const wanted = (standbys ?? this.dataNodes.filter((n) => n !== p && postmasterPid(n.dataDir) !== null)).map((s) => this.resolve(s))
+    const last = new Map<NodeImpl, ReplicationSeen>()
     await waitFor(
       `${wanted.map((s) => s.name).join(', ')} to stream from ${p.name}`,
       timeoutMs,
       100,
       async () => {
-        const rows = await this.sql<{ application_name: string }>(
-          p,
-          `SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'`,
-        )
-        const streaming = new Set(rows.map((r) => r.application_name))
-        return wanted.every((s) => streaming.has(s.name))
+        const seen = await Promise.all(wanted.map((s) => this.replicationOf(p, s)))
+        wanted.forEach((s, i) => last.set(s, seen[i]!))
+        return seen.every((r) => r.sender === 'streaming')
       },
-      () => this.diagnostics(),
+      () => `last seen: ${describeReplication(p, last)}\n${this.diagnostics()}`,
     )
+  }
+
+  /**
+   * How `standby` replicates from `primary`, as both of them say: the state of its walsender in
+   * the primary's pg_stat_replication (found by application_name, which repmgr's primary_conninfo
+   * sets to node_name) and the status of the standby's WAL receiver. The walsender is what
+   * repmgr itself checks (`standby register`: "local node not attached to primary node"
+   * unless 'streaming'); the receiver reports 'streaming' while the walsender is still in
+   * 'catchup', so it is only diagnostics. Never throws: an unreachable node is a state too.
+   */
+  private async replicationOf(primary: NodeImpl, standby: NodeImpl): Promise<ReplicationSeen> {
+    const [sender, receiver] = await Promise.all([
+      this.sql<{ state: string }>(primary, 'SELECT state FROM pg_stat_replication WHERE application_name = $1', [standby.name]).then(
+        (rows) => (rows.some((r) => r.state === 'streaming') ? 'streaming' : rows.map((r) => r.state).join('+') || 'not connected'),
+        (err: Error) => `unreachable: ${err.message}`,
+      ),
+      this.sql<{ status: string }>(standby, 'SELECT status FROM pg_stat_wal_receiver').then(
+        (rows) => rows[0]?.status ?? 'no WAL receiver',
+        (err: Error) => `unreachable: ${err.message}`,
+      ),
+    ])
+    return { sender, receiver }
   }
 
   // ------------------------------------------------------------------ faults
@@ -337,7 +376,14 @@ export class RepmgrCluster extends TempHarness {
     if (postmasterPid(n.dataDir) !== null) {
       await this.runTool('pg_ctl', ['-D', n.dataDir, '-m', 'fast', '-w', '-t', '60', 'stop'], n)
     }
-    await n.postgres?.waitExit()
+    // The subreaper exits once it reaped the last server process: until then a zombie child could
+    // keep postmaster.pid "alive" for startAsIs(). Bounded, so that a stuck one says so.
+    const d = n.postgres
+    if (d !== null) {
+      await waitFor(`the postgres subreaper of ${n.name} to exit after the stop`, 30_000, 20, async () => !d.running, () =>
+        `still running: pids ${JSON.stringify(d.groupMembersButMain())} in its group\n${this.diagnostics()}`,
+      )
+    }
   }
 
   /**
@@ -446,6 +492,7 @@ export class RepmgrCluster extends TempHarness {
   /** @internal */
   async init(timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs
+    const remaining = (): number => Math.max(1000, deadline - Date.now())
     const primary = this.impls[0]!
     const standbys = this.impls.filter((n) => n.kind === 'standby')
     const witness = this.witness as NodeImpl
@@ -462,29 +509,81 @@ export class RepmgrCluster extends TempHarness {
         await this.repmgr(s, ['-h', '127.0.0.1', '-p', String(primary.port), '-U', 'postgres', '-d', 'repmgr', 'standby', 'clone', '--fast-checkpoint'])
         this.writePostgresConf(s) // the clone copied the primary's postgresql.conf (its port)
         await this.startPostgres(s)
+        // Accepting connections is not attached: for a moment after the start (longer on a loaded
+        // machine) the walsender is in 'startup' or 'catchup', and `standby register` then fails
+        // with "local node not attached to primary node 1".
+        await this.waitForStreaming(primary, [s], remaining())
         await this.repmgr(s, ['standby', 'register'])
       }),
     )
     await this.repmgr(witness, ['-h', '127.0.0.1', '-p', String(primary.port), '-U', 'postgres', '-d', 'repmgr', 'witness', 'register'])
-    await this.waitForStreaming(primary, standbys, Math.max(1000, deadline - Date.now()))
+    await this.waitForNodeRecords(standbys, remaining())
     for (const n of this.impls) this.startRepmgrd(n)
+    await this.waitForMonitoring(remaining())
+  }
+
+  /**
+   * Wait until every standby has replayed the repmgr.nodes rows of all nodes. The registrations
+   * are written on the primary; repmgrd reads the node list from its LOCAL database (and exits
+   * with "no metadata record found" for its own node), and a standby's repmgrd counts the
+   * witness and the sibling in an election only if it knows them.
+   */
+  private async waitForNodeRecords(standbys: NodeImpl[], timeoutMs: number): Promise<void> {
+    const names = this.impls.map((n) => n.name)
+    const last = new Map<NodeImpl, string>()
     await waitFor(
-      'repmgrd to run on every node',
-      Math.max(1000, deadline - Date.now()),
+      `${standbys.map((s) => s.name).join(', ')} to replay the repmgr.nodes rows of ${names.join(', ')}`,
+      timeoutMs,
       100,
       async () => {
-        const states = await Promise.all(
+        const known = await Promise.all(
+          standbys.map((s) =>
+            pgQuery<{ node_name: string }>({ ...s.config, database: 'repmgr' }, 'SELECT node_name FROM repmgr.nodes ORDER BY node_id').then(
+              (rows) => rows.map((r) => r.node_name),
+              (err: Error) => `unreachable: ${err.message}`,
+            ),
+          ),
+        )
+        standbys.forEach((s, i) => last.set(s, JSON.stringify(known[i])))
+        return known.every((k) => Array.isArray(k) && names.every((n) => k.includes(n)))
+      },
+      () => `last seen: ${[...last].map(([s, k]) => `${s.name}: ${k}`).join('; ')}\n${this.diagnostics()}`,
+    )
+  }
+
+  /**
+   * Wait until repmgrd monitors on every node: it runs (`repmgrd_is_running()`), and on a standby
+   * or the witness it has reached its upstream (`get_upstream_last_seen()` is -1 until then).
+   * repmgrd registers its pid before it first connects to the upstream: a primary killed in
+   * that gap would leave the standbys' repmgrd starting up against a dead node. Gives up at once
+   * when a repmgrd exits.
+   */
+  private async waitForMonitoring(timeoutMs: number): Promise<void> {
+    const last = new Map<NodeImpl, string>()
+    await waitFor(
+      'repmgrd to monitor on every node (standbys and witness: to have seen their upstream)',
+      timeoutMs,
+      100,
+      async () => {
+        const ready = await Promise.all(
           this.impls.map(async (n) => {
-            const [r] = await pgQuery<{ running: boolean }>(
+            const d = n.repmgrd
+            if (d === null || !d.running) throw new GiveUp(`repmgrd on ${n.name} exited (${JSON.stringify(d?.lastExit ?? null)})`)
+            const [r] = await pgQuery<{ running: boolean; seen: number }>(
               { ...n.config, database: 'repmgr' },
-              'SELECT repmgr.repmgrd_is_running() AS running',
-            )
-            return r?.running === true
+              'SELECT repmgr.repmgrd_is_running() AS running, repmgr.get_upstream_last_seen() AS seen',
+            ).catch((err: Error) => {
+              last.set(n, `unreachable: ${err.message}`)
+              return []
+            })
+            if (r === undefined) return false
+            last.set(n, `repmgrd_is_running ${String(r.running)}, ${r.seen < 0 ? 'upstream not seen yet' : `upstream last seen ${r.seen} s ago`}`)
+            return r.running && (n.kind === 'primary' || r.seen >= 0)
           }),
         )
-        return states.every(Boolean)
+        return ready.every(Boolean)
       },
-      () => this.diagnostics(),
+      () => `last seen: ${[...last].map(([n, s]) => `${n.name}: ${s}`).join('; ')}\n${this.diagnostics()}`,
     )
   }
 
@@ -631,9 +730,10 @@ export class RepmgrCluster extends TempHarness {
 
 /**
  * Start a repmgr cluster: initdb + `primary register` on node1, `standby clone` + `standby
- * register` for each standby, a witness registered with `witness register`, then repmgrd on every
- * node. Resolves when the standbys stream and every repmgrd runs. Installs `postgresql-15-repmgr`
- * if needed.
+ * register` for each standby (once it streams: repmgr refuses one that does not), a witness
+ * registered with `witness register`, then repmgrd on every node. Resolves when the standbys
+ * stream, know every node's record, and every repmgrd monitors (standbys and witness have seen
+ * the primary). Installs `postgresql-15-repmgr` if needed.
  */
 export async function startRepmgr(options: RepmgrOptions = {}): Promise<RepmgrCluster> {
   await ensureDebianPackages(['postgresql-15-repmgr'])
