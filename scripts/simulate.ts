@@ -2,15 +2,29 @@
  * The deterministic simulator's command line: `npm run simulate -- --seed N --runs M`.
  * Runs schedules N .. N+M-1 (test/sim/run.ts; `--long` for longer, busier ones) and prints, per invariant broken, the first seeds
  * that broke it; `--seed N --runs 1 --trace` prints one schedule's configuration and trace, which
- * replay exactly. Exits 1 when any schedule broke an invariant.
+ * replay exactly. `--soak N` runs one pool through N failovers and checks that what it retains
+ * (inner pools, connections, timers, listeners, waiters) does not grow. Exits 1 when any schedule
+ * broke an invariant.
  */
 import { runSchedule } from '../test/sim/run.js'
+import { runSoak } from '../test/sim/soak.js'
 
 function arg(name: string, fallback: number): number {
   const i = process.argv.indexOf(`--${name}`)
   return i === -1 ? fallback : Number(process.argv[i + 1])
 }
 
+const soak = arg('soak', 0)
+if (soak > 0) {
+  const started = performance.now()
+  const result = await runSoak(arg('seed', 1), soak)
+  console.log(`soak: ${result.failovers} failovers in ${((performance.now() - started) / 1000).toFixed(1)} s`)
+  console.log(`  retained after 20 failovers: ${JSON.stringify(result.first)}`)
+  console.log(`  retained at the end:         ${JSON.stringify(result.last)}`)
+  console.log(`  peak:                        ${JSON.stringify(result.peak)}`)
+  console.log(result.violation ? `  ${result.violation.message}` : '  no invariant broken')
+  process.exit(result.violation ? 1 : 0)
+}
 const first = arg('seed', 1)
 const runs = arg('runs', 100)
 const showTrace = process.argv.includes('--trace')
