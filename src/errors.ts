@@ -159,6 +159,36 @@ function findOutcomeUnknown(err: unknown, depth: number, seen: Set<unknown>): bo
 }
 
 /**
+ * True when the statement behind `err` provably changed nothing, so the caller may run it again:
+ * it never reached PostgreSQL (no primary within the deadline, split brain refused, every breaker
+ * open, no replica, a proxy's refusal, a client already broken), or it was a read that calls only
+ * built-ins lost with its connection on a checked-out client — which the pool never re-runs by
+ * itself, because the session's state (settings, search path, role, temporary tables, prepared
+ * statements, a transaction) cannot move to another connection: re-establish it, then retry. Looks
+ * through the wrappers ORMs put around driver errors, as {@link isOutcomeUnknownError} does.
+ */
+export function isSafeToRetryError(err: unknown): err is Error {
+  return findSafeToRetry(err, 0, new Set())
+}
+
+const NEVER_SENT: ReadonlySet<string> = new Set(['PGFP_NO_PRIMARY', 'PGFP_SPLIT_BRAIN', 'PGFP_ALL_ENDPOINTS_DOWN', 'PGFP_NO_REPLICA'])
+
+function findSafeToRetry(err: unknown, depth: number, seen: Set<unknown>): boolean {
+  if (err === null || typeof err !== 'object' || depth > 6 || seen.has(err)) return false
+  seen.add(err)
+  if ((err as Record<string, unknown>).pgFailoverPoolOutcome === 'unknown') return false
+  if ((err as Record<string, unknown>).pgFailoverPoolOutcome === 'safe-to-retry') return true
+  if (isFailoverPoolError(err) && NEVER_SENT.has(err.code)) return true
+  if (neverRan(err)) return true
+  for (const key of WRAPPED) {
+    const inner = (err as Record<string, unknown>)[key]
+    if (inner !== undefined && findSafeToRetry(inner, depth + 1, seen)) return true
+  }
+  const errors = (err as { errors?: unknown }).errors
+  return Array.isArray(errors) && errors.some((e) => findSafeToRetry(e, depth + 1, seen))
+}
+
+/**
  * A read that must be served by a replica (`readFallback: 'replicas-only'`) found none usable:
  * all down, over the lag limits, or behind the caller's read-your-writes position.
  */

@@ -196,7 +196,7 @@ export class FailoverPool extends PoolSurface {
 
   /** A JSON-serialisable snapshot of the topology: primary, roles, lag, failovers. No passwords. */
   status(): FailoverPoolStatus {
-    return buildStatus({ coordinator: this.#coordinator, reads: this.#reads, topology: this.#opts.topology })
+    return buildStatus({ coordinator: this.#coordinator, reads: this.#reads, topology: this.#opts.topology, clock: this.#opts.clock })
   }
 
   /**

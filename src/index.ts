@@ -53,6 +53,7 @@ export {
   isConfigError,
   isNoPrimaryError,
   isOutcomeUnknownError,
+  isSafeToRetryError,
   type FailoverPoolErrorCode,
   type EndpointAnswer,
 } from './errors.js'

@@ -43,6 +43,8 @@ export class Endpoint {
   readonly counters = { writes: 0, reads: 0, errors: 0 }
   /** Highest WAL position this node is known to have replayed (probes and read-your-writes checks). */
   knownReplayLsn: bigint | null = null
+  /** Clock ms since which this standby's probes have found no WAL receiver streaming (null: streaming, or not a standby). */
+  detachedSince: number | null = null
 
   readonly write: Lane
   readonly read: Lane
@@ -180,6 +182,7 @@ export class Endpoint {
       }
       this.lastProbe = result
       if (result.inRecovery && result.lsn !== null) this.noteReplayed(parseLsn(result.lsn))
+      this.detachedSince = result.inRecovery && !result.receiving ? (this.detachedSince ?? this.clock.now()) : null
       return result
     } catch (err) {
       this.closeMonitor()
@@ -188,6 +191,17 @@ export class Endpoint {
       this.lastProbeAt = this.clock.now()
       this.lastProbeWallTime = Date.now()
     }
+  }
+
+  /**
+   * Replay lag in ms as the pool can vouch for it: the server's own figure, and — while no WAL
+   * receiver streams, so nothing can arrive and PostgreSQL reports 0 — at least the time since
+   * the probes first found it detached. Null before the first probe.
+   */
+  lagMs(now: number): number | null {
+    const probe = this.lastProbe
+    if (probe === null) return null
+    return this.detachedSince === null ? probe.lagMs : Math.max(probe.lagMs, now - this.detachedSince)
   }
 
   /** Records that this node has replayed WAL up to `lsn` (monotonic). */

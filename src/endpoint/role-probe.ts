@@ -8,8 +8,18 @@ export interface ProbeResult {
   readonly readOnly: boolean
   /** `pg_control_system().system_identifier` as a decimal string: equal for a primary and its physical standbys. */
   readonly systemId: string | null
-  /** The node's timeline: from the current WAL file on a primary, the last checkpoint's on a standby. */
+  /**
+   * The node's timeline: from the current WAL file on a primary. On a standby, the newest of its
+   * last restartpoint's, its minimum recovery point's (pg_rewind sets it to the source's) and, where
+   * the pool's role may read it (superuser or pg_read_all_stats), its WAL receiver's.
+   */
   readonly timeline: number | null
+  /**
+   * On a standby: whether a WAL receiver runs and is streaming (its status, where the role may read
+   * it; else its presence). False means nothing can arrive: its lag grows from now on. Always true on
+   * a primary.
+   */
+  readonly receiving: boolean
   /** Current WAL insert position on a primary, last replayed position on a standby (`X/Y`). */
   readonly lsn: string | null
   /** Replay lag in milliseconds on a standby that has received WAL it has not replayed yet; 0 when caught up or on a primary. */
@@ -37,8 +47,12 @@ export const PROBE_SQL = `SELECT pg_is_in_recovery() AS in_recovery,
   current_setting('transaction_read_only') = 'on' AS read_only,
   (SELECT system_identifier::text FROM pg_control_system()) AS system_id,
   CASE WHEN pg_is_in_recovery()
-    THEN (SELECT timeline_id FROM pg_control_checkpoint())
+    THEN GREATEST((SELECT timeline_id FROM pg_control_checkpoint()), (SELECT min_recovery_end_timeline FROM pg_control_recovery()),
+      (SELECT received_tli FROM pg_stat_wal_receiver))
     ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS timeline,
+  CASE WHEN pg_is_in_recovery()
+    THEN EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status IS NULL OR status = 'streaming')
+    ELSE true END AS receiving,
   CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END::text AS lsn,
   CASE WHEN NOT pg_is_in_recovery() OR pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn() THEN 0
     ELSE COALESCE(EXTRACT(EPOCH FROM clock_timestamp() - pg_last_xact_replay_timestamp()) * 1000, 0) END::float8 AS lag_ms,
@@ -49,6 +63,7 @@ interface ProbeRow {
   read_only: boolean
   system_id: string | null
   timeline: number | null
+  receiving: boolean
   lsn: string | null
   lag_ms: number
   server_version: number
@@ -66,6 +81,7 @@ export async function probeRole(client: ClientBase, now: () => number = () => pe
     readOnly: row.read_only,
     systemId: row.system_id,
     timeline: row.timeline,
+    receiving: row.receiving !== false,
     lsn: row.lsn,
     lagMs: Math.max(0, Number(row.lag_ms) || 0),
     serverVersion: row.server_version,

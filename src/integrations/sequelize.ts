@@ -19,6 +19,7 @@ import { classifyError } from '../error-policy.js'
 import { ConfigError, isFailoverPoolError } from '../errors.js'
 import type { FailoverPool } from '../failover-pool.js'
 import { watchStatements } from '../surface/outcome.js'
+import { isSafeToRunAgain } from '../surface/statement-kind.js'
 
 /**
  * The host name that sends a Sequelize connection to the verified primary: use it for
@@ -158,8 +159,8 @@ export function sequelizeDialect(pool: FailoverPool, options: SequelizeDialectOp
         keepAliveInitialDelayMillis: own.keepAliveInitialDelayMillis ?? pool.options.keepAliveInitialDelayMillis ?? 10_000,
       })
       this.#role = own.host === SEQUELIZE_REPLICA_HOST ? 'read' : 'write'
-      // A statement sent before the connection broke: its error is marked outcome-unknown.
-      watchStatements(this as unknown as pg.PoolClient, null, () => false)
+      // A statement sent before the connection broke: its error is marked outcome-unknown (a read: safe to retry).
+      watchStatements(this as unknown as pg.PoolClient, isSafeToRunAgain)
     }
 
     override connect(): Promise<pg.Client>

@@ -1,3 +1,4 @@
+import type { Clock } from '../clock.js'
 import type { Endpoint } from '../endpoint/endpoint.js'
 import { maskPassword } from '../errors.js'
 import type { ReadTargets } from '../routing/read-targets.js'
@@ -31,6 +32,8 @@ export interface EndpointStatus {
    * breaker closed, not drained, fenced or in doubt. (The primary serves reads only as a fallback.)
    */
   readonly servesReads: boolean
+  /** Why a standby that answers serves no reads (it cannot follow the primary's timeline), or null. */
+  readonly readFence: string | null
   /** Wall-clock time of the last probe (ISO 8601), or null. */
   readonly lastProbeAt: string | null
   /** Round trip of the last successful probe, in milliseconds. */
@@ -107,10 +110,12 @@ export interface StatusInput {
   readonly coordinator: Coordinator
   readonly reads: ReadTargets
   readonly topology: 'physical' | 'logical'
+  /** The pool's clock (a detached standby's lag grows with it). */
+  readonly clock: Clock
 }
 
 /** Assembles the status snapshot from the coordinator's state. No passwords. */
-export function buildStatus({ coordinator, reads, topology }: StatusInput): FailoverPoolStatus {
+export function buildStatus({ coordinator, reads, topology, clock }: StatusInput): FailoverPoolStatus {
   const state = coordinator.state
   const primary = shownPrimary(state)
   const { cluster } = coordinator
@@ -130,7 +135,7 @@ export function buildStatus({ coordinator, reads, topology }: StatusInput): Fail
     splitBrain: state.kind === 'split-brain' ? state.reason : null,
     stateStore: { ...health, lastError: health.lastError && maskPassword(health.lastError) },
     haManager: haStatus(coordinator),
-    endpoints: coordinator.endpoints.map((e) => endpointStatus(e, coordinator.roleOf(e), coordinator.health(e), reads.lagBytes(e), e === shownPrimary(state))),
+    endpoints: coordinator.endpoints.map((e) => endpointStatus(e, coordinator.roleOf(e), coordinator.health(e), reads.lagBytes(e), e === shownPrimary(state), clock.now())),
   }
 }
 
@@ -150,7 +155,7 @@ function haStatus(coordinator: Coordinator): HaManagerStatus | null {
   }
 }
 
-function endpointStatus(e: Endpoint, role: EndpointRole, health: EndpointHealth, lagBytes: bigint | null, isPrimary: boolean): EndpointStatus {
+function endpointStatus(e: Endpoint, role: EndpointRole, health: EndpointHealth, lagBytes: bigint | null, isPrimary: boolean, now: number): EndpointStatus {
   const lastError = health.lastError
   return {
     name: e.name,
@@ -159,10 +164,11 @@ function endpointStatus(e: Endpoint, role: EndpointRole, health: EndpointHealth,
     role,
     breaker: health.breaker.state.kind,
     servesReads: !isPrimary && servesReads(e, health),
+    readFence: health.readFence,
     lastProbeAt: e.lastProbeWallTime === null ? null : new Date(e.lastProbeWallTime).toISOString(),
     probeLatencyMs: e.lastProbe ? round(e.lastProbe.latencyMs) : null,
-    // A down node's last lag says nothing about now.
-    lagMs: e.lastProbe && lastError === null ? round(e.lastProbe.lagMs) : null,
+    // A down node's last lag says nothing about now; a detached standby's grows with time.
+    lagMs: e.lastProbe && lastError === null ? round(e.lagMs(now) ?? 0) : null,
     lsn: e.lastProbe?.lsn ?? null,
     timeline: e.lastProbe?.timeline ?? null,
     lastError: lastError ? maskPassword(lastError.message) : null,

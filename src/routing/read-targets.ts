@@ -72,7 +72,7 @@ export class ReadTargets {
       name: e.name,
       weight: e.weight,
       get lagMs() {
-        return e.lastProbe?.lagMs ?? null
+        return e.lagMs(targets.options.clock.now())
       },
       get lagBytes() {
         return targets.lagBytes(e)

@@ -1,18 +1,30 @@
 import type { PoolClient } from 'pg'
+import { wasCut } from '../endpoint/client-cut.js'
 import { classifyError, neverRan } from '../error-policy.js'
 import { sqlOf } from './statement-kind.js'
 
 /**
- * The marker on an error whose statement was sent before the connection broke: it may or may not
- * have run. A string key (ORMs such as MikroORM copy an error's own property names onto their
- * wrappers, but not symbols), not enumerable (it never shows in logs or JSON), and the error's
- * class, message and code stay as they are (ORMs wrap and inspect them).
+ * The marker on an error whose statement's fate the pool knows: `'unknown'` when it was sent
+ * before the connection broke (it may or may not have run), `'safe-to-retry'` when it provably
+ * changed nothing (never sent, refused by a proxy, or a statement that can only read). A string key
+ * (ORMs such as MikroORM copy an error's own property names onto their wrappers, but not symbols),
+ * not enumerable (it never shows in logs or JSON), and the error's class, message and code stay as
+ * they are (ORMs wrap and inspect them).
  */
 export const OUTCOME_MARK = 'pgFailoverPoolOutcome'
 
 /** Marks `err` as outcome-unknown (see {@link OUTCOME_MARK}). */
 export function markOutcomeUnknown(err: Error): void {
-  if (Object.isExtensible(err)) Object.defineProperty(err, OUTCOME_MARK, { value: 'unknown', enumerable: false, configurable: true })
+  mark(err, 'unknown')
+}
+
+/** Marks `err` as safe to retry: its statement changed nothing (see {@link OUTCOME_MARK}). */
+export function markSafeToRetry(err: Error): void {
+  mark(err, 'safe-to-retry')
+}
+
+function mark(err: Error, value: 'unknown' | 'safe-to-retry'): void {
+  if (Object.isExtensible(err)) Object.defineProperty(err, OUTCOME_MARK, { value, enumerable: false, configurable: true })
 }
 
 /** Marks `err` when the statement it answers was sent and the connection then broke. */
@@ -21,50 +33,39 @@ export function markIfLost(err: unknown): void {
 }
 
 const WATCHED = Symbol('pgfp.statementsWatched')
-const RERUN = Symbol('pgfp.rerun')
-const TX_STATUS = Symbol('pgfp.txStatus')
 
-/** Runs a statement again through the surface that handed the client out (a fresh connection, by its rules). */
-export type Rerun = (text: unknown, values: unknown, callback: (err: Error | undefined, result?: unknown) => void) => void
-
-type Watched = PoolClient & { [WATCHED]?: true; [RERUN]?: Rerun | null; [TX_STATUS]?: string | null }
+type Watched = PoolClient & { [WATCHED]?: true }
 
 /**
  * Watches the statements of a client the pool hands out (installed once per client object, as
- * pg-pool reuses them):
- * - an error of a statement sent before the connection broke is marked outcome-unknown
- *   (`isOutcomeUnknownError(err)` answers true, also through an ORM's wrapper);
- * - a statement that cannot have written (`isReadOnly`: a plain read calling only built-ins) lost
- *   that way, sent while the session was not inside a transaction (PostgreSQL's ReadyForQuery
- *   status `I`), is run again through the surface that
- *   handed the client out and its answer goes to the caller: a read has no outcome to lose, and
- *   outside a transaction there is no snapshot to keep — ORMs run reads on checked-out clients
- *   too, and a failover should not turn them into errors. The broken client stays broken.
- * Nothing else changes: arguments, results, return values (promise, undefined or the
- * submittable), the error object itself. Cursors and streams deliver their own errors and are left
- * alone. `rerun` is the surface of the current checkout (null while the client is in the pool).
+ * pg-pool reuses them). Nothing is ever run again on another connection: a checked-out client is
+ * a session — settings, search path, role, temporary tables, prepared statements, a transaction —
+ * and none of that can move. Instead, an error of a statement lost to a broken connection says
+ * what the caller may do about it:
+ * - outcome-unknown (`isOutcomeUnknownError`) when it was sent and may have written;
+ * - safe to retry (`isSafeToRetryError`) when it provably changed nothing: it never left (or a
+ *   proxy refused it), or it can only read (`canOnlyRead`: a plain read calling only built-ins).
+ * A client the pool cut (it left the node) sends nothing more, and a statement that still answers
+ * after the cut (a client without a socket of pg's cannot be stopped mid-flight) is reported as
+ * outcome-unknown, never as a success. Arguments, return values (promise, undefined or the
+ * submittable) and the error objects themselves stay as they are; cursors and streams deliver
+ * their own errors and are left alone.
  */
-export function watchStatements(client: PoolClient, rerun: Rerun | null, isReadOnly: (sql: string) => boolean): void {
+export function watchStatements(client: PoolClient, canOnlyRead: (sql: string) => boolean): void {
   const target = client as Watched
-  target[RERUN] = rerun
   if (target[WATCHED]) return
   Object.defineProperty(target, WATCHED, { value: true, enumerable: false })
-  Object.defineProperty(target, RERUN, { value: rerun, writable: true, enumerable: false })
-  Object.defineProperty(target, TX_STATUS, { value: null, writable: true, enumerable: false })
-  if (typeof (client as { getTransactionStatus?: unknown }).getTransactionStatus !== 'function') {
-    // pg before 8.16 does not expose the status: follow ReadyForQuery ourselves.
-    ;(client as unknown as { connection?: NodeJS.EventEmitter }).connection?.on('readyForQuery', (msg: { status?: string }) => (target[TX_STATUS] = msg?.status ?? null))
-  }
   const original = client.query
   const watched = function (this: Watched, ...args: any[]): any {
     const first = args[0]
     if (first !== null && typeof first === 'object' && typeof first.submit === 'function') return original.apply(this, args as never)
-    const again = this[RERUN] && rerunnable(this, first, isReadOnly) ? this[RERUN] : null
-    const values = typeof args[1] === 'function' ? undefined : args[1]
+    if (wasCut(this)) return refuse(args)
+    const verdict = (err: unknown, res: unknown): { err: unknown; res: unknown } => judge(this, first, err, res, canOnlyRead)
     const last = args[args.length - 1]
     if (typeof last === 'function') {
       args[args.length - 1] = function (this: unknown, err: unknown, res: unknown) {
-        answer(err, res, again, first, values, (e, r) => last.call(this, e, r))
+        const v = verdict(err, res)
+        last.call(this, v.err, v.res)
       }
       return original.apply(this, args as never)
     }
@@ -72,15 +73,22 @@ export function watchStatements(client: PoolClient, rerun: Rerun | null, isReadO
       const callback = first.callback
       args[0] = {
         ...first,
-        callback: (err: unknown, res: unknown) => answer(err, res, again, first, values, callback),
+        callback: (err: unknown, res: unknown) => {
+          const v = verdict(err, res)
+          callback(v.err, v.res)
+        },
       }
       return original.apply(this, args as never)
     }
     const result = original.apply(this, args as never) as unknown
     if (result !== null && typeof result === 'object' && typeof (result as Promise<unknown>).then === 'function') {
-      // Only a failure allocates: the success path stays pg's own promise plus one then().
-      return (result as Promise<unknown>).then(undefined, (err: unknown) =>
-        err ? new Promise((resolve, reject) => answer(err, undefined, again, first, values, (e, r) => (e ? reject(e) : resolve(r)))) : Promise.reject(err),
+      // Only a failure (or a cut client's late success) allocates: the success path stays pg's promise plus one then().
+      return (result as Promise<unknown>).then(
+        (res) => {
+          const v = verdict(undefined, res)
+          return v.err ? Promise.reject(v.err) : res
+        },
+        (err: unknown) => Promise.reject(verdict(err, undefined).err),
       )
     }
     return result
@@ -88,31 +96,35 @@ export function watchStatements(client: PoolClient, rerun: Rerun | null, isReadO
   Object.defineProperty(target, 'query', { value: watched, writable: true, configurable: true, enumerable: false })
 }
 
-/**
- * Answers the caller of a watched statement: a connection error re-runs it where `again` (the
- * surface's re-run, null when the statement is not rerunnable) allows; any other error is marked
- * outcome-unknown if the statement may have run.
- */
-function answer(err: unknown, res: unknown, again: Rerun | null, text: unknown, values: unknown, deliver: (err: any, res: any) => void): void {
-  if (err && again && classifyError(err) === 'connection') return again(text, values, deliver)
-  if (err) markIfLost(err)
-  deliver(err, res)
+/** What the caller of a watched statement gets: the error marked by its fate, or a cut client's late success turned into outcome-unknown. */
+function judge(client: PoolClient, text: unknown, err: unknown, res: unknown, canOnlyRead: (sql: string) => boolean): { err: unknown; res: unknown } {
+  if (!err) {
+    if (!wasCut(client)) return { err: undefined, res }
+    const late = new Error('the pool left this node while the statement ran: it may or may not have been applied there')
+    markOutcomeUnknown(late)
+    return { err: late, res: undefined }
+  }
+  if (err instanceof Error && classifyError(err) === 'connection') {
+    const sql = sqlOf(text)
+    if (neverRan(err) || (sql !== null && canOnlyRead(sql))) markSafeToRetry(err)
+    else markOutcomeUnknown(err)
+  }
+  return { err, res }
 }
 
-/** The client stops being the surface's to re-run on (it went back to the pool). */
-export function unwatchCheckout(client: PoolClient): void {
-  const target = client as Watched
-  if (target[WATCHED]) target[RERUN] = null
-}
-
-/** A statement `isReadOnly` vouches for, sent on a session idle outside a transaction with nothing queued before it. */
-function rerunnable(client: Watched, text: unknown, isReadOnly: (sql: string) => boolean): boolean {
-  // The session checks first: they are cheap and most ORM statements run inside a transaction.
-  const status = typeof (client as { getTransactionStatus?: () => string | null }).getTransactionStatus === 'function' ? (client as unknown as { getTransactionStatus(): string | null }).getTransactionStatus() : client[TX_STATUS]
-  if (status !== 'I') return false
-  // Nothing in flight or queued ahead of it on this session (pg runs one statement at a time).
-  const internal = client as unknown as { _activeQuery?: unknown; _queryQueue?: unknown[] }
-  if (!('_activeQuery' in internal) || internal._activeQuery != null || (internal._queryQueue?.length ?? 0) !== 0) return false
-  const sql = sqlOf(text)
-  return sql !== null && isReadOnly(sql)
+/** A statement on a client the pool cut: refused before it leaves, as pg refuses one on a broken client. */
+function refuse(args: any[]): unknown {
+  const err = new Error('Client has encountered a connection error and is not queryable')
+  markSafeToRetry(err)
+  const last = args[args.length - 1]
+  if (typeof last === 'function') {
+    process.nextTick(() => last(err))
+    return undefined
+  }
+  const first = args[0]
+  if (first !== null && typeof first === 'object' && typeof first.callback === 'function') {
+    process.nextTick(() => first.callback(err))
+    return undefined
+  }
+  return Promise.reject(err)
 }

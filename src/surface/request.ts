@@ -7,7 +7,7 @@ import { requestLog } from '../log.js'
 import { type ConsistencyContext, currentConsistency } from './consistency.js'
 import { captureLsn, ensureReplayed, resolveMinLsn } from './read-your-writes.js'
 import type { ReadRequest, RoutingHost, Target } from './routing-host.js'
-import { markIfLost, unwatchCheckout, watchStatements } from './outcome.js'
+import { markIfLost, watchStatements } from './outcome.js'
 import { isCertainlyReadOnly, isSafeToRunAgain, sqlOf } from './statement-kind.js'
 
 /** What a surface sends its statements to: `write` (the primary), `read` (replicas), or `auto` (by statement). */
@@ -250,15 +250,13 @@ export class Request {
     unhold()
     const releaseOnce = (err?: Error | boolean): void => {
       client.removeListener('error', reportOnce)
-      unwatchCheckout(client)
       reportOnce(err)
       release(err)
     }
     client.release = releaseOnce
     // ORMs run their statements here: a write lost mid-flight must be recognisable as outcome-unknown,
-    // and a read lost outside a transaction is answered from a fresh connection of this surface.
-    const owner = this.#owner
-    watchStatements(client, (text, values, callback) => Request.query(owner, text, values, callback as QueryCallback), isSafeToRunAgain)
+    // a read lost the same way as safe to retry — by the caller, who owns the session's state.
+    watchStatements(client, isSafeToRunAgain)
     this.#owner.host.requestFinished()
     this.#checkout!(undefined, client, releaseOnce)
   }
@@ -352,12 +350,12 @@ export class Request {
   }
 
   /**
-   * False only when this statement cannot have written where it ran: on a replica (which refuses
-   * writes), or on the primary when it calls nothing but built-ins that read ({@link isSafeToRunAgain}:
-   * `SELECT my_function()` is routed as a read, yet may write on the primary).
+   * False only when this statement cannot have written wherever it ran: it calls nothing but
+   * built-ins that read ({@link isSafeToRunAgain}: `SELECT my_function()` may write). Where it ran
+   * does not help: a replica refuses writes only while it is one, and one promoted between the
+   * check before sending and the statement's arrival runs them.
    */
-  #mayHaveWritten(target: Target): boolean {
-    if (target.role === 'replica') return false
+  #mayHaveWritten(_target: Target): boolean {
     const sql = sqlOf(this.#text)
     return sql === null || !isSafeToRunAgain(sql)
   }

@@ -49,8 +49,14 @@ export class EndpointHealth {
    * else changes. Writes keep flowing; only retries of failed attempts wait for the verdict.
    */
   doubt: { readonly reason: string; readonly era: number } | null = null
-  /** Writable but stale (older timeline) or disputed: never written to. */
+  /** Writable but stale (older timeline) or disputed: never written to (nor read from). */
   fenced = false
+  /**
+   * Why this standby may not serve reads although it answers (null: it may): it is on an older
+   * timeline than the primary and no WAL receiver streams — it cannot follow the cluster (a
+   * diverged old primary restarted as a standby without pg_rewind, say).
+   */
+  readFence: string | null = null
   /** Reports another cluster's system identifier: never used. */
   otherCluster = false
   /** Its promotion was noticed; no reads until a later probe says what it is now. */
@@ -145,6 +151,7 @@ export function servesReads(endpoint: Endpoint, health: EndpointHealth): boolean
   return (
     health.lastError === null &&
     health.doubt === null &&
+    health.readFence === null &&
     !health.promoted &&
     !health.drained &&
     !health.otherCluster &&

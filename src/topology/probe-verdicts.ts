@@ -101,8 +101,17 @@ export class ProbeVerdicts {
     const health = host.health(endpoint)
     const role = roleOf(probe)
     health.saidReadOnly = role !== 'primary'
-    // A fenced old primary that was rewound and rejoined as a standby of our cluster is safe again as a reader.
-    if (role === 'standby' && health.fenced && (host.cluster.systemId === null || probe.systemId === host.cluster.systemId)) health.fenced = false
+    const minTimeline = host.cluster.minTimeline
+    const onCurrentTimeline = minTimeline === null || probe.timeline === null || probe.timeline >= minTimeline
+    // A fenced old primary is safe again as a reader only once it is a standby of our cluster on the
+    // current timeline (rewound): restarted as a standby as it was, it holds writes the cluster lost.
+    if (role === 'standby' && health.fenced && onCurrentTimeline && (host.cluster.systemId === null || probe.systemId === host.cluster.systemId)) health.fenced = false
+    // A standby on an older timeline with no WAL receiver streaming cannot follow the primary: its
+    // data may have diverged, and it will not catch up. No reads until it does.
+    health.readFence =
+      role === 'standby' && !onCurrentTimeline && !probe.receiving
+        ? `on timeline ${probe.timeline}, older than the primary's ${minTimeline}, and not streaming: it cannot follow the cluster (a diverged old primary?)`
+        : null
     if (shownPrimary(host.state) === endpoint && role !== 'primary' && startedAt >= this.evidence.changedAt) {
       host.leave(endpoint, `demoted: ${endpoint.name} is ${role} now${doubted ? ` (confirming: ${doubted})` : ''}`)
       host.startRound(`${endpoint.name} is ${role} now`)

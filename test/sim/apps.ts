@@ -70,6 +70,15 @@ export class Apps {
     }))
   }
 
+  /**
+   * Callers that set session state on a checked-out client (a tenant, as row-level-security apps
+   * do per request) and read it back: the answer must be their own setting, or an error — never a
+   * read answered on another session.
+   */
+  sessions(count: number): void {
+    for (let i = 0; i < count; i++) this.#loop(() => this.#sessionRead())
+  }
+
   /** Listeners that throw on the given events. */
   throwingListeners(events: readonly string[]): void {
     for (const event of events) {
@@ -135,6 +144,21 @@ export class Apps {
   async #read(): Promise<void> {
     const result = await this.#track('read', () => this.pool.reader.query('SELECT count(*)::int AS n FROM ledger'))
     if (!(result instanceof Error)) this.counts.reads++
+  }
+
+  async #sessionRead(): Promise<void> {
+    const tenant = `tenant${++this.#ids}`
+    const client = await this.#track(`checkout for ${tenant}`, () => this.pool.connect())
+    if (client instanceof Error) return
+    let failure: Error | undefined
+    const set = await this.#track(`SET ${tenant}`, () => client.query(`SET app.tenant = '${tenant}'`))
+    if (set instanceof Error) failure = set
+    else {
+      const read = await this.#track(`read as ${tenant}`, () => client.query("SELECT current_setting('app.tenant', true) AS tenant"))
+      if (read instanceof Error) failure = read
+      else if (read.rows[0]?.tenant !== tenant) this.world.fail('read-without-session', `a read on ${tenant}'s checked-out client answered as '${read.rows[0]?.tenant}'`)
+    }
+    client.release(failure)
   }
 
   async #readOnlyTx(): Promise<void> {

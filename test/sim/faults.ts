@@ -12,6 +12,8 @@ export const FAULT_KINDS = [
   'refuse-connects',
   'idle-sweep',
   'read-only-primary',
+  'detach-standby',
+  'diverged-rejoin',
 ] as const
 
 export type FaultKind = (typeof FAULT_KINDS)[number]
@@ -150,6 +152,40 @@ export class Faults {
         for (const s of idle) any.terminate(s)
         return
       }
+      case 'detach-standby': {
+        const standby = standbys.length > 0 ? this.#clock.pick(standbys) : null
+        if (!standby || standby.detachedAt !== null) return
+        this.#note(`${standby.name}'s WAL receiver can no longer reach its upstream`)
+        standby.receiverUp = false
+        standby.detachedAt = this.#clock.now()
+        this.#later(200, 3000, () => {
+          standby.receiverUp = true
+          standby.detachedAt = null
+          standby.replicateSoon()
+          this.lastDisturbance = this.#clock.now()
+        })
+        return
+      }
+      case 'diverged-rejoin': {
+        // An old primary that wrote after the promotion comes back as a standby without pg_rewind.
+        const candidate = this.#bestStandby()
+        if (!primary || !candidate || this.#roleFault) return
+        this.#roleFault = true
+        this.#note(`promote ${candidate.name}; ${primary.name} keeps writing, then rejoins WITHOUT pg_rewind`)
+        candidate.promote()
+        for (const n of this.world.nodes) if (n !== candidate && n !== primary && n.role === 'standby') this.#repoint(n, candidate)
+        this.#later(100, 1500, () => {
+          primary.rejoinAsStandby(candidate, false)
+          this.#note(`${primary.name} rejoined as a standby of ${candidate.name}${primary.diverged ? ', diverged' : ''}`)
+          this.#later(500, 3000, () => {
+            this.#note(`${primary.name} rewound`)
+            primary.rejoinAsStandby(candidate, true)
+            this.#roleFault = false
+            this.lastDisturbance = this.#clock.now()
+          })
+        })
+        return
+      }
       case 'read-only-primary': {
         if (!primary || this.#roleFault) return
         this.#note(`${primary.name} set default_transaction_read_only`)
@@ -171,6 +207,8 @@ export class Faults {
       n.refusal = null
       n.holdMs = 0
       n.readOnly = false
+      n.receiverUp = true
+      n.detachedAt = null
     }
     const primaries = this.world.nodes.filter((n) => n.role === 'primary')
     let primary = this.world.truePrimary() ?? primaries[0] ?? this.world.nodes[0]!
@@ -181,15 +219,23 @@ export class Faults {
     primary.start()
     for (const n of this.world.nodes) {
       if (n === primary) continue
-      if (n.role === 'primary' || n.state === 'down' || n.upstream !== primary) n.rejoinAsStandby(primary, true)
+      n.checkDiverged()
+      if (n.role === 'primary' || n.state === 'down' || n.upstream !== primary || n.diverged) n.rejoinAsStandby(primary, true)
     }
     this.lastDisturbance = this.#clock.now()
     this.#note(`healed: ${primary.name} is the primary`)
   }
 
+  /** A standby follows the new primary; one that replayed past the fork point cannot, and is diverged until rewound. */
+  #repoint(standby: SimNode, next: SimNode): void {
+    standby.follow(next)
+    standby.checkDiverged()
+    if (standby.diverged) this.#note(`${standby.name} had replayed past ${next.name}'s fork point: diverged`)
+  }
+
   #failover(old: SimNode, next: SimNode, lo: number, hi: number): void {
     next.promote()
-    for (const n of this.world.nodes) if (n !== next && n !== old && n.role === 'standby') n.follow(next)
+    for (const n of this.world.nodes) if (n !== next && n !== old && n.role === 'standby') this.#repoint(n, next)
     this.#later(lo, hi, () => {
       this.#note(`${old.name} rejoins as a standby of ${next.name} (rewound)`)
       old.rejoinAsStandby(next, true)

@@ -68,6 +68,8 @@ export interface NodeWorld {
   canFollow(tl: number, length: number, upstreamTl: number): boolean
   /** A new timeline forked from `parent` after `length` commits. */
   newTimeline(parent: number, length: number): number
+  /** An application read ran on `node` (the stale-read invariants judge it). */
+  read(node: SimNode): void
   trace(line: string): void
 }
 
@@ -243,7 +245,10 @@ export class SimNode {
       else this.#commit(id)
       return this.#answer(session, st, rows('INSERT'))
     }
-    if (/^SELECT count\(\*\)::int AS n FROM ledger$/i.test(sql)) return this.#answer(session, st, rows('SELECT', { n: this.history.length }))
+    if (/^SELECT count\(\*\)::int AS n FROM ledger$/i.test(sql)) {
+      this.world.read(this)
+      return this.#answer(session, st, rows('SELECT', { n: this.history.length }))
+    }
     if (/^SELECT 1/i.test(sql)) return this.#answer(session, st, rows('SELECT', { '?column?': 1 }))
     if (session.txStatus === 'T') session.txStatus = 'E'
     this.#answer(session, st, { error: pgError(`syntax error in simulated statement: ${sql.slice(0, 40)}`, '42601') })
@@ -255,12 +260,19 @@ export class SimNode {
     for (const f of this.followers) f.replicateSoon()
   }
 
+  /** True while this standby's WAL receiver streams: its upstream is up and it can follow it. */
+  get receiving(): boolean {
+    const up = this.upstream
+    return up !== null && this.receiverUp && up.state !== 'down' && this.world.canFollow(this.timeline, this.history.length, up.timeline)
+  }
+
   #probeRow(): Answer {
     return rows('SELECT', {
       in_recovery: this.inRecovery,
       read_only: this.inRecovery || this.readOnly,
       system_id: this.systemId,
       timeline: this.timeline,
+      receiving: !this.inRecovery || this.receiving,
       lsn: lsnOf(this.history.length),
       lag_ms: 0,
       server_version: 150000,
@@ -332,6 +344,8 @@ export class SimNode {
     if (this.role !== 'standby') return
     this.follow(null)
     this.role = 'primary'
+    this.receiverUp = true
+    this.detachedAt = null
     this.timeline = this.world.newTimeline(this.timeline, this.history.length)
     this.world.trace(`${this.name} promoted (timeline ${this.timeline}, ${this.history.length} commits)`)
     for (const watcher of [...this.#watchers]) this.world.clock.setTimeout(watcher, this.world.clock.between(0.5, 5))
@@ -373,11 +387,30 @@ export class SimNode {
     this.#lose(session, pgError('terminating connection due to administrator command', '57P01', 'FATAL'))
   }
 
+  /** Simulated time its WAL receiver stopped streaming (detachStandby), or null. */
+  detachedAt: number | null = null
+  /**
+   * Simulated time since which this standby holds commits its upstream's timeline never got (it
+   * rejoined without pg_rewind, or had replayed past the point where another node was promoted), or null.
+   */
+  divergedSince: number | null = null
+
+  get diverged(): boolean {
+    return this.divergedSince !== null
+  }
+
+  /** Marks this standby diverged if it can no longer follow its upstream. */
+  checkDiverged(): void {
+    const up = this.upstream
+    if (this.role === 'standby' && up !== null && this.divergedSince === null && !this.world.canFollow(this.timeline, this.history.length, up.timeline)) this.divergedSince = this.world.clock.now()
+  }
+
   /** The old primary rejoins as a standby of `upstream` (after pg_rewind when `rewind`: its extra commits are discarded). */
   rejoinAsStandby(upstream: SimNode, rewind: boolean): void {
     this.kill()
     this.role = 'standby'
     this.readOnly = false
+    this.divergedSince = null
     if (rewind) {
       // Keep only what the new primary has too (the common prefix).
       let common = 0
@@ -387,6 +420,7 @@ export class SimNode {
     }
     this.state = 'up'
     this.follow(upstream)
+    this.checkDiverged()
   }
 
   #lose(session: Session, error: Error): void {

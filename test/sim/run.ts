@@ -27,8 +27,12 @@ export interface ScheduleConfig {
   readonly writers: number
   readonly txWriters: number
   readonly readers: number
-  readOnlyTx: number
+  readonly readOnlyTx: number
   readonly readYourWrites: number
+  /** Callers that set session state on a checked-out client and read it back. */
+  readonly sessions: number
+  /** `maxReplicaLagMs` (null: no limit). */
+  readonly maxReplicaLagMs: number | null
   readonly throwing: readonly string[]
   readonly faults: readonly FaultKind[]
   readonly durationMs: number
@@ -81,6 +85,8 @@ export function drawConfig(clock: SimClock, profile: Profile, overrides: Partial
     readers: clock.pick([0, 1, 2]),
     readOnlyTx: clock.pick([0, 0, 1]),
     readYourWrites: clock.pick([0, 0, 1]),
+    sessions: clock.pick([0, 0, 1]),
+    maxReplicaLagMs: clock.chance(0.4) ? clock.pick([300, 800]) : null,
     throwing: clock.chance(0.4) ? EVENTS.filter(() => clock.chance(0.5)) : [],
     faults: FAULT_KINDS.filter(() => clock.chance(0.6)),
     durationMs: crowd && short ? clock.between(300, 700) : short ? clock.between(500, 1_800) : clock.between(1_500, 5_000),
@@ -141,6 +147,7 @@ export async function runSchedule(seed: number, profile: Profile = 'short', over
     failureThreshold: config.failureThreshold,
     promotionWatch: config.promotionWatch,
     routeReads: config.routeReads,
+    ...(config.maxReplicaLagMs !== null ? { maxReplicaLagMs: config.maxReplicaLagMs } : {}),
     ...(hook ? { onPromote: hook, onPromoteFailure: config.onPromoteFailure } : {}),
   }
   Object.assign(options, hookBoundOption(config))
@@ -156,6 +163,9 @@ export async function runSchedule(seed: number, profile: Profile = 'short', over
 
   let steps = 0
   const bounds = boundsOf(config, world)
+  // Reads go only where the pool can vouch for them, once its probes had time to see the change.
+  const learnMs = 2 * config.healthCheckIntervalMs * 1.2 + config.probeTimeoutMs + 100
+  world.readBounds = { divergedMs: learnMs, detachedMs: config.maxReplicaLagMs === null ? Infinity : config.maxReplicaLagMs + learnMs }
   const pool = new FailoverPool(options, { observe: (c) => world.observe(c) })
   const apps = new Apps(world, pool)
   const faults = new Faults(world, config.faults)
@@ -182,6 +192,7 @@ export async function runSchedule(seed: number, profile: Profile = 'short', over
     apps.readers(config.readers)
     apps.readOnlyTransactions(config.readOnlyTx)
     apps.readYourWrites(config.readYourWrites)
+    apps.sessions(config.sessions)
     apps.throwingListeners(config.throwing)
     faults.start(100, profile === 'short' ? 500 : 900)
 

@@ -56,6 +56,11 @@ export class World implements NodeWorld, ClientWorld {
   #nextTimeline = 2
   readonly #trace: string[] = []
   violation: Violation | null = null
+  /**
+   * How long after a node stopped being trustworthy (diverged, detached) the pool may still send it
+   * reads: it learns from its probes. Infinity for detachment when no lag limit is set.
+   */
+  readBounds = { divergedMs: Infinity, detachedMs: Infinity }
   /** The coordinator's writer state at the last step (traced when it changes). */
   lastState: object | null = null
 
@@ -93,6 +98,16 @@ export class World implements NodeWorld, ClientWorld {
     const adopted = this.pool.adoptedAt.get(commit.node.name) ?? -1
     record.commits.push({ ...commit, leftBefore: left > adopted })
     if (record.commits.length > 1) this.fail('write-run-twice', `${commit.writeId} committed ${record.commits.length} times (${record.commits.map((c) => `${c.node.name}@${c.at.toFixed(1)}`).join(', ')})`)
+  }
+
+  read(node: SimNode): void {
+    const now = this.clock.now()
+    if (node.role === 'standby' && node.divergedSince !== null && now > node.divergedSince + this.readBounds.divergedMs) {
+      this.fail('stale-read', `${node.name} served a read at ${now.toFixed(1)}, ${(now - node.divergedSince).toFixed(0)} ms after it diverged (holding commits the cluster lost)`)
+    }
+    if (node.role === 'standby' && node.detachedAt !== null && now > node.detachedAt + this.readBounds.detachedMs) {
+      this.fail('lagging-read', `${node.name} served a read at ${now.toFixed(1)}, ${(now - node.detachedAt).toFixed(0)} ms after its WAL receiver stopped, past the lag limit`)
+    }
   }
 
   trace(line: string): void {

@@ -411,6 +411,40 @@ export class Cluster extends TempHarness {
     await this.waitStreamingFrom(n, p)
   }
 
+  /**
+   * The mistake pg_rewind exists to prevent: restart an old primary as a standby of `newPrimary`
+   * as it is, without rewinding it. If it wrote after `newPrimary` was promoted it holds commits the
+   * new timeline never got and can never follow it (its WAL receiver keeps failing), yet it answers
+   * as a hot standby. Resolves once it accepts connections (in recovery).
+   */
+  async restartAsStandbyWithoutRewind(node: ClusterNode | string, newPrimary: ClusterNode | string): Promise<void> {
+    const n = this.resolve(node)
+    const p = this.resolve(newPrimary)
+    if (n === p) throw new Error(`restartAsStandbyWithoutRewind(${n.name}): a node cannot replicate from itself`)
+    await this.stop(n, 'fast')
+    if (postmasterPid(n.dataDir) === null) this.removeStaleLockFiles(n)
+    this.configureAsStandby(n, p)
+    await this.pgCtlStart(n)
+    await waitUntil(() => this.isInRecovery(n), { what: `${n.name} to run as a standby`, timeout: DEFAULT_TIMEOUT_MS, interval: 20 })
+  }
+
+  /**
+   * Cut a running standby off its upstream: its `primary_conninfo` points at a port nobody listens
+   * on (as after a reload with a typo, or a firewall change), so its WAL receiver keeps failing.
+   */
+  async detach(standby: ClusterNode | string, closedPort: number): Promise<void> {
+    const s = this.resolve(standby)
+    await this.withClient(s, async (c) => {
+      await c.query(`ALTER SYSTEM SET primary_conninfo = ${pgLiteral(`host=127.0.0.1 port=${closedPort} user=postgres application_name=${s.name}`)}`)
+      await c.query('SELECT pg_reload_conf()')
+    })
+    await waitUntil(async () => (await this.sql<{ n: number }>(s, "SELECT count(*)::int AS n FROM pg_stat_wal_receiver WHERE status = 'streaming'"))[0]!.n === 0, {
+      what: `${s.name}'s WAL receiver to stop streaming`,
+      timeout: DEFAULT_TIMEOUT_MS,
+      interval: 50,
+    })
+  }
+
   // ------------------------------------------------------------------ replication helpers
 
   /** `SELECT pg_wal_replay_pause()` and wait until pg_get_wal_replay_pause_state() = 'paused'. */

@@ -26,6 +26,8 @@ export class FakeEndpoint extends Endpoint {
   systemId = 'S1'
   /** Probes sent to this node. */
   probes = 0
+  /** A standby's WAL receiver streams (false: detached, or it cannot follow). */
+  receiving = true
   /** What the coordinator did to this node's connections, in order: fresh pools, a leave (cut), a stalled replica's cut. */
   readonly actions: Array<'refresh' | 'leave' | 'cut-stalled'> = []
   /** The answer grace (ms) of every leave, in order. */
@@ -57,6 +59,7 @@ export class FakeEndpoint extends Endpoint {
           readOnly: mode === 'read-only',
           systemId: this.systemId,
           timeline: this.timeline,
+          receiving: mode !== 'standby' || this.receiving,
           lsn: '0/3000000',
           lagMs: 0,
           serverVersion: 150000,
