@@ -2,11 +2,13 @@
  * The deterministic simulator's command line: `npm run simulate -- --seed N --runs M`.
  * Runs schedules N .. N+M-1 (test/sim/run.ts; `--long` for longer, busier ones) and prints, per invariant broken, the first seeds
  * that broke it; `--seed N --runs 1 --trace` prints one schedule's configuration and trace, which
- * replay exactly. `--soak N` runs one pool through N failovers and checks that what it retains
+ * replay exactly (with the same flags). `--faults a,b` draws only those fault kinds, in 4-second
+ * schedules; `--duration MS` sets the traffic phase. `--soak N` runs one pool through N failovers and checks that what it retains
  * (inner pools, connections, timers, listeners, waiters) does not grow. Exits 1 when any schedule
  * broke an invariant.
  */
-import { runSchedule } from '../test/sim/run.js'
+import type { FaultKind } from '../test/sim/faults.js'
+import { type ScheduleConfig, runSchedule } from '../test/sim/run.js'
 import { runSoak } from '../test/sim/soak.js'
 
 function arg(name: string, fallback: number): number {
@@ -28,6 +30,11 @@ if (soak > 0) {
 const first = arg('seed', 1)
 const runs = arg('runs', 100)
 const showTrace = process.argv.includes('--trace')
+// --faults a,b: only these fault kinds (and schedules long enough for them to matter); --duration ms.
+const faultsArg = process.argv.indexOf('--faults')
+const overrides: Partial<ScheduleConfig> = {}
+if (faultsArg !== -1) Object.assign(overrides, { faults: process.argv[faultsArg + 1]!.split(',') as FaultKind[], durationMs: 4_000, endEarlyAt: null })
+if (process.argv.includes('--duration')) Object.assign(overrides, { durationMs: arg('duration', 4_000) })
 const profile = process.argv.includes('--long') ? 'long' : 'short'
 const quiet = process.argv.includes('--quiet')
 const started = performance.now()
@@ -35,7 +42,7 @@ const broken = new Map<string, number[]>()
 let steps = 0
 let simulated = 0
 for (let seed = first; seed < first + runs; seed++) {
-  const result = await runSchedule(seed, profile)
+  const result = await runSchedule(seed, profile, overrides)
   steps += result.steps
   simulated += result.simulatedMs
   if (result.violation) {
