@@ -327,8 +327,12 @@ function describeState(state: { kind: string } & Record<string, any>): string {
 function unsettled(world: World, pool: FailoverPool, config: ScheduleConfig): string | null {
   const truth = world.truePrimary()
   const status = pool.status()
-  const refusing = config.hook === 'fail' || config.hook === 'hang' ? config.onPromoteFailure === 'refuse' : false
-  if (!refusing && truth && status.primary !== truth.name) {
+  // onPromoteFailure 'refuse' keeps a node whose hook failed (or timed out: a proxy may hold even a
+  // quick hook past onPromoteTimeoutMs) out until switchTo(): no primary is then the configured answer.
+  const coordinator = world.pool.coordinator!
+  const truthEndpoint = truth ? coordinator.endpoints.find((e) => e.name === truth.name) : undefined
+  const refused = truthEndpoint !== undefined && coordinator.health(truthEndpoint).refusedByHook
+  if (!refused && truth && status.primary !== truth.name) {
     return `primary: the cluster healed with ${truth.name} as primary, but the pool's primary is ${status.primary} (${world.pool.coordinator?.state.kind}; ${status.lastElection})`
   }
   for (const e of status.endpoints) {
