@@ -47,11 +47,23 @@ export interface SplitBrainEvent {
   readonly at: string
 }
 
-/** `stateStoreError`: the state store failed; the pool keeps serving from its own probes. */
+/**
+ * `stateStoreError`: the state store failed, or could not record the pool's decision; the pool
+ * keeps serving from its own probes, and `status().stateStore` shows it (`degraded` while the
+ * decision is not recorded).
+ */
 export interface StateStoreErrorEvent {
+  /** `load`: reading the store (at start, or before a heal); `save`: recording a decision. */
   readonly operation: 'load' | 'save'
-  readonly failure: 'unavailable' | 'corrupt' | 'timeout'
+  /**
+   * `unavailable` (refused or failed), `corrupt` (held something that is not a record; it was set
+   * aside or replaced), `timeout` (past `stateStoreTimeoutMs`), `conflict` (compare-and-set lost
+   * three times in a row to other writers).
+   */
+  readonly failure: 'unavailable' | 'corrupt' | 'timeout' | 'conflict'
+  /** What happened, in words (password-free). */
   readonly message: string
+  /** When (ISO 8601). */
   readonly at: string
 }
 

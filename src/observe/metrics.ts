@@ -57,6 +57,7 @@ export function registerMetrics(pool: { status(): FailoverPoolStatus }, options:
   gauge('ready', '1 when a verified primary is known', [], (g) => g.set({ pool: poolLabel }, current().ready ? 1 : 0), true)
   gauge('failovers_total', 'Failovers completed since the pool started', [], (g) => g.set({ pool: poolLabel }, current().failovers))
   gauge('epoch', 'Topology epoch (grows with every change of primary)', [], (g) => g.set({ pool: poolLabel }, current().epoch))
+  gauge('state_store_degraded', '1 while the state store cannot record the pool\'s decision', [], (g) => g.set({ pool: poolLabel }, current().stateStore.degraded ? 1 : 0))
   gauge('endpoint_role', '1 for the role each endpoint is in now', ['endpoint', 'role'], (g) => {
     for (const e of current().endpoints) for (const role of ENDPOINT_ROLES) g.set({ pool: poolLabel, endpoint: e.name, role }, e.role === role ? 1 : 0)
   })

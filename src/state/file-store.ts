@@ -1,13 +1,14 @@
 import { type Clock, systemClock } from '../clock.js'
 import { constants, promises as fs } from 'node:fs'
 import path from 'node:path'
+import { acquireFileLock } from './file-lock.js'
 import { type CompareAndSetResult, type StateRecord, type StateStore, StateStoreError, type StateUpdate, asStateRecord } from './state-store.js'
 
 /** Options of {@link FileStateStore}. */
 export interface FileStateStoreOptions {
   /** How long to wait for another process's lock before failing a write, in ms. Default 2000. */
   lockTimeoutMs?: number
-  /** A lock file older than this is from a dead process and is broken, in ms. Default 10000. */
+  /** A lock older than this is from a dead or stuck process and is broken, in ms. Default 10000. */
   staleLockMs?: number
   /** Time source for the lock wait and its retry pauses (tests inject a fake). Default: the real clock. */
   clock?: Clock
@@ -16,9 +17,12 @@ export interface FileStateStoreOptions {
 /**
  * Keeps the decision in a JSON file, so a restarted process starts on the node recorded there.
  * Writes are atomic (write a temporary file, fsync, rename, fsync the directory) with mode 0600;
- * compare-and-set holds an exclusive lock file, so processes on one host can share the file.
- * A corrupted file is set aside (renamed `*.corrupt-<time>`, never deleted) and reported as a
- * `StateStoreError('corrupt')`; the pool then carries on from its own probes.
+ * compare-and-set holds an exclusive lock (the directory `<file>.lockdir`, see
+ * {@link acquireFileLock}: a stale lock is broken without a race), so processes on one host can
+ * share the file. A corrupted file is set aside (renamed `*.corrupt-<time>`, never deleted) and
+ * reported: load() rejects with `StateStoreError('corrupt')`, compareAndSet() says so in its
+ * result's `corrupt`; the pool's next decision replaces it. A deleted file, or an older copy put
+ * back, is written over by the pool's next save or heal.
  */
 export class FileStateStore implements StateStore {
   readonly #file: string
@@ -59,21 +63,25 @@ export class FileStateStore implements StateStore {
   }
 
   async compareAndSet(expectedVersion: number | null, update: StateUpdate): Promise<CompareAndSetResult> {
-    const release = await this.#lock()
+    const release = await acquireFileLock(`${this.#file}.lockdir`, { timeoutMs: this.#lockTimeoutMs, staleMs: this.#staleLockMs, clock: this.#clock })
     try {
       let current: StateRecord | null
+      let corrupt: string | undefined
       try {
         current = await this.load()
       } catch (err) {
         if (!(err instanceof StateStoreError) || err.failure !== 'corrupt') throw err
         // Keep the damaged file for a human; the new decision replaces it.
-        await fs.rename(this.#file, `${this.#file}.corrupt-${Date.now()}`).catch(() => undefined)
+        const aside = `${this.#file}.corrupt-${Date.now()}`
+        await fs.rename(this.#file, aside).catch(() => undefined)
+        corrupt = `${err.message}; set aside as ${aside}`
         current = null
       }
-      if ((current?.version ?? null) !== expectedVersion) return { ok: false, current }
+      const extra = corrupt === undefined ? {} : { corrupt }
+      if ((current?.version ?? null) !== expectedVersion) return { ok: false, current, ...extra }
       const record: StateRecord = { ...update, version: (current?.version ?? 0) + 1 }
       await this.#writeAtomically(JSON.stringify(record, null, 2) + '\n')
-      return { ok: true, record }
+      return { ok: true, record, ...extra }
     } finally {
       await release()
     }
@@ -100,30 +108,6 @@ export class FileStateStore implements StateStore {
     } catch (err) {
       await fs.unlink(tmp).catch(() => undefined)
       throw new StateStoreError('unavailable', `cannot write state file ${this.#file}: ${(err as Error).message}`, { cause: err })
-    }
-  }
-
-  async #lock(): Promise<() => Promise<void>> {
-    const lockFile = `${this.#file}.lock`
-    const deadline = this.#clock.now() + this.#lockTimeoutMs
-    for (let delay = 2; ; delay = Math.min(delay * 2, 50)) {
-      try {
-        const handle = await fs.open(lockFile, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600)
-        await handle.writeFile(String(process.pid))
-        await handle.close()
-        return () => fs.unlink(lockFile).catch(() => undefined)
-      } catch (err) {
-        const code = (err as NodeJS.ErrnoException).code
-        if (code !== 'EEXIST') throw new StateStoreError('unavailable', `cannot lock state file ${this.#file}: ${(err as Error).message}`, { cause: err })
-        const stat = await fs.stat(lockFile).catch(() => null)
-        // The lock file's age is wall-clock time (its mtime), not the pool's clock.
-        if (stat && Date.now() - stat.mtimeMs > this.#staleLockMs) {
-          await fs.unlink(lockFile).catch(() => undefined)
-          continue
-        }
-        if (this.#clock.now() > deadline) throw new StateStoreError('timeout', `state file ${this.#file} stayed locked for ${this.#lockTimeoutMs} ms`)
-        await new Promise<void>((r) => this.#clock.setTimeout(r, delay))
-      }
     }
   }
 }

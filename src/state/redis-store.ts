@@ -1,5 +1,6 @@
 import { type Clock, type TimerHandle, systemClock, withDeadline } from '../clock.js'
 import { maskPassword } from '../errors.js'
+import { type RecordPosition, isNewerRecord } from './record-order.js'
 import { type CompareAndSetResult, type StateRecord, type StateStore, StateStoreError, type StateUpdate, asStateRecord } from './state-store.js'
 
 /**
@@ -49,6 +50,7 @@ export interface RedisStateStoreOptions {
 // not a well-formed record counts as absent (the same checks as asStateRecord), so a
 // compare-and-set from null replaces it and pools recover without a human, like FileStateStore.
 // The caller builds the new JSON (version = expected + 1), which keeps cjson's encoder out of it.
+// A third reply element says a value that was not a record was replaced (reported as corrupt).
 const COMPARE_AND_SET = `
 local function isint(v) return type(v) == 'number' and v == math.floor(v) end
 local function version(raw)
@@ -72,13 +74,14 @@ if current ~= expected then
 end
 redis.call('SET', KEYS[1], ARGV[2])
 redis.call('PUBLISH', ARGV[3], ARGV[2])
+if raw and current == nil then return {1, ARGV[2], 'replaced'} end
 return {1, ARGV[2]}
 `
 
-/** A listener of {@link RedisStateStore.watch} and the highest version it was given. */
+/** A listener of {@link RedisStateStore.watch} and the newest record (epoch, then version) it was given. */
 interface Watcher {
   readonly listener: (record: StateRecord) => void
-  lastSeen: number
+  lastSeen: RecordPosition | null
 }
 
 /**
@@ -152,20 +155,25 @@ export class RedisStateStore implements StateStore {
     if (!Array.isArray(reply) || (reply[0] !== 1 && reply[0] !== 0)) {
       throw new StateStoreError('unavailable', `unexpected reply from the compare-and-set script on key "${this.#key}"`)
     }
-    if (reply[0] === 1) return { ok: true, record }
+    if (reply[0] === 1) {
+      // `raw` was there but not a record (the script only writes over one when it expected nothing).
+      return reply[2] === 'replaced' ? { ok: true, record, corrupt: `Redis key "${this.#key}" held a value that was not a valid state record; replaced` } : { ok: true, record }
+    }
     const current = reply[1]
     return { ok: false, current: typeof current === 'string' ? this.#parse(current) : null }
   }
 
   /**
-   * Calls `listener` with each record newer than the last one it was given: first the stored
-   * record (if any), then every record another process (or this one) stores. Pub/sub delivers
+   * Calls `listener` with each record newer than the last one it was given (a higher epoch, or the
+   * same epoch and a higher version: versions start again at 1 after the key was lost, e.g. to a
+   * FLUSHALL or a Redis restarted without persistence): first the stored record (if any), then
+   * every record another process (or this one) stores. Pub/sub delivers
    * within milliseconds; polling every `pollIntervalMs` catches what pub/sub missed. Listener
    * errors are swallowed (they must not break the watch). Returns the unsubscribe function.
    */
   watch(listener: (record: StateRecord) => void): () => void {
     if (this.#closed) return () => undefined
-    const watcher: Watcher = { listener, lastSeen: 0 }
+    const watcher: Watcher = { listener, lastSeen: null }
     this.#watchers.add(watcher)
     if (this.#watchers.size === 1) this.#startWatching()
     else void this.#poll()
@@ -260,8 +268,8 @@ export class RedisStateStore implements StateStore {
 
   #deliver(record: StateRecord): void {
     for (const watcher of [...this.#watchers]) {
-      if (record.version <= watcher.lastSeen || !this.#watchers.has(watcher)) continue
-      watcher.lastSeen = record.version
+      if (!isNewerRecord(record, watcher.lastSeen) || !this.#watchers.has(watcher)) continue
+      watcher.lastSeen = { epoch: record.epoch, version: record.version }
       try {
         watcher.listener(record)
       } catch {

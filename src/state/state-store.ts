@@ -14,7 +14,10 @@ export interface StateRecord {
   readonly systemId: string | null
   /** Timeline the primary was verified on; a writable node on an older one is stale. */
   readonly timeline: number | null
-  /** Grows by one with every failover; orders decisions across processes. */
+  /**
+   * Grows with every change of primary, across every process sharing the store; orders decisions.
+   * A record is never overwritten by one naming another primary at an equal or lower epoch.
+   */
   readonly epoch: number
   /** When the decision was made (ISO 8601). */
   readonly updatedAt: string
@@ -25,10 +28,14 @@ export interface StateRecord {
 /** A record to write: everything but the version, which the store assigns. */
 export type StateUpdate = Omit<StateRecord, 'version'>
 
-/** Outcome of {@link StateStore.compareAndSet}. */
+/**
+ * Outcome of {@link StateStore.compareAndSet}. `corrupt` (optional, on either branch) says, in
+ * words, that the store held something that was not a valid record and set it aside or replaced
+ * it; the pool reports it as a `stateStoreError` with failure `'corrupt'`.
+ */
 export type CompareAndSetResult =
-  | { readonly ok: true; readonly record: StateRecord }
-  | { readonly ok: false; readonly current: StateRecord | null }
+  | { readonly ok: true; readonly record: StateRecord; readonly corrupt?: string }
+  | { readonly ok: false; readonly current: StateRecord | null; readonly corrupt?: string }
 
 /**
  * A pluggable store with a versioned compare-and-set. Implementations must make `compareAndSet`
@@ -40,7 +47,9 @@ export interface StateStore {
   load(): Promise<StateRecord | null>
   /**
    * Writes `update` as version `expectedVersion + 1` only if the stored version is
-   * `expectedVersion` (null: nothing stored). Otherwise returns what is stored now.
+   * `expectedVersion` (null: nothing stored). Otherwise returns what is stored now. Versions start
+   * again at 1 when the store lost its record (a flushed Redis, a deleted file), so decisions are
+   * ordered by epoch first (see `isNewerRecord`).
    */
   compareAndSet(expectedVersion: number | null, update: StateUpdate): Promise<CompareAndSetResult>
   /**
@@ -52,8 +61,12 @@ export interface StateStore {
   close?(): Promise<void>
 }
 
-/** Why a store operation failed. */
-export type StateStoreFailure = 'unavailable' | 'corrupt' | 'timeout'
+/**
+ * Why a store operation failed: `unavailable` (refused or failed), `corrupt` (holds something that
+ * is not a record), `timeout` (past its deadline), `conflict` (compare-and-set kept losing to other
+ * writers; reported by the pool, never thrown by a store).
+ */
+export type StateStoreFailure = 'unavailable' | 'corrupt' | 'timeout' | 'conflict'
 
 /** A store could not be read or written. The pool reports it (event, status) and keeps serving. */
 export class StateStoreError extends Error {

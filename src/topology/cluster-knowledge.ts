@@ -10,7 +10,10 @@ export class ClusterKnowledge {
   systemId: string | null = null
   /** Writable nodes on an older timeline than this are stale old primaries. */
   minTimeline: number | null = null
-  /** Grows by one with each change of primary decided here or followed from the store. */
+  /**
+   * Grows with each change of primary decided here or followed from the store; never decreases.
+   * (The coordinator may raise it directly when the store confirms the primary it uses.)
+   */
   epoch = 0
   /** Completed failovers since the pool was created. */
   failovers = 0
@@ -19,10 +22,24 @@ export class ClusterKnowledge {
 
   constructor(private readonly topology: 'physical' | 'logical') {}
 
-  /** Takes in a decision read from the store (ours from before a restart, or another instance's). */
+  /**
+   * The primary the current epoch stands for: the one adopted at that epoch here, or named by the
+   * store's record at it. Adopting any other node makes a new, higher epoch. Null before either.
+   */
+  get epochPrimary(): string | null {
+    return this.#epochPrimary
+  }
+
+  #epochPrimary: string | null = null
+
+  /**
+   * Takes in a decision read from the store (ours from before a restart, or another instance's).
+   * At an equal epoch the store's record wins: it was recorded first, so its primary is what that
+   * epoch stands for from now on.
+   */
   learnFromStore(record: StateRecord): void {
     this.storedPrimary = record.primary
-    this.epoch = Math.max(this.epoch, record.epoch)
+    this.#takeEpoch(record)
     if (this.topology !== 'physical') return
     if (this.systemId === null) this.systemId = record.systemId
     this.raiseTimeline(record.timeline)
@@ -41,17 +58,29 @@ export class ClusterKnowledge {
   }
 
   /**
-   * The epoch once `primary` is adopted: following a decision another instance recorded keeps its
-   * epoch; a decision of our own makes a new one. An unchanged primary keeps the epoch it has.
+   * The epoch once `primary` is adopted. Epochs strictly increase with every change of primary
+   * across every instance sharing the store: the newest decision known (ours, or the store's
+   * record, which wins at an equal epoch) keeps its epoch when `primary` is the node it names
+   * (re-verifying it, or following another instance's decision); any other node gets the next
+   * epoch above everything known — also when this pool re-elects its own earlier primary after
+   * the store named another one at its epoch. `changed` (the writer moved) only counts failovers.
    */
   adopt(primary: string, changed: boolean, stored: StateRecord | null): number {
-    if (changed || this.epoch === 0) {
-      if (stored && stored.primary === primary && stored.epoch >= this.epoch && stored.epoch > 0) this.epoch = stored.epoch
-      else this.epoch = Math.max(this.epoch, stored?.epoch ?? 0) + 1
+    if (stored) this.#takeEpoch(stored)
+    if (this.epoch === 0 || this.#epochPrimary !== primary) {
+      this.epoch++
+      this.#epochPrimary = primary
     }
     if (changed) this.failovers++
     this.storedPrimary = primary
     return this.epoch
+  }
+
+  /** Moves to a stored decision's epoch when it is at least ours (the store wins ties). */
+  #takeEpoch(record: StateRecord): void {
+    if (record.epoch < this.epoch || record.epoch <= 0) return
+    this.epoch = record.epoch
+    this.#epochPrimary = record.primary
   }
 
   /** The epoch a promotion hook is told its node will have. */

@@ -20,6 +20,9 @@ import { Transitions } from './transitions.js'
 import { Waiters } from './waiters.js'
 import { type Loss, type WriterState, lossOf, shownPrimary, writingTo } from './writer-state.js'
 
+/** How often, at most, a verified pool checks that the state store still holds its decision (ms). */
+const STATE_HEAL_INTERVAL_MS = 30_000
+
 /** What the coordinator is built from; endpoints and watches are injected so its rules run on a fake clock. */
 export interface CoordinatorDeps {
   readonly endpoints: readonly Endpoint[]
@@ -57,6 +60,9 @@ export class Coordinator implements ElectionHost, VerdictHost {
   readonly #tx: Transitions
   /** Aborts the promotion hook running now, if any (end() calls it). */
   #abortHook: (() => void) | null = null
+  /** When the store was last written or checked for our decision (clock ms), and why we decided it. */
+  #lastHealAt = Number.NEGATIVE_INFINITY
+  #decisionReason = 'primary verified'
   /** System identifier, minimum timeline, epoch, failovers, stored hint. */
   readonly cluster: ClusterKnowledge
   readonly sync: StateSync
@@ -377,6 +383,8 @@ export class Coordinator implements ElectionHost, VerdictHost {
       }
       const { systemId, minTimeline } = this.cluster
       const why = changed ? `failover from ${from}: ${loss?.reason ?? 'promotion'}` : 'primary verified'
+      this.#decisionReason = why
+      this.#lastHealAt = now // saved now; the next check that the store still holds it is due later
       this.effect(() => this.sync.persist({ primary: next.name, systemId, timeline: minTimeline, epoch, reason: why }, (r) => this.storedElsewhere(r)))
     })
   }
@@ -441,6 +449,14 @@ export class Coordinator implements ElectionHost, VerdictHost {
     if (s.kind === 'ended') return
     // The health monitor: rounds while a primary is known never overlap.
     const known = s.kind === 'verified'
+    // A store that lost our decision (a Redis restart, a deleted file) gets it back.
+    const now = this.#opts.clock.now()
+    if (s.kind === 'verified' && now - this.#lastHealAt >= STATE_HEAL_INTERVAL_MS && this.cluster.epochPrimary === s.primary.name) {
+      this.#lastHealAt = now
+      const { systemId, minTimeline, epoch } = this.cluster
+      const decision = { primary: s.primary.name, systemId, timeline: minTimeline, epoch, reason: this.#decisionReason }
+      this.effect(() => this.sync.heal(decision, (r) => this.storedElsewhere(r)))
+    }
     const interval = known ? this.#opts.healthCheckIntervalMs : this.#opts.discoveryIntervalMs
     this.#discovery.schedule(jitter(interval, 0.2, randomOf(this.#opts.clock)), known ? 'health check' : 'no primary yet: probing again', () => this.#evidence.changedAt)
   }

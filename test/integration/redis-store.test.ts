@@ -10,6 +10,8 @@ import { inspect } from 'node:util'
 import { Redis, type RedisOptions } from 'ioredis'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { type CompareAndSetResult, RedisStateStore, type RedisStateStoreOptions, type StateRecord, StateStoreError, type StateUpdate } from '../../src/index.js'
+import { systemClock } from '../../src/clock.js'
+import { StateSync } from '../../src/state/state-sync.js'
 import { useResources } from '../support/pools.js'
 import { type RedisServer, startRedis } from '../support/redis.js'
 import { sleep, waitUntil } from '../support/wait.js'
@@ -258,6 +260,81 @@ describe('RedisStateStore', () => {
     expect((await failureOf(() => s.load())).error.failure).toBe('corrupt')
     expect((await failureOf(() => s.compareAndSet(null, update('node0')))).error.failure).toBe('corrupt')
     expect(await admin.hget(key, 'someone')).toBe('else')
+  })
+
+  it('a decision recorded after the key was lost is news to watchers, although its version starts again at 1', async () => {
+    const key = freshKey()
+    const admin = await connect()
+    const writer = store(await connect(), { key })
+    const reader = store(await connect(), { key, pollIntervalMs: 60_000 })
+    const watch = collect(reader)
+    await untilSubscribers(admin, reader.channel, 1)
+    for (let i = 1; i <= 2; i++) {
+      const next = watch.next(1_000)
+      await writer.compareAndSet(i === 1 ? null : i - 1, update(`node${i}`, i))
+      await next
+    }
+    // Lost as to a FLUSHALL, or a restart without persistence.
+    await admin.del(key)
+    const next = watch.next(1_000)
+    const written = await writer.compareAndSet(null, update('node3', 3))
+    expect(written).toMatchObject({ ok: true, record: { version: 1, epoch: 3 } })
+    expect((await next).record).toMatchObject({ primary: 'node3', epoch: 3, version: 1 })
+    // An older epoch is never news, whatever its version; the same epoch at a higher version is.
+    await admin.publish(reader.channel, JSON.stringify({ ...update('node2', 2), version: 9 }))
+    const again = watch.next(1_000)
+    await writer.compareAndSet(1, update('node3', 3))
+    expect((await again).record).toMatchObject({ primary: 'node3', epoch: 3, version: 2 })
+    const after = watch.next(1_000)
+    await writer.compareAndSet(2, update('node4', 4))
+    expect((await after).record).toMatchObject({ primary: 'node4', epoch: 4, version: 3 })
+    expect(watch.records.map((r) => `${r.primary}@${r.epoch}v${r.version}`)).toEqual(['node1@1v1', 'node2@2v2', 'node3@3v1', 'node3@3v2', 'node4@4v3'])
+    watch.stop()
+  })
+
+  it('a compare-and-set that replaces a value that was not a record says so', async () => {
+    const key = freshKey()
+    const admin = await connect()
+    const s = store(await connect(), { key })
+    await admin.set(key, '{"half a record')
+    const replaced = await s.compareAndSet(null, update('node1'))
+    expect(replaced).toMatchObject({ ok: true, record: { primary: 'node1', version: 1 }, corrupt: expect.stringContaining('not a valid state record') })
+    // An ordinary write says nothing of the kind.
+    expect(await s.compareAndSet(1, update('node2', 2))).not.toHaveProperty('corrupt')
+  })
+
+  it('StateSync heals a real Redis: a lost key and an older record are written again, a later decision is followed', async () => {
+    const key = freshKey()
+    const admin = await connect()
+    const errors: unknown[] = []
+    const superseded: StateRecord[] = []
+    const sync = new StateSync(store(await connect(), { key }), systemClock, 1_000, (event, payload) => event === 'stateStoreError' && errors.push(payload()))
+    const decision = { primary: 'node2', systemId: '7312345678901234567', timeline: 2, epoch: 2, reason: 'failover' }
+    const stored = async (): Promise<StateRecord | null> => JSON.parse((await admin.get(key)) ?? 'null')
+    sync.persist(decision, (r) => void superseded.push(r))
+    await sync.settled()
+    expect(await stored()).toMatchObject({ primary: 'node2', epoch: 2, version: 1 })
+
+    await admin.del(key)
+    sync.heal(decision)
+    await sync.settled()
+    expect(await stored()).toMatchObject({ primary: 'node2', epoch: 2, version: 1 })
+
+    await admin.set(key, JSON.stringify({ ...update('node1', 1), version: 5 }))
+    sync.heal(decision)
+    await sync.settled()
+    expect(await stored()).toMatchObject({ primary: 'node2', epoch: 2, version: 6 })
+    expect(sync.health).toMatchObject({ ok: true, degraded: false, version: 6 })
+
+    // Another instance decided later: heal() follows it and writes nothing.
+    const later = { ...update('node3', 3), version: 7 }
+    await admin.set(key, JSON.stringify(later))
+    sync.heal(decision)
+    await sync.settled()
+    expect(superseded).toEqual([later])
+    expect(await stored()).toEqual(later)
+    expect(errors).toEqual([])
+    await sync.close()
   })
 
   it('never puts the password in an error', async () => {

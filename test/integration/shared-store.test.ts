@@ -54,6 +54,46 @@ describe('a fleet sharing the Redis state store', () => {
     expect(c.status().epoch).toBe(2)
   })
 
+  it('Redis loses the record (FLUSHALL) between two failovers: the second is recorded, both pools follow it, a fresh pool starts from it', async () => {
+    const cluster = await res.cluster({ standbys: 2 })
+    const redis = res.track(await startRedis())
+    const admin = redisClient(redis.url)
+    const [n0, n1, n2] = cluster.nodes as [ClusterNode, ClusterNode, ClusterNode]
+    const make = (options: Partial<FailoverPoolOptions>): FailoverPool =>
+      res.pool(cluster, { max: 2, stateStore: new RedisStateStore({ client: redisClient(redis.url), pollIntervalMs: 200 }), ...options })
+    const stored = async (): Promise<{ primary: string; epoch: number; version: number } | null> => JSON.parse((await admin.get('pg-failover-pool:state')) ?? 'null')
+    const a = make({ healthCheckIntervalMs: 100 })
+    // b only learns of a failover from the store (no promotion watch, health checks a minute apart).
+    const b = make({ healthCheckIntervalMs: 60_000, promotionWatch: false })
+    await a.query('SELECT 1')
+    await b.query('SELECT 1')
+
+    const first = nextEvent(a, 'failover')
+    await cluster.promote(n1) // n0 stays up and writable: only the store tells b
+    await cluster.repoint(n2, n1)
+    expect(await first).toMatchObject({ from: n0.name, to: n1.name, epoch: 2 })
+    await expect.poll(() => b.status().primary, { timeout: 5_000, interval: 10 }).toBe(n1.name)
+    await expect.poll(stored, { timeout: 5_000 }).toMatchObject({ primary: n1.name, epoch: 2 })
+
+    await admin.flushall()
+    expect(await stored()).toBeNull()
+    const second = nextEvent(a, 'failover')
+    await cluster.promote(n2) // n1 stays up and writable too, on the older timeline
+    expect(await second).toMatchObject({ from: n1.name, to: n2.name, epoch: 3 })
+    // Written again from nothing (version 1), and still news to b's watch: the epoch orders records.
+    await expect.poll(stored, { timeout: 5_000 }).toMatchObject({ primary: n2.name, epoch: 3, version: 1 })
+    await expect.poll(() => a.status().stateStore, { timeout: 5_000 }).toMatchObject({ ok: true, degraded: false, failure: null })
+    await expect.poll(() => b.status().primary, { timeout: 5_000, interval: 10 }).toBe(n2.name)
+    expect(b.status().epoch).toBe(3)
+    expect(b.status().stateStore).toMatchObject({ ok: true, degraded: false })
+    expect((await b.query('SELECT inet_server_port() AS port')).rows[0].port).toBe(n2.port)
+
+    // A third instance started now begins on the recorded node, at the recorded epoch.
+    const c = make({})
+    expect((await c.query('SELECT inet_server_port() AS port')).rows[0].port).toBe(n2.port)
+    expect(c.status()).toMatchObject({ primary: n2.name, epoch: 3, failovers: 0 })
+  })
+
   it('with Redis down the pools keep serving from their own probes and report the store', async () => {
     const cluster = await res.cluster({ standbys: 1 })
     const redis = res.track(await startRedis())

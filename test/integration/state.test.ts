@@ -1,4 +1,5 @@
-import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { spawn } from 'node:child_process'
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import {
@@ -12,7 +13,8 @@ import {
 } from '../../src/index.js'
 import type { Cluster, ClusterNode } from '../support/cluster.js'
 import { replicasKnown, useResources } from '../support/pools.js'
-import { nextEvent, sleep } from '../support/wait.js'
+import { ROOT } from '../support/process.js'
+import { nextEvent, sleep, waitUntil } from '../support/wait.js'
 import { writeLoop } from '../support/writes-in-flight.js'
 
 const res = useResources()
@@ -23,6 +25,24 @@ function stateFile(): string {
 
 async function rowsOn(c: Cluster, node: ClusterNode, sql: string): Promise<number> {
   return (await c.sql<{ n: number }>(node, sql))[0]!.n
+}
+
+/** The record in a state file, or null while there is none (or it is being replaced). */
+function recordIn(file: string): { primary: string; epoch: number; version: number } | null {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8'))
+  } catch {
+    return null
+  }
+}
+
+/** Waits until the state file names `primary` at `epoch` (the pool writes it after the transition). */
+async function fileSays(file: string, primary: string, epoch: number): Promise<void> {
+  await waitUntil(() => recordIn(file)?.primary === primary && recordIn(file)?.epoch === epoch, {
+    what: `${file} to record ${primary} at epoch ${epoch}`,
+    timeout: 10_000,
+    diagnostics: () => `file holds: ${JSON.stringify(recordIn(file))}`,
+  })
 }
 
 describe('state store and fencing on real clusters', () => {
@@ -131,6 +151,44 @@ describe('state store and fencing on real clusters', () => {
     expect(readFileSync(path.join(path.dirname(file), setAside[0]!), 'utf8')).toBe('{ this is not json')
   })
 
+  for (const loss of ['deleted', 'replaced by an older copy'] as const) {
+    it(`a state file ${loss} between two failovers: the second failover is recorded, status is ok, a fresh pool starts from it`, async () => {
+      const c = await res.cluster({ standbys: 2 })
+      const [n0, n1, n2] = c.nodes as [ClusterNode, ClusterNode, ClusterNode]
+      const file = stateFile()
+      const pool = res.pool(c, { stateStore: new FileStateStore(file) })
+      await pool.query('SELECT 1')
+      await fileSays(file, n0.name, 1)
+      const older = readFileSync(file)
+
+      const first = nextEvent(pool, 'failover')
+      await c.stop(n0, 'fast')
+      await c.promote(n1)
+      expect(await first).toMatchObject({ from: n0.name, to: n1.name, epoch: 2 })
+      await c.repoint(n2, n1)
+      await fileSays(file, n1.name, 2)
+
+      if (loss === 'deleted') rmSync(file)
+      else writeFileSync(file, older, { mode: 0o600 })
+      const second = nextEvent(pool, 'failover')
+      await c.stop(n1, 'fast')
+      await c.promote(n2)
+      expect(await second).toMatchObject({ from: n1.name, to: n2.name, epoch: 3 })
+      await fileSays(file, n2.name, 3)
+      expect(recordIn(file)).toMatchObject({ timeline: 3 })
+      await expect.poll(() => pool.status().stateStore, { timeout: 5_000 }).toMatchObject({ ok: true, degraded: false, failure: null })
+      await pool.end()
+
+      // A process started now reads that record: the epoch goes on from 3, and the stale old
+      // primary, back and writable on timeline 1, is fenced by the recorded timeline.
+      await c.startAsWritable(n0)
+      const fresh = res.pool(c, { stateStore: new FileStateStore(file) })
+      expect((await fresh.query('SELECT inet_server_port() AS port')).rows[0].port).toBe(n2.port)
+      expect(fresh.status()).toMatchObject({ primary: n2.name, epoch: 3, failovers: 0 })
+      await expect.poll(() => fresh.status().endpoints.find((e) => e.name === n0.name)!.role, { timeout: 5_000 }).toBe('fenced')
+    })
+  }
+
   it('a store that hangs or fails never blocks queries; status says so', async () => {
     const c = await res.cluster({ standbys: 1 })
     const hanging: StateStore = { load: () => new Promise(() => undefined), compareAndSet: () => new Promise(() => undefined) }
@@ -163,6 +221,79 @@ describe('state store and fencing on real clusters', () => {
     expect(b.status().epoch).toBe(a.status().epoch)
     expect((await b.query('SELECT inet_server_port() AS port')).rows[0].port).toBe(n1.port)
     expect(n0.port).not.toBe(n1.port)
+  })
+})
+
+describe('FileStateStore between processes', () => {
+  /** A lock racer (test/fixtures/lock-racer.ts): one round per `go`, one JSON line per round. */
+  interface Racer {
+    /** Sends `go` and resolves with the round's line, or rejects after `timeoutMs`. */
+    round(timeoutMs: number): Promise<{ overlap: boolean }>
+    output(): string
+  }
+
+  async function racer(env: Record<string, string>): Promise<Racer> {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'test/fixtures/lock-racer.ts'], { cwd: ROOT, env: { ...process.env, ...env } })
+    res.defer(() => child.kill('SIGKILL'))
+    let stdout = ''
+    let stderr = ''
+    let waiter: (() => void) | null = null
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString()
+      waiter?.()
+    })
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+    child.on('exit', () => waiter?.())
+    let lines = 0
+    /** The next complete stdout line, waited for at most `timeoutMs`. */
+    const nextLine = (timeoutMs: number): Promise<string> =>
+      new Promise((resolve, reject) => {
+        const check = (): void => {
+          const all = stdout.split('\n')
+          if (all.length - 1 > lines) {
+            clearTimeout(timer)
+            waiter = null
+            resolve(all[lines++]!)
+          } else if (child.exitCode !== null) {
+            clearTimeout(timer)
+            reject(new Error(`lock racer exited (${child.exitCode}): ${stdout}${stderr}`))
+          }
+        }
+        const timer = setTimeout(() => reject(new Error(`lock racer silent for ${timeoutMs} ms: ${stdout}${stderr}`)), timeoutMs)
+        waiter = check
+        check()
+      })
+    expect(await nextLine(30_000)).toBe('ready')
+    return {
+      round(timeoutMs) {
+        child.stdin.write('go\n')
+        return nextLine(timeoutMs).then((line) => JSON.parse(line) as { overlap: boolean })
+      },
+      output: () => `${stdout}${stderr}`,
+    }
+  }
+
+  it('two processes racing to break the same stale lock never both hold it (100 rounds)', async () => {
+    const dir = res.tempDir('pgfp-lock-race-')
+    const lockDir = path.join(dir, 'state.json.lockdir')
+    const marker = path.join(dir, 'inside')
+    const env = { LOCK_DIR: lockDir, MARKER: marker }
+    const racers = await Promise.all([racer(env), racer(env)])
+    const old = new Date(Date.now() - 60_000)
+    let overlaps = 0
+    for (let i = 0; i < 100; i++) {
+      // A process died holding the lock long ago: its token is still there, old.
+      mkdirSync(lockDir, { recursive: true })
+      const token = path.join(lockDir, `token-${i}-dead`)
+      writeFileSync(token, '{"pid":1}')
+      utimesSync(token, old, old)
+      // Both are told at once: both find the stale lock and break it together.
+      const results = await Promise.all(racers.map((r) => r.round(30_000)))
+      overlaps += results.filter((r) => r.overlap).length
+      expect(existsSync(token), `round ${i}: the stale lock was broken`).toBe(false)
+    }
+    expect(overlaps, racers.map((r) => r.output()).join('\n')).toBe(0)
+    expect(existsSync(marker)).toBe(false)
   })
 })
 

@@ -400,3 +400,20 @@ describe('coordinator: waiting requests are settled from the state', () => {
     expect(t.coordinator.cluster.epoch).toBe(4)
   })
 })
+
+describe('coordinator: the state store heals', () => {
+  it('a record the store lost between two failovers is written again within 30 s of health checks', async () => {
+    const store = new MemoryStateStore()
+    const t = fakeTopology(['a', 'b'], { stateStore: store, healthCheckIntervalMs: 2_000 })
+    await booted(t)
+    await pass(t, 100)
+    expect((await store.load())?.primary).toBe('a')
+    // A Redis restart without persistence, a deleted file: the record is gone.
+    ;(store as unknown as { reset(): void }).reset?.()
+    await store.compareAndSet((await store.load())?.version ?? null, { primary: 'b', systemId: 'S1', timeline: 1, epoch: 0, updatedAt: new Date().toISOString(), reason: 'an older record put back' })
+    await pass(t, 31_000, 500)
+    const healed = await store.load()
+    expect(healed).toMatchObject({ primary: 'a', epoch: t.coordinator.cluster.epoch })
+    expect(t.coordinator.readyWriteTarget()?.endpoint.name).toBe('a')
+  })
+})

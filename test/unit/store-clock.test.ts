@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -20,7 +20,9 @@ describe('state stores run on the injected clock', () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'pgfp-clock-'))
     dirs.push(dir)
     const file = path.join(dir, 'state.json')
-    writeFileSync(`${file}.lock`, '12345') // a live process's lock (fresh mtime)
+    // A live process's lock: the lock directory holding its token (fresh mtime).
+    mkdirSync(`${file}.lockdir`)
+    writeFileSync(path.join(`${file}.lockdir`, 'token-12345-live'), '{"pid":12345}')
     const clock = new FakeClock()
     const store = new FileStateStore(file, { lockTimeoutMs: 2_000, clock })
     let outcome: unknown = 'pending'
