@@ -143,7 +143,10 @@ export class Apps {
 
   async #read(): Promise<void> {
     const result = await this.#track('read', () => this.pool.reader.query('SELECT count(*)::int AS n FROM ledger'))
-    if (!(result instanceof Error)) this.counts.reads++
+    if (result instanceof Error) return
+    this.counts.reads++
+    const stale = result.rows[0]?.stale as { invariant: string; detail: string } | null | undefined
+    if (stale) this.world.fail(stale.invariant, stale.detail)
   }
 
   async #sessionRead(): Promise<void> {

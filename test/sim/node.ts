@@ -68,8 +68,8 @@ export interface NodeWorld {
   canFollow(tl: number, length: number, upstreamTl: number): boolean
   /** A new timeline forked from `parent` after `length` commits. */
   newTimeline(parent: number, length: number): number
-  /** An application read ran on `node` (the stale-read invariants judge it). */
-  read(node: SimNode): void
+  /** Why a read running on `node` now would be a stale answer the pool should have prevented, or null. */
+  staleness(node: SimNode): { invariant: string; detail: string } | null
   trace(line: string): void
 }
 
@@ -246,8 +246,8 @@ export class SimNode {
       return this.#answer(session, st, rows('INSERT'))
     }
     if (/^SELECT count\(\*\)::int AS n FROM ledger$/i.test(sql)) {
-      this.world.read(this)
-      return this.#answer(session, st, rows('SELECT', { n: this.history.length }))
+      // Judged where it ran, reported only if the answer reaches the application (one cut on its way is harmless).
+      return this.#answer(session, st, rows('SELECT', { n: this.history.length, stale: this.world.staleness(this) }))
     }
     if (/^SELECT 1/i.test(sql)) return this.#answer(session, st, rows('SELECT', { '?column?': 1 }))
     if (session.txStatus === 'T') session.txStatus = 'E'

@@ -100,14 +100,15 @@ export class World implements NodeWorld, ClientWorld {
     if (record.commits.length > 1) this.fail('write-run-twice', `${commit.writeId} committed ${record.commits.length} times (${record.commits.map((c) => `${c.node.name}@${c.at.toFixed(1)}`).join(', ')})`)
   }
 
-  read(node: SimNode): void {
+  staleness(node: SimNode): { invariant: string; detail: string } | null {
     const now = this.clock.now()
     if (node.role === 'standby' && node.divergedSince !== null && now > node.divergedSince + this.readBounds.divergedMs) {
-      this.fail('stale-read', `${node.name} served a read at ${now.toFixed(1)}, ${(now - node.divergedSince).toFixed(0)} ms after it diverged (holding commits the cluster lost)`)
+      return { invariant: 'stale-read', detail: `${node.name} answered a read run at ${now.toFixed(1)}, ${(now - node.divergedSince).toFixed(0)} ms after it diverged (holding commits the cluster lost)` }
     }
     if (node.role === 'standby' && node.detachedAt !== null && now > node.detachedAt + this.readBounds.detachedMs) {
-      this.fail('lagging-read', `${node.name} served a read at ${now.toFixed(1)}, ${(now - node.detachedAt).toFixed(0)} ms after its WAL receiver stopped, past the lag limit`)
+      return { invariant: 'lagging-read', detail: `${node.name} answered a read run at ${now.toFixed(1)}, ${(now - node.detachedAt).toFixed(0)} ms after its WAL receiver stopped, past the lag limit` }
     }
+    return null
   }
 
   trace(line: string): void {
