@@ -4,7 +4,7 @@ import type { Clock } from './clock.js'
 import type { ResolvedEndpoint } from './endpoint/endpoint-config.js'
 import { Endpoint, type LaneEventsFactory } from './endpoint/endpoint.js'
 import type { FailoverPoolEvents, PgPoolEvents } from './events.js'
-import { promotionWatchFactory, type WatchFactory } from './health/watches.js'
+import { monitorWatchFactory, type WatchFactory } from './health/watches.js'
 import { cutClient } from './endpoint/client-cut.js'
 import { classifyError } from './error-policy.js'
 import { type FailoverPoolOptions, type ResolvedOptions, resolveOptions } from './options.js'
@@ -38,7 +38,7 @@ export interface FailoverPool {
 export interface PoolParts {
   /** Makes one endpoint (default: a real {@link Endpoint} with two pg.Pool lanes). */
   endpoint?: (resolved: ResolvedEndpoint, shared: PoolConfig, events: LaneEventsFactory, clock: Clock) => Endpoint
-  /** Makes promotion watches (default: a server-side watch session per standby; null when `promotionWatch` is off). */
+  /** Makes promotion watches (default: subscriptions to each node's shared monitor; null when `promotionWatch` is off). */
   watches?: WatchFactory | null
   /** Handed the pool's coordinator once it exists: the deterministic simulator checks its invariants against it. */
   observe?: (coordinator: Coordinator) => void
@@ -86,22 +86,12 @@ export class FailoverPool extends PoolSurface {
     this.intent = resolved.routeReads === 'auto' ? 'auto' : 'write'
     const events: LaneEventsFactory = (endpoint, lane) =>
       forwardLaneEvents({ pool: this, writer: () => this.#writer, readers: () => this.#readers, idleError: (e, err) => this.#coordinator.idleError(e, err) }, endpoint, lane)
-    const makeEndpoint = parts.endpoint ?? ((r, shared, ev, clock) => new Endpoint(r, shared, ev, clock))
+    // A probe asked for during a window is answered at its end: the window must end well inside the probe's deadline.
+    const windowMs = Math.min(resolved.promotionWatchWindowMs, Math.max(10, resolved.probeTimeoutMs / 2))
+    const watch = { windowMs, checkMs: Math.min(resolved.promotionWatchCheckMs, windowMs), retryMs: Math.max(resolved.discoveryIntervalMs, 1_000) }
+    const makeEndpoint = parts.endpoint ?? ((r, shared, ev, clock) => new Endpoint(r, shared, ev, clock, watch))
     const endpoints = resolved.endpoints.map((e) => makeEndpoint(e, resolved.poolConfig, events, resolved.clock))
-    const watches =
-      parts.watches !== undefined
-        ? parts.watches
-        : resolved.promotionWatch
-          ? promotionWatchFactory(
-              {
-                windowMs: resolved.promotionWatchWindowMs,
-                checkMs: resolved.promotionWatchCheckMs,
-                retryMs: Math.max(resolved.discoveryIntervalMs, 1_000),
-                connectTimeoutMs: resolved.probeTimeoutMs,
-              },
-              resolved.clock,
-            )
-          : null
+    const watches = parts.watches !== undefined ? parts.watches : resolved.promotionWatch ? monitorWatchFactory : null
     this.#coordinator = new Coordinator({ endpoints, options: resolved, events: this, watches })
     parts.observe?.(this.#coordinator)
     this.#reads = new ReadTargets(this.#coordinator, resolved)

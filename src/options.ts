@@ -48,12 +48,22 @@ export interface FailoverPoolOptions extends Omit<PoolConfig, 'host' | 'port' | 
    */
   discoveryIntervalMs?: number
   /**
-   * Keep one session per standby running a server-side wait that returns the moment the standby
-   * leaves recovery, so a promotion is noticed within milliseconds without client polling. The
-   * session re-arms every `promotionWatchWindowMs`. Default true.
+   * How a standby's promotion is noticed without client polling, on the node's one monitor session:
+   * - `true` (default): adaptively — while the pool has a verified primary in no doubt, standbys
+   *   are only probed every `healthCheckIntervalMs` (next to no cost on them); as soon as the
+   *   primary is in doubt or gone, each standby's session runs a server-side wait that returns the
+   *   moment it leaves recovery (within `promotionWatchCheckMs`). A promotion while the old primary
+   *   still answers normally is then noticed at the next health check.
+   * - `'always'`: that server-side wait runs continuously (every promotion noticed within
+   *   `promotionWatchCheckMs`, at a cost on each standby: see bench/WATCH.md).
+   * - `false`: probes only.
    */
-  promotionWatch?: boolean
-  /** How long one promotion-watch statement waits before re-arming, in milliseconds. Default 1000. */
+  promotionWatch?: boolean | 'always'
+  /**
+   * How long one promotion-watch statement waits before returning (with a probe row) and re-arming,
+   * in milliseconds; at most half of `probeTimeoutMs` (a probe asked for meanwhile gets its row).
+   * Default 1000.
+   */
   promotionWatchWindowMs?: number
   /** How often the server-side promotion watch checks `pg_is_in_recovery()`, in milliseconds. Default 5. */
   promotionWatchCheckMs?: number
@@ -141,7 +151,7 @@ export interface ResolvedOptions {
   readonly maxQueuedRequests: number
   readonly probeTimeoutMs: number
   readonly discoveryIntervalMs: number
-  readonly promotionWatch: boolean
+  readonly promotionWatch: boolean | 'always'
   readonly promotionWatchWindowMs: number
   readonly promotionWatchCheckMs: number
   readonly healthCheckIntervalMs: number
@@ -271,8 +281,8 @@ export function resolveOptions(options: unknown): ResolvedOptions {
     throw new ConfigError('haManager', '[object]', 'expected an HA manager such as patroni({ urls }) (an object with kind and view())')
   }
   const endpointsInput = input.endpoints !== undefined ? input.endpoints : addressAsEndpoints(input)
-  if (input.promotionWatch !== undefined && typeof input.promotionWatch !== 'boolean') {
-    throw new ConfigError('promotionWatch', input.promotionWatch, 'expected true or false')
+  if (input.promotionWatch !== undefined && typeof input.promotionWatch !== 'boolean' && input.promotionWatch !== 'always') {
+    throw new ConfigError('promotionWatch', input.promotionWatch, "expected true, false or 'always'")
   }
   const clock = (input.clock as Clock | undefined) ?? systemClock
   if (typeof clock.now !== 'function' || typeof clock.setTimeout !== 'function' || typeof clock.clearTimeout !== 'function') {
@@ -301,7 +311,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
     maxQueuedRequests: (input.maxQueuedRequests as number | undefined) ?? 10_000,
     probeTimeoutMs: (input.probeTimeoutMs as number | undefined) ?? 3_000,
     discoveryIntervalMs: (input.discoveryIntervalMs as number | undefined) ?? 250,
-    promotionWatch: (input.promotionWatch as boolean | undefined) ?? true,
+    promotionWatch: (input.promotionWatch as boolean | 'always' | undefined) ?? true,
     promotionWatchWindowMs: (input.promotionWatchWindowMs as number | undefined) ?? 1_000,
     promotionWatchCheckMs: (input.promotionWatchCheckMs as number | undefined) ?? 5,
     healthCheckIntervalMs: (input.healthCheckIntervalMs as number | undefined) ?? 2_000,

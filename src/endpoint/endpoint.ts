@@ -1,15 +1,19 @@
 import pg from 'pg'
 import type { ClientConfig, PoolConfig, PoolOptions } from 'pg'
-import { type Clock, type TimerHandle, withDeadline } from '../clock.js'
-import { classifyError, isTimeout } from '../error-policy.js'
+import { type Clock, type TimerHandle } from '../clock.js'
 import { asError } from '../errors.js'
+import { acquireMonitor, releaseMonitor } from '../health/monitor-registry.js'
+import { NodeMonitor, type WatchSettings } from '../health/node-monitor.js'
 import { cutClient } from './client-cut.js'
 import type { ResolvedEndpoint } from './endpoint-config.js'
 import { hidePassword } from './endpoint-config.js'
 import { Lane, type LaneEvents } from './lane.js'
 import { parseLsn } from './lsn.js'
 import { type NodeAddress, nodeAddressOf, pointClientAt } from './point-client.js'
-import { type ProbeResult, probeRole } from './role-probe.js'
+import type { ProbeResult } from './role-probe.js'
+
+/** Watch settings when the pool gives none (its options' defaults). */
+const DEFAULT_WATCH: WatchSettings = { windowMs: 1_000, checkMs: 5, retryMs: 1_000 }
 
 /** Which lane of an endpoint: writes (the primary's traffic) or reads (pool.reader's). */
 export type LaneKind = 'write' | 'read'
@@ -53,19 +57,18 @@ export class Endpoint {
   private readonly clientConfig: PoolConfig
   /** Where a client attached here (connectClient) connects, and with which credentials and TLS. */
   private readonly address: NodeAddress
-  /** The monitor session, once connected; `monitorConnecting` while its connect is under way. */
-  private monitor: pg.Client | null = null
-  private monitorConnecting: { readonly client: pg.Client; readonly ready: Promise<pg.Client> } | null = null
+  /** This node's monitor for the whole process: one session for probes and the promotion watch, shared with other pools. */
+  readonly monitor: NodeMonitor
   /** Cuts waiting for a leave's answer grace to end (cleared by end()). */
   private readonly graceTimers = new Set<TimerHandle>()
-  /** Set by end(): no monitor session is opened any more. */
-  private ended = false
 
   constructor(
     resolved: ResolvedEndpoint,
     sharedConfig: PoolConfig,
     events: LaneEventsFactory,
     private readonly clock: Clock,
+    /** How this node's promotion is watched (see {@link NodeMonitor}). */
+    watch: WatchSettings = DEFAULT_WATCH,
   ) {
     this.name = resolved.name
     this.host = resolved.host
@@ -79,6 +82,8 @@ export class Endpoint {
     this.address = nodeAddressOf(this.host, this.port, this.clientConfig)
     this.write = new Lane(this.name, this.clientConfig, events(this, 'write'))
     this.read = new Lane(this.name, this.clientConfig, events(this, 'read'))
+    const monitorConfig: ClientConfig = { application_name: monitorApplicationName(this.clientConfig), connectionTimeoutMillis: 0, statement_timeout: 0, query_timeout: undefined }
+    this.monitor = acquireMonitor({ host: this.host, port: this.port, config: this.clientConfig, clock, watch }, () => new NodeMonitor(this.name, () => this.createClient(monitorConfig), clock, watch))
   }
 
   /** The write lane's pg.Pool options (what pg.Pool#options would show for this node). */
@@ -160,32 +165,19 @@ export class Endpoint {
   }
 
   /**
-   * One role probe on the dedicated monitor session, bounded by `timeoutMs` (connect included).
-   * On failure the session is closed so the next probe reconnects. It records the result, not the
-   * error: what a failure means (down, misconfigured) is the coordinator's call.
+   * One role probe of this node, bounded by `timeoutMs` (a connect included), on the node's monitor
+   * session — shared with every pool of the process that has this node as an endpoint, so probes
+   * asked for at once are one statement. It records the result, not the error: what a failure
+   * means (down, misconfigured) is the coordinator's call.
    */
   async probe(timeoutMs: number): Promise<ProbeResult> {
-    const timedOut = (): Error => Object.assign(new Error(`role probe of ${this.name} timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' })
-    const deadline = this.clock.now() + timeoutMs
-    const attempt = (): Promise<ProbeResult> => withDeadline(this.monitorClient().then((c) => probeRole(c, () => this.clock.now())), Math.max(0, deadline - this.clock.now()), timedOut, this.clock)
     try {
-      const reused = this.monitor !== null
-      let result: ProbeResult
-      try {
-        result = await attempt()
-      } catch (err) {
-        // The monitor session itself was lost (terminated, idle-session timeout) while the node may
-        // be fine: one more try on a fresh session before anyone concludes the node is gone.
-        if (!reused || isTimeout(err) || classifyError(err) !== 'connection' || this.clock.now() >= deadline) throw err
-        this.closeMonitor()
-        result = await attempt()
-      }
+      const result = await this.monitor.probe(timeoutMs, this.clock)
       this.lastProbe = result
       if (result.inRecovery && result.lsn !== null) this.noteReplayed(parseLsn(result.lsn))
       this.detachedSince = result.inRecovery && !result.receiving ? (this.detachedSince ?? this.clock.now()) : null
       return result
     } catch (err) {
-      this.closeMonitor()
       throw asError(err)
     } finally {
       this.lastProbeAt = this.clock.now()
@@ -230,50 +222,10 @@ export class Endpoint {
    * for an answer grace.
    */
   async end(): Promise<void> {
-    this.ended = true
-    this.closeMonitor()
+    releaseMonitor(this.monitor)
     for (const timer of this.graceTimers) this.clock.clearTimeout(timer)
     this.graceTimers.clear()
     await Promise.all([this.write.end(), this.read.end()])
-  }
-
-  private monitorClient(): Promise<pg.Client> {
-    if (this.ended) return Promise.reject(new Error(`${this.name}: the pool has ended`))
-    if (this.monitor) return Promise.resolve(this.monitor)
-    if (this.monitorConnecting) return this.monitorConnecting.ready
-    const client = this.createClient({ application_name: monitorApplicationName(this.clientConfig) })
-    const ready = client.connect().then(
-      () => {
-        if (this.monitorConnecting?.client !== client) {
-          // Closed while connecting: it was cut; make sure it is gone.
-          destroyClient(client)
-          throw new Error(`the monitor session of ${this.name} was closed while connecting`)
-        }
-        this.monitorConnecting = null
-        this.monitor = client
-        unrefClient(client)
-        client.once('end', () => {
-          if (this.monitor === client) this.monitor = null
-        })
-        return client
-      },
-      (err: unknown) => {
-        if (this.monitorConnecting?.client === client) this.monitorConnecting = null
-        destroyClient(client)
-        throw err
-      },
-    )
-    this.monitorConnecting = { client, ready }
-    return ready
-  }
-
-  private closeMonitor(): void {
-    const connecting = this.monitorConnecting
-    this.monitorConnecting = null
-    // A connect under way (to a frozen node, say) is cut now rather than left to its TCP timeout.
-    if (connecting) destroyClient(connecting.client)
-    if (this.monitor) destroyClient(this.monitor)
-    this.monitor = null
   }
 }
 

@@ -40,10 +40,10 @@ export function roleOf(probe: ProbeResult): VerifiedRole {
 }
 
 /**
- * One statement, one round trip. Every branch that only works on one kind of node sits behind a
- * CASE on `pg_is_in_recovery()`, which PostgreSQL evaluates lazily for volatile functions.
+ * What a probe reads, one column each. Every branch that only works on one kind of node sits behind
+ * a CASE on `pg_is_in_recovery()`, which PostgreSQL evaluates lazily for volatile functions.
  */
-export const PROBE_SQL = `SELECT pg_is_in_recovery() AS in_recovery,
+const PROBE_COLUMNS = `pg_is_in_recovery() AS in_recovery,
   current_setting('transaction_read_only') = 'on' AS read_only,
   (SELECT system_identifier::text FROM pg_control_system()) AS system_id,
   CASE WHEN pg_is_in_recovery()
@@ -58,6 +58,9 @@ export const PROBE_SQL = `SELECT pg_is_in_recovery() AS in_recovery,
     ELSE COALESCE(EXTRACT(EPOCH FROM clock_timestamp() - pg_last_xact_replay_timestamp()) * 1000, 0) END::float8 AS lag_ms,
   current_setting('server_version_num')::int AS server_version`
 
+/** One statement, one round trip: the role probe. */
+export const PROBE_SQL = `SELECT ${PROBE_COLUMNS}`
+
 interface ProbeRow {
   in_recovery: boolean
   read_only: boolean
@@ -69,11 +72,15 @@ interface ProbeRow {
   server_version: number
 }
 
-/** Runs the probe statement on an open client and returns what it found. */
-export async function probeRole(client: ClientBase, now: () => number = () => performance.now()): Promise<ProbeResult> {
+/**
+ * Runs a probe statement on an open client and returns what it found: PROBE_SQL by default, or a
+ * watch window (see {@link watchWindowSql}), whose round trip is not the node's latency.
+ * Prepared under a name, so repeating it costs the server no parsing or planning.
+ */
+export async function probeRole(client: ClientBase, now: () => number = () => performance.now(), window: { sql: string; name: string } | null = null): Promise<ProbeResult> {
   const started = now()
-  const result = await client.query<ProbeRow>(PROBE_SQL)
-  const latencyMs = now() - started
+  const result = await client.query<ProbeRow>(window === null ? { text: PROBE_SQL, name: 'pgfp_probe' } : { text: window.sql, name: window.name })
+  const latencyMs = window === null ? now() - started : Number.NaN
   const row = result.rows[0]
   if (!row) throw new Error('role probe returned no row')
   return {
@@ -90,16 +97,23 @@ export async function probeRole(client: ClientBase, now: () => number = () => pe
 }
 
 /**
- * The statement a promotion watch runs on a standby: it returns as soon as the node leaves
- * recovery or after `windowMs`, whichever is first, checking every `checkMs`. It runs on the server
- * so that noticing a promotion costs no client round trips; the window bounds how long it holds a
- * snapshot (which would otherwise hold back vacuum through hot_standby_feedback).
+ * The statement of a watch window on a standby: it waits server-side, checking `pg_is_in_recovery()`
+ * every `checkMs`, and returns as soon as the node leaves recovery or after `windowMs` — with the
+ * probe's row, evaluated after the wait. So one session serves both the promotion watch and the
+ * health probe (one connection per node), and a promotion costs no client round trip to notice.
+ * One SELECT, no PL/pgSQL: the recursive term sleeps and checks in one expression (measured in
+ * bench/WATCH.md: the cheapest of the server-side waits per check). The outer target list is
+ * computed only once its FROM item, the aggregate over the whole wait, has its row: after the wait.
+ * The window bounds how long the statement holds a snapshot (hot_standby_feedback, vacuum).
  */
-export function promotionWatchSql(windowMs: number, checkMs: number): string {
-  const window = Math.max(0.01, windowMs / 1000).toFixed(3)
+export function watchWindowSql(windowMs: number, checkMs: number): string {
+  const checks = Math.max(1, Math.round(windowMs / Math.max(1, checkMs)))
   const check = Math.max(0.001, checkMs / 1000).toFixed(3)
-  return `DO $pgfp$ DECLARE deadline timestamptz := clock_timestamp() + interval '${window} seconds';
-BEGIN
-  WHILE pg_is_in_recovery() AND clock_timestamp() < deadline LOOP PERFORM pg_sleep(${check}); END LOOP;
-END $pgfp$`
+  return `WITH RECURSIVE promotion_wait(n, standby) AS (
+    SELECT 0, pg_is_in_recovery()
+  UNION ALL
+    SELECT n + 1, pg_sleep(${check}) IS NOT NULL AND pg_is_in_recovery() FROM promotion_wait WHERE standby AND n < ${checks}
+)
+SELECT w.checks, ${PROBE_COLUMNS}
+FROM (SELECT max(n) AS checks FROM promotion_wait) AS w`
 }

@@ -1,28 +1,47 @@
-import type { Clock } from '../clock.js'
 import type { Endpoint } from '../endpoint/endpoint.js'
-import { PromotionWatch, type PromotionWatchSettings } from './promotion-watch.js'
 
 /** One watch on one standby: armed and disarmed, calling back when the standby is promoted. */
 export interface Watch {
   start(): void
   stop(): void
+  /** While urgent (no verified primary, or one in doubt), the standby is watched continuously (see NodeMonitor). */
+  setUrgent(urgent: boolean): void
 }
 
 /** Makes the watch of one endpoint (injected so the coordinator's rules run without sockets). */
 export type WatchFactory = (endpoint: Endpoint, onPromoted: (endpoint: Endpoint) => void) => Watch
 
-/** The production factory: a {@link PromotionWatch} session per standby. */
-export function promotionWatchFactory(settings: PromotionWatchSettings, clock: Clock): WatchFactory {
-  return (endpoint, onPromoted) => new PromotionWatch(endpoint, settings, clock, onPromoted)
+/** The production factory: a subscription to the endpoint's shared monitor (health/node-monitor.ts). */
+export const monitorWatchFactory: WatchFactory = (endpoint, onPromoted) => {
+  let handle: ReturnType<Endpoint['monitor']['watchPromotion']> | null = null
+  let urgent = false
+  return {
+    start() {
+      if (handle !== null) return
+      handle = endpoint.monitor.watchPromotion(() => onPromoted(endpoint))
+      handle.setUrgent(urgent)
+    },
+    stop() {
+      handle?.stop()
+      handle = null
+    },
+    setUrgent(next) {
+      urgent = next
+      handle?.setUrgent(next)
+    },
+  }
 }
 
 /** Keeps exactly one armed watch on each endpoint the coordinator names, and none elsewhere. */
 export class Watches {
   readonly #watches = new Map<Endpoint, Watch>()
+  #urgent = false
 
   constructor(
     private readonly factory: WatchFactory | null,
     private readonly onPromoted: (endpoint: Endpoint) => void,
+    /** Watch continuously whatever the pool's state (`promotionWatch: 'always'`). */
+    private readonly always = false,
   ) {}
 
   /** Arms watches on `standbys` and disarms every other (a no-op when watches are off). */
@@ -33,6 +52,7 @@ export class Watches {
         let watch = this.#watches.get(endpoint)
         if (!watch) {
           watch = this.factory(endpoint, this.onPromoted)
+          watch.setUrgent(this.#urgent || this.always)
           this.#watches.set(endpoint, watch)
         }
         watch.start()
@@ -40,6 +60,13 @@ export class Watches {
         this.#watches.get(endpoint)?.stop()
       }
     }
+  }
+
+  /** The pool's need to notice a promotion fast changed (no primary, or one in doubt): tell every watch. */
+  setUrgent(urgent: boolean): void {
+    if (this.#urgent === urgent) return
+    this.#urgent = urgent
+    for (const watch of this.#watches.values()) watch.setUrgent(urgent || this.always)
   }
 
   /** Disarms the watch of one endpoint (it just became the primary). */

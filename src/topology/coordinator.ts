@@ -72,11 +72,11 @@ export class Coordinator implements ElectionHost, VerdictHost {
     this.endpoints = endpoints
     this.#opts = options
     for (const e of endpoints) this.#health.set(e, new EndpointHealth(options.breaker, options.clock))
-    this.#tx = new Transitions(events, () => this.#settle())
+    this.#tx = new Transitions(events, () => this.#afterTransition())
     this.cluster = new ClusterKnowledge(options.topology)
     this.sync = new StateSync(options.stateStore, options.clock, options.stateStoreTimeoutMs, (event, payload) => this.#tx.announce(event, payload))
     this.#waiters = new Waiters(options.clock)
-    this.#watches = new Watches(deps.watches, (e) => this.promotionNoticed(e))
+    this.#watches = new Watches(deps.watches, (e) => this.promotionNoticed(e), options.promotionWatch === 'always')
     this.#elector = new Elector(this, this.#evidence, options)
     const verdicts = new ProbeVerdicts(this, this.#evidence, this.#watches, this.#elector)
     this.#discovery = new Discovery(endpoints, options.probeTimeoutMs, options.clock, {
@@ -289,9 +289,17 @@ export class Coordinator implements ElectionHost, VerdictHost {
 
   // ------------------------------------------------------------------ transitions
 
+  /** After every transition's effects: waiting requests are settled, and the watches told how urgent a promotion notice is. */
+  #afterTransition(): void {
+    const s = this.#state
+    // No verified primary, or one in doubt: a standby's promotion is likely now, so watch for it continuously.
+    this.#watches.setUrgent(s.kind !== 'ended' && (s.kind !== 'verified' || this.health(s.primary).doubt !== null))
+    this.#settle()
+  }
+
   /**
    * Settles waiting requests from the current state — the one place that does (besides each
-   * request's own deadline). Runs after every transition's effects.
+   * request's own deadline).
    */
   #settle(): void {
     if (this.#waiters.size === 0) return

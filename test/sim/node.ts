@@ -73,7 +73,8 @@ export interface NodeWorld {
   trace(line: string): void
 }
 
-const WATCH_RE = /^DO \$pgfp\$ DECLARE deadline timestamptz := clock_timestamp\(\) \+ interval '([\d.]+) seconds';\s*BEGIN\s*WHILE pg_is_in_recovery\(\)/
+/** The watch window (watchWindowSql): its check interval in seconds and its number of checks. */
+const WINDOW_CTE_RE = /^WITH RECURSIVE promotion_wait[\s\S]*pg_sleep\(([\d.]+)\)[\s\S]*n < (\d+)/
 const REPLAY_WAIT_RE = /pg_last_wal_replay_lsn\(\) < '([0-9a-fA-F]+\/[0-9a-fA-F]+)'::pg_lsn/
 const WINDOW_RE = /interval '([\d.]+) seconds'/
 
@@ -205,7 +206,8 @@ export class SimNode {
     }
     const sql = st.sql.trim()
     if (sql === PROBE_SQL) return this.#answer(session, st, this.#probeRow())
-    if (WATCH_RE.test(sql)) return this.#watch(session, st, sql)
+    const window = WINDOW_CTE_RE.exec(sql)
+    if (window) return this.#watch(session, st, Number(window[1]) * 1000 * Number(window[2]))
     if (REPLAY_WAIT_RE.test(sql)) return this.#replayWait(session, st, sql)
     if (sql === 'SELECT pg_is_in_recovery() AS r') return this.#answer(session, st, rows('SELECT', { r: this.inRecovery }))
     if (sql === 'SELECT pg_current_wal_insert_lsn()::text AS lsn') {
@@ -279,16 +281,16 @@ export class SimNode {
     })
   }
 
-  /** The promotion watch: returns when the node leaves recovery or its window ends. */
-  #watch(session: Session, st: Statement, sql: string): void {
-    const windowMs = Number(WINDOW_RE.exec(sql)![1]) * 1000
-    if (!this.inRecovery) return this.#answer(session, st, rows('DO'), this.world.clock.between(0.1, 5))
+  /** A watch window: returns the probe row when the node leaves recovery or the window ends. */
+  #watch(session: Session, st: Statement, windowMs: number): void {
+    if (!this.inRecovery) return this.#answer(session, st, this.#probeRow(), this.world.clock.between(0.1, 5))
     let done = false
     const finish = (): void => {
       if (done) return
       done = true
       this.#watchers.delete(finish)
-      this.#answer(session, st, rows('DO'))
+      // The probe columns are evaluated after the wait, when the answer is sent.
+      this.#answer(session, st, this.#probeRow())
       if (!this.inRecovery) session.peer.parameterStatus('in_hot_standby', 'off')
     }
     this.#watchers.add(finish)

@@ -19,7 +19,7 @@ export interface ScheduleConfig {
   readonly halfOpenAfterMs: number
   readonly maxHalfOpenAfterMs: number
   readonly failureThreshold: number
-  readonly promotionWatch: boolean
+  readonly promotionWatch: boolean | 'always'
   readonly routeReads: 'off' | 'auto'
   readonly hook: 'none' | 'quick' | 'hang' | 'fail'
   readonly onPromoteFailure: 'refuse' | 'proceed'
@@ -75,7 +75,7 @@ export function drawConfig(clock: SimClock, profile: Profile, overrides: Partial
     halfOpenAfterMs: clock.pick(short ? [100, 300] : [200, 1_000]),
     maxHalfOpenAfterMs: short ? 600 : 2_000,
     failureThreshold: clock.pick([1, 3]),
-    promotionWatch: clock.chance(0.7),
+    promotionWatch: clock.chance(0.7) ? (clock.chance(0.3) ? 'always' : true) : false,
     routeReads: clock.chance(0.3) ? 'auto' : 'off',
     hook: clock.chance(0.7) ? 'none' : clock.pick(['quick', 'hang', 'fail'] as const),
     onPromoteFailure: clock.chance(0.5) ? 'refuse' : 'proceed',
@@ -335,6 +335,9 @@ function unsettled(world: World, pool: FailoverPool, config: ScheduleConfig): st
   if (!refused && truth && status.primary !== truth.name) {
     return `primary: the cluster healed with ${truth.name} as primary, but the pool's primary is ${status.primary} (${world.pool.coordinator?.state.kind}; ${status.lastElection})`
   }
+  // Settled means calm too: no doubt left on the primary (a doubt keeps standbys watched continuously).
+  const state = coordinator.state
+  if (!refused && state.kind === 'verified' && coordinator.health(state.primary).doubt !== null) return `primary: ${state.primary.name} is still in doubt (${coordinator.health(state.primary).doubt!.reason})`
   for (const e of status.endpoints) {
     const node = world.nodes.find((n) => n.name === e.name)!
     if (node.role !== 'standby' || node.state !== 'up') continue

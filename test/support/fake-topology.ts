@@ -91,13 +91,15 @@ export class FakeEndpoint extends Endpoint {
 /** Promotion watches the test fires by hand. */
 export class FakeWatches {
   readonly armed = new Set<string>()
+  /** Watches told to watch continuously (the pool has no primary, or doubts it). */
+  readonly urgent = new Set<string>()
   readonly #notify = new Map<string, (e: Endpoint) => void>()
   readonly #endpoints = new Map<string, Endpoint>()
 
   readonly factory: WatchFactory = (endpoint, onPromoted): Watch => {
     this.#notify.set(endpoint.name, onPromoted)
     this.#endpoints.set(endpoint.name, endpoint)
-    return { start: () => void this.armed.add(endpoint.name), stop: () => void this.armed.delete(endpoint.name) }
+    return { start: () => void this.armed.add(endpoint.name), stop: () => void this.armed.delete(endpoint.name), setUrgent: (u) => void (u ? this.urgent.add(endpoint.name) : this.urgent.delete(endpoint.name)) }
   }
 
   /** The watch on `name` sees its standby leave recovery. */
