@@ -8,7 +8,7 @@
 import net from 'node:net'
 import pg from 'pg'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { FailoverPool, classifyError, isFailoverPoolError, isOutcomeUnknownError } from '../../src/index.js'
+import { FailoverPool, classifyError, isFailoverPoolError, isOutcomeUnknownError, isSafeToRetryError } from '../../src/index.js'
 import type { Cluster, ClusterNode } from '../support/cluster.js'
 import { endpointsOf, useResources } from '../support/pools.js'
 import { sleep, waitUntil } from '../support/wait.js'
@@ -207,8 +207,12 @@ describe('FailoverPool: what a failover does to statements in flight', () => {
     const refused = await client.query('INSERT INTO t VALUES (2)').then(() => null, (e: Error) => e)
     expect(refused?.message).toMatch(/not queryable/)
     expect(isOutcomeUnknownError(refused)).toBe(false)
-    // A read on it, outside a transaction, is answered from a fresh connection instead.
-    expect((await client.query<{ one: number }>('SELECT 1 AS one')).rows[0]!.one).toBe(1)
+    // A read on it is refused too, never re-run on another session (its settings, search_path and
+    // temp tables cannot move there); the caller learns it ran nothing and may retry it.
+    const read = await client.query('SELECT 1 AS one').then(() => null, (e: Error) => e)
+    expect(read?.message).toMatch(/not queryable/)
+    expect(isOutcomeUnknownError(read)).toBe(false)
+    expect(isSafeToRetryError(read)).toBe(true)
     client.release(true)
     const syntax = await pool.query('SELEC 1').then(() => null, (e: Error) => e)
     expect(isOutcomeUnknownError(syntax)).toBe(false)
