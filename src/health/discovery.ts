@@ -124,12 +124,17 @@ export class Discovery {
     })
   }
 
-  /** Runs `start(reason, …)` after `delayMs` unless a round is already scheduled. */
-  schedule(delayMs: number, reason: string, freshSince: () => number): void {
+  /**
+   * Runs `start(reason, …)` after `delayMs` unless a round is already scheduled, then `started`
+   * (the coordinator schedules the next one there while no primary is verified: a round that waits
+   * for a slow node — a standby answering at the end of its watch window — never holds up the next).
+   */
+  schedule(delayMs: number, reason: string, freshSince: () => number, started?: () => void): void {
     if (this.#stopped || this.#timer !== null) return
     this.#timer = this.clock.setTimeout(() => {
       this.#timer = null
       this.start(reason, freshSince())
+      started?.()
     }, delayMs)
   }
 

@@ -448,7 +448,9 @@ export class Coordinator implements ElectionHost, VerdictHost {
     this.effect(() => {
       const s = this.#state
       if (s.kind === 'verified' || s.kind === 'ended' || s.kind === 'booting') return
-      this.#discovery.schedule(jitter(this.#opts.discoveryIntervalMs, 0.2, randomOf(this.#opts.clock)), 'no primary yet: probing again', () => this.#evidence.changedAt)
+      this.#discovery.schedule(jitter(this.#opts.discoveryIntervalMs, 0.2, randomOf(this.#opts.clock)), 'no primary yet: probing again', () => this.#evidence.changedAt, () =>
+        this.#tx.run(() => this.scheduleNext()),
+      )
     })
   }
 
@@ -465,8 +467,8 @@ export class Coordinator implements ElectionHost, VerdictHost {
       const decision = { primary: s.primary.name, systemId, timeline: minTimeline, epoch, reason: this.#decisionReason }
       this.effect(() => this.sync.heal(decision, (r) => this.storedElsewhere(r)))
     }
-    const interval = known ? this.#opts.healthCheckIntervalMs : this.#opts.discoveryIntervalMs
-    this.#discovery.schedule(jitter(interval, 0.2, randomOf(this.#opts.clock)), known ? 'health check' : 'no primary yet: probing again', () => this.#evidence.changedAt)
+    if (!known) return this.scheduleNext()
+    this.#discovery.schedule(jitter(this.#opts.healthCheckIntervalMs, 0.2, randomOf(this.#opts.clock)), 'health check', () => this.#evidence.changedAt)
   }
 
   /**
