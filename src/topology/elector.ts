@@ -18,6 +18,8 @@ export interface ElectionHost {
   state: WriterState
   health(endpoint: Endpoint): EndpointHealth
   leave(endpoint: Endpoint, reason: string): void
+  /** Probes `endpoint` now, outside any round, in its current era. */
+  confirm(endpoint: Endpoint): void
   adopt(next: Endpoint, from: string | null, loss: Loss | null): void
   scheduleNext(): void
   transition(change: () => void): void
@@ -108,7 +110,12 @@ export class Elector {
       return
     }
     const old = writingTo(s) // paused is handled above
-    if (old !== null && old !== next) host.leave(old, `${next.name} took over`)
+    if (old !== null && old !== next) {
+      host.leave(old, `${next.name} took over`)
+      // Leaving moved its era on: a probe of it still in flight would arrive stale and be ignored,
+      // leaving a still-writable old primary unfenced in status() until the next health check.
+      host.confirm(old)
+    }
     const loss = lossOf(host.state)
     const from = old?.name ?? loss?.from ?? host.cluster.storedPrimary
     if (!this.options.onPromote || from === null || from === next.name) return host.adopt(next, from, loss)
