@@ -14,7 +14,20 @@ export interface RedisLike {
   get(key: string): Promise<string | null>
   /** A new connection with the same options, used for the subscription of {@link RedisStateStore.watch}. */
   duplicate(): RedisSubscriberLike
+  /**
+   * Optional (ioredis has it): the connection's state, `'ready'` once commands can be sent. With
+   * `enableOfflineQueue: false` a command sent before then fails at once, so the store waits for
+   * `'ready'` (within the command's deadline) instead of losing the stored hint at startup.
+   */
+  readonly status?: string
+  /** Optional (ioredis has it): used with {@link status} to wait for `'ready'`. */
+  once?(event: 'ready', listener: () => void): unknown
+  /** Optional: removes the `'ready'` listener when the wait ends first. */
+  removeListener?(event: 'ready', listener: () => void): unknown
 }
+
+/** ioredis states of a client's first connection: worth waiting for, as a starting app does. */
+const FIRST_CONNECT = new Set(['wait', 'connecting', 'connect'])
 
 /** The methods of the duplicated connection that carries the subscription. */
 export interface RedisSubscriberLike {
@@ -106,6 +119,8 @@ export class RedisStateStore implements StateStore {
   #polling = false
   #pollAgain = false
   #closed = false
+  /** True once the client was seen ready: later outages fail fast instead of waiting. */
+  #seenReady = false
 
   /** @throws RangeError when pollIntervalMs is negative or commandTimeoutMs is not positive. */
   constructor(options: RedisStateStoreOptions) {
@@ -292,12 +307,9 @@ export class RedisStateStore implements StateStore {
 
   /** Runs one command against a deadline; maps every failure to a StateStoreError. */
   async #command<T>(what: string, run: () => Promise<T>): Promise<T> {
-    let pending: Promise<T>
-    try {
-      pending = run()
-    } catch (err) {
-      pending = Promise.reject(err)
-    }
+    let stopWaiting = (): void => undefined
+    const ready = this.#whenReady((stop) => (stopWaiting = stop))
+    const pending: Promise<T> = ready.then(run)
     const timedOut = (): Error => new StateStoreError('timeout', `Redis ${what} on key "${this.#key}" took longer than ${this.#commandTimeoutMs} ms`)
     try {
       return await withDeadline(pending, this.#commandTimeoutMs, timedOut, this.#clock)
@@ -309,7 +321,28 @@ export class RedisStateStore implements StateStore {
       // No `cause`: ioredis errors carry the failed command's arguments, and for the HELLO/AUTH
       // of a connection those include the password.
       throw new StateStoreError(failure, `Redis ${what} on key "${this.#key}" failed: ${message}`)
+    } finally {
+      stopWaiting()
     }
+  }
+
+  /**
+   * Resolves once the client can take commands: at once when it says nothing of its state, is
+   * ready, or was ready before (the command then fails on its own, fast), else at its 'ready' event. The
+   * caller's deadline bounds the wait; `onStop` receives the function that drops the listener.
+   */
+  #whenReady(onStop: (stop: () => void) => void): Promise<void> {
+    const client = this.#client
+    const status = client.status
+    if (status === 'ready') this.#seenReady = true
+    // Only a first connect is waited for: a client that lost its server (reconnecting) fails at
+    // once, as it should, rather than at the deadline.
+    if (status === undefined || this.#seenReady || !FIRST_CONNECT.has(status) || typeof client.once !== 'function') return Promise.resolve()
+    return new Promise<void>((resolve) => {
+      const listener = (): void => resolve()
+      client.once!('ready', listener)
+      onStop(() => client.removeListener?.('ready', listener))
+    })
   }
 }
 

@@ -113,6 +113,19 @@ beforeAll(async () => {
 })
 
 describe('RedisStateStore', () => {
+  it('a store made with a client still connecting (enableOfflineQueue: false, as an app starts) waits for it instead of losing the stored record', async () => {
+    const key = freshKey()
+    const writer = store(await connect(), { key })
+    await writer.compareAndSet(null, update('node1'))
+    // Made and used at once, as an app does at startup: the first command is sent before the
+    // connection is ready, which ioredis refuses at once without an offline queue.
+    const starting = new Redis(server.url, { maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => 50 })
+    starting.on('error', () => undefined)
+    shared.defer(() => starting.disconnect())
+    expect(starting.status).not.toBe('ready')
+    expect(await store(starting, { key }).load()).toMatchObject({ primary: 'node1', version: 1 })
+  })
+
   it('load() of a key that was never written is null', async () => {
     const s = store(await connect(), { key: freshKey() })
     expect(await s.load()).toBeNull()
