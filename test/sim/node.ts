@@ -382,6 +382,9 @@ export class SimNode {
     this.#frozen = []
     for (const fn of queued) fn()
     this.replicateSoon()
+    // Its standbys' WAL receivers reconnect as they would after a restart (they learn a new
+    // timeline then, even with nothing new committed).
+    for (const f of this.followers) f.replicateSoon()
   }
 
   /** pg_terminate_backend of one session (FATAL 57P01). */
