@@ -4,7 +4,9 @@ import type { Clock } from './clock.js'
 import type { ResolvedEndpoint } from './endpoint/endpoint-config.js'
 import { Endpoint, type LaneEventsFactory } from './endpoint/endpoint.js'
 import type { FailoverPoolEvents, PgPoolEvents } from './events.js'
+import { FleetMonitor } from './health/fleet-monitor.js'
 import { monitorWatchFactory, type WatchFactory } from './health/watches.js'
+import { supportsSharedMonitor } from './state/state-store.js'
 import { cutClient } from './endpoint/client-cut.js'
 import { classifyError } from './error-policy.js'
 import { type FailoverPoolOptions, type ResolvedOptions, resolveOptions } from './options.js'
@@ -92,7 +94,13 @@ export class FailoverPool extends PoolSurface {
     const makeEndpoint = parts.endpoint ?? ((r, shared, ev, clock) => new Endpoint(r, shared, ev, clock, watch))
     const endpoints = resolved.endpoints.map((e) => makeEndpoint(e, resolved.poolConfig, events, resolved.clock))
     const watches = parts.watches !== undefined ? parts.watches : resolved.promotionWatch ? monitorWatchFactory : null
-    this.#coordinator = new Coordinator({ endpoints, options: resolved, events: this, watches })
+    // Shared monitoring: followers wait for a health check's published probes up to one and a half
+    // of the leader's intervals, and for the probes behind a published promotion up to a probe deadline.
+    const fleet =
+      resolved.monitor === 'shared' && supportsSharedMonitor(resolved.stateStore)
+        ? new FleetMonitor(resolved.stateStore, { leaseTtlMs: resolved.monitorLeaseTtlMs, calmWaitMs: resolved.healthCheckIntervalMs * 1.5 + resolved.monitorLeaseTtlMs, noticeWaitMs: resolved.probeTimeoutMs }, resolved.clock)
+        : null
+    this.#coordinator = new Coordinator({ endpoints, options: resolved, events: this, watches, fleet })
     parts.observe?.(this.#coordinator)
     this.#reads = new ReadTargets(this.#coordinator, resolved)
     this.#maintenance = new Maintenance(this.#coordinator, resolved)

@@ -8,7 +8,7 @@ import { DEFAULT_RETRY_BUDGET, type RetryBudgetSettings } from './surface/retry-
 import type { PromoteHook } from './topology/promotion-hook.js'
 import type { HaManager } from './ha/ha-manager.js'
 import { MemoryStateStore } from './state/memory-store.js'
-import type { StateStore } from './state/state-store.js'
+import { type StateStore, supportsSharedMonitor } from './state/state-store.js'
 import { type EndpointsInput, type ResolvedEndpoint, hidePassword, resolveEndpoints } from './endpoint/endpoint-config.js'
 
 /**
@@ -116,6 +116,21 @@ export interface FailoverPoolOptions extends Omit<PoolConfig, 'host' | 'port' | 
   /** Deadline of one state-store operation, in milliseconds; a slower store is skipped. Default 1000. */
   stateStoreTimeoutMs?: number
   /**
+   * Who monitors the nodes. `'local'` (default): this pool, with one monitor session per node for
+   * the whole process. `'shared'`: one instance of the fleet at a time (the holder of a lease in
+   * `stateStore`, which must support it: `RedisStateStore`) probes and watches every node and
+   * publishes what it sees; the others hold no monitoring connection and follow it, probing on their
+   * own only when their own requests fail, when nothing is published in time, or while the store is
+   * unreachable.
+   */
+  monitor?: 'local' | 'shared'
+  /**
+   * Shared monitoring: how long the leader's lease lasts without renewal, in milliseconds; a leader
+   * that died is replaced within about this long (it renews every third of it; the others try every
+   * quarter). Default 1000.
+   */
+  monitorLeaseTtlMs?: number
+  /**
    * `'physical'` (default): streaming replication; the primary is the node out of recovery.
    * `'logical'`: several nodes are writable by design (logical-replication mirrors); the active
    * node is chosen by endpoint order and the state store, and only it gets writes.
@@ -168,6 +183,8 @@ export interface ResolvedOptions {
   readonly topology: 'physical' | 'logical'
   readonly onPromote: PromoteHook | null
   readonly onPromoteFailure: 'refuse' | 'proceed'
+  readonly monitor: 'local' | 'shared'
+  readonly monitorLeaseTtlMs: number
   readonly onPromoteTimeoutMs: number
   readonly haManager: HaManager | null
   readonly clock: Clock
@@ -192,6 +209,7 @@ const OWN_OPTION_NAMES = new Set([
   'routeReads', 'readStrategy', 'maxReplicaLagMs', 'maxReplicaLagBytes', 'readFallback', 'readYourWritesTimeoutMs',
   'failureThreshold', 'halfOpenAfterMs', 'maxHalfOpenAfterMs', 'retryBudget',
   'stateStore', 'stateStoreTimeoutMs', 'topology', 'onPromote', 'onPromoteFailure', 'onPromoteTimeoutMs', 'haManager',
+  'monitor', 'monitorLeaseTtlMs',
 ])
 
 /** Options that take one of a fixed set of strings. */
@@ -201,6 +219,7 @@ const CHOICE_OPTIONS: Record<string, readonly string[]> = {
   readFallback: ['primary', 'replicas-only'],
   topology: ['physical', 'logical'],
   onPromoteFailure: ['refuse', 'proceed'],
+  monitor: ['local', 'shared'],
 }
 
 /** Options that take a non-negative number of some unit; `Infinity` allowed where listed. */
@@ -232,6 +251,7 @@ const NUMERIC_OPTIONS: Record<string, { min: number; infinite?: boolean; integer
   maxHalfOpenAfterMs: { min: 0 },
   stateStoreTimeoutMs: { min: 1 },
   onPromoteTimeoutMs: { min: 1 },
+  monitorLeaseTtlMs: { min: 50 },
 }
 
 /** Host-level keys that belong on an endpoint, not on the shared options. */
@@ -272,6 +292,9 @@ export function resolveOptions(options: unknown): ResolvedOptions {
   const store = input.stateStore as StateStore | undefined
   if (store !== undefined && (store === null || typeof store.load !== 'function' || typeof store.compareAndSet !== 'function')) {
     throw new ConfigError('stateStore', '[object]', 'expected a StateStore with load() and compareAndSet()')
+  }
+  if (input.monitor === 'shared' && (store === undefined || !supportsSharedMonitor(store))) {
+    throw new ConfigError('monitor', 'shared', 'needs a stateStore that supports it (acquireLease, releaseLease, publish, subscribe), e.g. new RedisStateStore({ client })')
   }
   if (input.onPromote !== undefined && typeof input.onPromote !== 'function') {
     throw new ConfigError('onPromote', input.onPromote, 'expected an async function (client, context) => void')
@@ -336,6 +359,8 @@ export function resolveOptions(options: unknown): ResolvedOptions {
     onPromote: (input.onPromote as PromoteHook | undefined) ?? null,
     onPromoteFailure: (input.onPromoteFailure as 'refuse' | 'proceed' | undefined) ?? 'refuse',
     onPromoteTimeoutMs: (input.onPromoteTimeoutMs as number | undefined) ?? 10_000,
+    monitor: (input.monitor as 'local' | 'shared' | undefined) ?? 'local',
+    monitorLeaseTtlMs: (input.monitorLeaseTtlMs as number | undefined) ?? 1_000,
     haManager: ha ?? null,
     clock,
   }

@@ -84,6 +84,21 @@ export class Endpoint {
     this.read = new Lane(this.name, this.clientConfig, events(this, 'read'))
     const monitorConfig: ClientConfig = { application_name: monitorApplicationName(this.clientConfig), connectionTimeoutMillis: 0, statement_timeout: 0, query_timeout: undefined }
     this.monitor = acquireMonitor({ host: this.host, port: this.port, config: this.clientConfig, clock, watch }, () => new NodeMonitor(this.name, () => this.createClient(monitorConfig), clock, watch))
+    this.#releaseHold = this.monitor.hold()
+  }
+
+  #releaseHold: (() => void) | null
+
+  /**
+   * Whether this pool keeps the node's monitor session open between probes: yes by default; a
+   * follower of a fleet's shared monitor does not (see health/fleet-monitor.ts).
+   */
+  holdMonitorSession(hold: boolean): void {
+    if (hold && this.#releaseHold === null) this.#releaseHold = this.monitor.hold()
+    else if (!hold && this.#releaseHold !== null) {
+      this.#releaseHold()
+      this.#releaseHold = null
+    }
   }
 
   /** The write lane's pg.Pool options (what pg.Pool#options would show for this node). */
@@ -173,16 +188,26 @@ export class Endpoint {
   async probe(timeoutMs: number): Promise<ProbeResult> {
     try {
       const result = await this.monitor.probe(timeoutMs, this.clock)
+      this.recordProbe(result)
+      return result
+    } catch (err) {
+      this.recordProbe(null)
+      throw asError(err)
+    }
+  }
+
+  /**
+   * Records what a probe found (null: it failed): ours, or one a fleet's shared monitor published
+   * (`wallTime`: when it ran there, ms since the epoch).
+   */
+  recordProbe(result: ProbeResult | null, wallTime = Date.now()): void {
+    if (result !== null) {
       this.lastProbe = result
       if (result.inRecovery && result.lsn !== null) this.noteReplayed(parseLsn(result.lsn))
       this.detachedSince = result.inRecovery && !result.receiving ? (this.detachedSince ?? this.clock.now()) : null
-      return result
-    } catch (err) {
-      throw asError(err)
-    } finally {
-      this.lastProbeAt = this.clock.now()
-      this.lastProbeWallTime = Date.now()
     }
+    this.lastProbeAt = this.clock.now()
+    this.lastProbeWallTime = wallTime
   }
 
   /**
@@ -222,6 +247,7 @@ export class Endpoint {
    * for an answer grace.
    */
   async end(): Promise<void> {
+    this.holdMonitorSession(false)
     releaseMonitor(this.monitor)
     for (const timer of this.graceTimers) this.clock.clearTimeout(timer)
     this.graceTimers.clear()

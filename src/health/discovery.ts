@@ -37,7 +37,18 @@ export interface RoundListener {
   viewed(result: { readonly view: HaView } | { readonly error: Error }, startedAt: number): void
 }
 
+/**
+ * Where probe outcomes may come from besides this pool's own probes: a fleet's shared monitor
+ * (health/fleet-monitor.ts). `take` answers with an outcome observed elsewhere that began after
+ * `freshSince`, or null (probe locally now); `probedLocally` hears this pool's own outcomes.
+ */
+export interface ProbeSource {
+  take(endpoint: Endpoint, freshSince: number, kind: 'round' | 'confirm'): Promise<{ readonly outcome: ProbeOutcome; readonly startedAt: number } | null>
+  probedLocally(endpoint: Endpoint, outcome: ProbeOutcome, startedAt: number): void
+}
+
 interface InFlight {
+  readonly kind: 'round' | 'confirm'
   readonly startedAt: number
   /** The endpoint's era when the probe was asked for: it is sent in this era or a later one. */
   readonly era: number
@@ -71,6 +82,8 @@ export class Discovery {
     private readonly eraOf: (endpoint: Endpoint) => number,
     /** Asked alongside every round, one request at a time (never waited for). */
     private readonly ha: HaManager | null = null,
+    /** Outcomes observed elsewhere (a fleet's shared monitor), and the era such an outcome belongs to. */
+    private readonly source: { readonly probes: ProbeSource; eraAt(endpoint: Endpoint, startedAt: number): number } | null = null,
   ) {}
 
   /** The latest round, settled or not (null before the first). */
@@ -119,7 +132,7 @@ export class Discovery {
    */
   confirm(endpoint: Endpoint, freshSince: number): void {
     if (this.#stopped) return
-    void this.#probe(endpoint, freshSince, this.eraOf(endpoint)).then(({ outcome, sent }) => {
+    void this.#probe(endpoint, freshSince, this.eraOf(endpoint), 'confirm').then(({ outcome, sent }) => {
       if (!this.#stopped) this.listener.probed(endpoint, outcome, sent)
     })
   }
@@ -168,19 +181,25 @@ export class Discovery {
   }
 
   /** A probe of `endpoint` sent after `freshSince` and in era `minEra` or later: the one in flight if it qualifies, else a new one after it. */
-  #probe(endpoint: Endpoint, freshSince: number, minEra = -1): InFlight['result'] {
+  #probe(endpoint: Endpoint, freshSince: number, minEra = -1, kind: InFlight['kind'] = 'round'): InFlight['result'] {
     const inFlight = this.#inFlight.get(endpoint)
-    if (inFlight && inFlight.startedAt >= freshSince && inFlight.era >= minEra) return inFlight.result
+    // A confirm is this pool's own probe, at once: it never joins a round's wait for a shared outcome.
+    const joinable = this.source === null || kind === 'round' || inFlight?.kind === 'confirm'
+    if (inFlight && joinable && inFlight.startedAt >= freshSince && inFlight.era >= minEra) return inFlight.result
     // The probe in flight may predate what the caller knows: send another after it (the endpoint's
     // monitor session runs one statement at a time anyway).
-    const previous = inFlight?.result ?? Promise.resolve(null)
+    // (Not behind a round waiting for a shared outcome, though: that wait may last a health interval.)
+    const previous = joinable ? (inFlight?.result ?? Promise.resolve(null)) : Promise.resolve(null)
     const startedAt = this.clock.now()
     const result = previous.then(async () => {
+      const shared = this.source && !this.#stopped ? await this.source.probes.take(endpoint, freshSince, kind) : null
+      if (shared) return { outcome: shared.outcome, sent: { startedAt: shared.startedAt, era: this.source!.eraAt(endpoint, shared.startedAt), skipped: false } }
       const sent: ProbeSent = { startedAt: this.clock.now(), era: this.eraOf(endpoint), skipped: false }
       const outcome = await this.#runProbe(endpoint)
+      this.source?.probes.probedLocally(endpoint, outcome, sent.startedAt)
       return { outcome, sent }
     })
-    const entry: InFlight = { startedAt, era: this.eraOf(endpoint), result }
+    const entry: InFlight = { kind, startedAt, era: this.eraOf(endpoint), result }
     this.#inFlight.set(endpoint, entry)
     void result.then(() => {
       if (this.#inFlight.get(endpoint) === entry) this.#inFlight.delete(endpoint)

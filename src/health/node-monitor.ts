@@ -66,6 +66,8 @@ export class NodeMonitor {
   #inRecovery: boolean | null = null
   /** Round trip of the last plain probe (a window's round trip includes its wait). */
   #latencyMs = 0
+  /** Pools that keep the session open between statements; with none (fleet followers) it closes when idle. */
+  #holders = 0
   refs = 0
 
   constructor(
@@ -114,6 +116,22 @@ export class NodeMonitor {
     }
   }
 
+  /**
+   * Keeps the session open between statements until the returned function is called. A monitor
+   * nobody holds (every pool using it follows a fleet's shared monitor) closes its session as soon
+   * as it has nothing to run: a follower's own probes are rare, and it holds no connection between them.
+   */
+  hold(): () => void {
+    this.#holders++
+    let held = true
+    return () => {
+      if (!held) return
+      held = false
+      this.#holders--
+      if (!this.#busy) this.#closeIfIdle()
+    }
+  }
+
   /** Closes the session and fails whatever waits (the last subscriber released it). */
   close(): void {
     this.#closed = true
@@ -134,7 +152,16 @@ export class NodeMonitor {
     void this.#run(watching).finally(() => {
       this.#busy = false
       this.#pump()
+      if (!this.#busy) this.#closeIfIdle()
     })
+  }
+
+  /** Ends the session cleanly when nobody holds it and nothing is left to run on it. */
+  #closeIfIdle(): void {
+    if (this.#holders > 0 || this.#busy || this.#requests.length > 0 || this.#client === null) return
+    const client = this.#client
+    this.#client = null
+    client.end().catch(() => undefined)
   }
 
   async #run(watching: boolean): Promise<void> {

@@ -36,6 +36,8 @@ export const monitorWatchFactory: WatchFactory = (endpoint, onPromoted) => {
 export class Watches {
   readonly #watches = new Map<Endpoint, Watch>()
   #urgent = false
+  /** A fleet follower watches nothing (the leader does); a fleet leader watches continuously for everyone. */
+  #fleet: 'follower' | 'leader' | null = null
 
   constructor(
     private readonly factory: WatchFactory | null,
@@ -48,11 +50,11 @@ export class Watches {
   sync(endpoints: readonly Endpoint[], isWatched: (endpoint: Endpoint) => boolean): void {
     if (this.factory === null) return
     for (const endpoint of endpoints) {
-      if (isWatched(endpoint)) {
+      if (isWatched(endpoint) && this.#fleet !== 'follower') {
         let watch = this.#watches.get(endpoint)
         if (!watch) {
           watch = this.factory(endpoint, this.onPromoted)
-          watch.setUrgent(this.#urgent || this.always)
+          watch.setUrgent(this.#effectiveUrgent())
           this.#watches.set(endpoint, watch)
         }
         watch.start()
@@ -66,7 +68,21 @@ export class Watches {
   setUrgent(urgent: boolean): void {
     if (this.#urgent === urgent) return
     this.#urgent = urgent
-    for (const watch of this.#watches.values()) watch.setUrgent(urgent || this.always)
+    for (const watch of this.#watches.values()) watch.setUrgent(this.#effectiveUrgent())
+  }
+
+  /**
+   * This instance's part in a fleet's shared monitoring (null: none, or monitoring alone). A
+   * follower's watches stop; the caller syncs them again when it leads or is alone.
+   */
+  setFleetRole(role: 'follower' | 'leader' | null): void {
+    this.#fleet = role
+    if (role === 'follower') this.stopAll()
+    for (const watch of this.#watches.values()) watch.setUrgent(this.#effectiveUrgent())
+  }
+
+  #effectiveUrgent(): boolean {
+    return this.#urgent || this.always || this.#fleet === 'leader'
   }
 
   /** Disarms the watch of one endpoint (it just became the primary). */

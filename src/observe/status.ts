@@ -85,6 +85,12 @@ export interface FailoverPoolStatus {
   readonly stateStore: StateStoreHealth
   /** The HA manager's last answer (null without the `haManager` option). */
   readonly haManager: HaManagerStatus | null
+  /**
+   * Who monitors the nodes: `local` (this pool), or `shared` with this instance's part: `leader`
+   * (probes and watches for the fleet), `follower` (holds no monitoring connection), `alone` (the
+   * store is unreachable: monitoring on its own).
+   */
+  readonly monitor: { readonly mode: 'local' | 'shared'; readonly role: 'leader' | 'follower' | 'alone' | null }
   readonly endpoints: readonly EndpointStatus[]
 }
 
@@ -135,6 +141,7 @@ export function buildStatus({ coordinator, reads, topology, clock }: StatusInput
     splitBrain: state.kind === 'split-brain' ? state.reason : null,
     stateStore: { ...health, lastError: health.lastError && maskPassword(health.lastError) },
     haManager: haStatus(coordinator),
+    monitor: coordinator.fleetRole === null ? { mode: 'local', role: null } : { mode: 'shared', role: coordinator.fleetRole },
     endpoints: coordinator.endpoints.map((e) => endpointStatus(e, coordinator.roleOf(e), coordinator.health(e), reads.lagBytes(e), e === shownPrimary(state), clock.now())),
   }
 }

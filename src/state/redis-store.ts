@@ -31,8 +31,8 @@ const FIRST_CONNECT = new Set(['wait', 'connecting', 'connect'])
 
 /** The methods of the duplicated connection that carries the subscription. */
 export interface RedisSubscriberLike {
-  /** `SUBSCRIBE channel`; resolves once the server confirmed it. */
-  subscribe(channel: string): Promise<unknown>
+  /** `SUBSCRIBE channel [channel ...]`; resolves once the server confirmed it. */
+  subscribe(...channels: string[]): Promise<unknown>
   /** Events used: 'message' (channel, message), 'ready', 'close', 'error'. */
   on(event: string, listener: (...args: any[]) => void): unknown
   /** Closes the connection at once, without waiting for replies (a frozen server cannot delay it). */
@@ -47,6 +47,10 @@ export interface RedisStateStoreOptions {
   key?: string
   /** Channel on which a successful compare-and-set publishes the new record. Default `${key}:changed`. */
   channel?: string
+  /** Key of the shared-monitoring lease (`monitor: 'shared'`). Default `${key}:monitor-lease`. */
+  leaseKey?: string
+  /** Channel of the shared monitor's observations (`monitor: 'shared'`). Default `${key}:observations`. */
+  observationChannel?: string
   /**
    * While watching, how often the key is read in case a published change was missed (pub/sub
    * drops messages while a subscriber is disconnected), in ms. Default 1000; 0 turns periodic
@@ -91,6 +95,21 @@ if raw and current == nil then return {1, ARGV[2], 'replaced'} end
 return {1, ARGV[2]}
 `
 
+// The lease: taken when free, renewed by its holder, never taken from another holder before it expires.
+const ACQUIRE_LEASE = `
+local holder = redis.call('GET', KEYS[1])
+if holder == false or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+`
+const RELEASE_LEASE = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0
+`
+const PUBLISH = `return redis.call('PUBLISH', KEYS[1], ARGV[1])`
+
 /** A listener of {@link RedisStateStore.watch} and the newest record (epoch, then version) it was given. */
 interface Watcher {
   readonly listener: (record: StateRecord) => void
@@ -109,6 +128,9 @@ export class RedisStateStore implements StateStore {
   readonly #client: RedisLike
   readonly #key: string
   readonly #channel: string
+  readonly #leaseKey: string
+  readonly #observationChannel: string
+  readonly #messageListeners = new Set<(message: string) => void>()
   readonly #pollIntervalMs: number
   readonly #commandTimeoutMs: number
   readonly #watchers = new Set<Watcher>()
@@ -127,6 +149,8 @@ export class RedisStateStore implements StateStore {
     this.#client = options.client
     this.#key = options.key ?? 'pg-failover-pool:state'
     this.#channel = options.channel ?? `${this.#key}:changed`
+    this.#leaseKey = options.leaseKey ?? `${this.#key}:monitor-lease`
+    this.#observationChannel = options.observationChannel ?? `${this.#key}:observations`
     this.#pollIntervalMs = options.pollIntervalMs ?? 1_000
     this.#commandTimeoutMs = options.commandTimeoutMs ?? 1_000
     this.#clock = options.clock ?? systemClock
@@ -190,10 +214,47 @@ export class RedisStateStore implements StateStore {
     if (this.#closed) return () => undefined
     const watcher: Watcher = { listener, lastSeen: null }
     this.#watchers.add(watcher)
-    if (this.#watchers.size === 1) this.#startWatching()
-    else void this.#poll()
+    if (this.#subscriber === null) this.#startSubscriber()
+    else {
+      if (this.#pollTimer === null) this.#schedulePoll()
+      void this.#poll()
+    }
     return () => {
-      if (this.#watchers.delete(watcher) && this.#watchers.size === 0) this.#stopWatching()
+      if (this.#watchers.delete(watcher)) this.#stopSubscriberIfUnused()
+    }
+  }
+
+  /**
+   * Takes or renews the shared monitor's lease for `holder` (one Lua script: SET PX when the key is
+   * free or already `holder`'s). Rejects like load().
+   */
+  async acquireLease(holder: string, ttlMs: number): Promise<boolean> {
+    const reply = await this.#command('lease', () => this.#client.eval(ACQUIRE_LEASE, 1, this.#leaseKey, holder, String(Math.max(1, Math.round(ttlMs)))))
+    return reply === 1
+  }
+
+  /** Deletes the lease when `holder` holds it. Rejects like load(). */
+  async releaseLease(holder: string): Promise<void> {
+    await this.#command('lease release', () => this.#client.eval(RELEASE_LEASE, 1, this.#leaseKey, holder))
+  }
+
+  /** PUBLISHes `message` on the observation channel. Rejects like load(). */
+  async publish(message: string): Promise<void> {
+    await this.#command('publish', () => this.#client.eval(PUBLISH, 1, this.#observationChannel, message))
+  }
+
+  /**
+   * Calls `listener` with every message published on the observation channel, over the same
+   * duplicated connection as {@link watch}. Messages sent while it is disconnected are lost.
+   * Listener errors are swallowed. Returns the unsubscribe function.
+   */
+  subscribe(listener: (message: string) => void): () => void {
+    if (this.#closed) return () => undefined
+    const own = (message: string): void => listener(message)
+    this.#messageListeners.add(own)
+    if (this.#subscriber === null) this.#startSubscriber()
+    return () => {
+      if (this.#messageListeners.delete(own)) this.#stopSubscriberIfUnused()
     }
   }
 
@@ -201,16 +262,36 @@ export class RedisStateStore implements StateStore {
   async close(): Promise<void> {
     this.#closed = true
     this.#watchers.clear()
-    this.#stopWatching()
+    this.#messageListeners.clear()
+    this.#stopSubscriber()
   }
 
-  #startWatching(): void {
+  #stopSubscriberIfUnused(): void {
+    if (this.#watchers.size === 0 && this.#messageListeners.size === 0) this.#stopSubscriber()
+    else if (this.#watchers.size === 0 && this.#pollTimer !== null) {
+      this.#clock.clearTimeout(this.#pollTimer)
+      this.#pollTimer = null
+    }
+  }
+
+  #startSubscriber(): void {
     const subscriber = this.#client.duplicate()
     this.#subscriber = subscriber
     // Without a listener ioredis prints every connection error; the poll covers the outage.
     subscriber.on('error', () => undefined)
     subscriber.on('message', (channel: unknown, message: unknown) => {
-      if (channel !== this.#channel || typeof message !== 'string') return
+      if (typeof message !== 'string') return
+      if (channel === this.#observationChannel) {
+        for (const listener of [...this.#messageListeners]) {
+          try {
+            listener(message)
+          } catch {
+            // A listener's bug must not stop the others.
+          }
+        }
+        return
+      }
+      if (channel !== this.#channel) return
       try {
         this.#deliver(this.#parse(message))
       } catch {
@@ -226,7 +307,7 @@ export class RedisStateStore implements StateStore {
     this.#schedulePoll()
   }
 
-  #stopWatching(): void {
+  #stopSubscriber(): void {
     if (this.#pollTimer !== null) this.#clock.clearTimeout(this.#pollTimer)
     this.#pollTimer = null
     this.#subscriber?.disconnect()
@@ -241,14 +322,14 @@ export class RedisStateStore implements StateStore {
     }
     if (this.#subscribed) return catchUp()
     // With enableOfflineQueue: false this fails until connected; the 'ready' event retries it.
-    subscriber.subscribe(this.#channel).then(() => {
+    subscriber.subscribe(this.#channel, this.#observationChannel).then(() => {
       if (this.#subscriber === subscriber) this.#subscribed = true
       catchUp()
     }, catchUp)
   }
 
   #schedulePoll(): void {
-    if (this.#pollIntervalMs === 0 || this.#subscriber === null) return
+    if (this.#pollIntervalMs === 0 || this.#subscriber === null || this.#watchers.size === 0) return
     this.#pollTimer = this.#clock.setTimeout(() => {
       this.#pollTimer = null
       void this.#poll().finally(() => {

@@ -57,8 +57,28 @@ export interface StateStore {
    * polling). Returns a function that stops watching.
    */
   watch?(listener: (record: StateRecord) => void): () => void
+  /**
+   * Optional, for shared monitoring (`monitor: 'shared'`): takes the fleet's monitor lease for
+   * `holder` when nobody holds it, or renews it when `holder` does; true when `holder` holds it
+   * for the next `ttlMs` milliseconds. Must be atomic across every process sharing the store.
+   */
+  acquireLease?(holder: string, ttlMs: number): Promise<boolean>
+  /** Optional: gives the monitor lease up when `holder` holds it (a leader ending cleanly). */
+  releaseLease?(holder: string): Promise<void>
+  /** Optional: sends `message` to every subscriber of this store (best effort: it may be lost). */
+  publish?(message: string): Promise<void>
+  /** Optional: calls `listener` with each message published on this store. Returns a function that stops. */
+  subscribe?(listener: (message: string) => void): () => void
   /** Optional: releases connections and timers. */
   close?(): Promise<void>
+}
+
+/** The methods a store needs for shared monitoring (`monitor: 'shared'`). */
+export type SharedMonitorStore = StateStore & Required<Pick<StateStore, 'acquireLease' | 'releaseLease' | 'publish' | 'subscribe'>>
+
+/** True when `store` implements everything shared monitoring needs. */
+export function supportsSharedMonitor(store: StateStore): store is SharedMonitorStore {
+  return typeof store.acquireLease === 'function' && typeof store.releaseLease === 'function' && typeof store.publish === 'function' && typeof store.subscribe === 'function'
 }
 
 /**

@@ -4,6 +4,7 @@ import { classifyError, isTimeout } from '../error-policy.js'
 import { AllEndpointsDownError, type EndpointAnswer, NoPrimaryError, SplitBrainError, maskPassword } from '../errors.js'
 import type { EventSink, FailoverEvent } from '../events.js'
 import { Discovery } from '../health/discovery.js'
+import type { FleetHost, FleetMonitor, FleetRole } from '../health/fleet-monitor.js'
 import { type WatchFactory, Watches } from '../health/watches.js'
 import { topologyLog } from '../log.js'
 import type { ResolvedOptions } from '../options.js'
@@ -14,6 +15,7 @@ import type { HaManager } from '../ha/ha-manager.js'
 import { ClusterKnowledge } from './cluster-knowledge.js'
 import { type ElectionHost, Elector } from './elector.js'
 import { EndpointHealth, type HealthNews, endpointRole, nodeErrorOf } from './endpoint-health.js'
+import type { ProbeOutcome } from './election.js'
 import { Evidence, type HaReport } from './evidence.js'
 import { ProbeVerdicts, type VerdictHost } from './probe-verdicts.js'
 import { Transitions } from './transitions.js'
@@ -30,6 +32,8 @@ export interface CoordinatorDeps {
   readonly events: EventSink
   /** Promotion watches (null: none). */
   readonly watches: WatchFactory | null
+  /** The fleet's shared monitoring (`monitor: 'shared'`), or null. */
+  readonly fleet?: FleetMonitor | null
 }
 
 /**
@@ -43,7 +47,7 @@ export interface CoordinatorDeps {
  * requests are settled from the state by one function once the effects ran, and everything that
  * reaches user code (events, request callbacks) is deferred beyond that.
  */
-export class Coordinator implements ElectionHost, VerdictHost {
+export class Coordinator implements ElectionHost, VerdictHost, FleetHost {
   readonly endpoints: readonly Endpoint[]
   #state: WriterState = { kind: 'booting' }
   /** Bumped on every change of where writes go; reports and connections from an older generation move nothing. */
@@ -58,6 +62,8 @@ export class Coordinator implements ElectionHost, VerdictHost {
   readonly #watches: Watches
   readonly #opts: ResolvedOptions
   readonly #tx: Transitions
+  readonly #fleet: FleetMonitor | null
+  readonly #verdicts: ProbeVerdicts
   /** Aborts the promotion hook running now, if any (end() calls it). */
   #abortHook: (() => void) | null = null
   /** When the store was last written or checked for our decision (clock ms), and why we decided it. */
@@ -76,15 +82,22 @@ export class Coordinator implements ElectionHost, VerdictHost {
     this.cluster = new ClusterKnowledge(options.topology)
     this.sync = new StateSync(options.stateStore, options.clock, options.stateStoreTimeoutMs, (event, payload) => this.#tx.announce(event, payload))
     this.#waiters = new Waiters(options.clock)
-    this.#watches = new Watches(deps.watches, (e) => this.promotionNoticed(e), options.promotionWatch === 'always')
+    this.#fleet = deps.fleet ?? null
+    const noticed = (e: Endpoint): void => {
+      this.#fleet?.promotionNoticedLocally(e)
+      this.promotionNoticed(e)
+    }
+    this.#watches = new Watches(deps.watches, noticed, options.promotionWatch === 'always')
     this.#elector = new Elector(this, this.#evidence, options)
     const verdicts = new ProbeVerdicts(this, this.#evidence, this.#watches, this.#elector)
+    this.#verdicts = verdicts
+    const shared = this.#fleet ? { probes: this.#fleet, eraAt: (e: Endpoint, at: number) => this.health(e).eraAt(at) } : null
     this.#discovery = new Discovery(endpoints, options.probeTimeoutMs, options.clock, {
       mayProbe: (e) => this.#mayProbe(e),
       probed: (e, outcome, sent) => this.#tx.run(() => verdicts.probed(e, outcome, sent)),
       settled: () => this.#tx.run(() => this.#roundSettled()),
       viewed: (result, startedAt) => this.#tx.run(() => verdicts.viewed(result, startedAt)),
-    }, (e) => this.health(e).era, options.haManager)
+    }, (e) => this.health(e).era, options.haManager, shared)
   }
 
   /** Reads the state store (bounded), then starts the first discovery with its record as a hint. */
@@ -97,6 +110,7 @@ export class Coordinator implements ElectionHost, VerdictHost {
       // The stored primary is tried first: nobody else wins before it has answered.
       this.#evidence.mustHear = this.endpoints.find((e) => e.name === record?.primary) ?? null
       this.effect(() => this.sync.watch((r) => this.storedElsewhere(r)))
+      this.effect(() => this.#fleet?.start(this, this.endpoints))
       this.startRound(record ? `start (state store says ${record.primary}, epoch ${record.epoch})` : 'start')
     })
   }
@@ -247,6 +261,53 @@ export class Coordinator implements ElectionHost, VerdictHost {
     if (!this.health(endpoint).doubted(reason, era)) return
     topologyLog('%s in doubt: %s', endpoint.name, reason)
     this.confirm(endpoint)
+    this.effect(() => this.#fleet?.doubtedLocally(endpoint))
+  }
+
+  // ------------------------------------------------------------------ a fleet's shared monitoring
+
+  /** This instance's part in shared monitoring, or null when the pool monitors on its own (`monitor: 'local'`). */
+  get fleetRole(): FleetRole | null {
+    return this.#fleet?.role ?? null
+  }
+
+  /** True once this pool verified a primary. */
+  get everVerified(): boolean {
+    return this.#everVerified
+  }
+
+  /** True while a primary is verified and in no doubt. */
+  get calm(): boolean {
+    const s = this.#state
+    return s.kind === 'verified' && this.health(s.primary).doubt === null
+  }
+
+  /** The fleet's leader published a probe outcome: weighed like one of ours, in the era it began. */
+  observedElsewhere(endpoint: Endpoint, outcome: ProbeOutcome, startedAt: number): void {
+    if (this.#state.kind === 'ended' || this.#state.kind === 'booting') return
+    this.#tx.run(() => this.#verdicts.probed(endpoint, outcome, { startedAt, era: this.health(endpoint).eraAt(startedAt), skipped: false }))
+  }
+
+  /** A follower saw `endpoint` fail: the leader confirms it with a probe of its own. */
+  confirmForFleet(endpoint: Endpoint): void {
+    if (this.#state.kind === 'ended') return
+    this.#tx.run(() => this.confirm(endpoint))
+  }
+
+  /**
+   * This instance's part in the fleet changed: a follower watches nothing and holds no monitor
+   * session; a leader watches every standby continuously; alone, the pool monitors as configured.
+   * Leading or alone, a round probes every node now (and arms the watches it needs).
+   */
+  fleetRoleChanged(role: FleetRole): void {
+    if (this.#state.kind === 'ended') return
+    this.#tx.run(() => {
+      this.#watches.setFleetRole(role === 'alone' ? null : role)
+      this.effect(() => {
+        for (const e of this.endpoints) e.holdMonitorSession(role !== 'follower')
+      })
+      if (role !== 'follower' && this.#state.kind !== 'booting') this.startRound(`shared monitor: ${role}`)
+    })
   }
 
   /** Probes `endpoint` now, outside any round (after the transition), for a verdict of its current era. */
@@ -428,7 +489,7 @@ export class Coordinator implements ElectionHost, VerdictHost {
         this.#abortHook?.()
       })
     })
-    await Promise.all([...this.endpoints.map((e) => e.end()), this.sync.close()])
+    await Promise.all([...this.endpoints.map((e) => e.end()), this.sync.close(), this.#fleet?.stop()])
   }
 
   // ------------------------------------------------------------------ discovery: evidence and elections

@@ -37,8 +37,24 @@ export interface HealthNews {
  */
 export class EndpointHealth {
   readonly breaker: CircuitBreaker
+  #era = 0
+  #eraSince = Number.NEGATIVE_INFINITY
   /** The staleness token (see the class comment). */
-  era = 0
+  get era(): number {
+    return this.#era
+  }
+  set era(next: number) {
+    this.#era = next
+    this.#eraSince = this.clock.now()
+  }
+  /**
+   * The era a probe evaluated at `startedAt` (clock ms) belongs to: the current one when it began
+   * after the last change, else an older one (its answer is stale). For observations made elsewhere
+   * (shared monitoring), whose era this pool never stamped.
+   */
+  eraAt(startedAt: number): number {
+    return startedAt >= this.#eraSince ? this.#era : this.#era - 1
+  }
   /** The era in which the pool last left (cut) this node; attempts that began before it ran on a node left meanwhile. */
   leftEra = -1
   reachability: 'unknown' | 'up' | 'down' = 'unknown'
@@ -71,7 +87,10 @@ export class EndpointHealth {
    */
   saidReadOnly = false
 
-  constructor(settings: BreakerSettings, clock: Clock) {
+  constructor(
+    settings: BreakerSettings,
+    private readonly clock: Clock,
+  ) {
     this.breaker = new CircuitBreaker(settings, clock, randomOf(clock))
   }
 

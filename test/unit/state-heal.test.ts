@@ -293,6 +293,7 @@ function statusWith(stateStore: FailoverPoolStatus['stateStore']): FailoverPoolS
     splitBrain: null,
     stateStore,
     haManager: null,
+    monitor: { mode: 'local', role: null },
     endpoints: [],
   } as FailoverPoolStatus
 }

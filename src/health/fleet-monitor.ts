@@ -1,0 +1,235 @@
+import { randomBytes } from 'node:crypto'
+import { hostname } from 'node:os'
+import { type Clock, type TimerHandle, jitter, randomOf, withDeadline } from '../clock.js'
+import type { Endpoint } from '../endpoint/endpoint.js'
+import type { ProbeResult } from '../endpoint/role-probe.js'
+import { maskPassword } from '../errors.js'
+import { topologyLog } from '../log.js'
+import type { SharedMonitorStore } from '../state/state-store.js'
+import type { ProbeOutcome } from '../topology/election.js'
+
+/**
+ * What this instance does for the fleet's monitoring: `leader` holds the lease, probes and watches
+ * every node and publishes what it sees; `follower` holds no monitoring connection and follows what
+ * is published; `alone` monitors on its own (the store is unreachable, or has not answered yet).
+ */
+export type FleetRole = 'leader' | 'follower' | 'alone'
+
+/** Settings of shared monitoring, in milliseconds. */
+export interface FleetSettings {
+  /** How long the lease lasts without renewal: a crashed leader is replaced within about this long. */
+  readonly leaseTtlMs: number
+  /** How long a follower's scheduled health check waits for a published probe before probing itself. */
+  readonly calmWaitMs: number
+  /** After a published promotion notice, how long a follower waits for the leader's probes before its own. */
+  readonly noticeWaitMs: number
+}
+
+/** The pool's side, as the fleet monitor sees it (the coordinator implements it). */
+export interface FleetHost {
+  /** True once this pool verified a primary (before that, its probes are its own: a startup). */
+  readonly everVerified: boolean
+  /** True while the pool has a verified primary in no doubt: its health checks may wait for the leader. */
+  readonly calm: boolean
+  /** A probe published by the leader (an observation of `endpoint` that began at clock ms `startedAt`). */
+  observedElsewhere(endpoint: Endpoint, outcome: ProbeOutcome, startedAt: number): void
+  /** The leader noticed `endpoint`'s promotion. */
+  promotionNoticed(endpoint: Endpoint): void
+  /** A follower saw `endpoint` fail (the leader confirms it with a probe of its own). */
+  confirmForFleet(endpoint: Endpoint): void
+  /** This instance's part changed: watches and monitor sessions follow it. */
+  fleetRoleChanged(role: FleetRole): void
+}
+
+/** One message on the store's observation channel. */
+type FleetMessage =
+  | { readonly v: 1; readonly from: string; readonly kind: 'probe'; readonly endpoint: string; readonly at: number; readonly probe: ProbeResult }
+  | { readonly v: 1; readonly from: string; readonly kind: 'probe'; readonly endpoint: string; readonly at: number; readonly error: { readonly message: string; readonly code: string | null } }
+  | { readonly v: 1; readonly from: string; readonly kind: 'promoted' | 'doubt'; readonly endpoint: string; readonly at: number }
+
+interface Seen {
+  readonly outcome: ProbeOutcome
+  /** Clock ms (this process's clock) at which the observation began. */
+  readonly startedAt: number
+}
+
+interface Taker {
+  readonly endpoint: Endpoint
+  readonly freshSince: number
+  readonly resolve: (seen: Seen | null) => void
+}
+
+/**
+ * Shared monitoring for a fleet of instances over one cluster (`monitor: 'shared'`): one instance
+ * at a time holds a lease in the state store and runs the probes and promotion watches; it
+ * publishes every probe outcome and promotion notice on the store's channel. The others hold no
+ * monitoring connection: they take what is published as their probes (through {@link take}), and
+ * follow promotion notices at once. Their own failures still start a local probe at once (a confirm
+ * is never taken from the leader). The lease is renewed every third of its TTL; followers try to take
+ * it every quarter, so a crashed leader is replaced within about `leaseTtlMs`. A store that fails
+ * makes every instance monitor alone until it answers again.
+ */
+export class FleetMonitor {
+  readonly holder = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`
+  #role: FleetRole = 'alone'
+  #host: FleetHost | null = null
+  #endpoints: readonly Endpoint[] = []
+  #timer: TimerHandle | null = null
+  #unsubscribe: (() => void) | null = null
+  #stopped = false
+  readonly #seen = new Map<Endpoint, Seen>()
+  readonly #takers = new Set<Taker>()
+  /** Until when (clock ms) a follower expects the leader's probes after a promotion notice. */
+  #expectUntil = Number.NEGATIVE_INFINITY
+  /** Lease handovers and messages, for status and tests. */
+  readonly counts = { published: 0, received: 0, leaderships: 0 }
+
+  constructor(
+    private readonly store: SharedMonitorStore,
+    private readonly settings: FleetSettings,
+    private readonly clock: Clock,
+  ) {}
+
+  /** This instance's part now. */
+  get role(): FleetRole {
+    return this.#role
+  }
+
+  /** Starts following the channel and competing for the lease. */
+  start(host: FleetHost, endpoints: readonly Endpoint[]): void {
+    this.#host = host
+    this.#endpoints = endpoints
+    this.#unsubscribe = this.store.subscribe((message) => this.#received(message))
+    this.#tick()
+  }
+
+  /** Stops; a leader gives the lease up so another instance takes over at once. */
+  async stop(): Promise<void> {
+    this.#stopped = true
+    if (this.#timer !== null) this.clock.clearTimeout(this.#timer)
+    this.#timer = null
+    this.#unsubscribe?.()
+    this.#unsubscribe = null
+    for (const taker of this.#takers) taker.resolve(null)
+    this.#takers.clear()
+    if (this.#role === 'leader') {
+      const bound = this.settings.leaseTtlMs
+      await withDeadline(this.store.releaseLease(this.holder), bound, () => new Error('lease release timed out'), this.clock).catch(() => undefined)
+    }
+  }
+
+  /**
+   * A probe outcome published by the leader for `endpoint`, begun after `freshSince` (clock ms), or
+   * null: probe locally now. Only a follower's scheduled rounds wait for one (its confirms and its
+   * startup probe are its own); it waits while the pool is calm or a promotion notice came in, and
+   * probes itself when nothing arrives in time (the leader is gone: another takes the lease soon).
+   */
+  take(endpoint: Endpoint, freshSince: number, kind: 'round' | 'confirm'): Promise<Seen | null> {
+    const host = this.#host
+    if (this.#role !== 'follower' || kind === 'confirm' || host === null || !host.everVerified) return Promise.resolve(null)
+    const seen = this.#seen.get(endpoint)
+    if (seen !== undefined && seen.startedAt >= freshSince) return Promise.resolve(seen)
+    const now = this.clock.now()
+    const waitMs = host.calm ? this.settings.calmWaitMs : this.#expectUntil - now
+    if (waitMs <= 0) return Promise.resolve(null)
+    return new Promise((resolve) => {
+      const timer = this.clock.setTimeout(() => finish(null), waitMs)
+      const taker: Taker = { endpoint, freshSince, resolve: (s) => finish(s) }
+      const finish = (s: Seen | null): void => {
+        if (!this.#takers.delete(taker)) return
+        this.clock.clearTimeout(timer)
+        resolve(s)
+      }
+      this.#takers.add(taker)
+    })
+  }
+
+  /** A probe this instance ran: a leader publishes it. */
+  probedLocally(endpoint: Endpoint, outcome: ProbeOutcome, startedAt: number): void {
+    if (this.#role !== 'leader' || outcome.kind === 'pending') return
+    const at = Date.now() - (this.clock.now() - startedAt)
+    const code = outcome.kind === 'failed' ? (outcome.error as { code?: unknown }).code : null
+    this.#publish(
+      outcome.kind === 'ok'
+        ? { v: 1, from: this.holder, kind: 'probe', endpoint: endpoint.name, at, probe: outcome.probe }
+        : { v: 1, from: this.holder, kind: 'probe', endpoint: endpoint.name, at, error: { message: maskPassword(outcome.error.message), code: typeof code === 'string' ? code : null } },
+    )
+  }
+
+  /** This instance noticed a promotion: a leader tells the fleet. */
+  promotionNoticedLocally(endpoint: Endpoint): void {
+    if (this.#role === 'leader') this.#publish({ v: 1, from: this.holder, kind: 'promoted', endpoint: endpoint.name, at: Date.now() })
+  }
+
+  /** A request of this instance saw `endpoint` fail: a follower asks the leader to look too. */
+  doubtedLocally(endpoint: Endpoint): void {
+    if (this.#role === 'follower') this.#publish({ v: 1, from: this.holder, kind: 'doubt', endpoint: endpoint.name, at: Date.now() })
+  }
+
+  #publish(message: FleetMessage): void {
+    this.counts.published++
+    this.store.publish(JSON.stringify(message)).catch(() => undefined)
+  }
+
+  #received(raw: string): void {
+    const host = this.#host
+    if (this.#stopped || host === null) return
+    let message: FleetMessage
+    try {
+      message = JSON.parse(raw) as FleetMessage
+    } catch {
+      return
+    }
+    if (message === null || typeof message !== 'object' || message.v !== 1 || message.from === this.holder || typeof message.at !== 'number') return
+    const endpoint = this.#endpoints.find((e) => e.name === message.endpoint)
+    if (!endpoint) return
+    this.counts.received++
+    if (message.kind === 'doubt') {
+      if (this.#role === 'leader') host.confirmForFleet(endpoint)
+      return
+    }
+    if (this.#role === 'leader') return // another instance's leftovers from before the handover
+    // Mapped onto this process's clock: how long ago, by the wall clock, it began.
+    const startedAt = this.clock.now() - Math.max(0, Date.now() - message.at)
+    if (message.kind === 'promoted') {
+      this.#expectUntil = this.clock.now() + this.settings.noticeWaitMs
+      host.promotionNoticed(endpoint)
+      return
+    }
+    if (message.kind !== 'probe') return
+    const outcome: ProbeOutcome =
+      'probe' in message ? { kind: 'ok', probe: message.probe } : { kind: 'failed', error: Object.assign(new Error(String(message.error?.message)), message.error?.code ? { code: message.error.code } : {}) }
+    endpoint.recordProbe(outcome.kind === 'ok' ? outcome.probe : null, message.at)
+    const seen: Seen = { outcome, startedAt }
+    const previous = this.#seen.get(endpoint)
+    if (previous === undefined || previous.startedAt <= startedAt) this.#seen.set(endpoint, seen)
+    host.observedElsewhere(endpoint, outcome, startedAt)
+    for (const taker of [...this.#takers]) if (taker.endpoint === endpoint && startedAt >= taker.freshSince) taker.resolve(seen)
+  }
+
+  #tick(): void {
+    if (this.#stopped) return
+    const ttl = this.settings.leaseTtlMs
+    const leaseCall = withDeadline(this.store.acquireLease(this.holder, ttl), ttl / 2, () => new Error(`lease call took longer than ${ttl / 2} ms`), this.clock)
+    leaseCall.then(
+      (held) => this.#become(held ? 'leader' : 'follower', null),
+      (err: unknown) => this.#become('alone', err instanceof Error ? err : new Error(String(err))),
+    )
+  }
+
+  #become(role: FleetRole, error: Error | null): void {
+    if (this.#stopped) return
+    const ttl = this.settings.leaseTtlMs
+    this.#timer = this.clock.setTimeout(() => {
+      this.#timer = null
+      this.#tick()
+    }, jitter(role === 'leader' ? ttl / 3 : ttl / 4, 0.2, randomOf(this.clock)))
+    if (role === this.#role) return
+    topologyLog('shared monitor: %s -> %s%s', this.#role, role, error ? ` (${maskPassword(error.message)})` : '')
+    this.#role = role
+    if (role === 'leader') this.counts.leaderships++
+    // No longer following: whoever waited for the leader probes on its own now.
+    if (role !== 'follower') for (const taker of [...this.#takers]) taker.resolve(null)
+    this.#host?.fleetRoleChanged(role)
+  }
+}
