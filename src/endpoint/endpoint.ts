@@ -41,6 +41,8 @@ export class Endpoint {
   lastProbe: ProbeResult | null = null
   /** When the last probe finished (clock ms), successful or not. */
   lastProbeAt: number | null = null
+  /** Clock ms of the last probe that answered (null before one did). */
+  lastAnsweredAt: number | null = null
   /** Wall-clock time (Date.now()) of the last probe, for status(). */
   lastProbeWallTime: number | null = null
   /** Statements this endpoint ran for the pool, and how many failed (any error), since start. */
@@ -202,9 +204,14 @@ export class Endpoint {
    */
   recordProbe(result: ProbeResult | null, wallTime = Date.now()): void {
     if (result !== null) {
+      const now = this.clock.now()
+      // Found detached: it may have been since just after it was last heard streaming, which is
+      // what the lag counts from (never from now: a node that refused probes meanwhile could be far behind).
+      const heardBefore = this.lastAnsweredAt
+      this.lastAnsweredAt = now
       this.lastProbe = result
       if (result.inRecovery && result.lsn !== null) this.noteReplayed(parseLsn(result.lsn))
-      this.detachedSince = result.inRecovery && !result.receiving ? (this.detachedSince ?? this.clock.now()) : null
+      this.detachedSince = result.inRecovery && !result.receiving ? (this.detachedSince ?? heardBefore ?? now) : null
     }
     this.lastProbeAt = this.clock.now()
     this.lastProbeWallTime = wallTime
@@ -213,12 +220,16 @@ export class Endpoint {
   /**
    * Replay lag in ms as the pool can vouch for it: the server's own figure, and — while no WAL
    * receiver streams, so nothing can arrive and PostgreSQL reports 0 — at least the time since
-   * the probes first found it detached. Null before the first probe.
+   * the probes first found it detached. A figure is vouched for `freshForMs` after the probe that
+   * measured it; past that (the node refuses probes: 53300, 3D000, a password rotated) every ms
+   * unheard counts as lag, since nothing says it replayed anything. Null before the first probe.
    */
-  lagMs(now: number): number | null {
+  lagMs(now: number, freshForMs = Number.POSITIVE_INFINITY): number | null {
     const probe = this.lastProbe
     if (probe === null) return null
-    return this.detachedSince === null ? probe.lagMs : Math.max(probe.lagMs, now - this.detachedSince)
+    const measured = this.detachedSince === null ? probe.lagMs : Math.max(probe.lagMs, now - this.detachedSince)
+    const unheard = this.lastAnsweredAt === null ? 0 : now - this.lastAnsweredAt - freshForMs
+    return unheard > 0 ? measured + unheard : measured
   }
 
   /** Records that this node has replayed WAL up to `lsn` (monotonic). */

@@ -142,7 +142,7 @@ export function buildStatus({ coordinator, reads, topology, clock }: StatusInput
     stateStore: { ...health, lastError: health.lastError && maskPassword(health.lastError) },
     haManager: haStatus(coordinator),
     monitor: coordinator.fleetRole === null ? { mode: 'local', role: null } : { mode: 'shared', role: coordinator.fleetRole },
-    endpoints: coordinator.endpoints.map((e) => endpointStatus(e, coordinator.roleOf(e), coordinator.health(e), reads.lagBytes(e), e === shownPrimary(state), clock.now())),
+    endpoints: coordinator.endpoints.map((e) => endpointStatus(e, coordinator.roleOf(e), coordinator.health(e), reads.lagBytes(e), e === shownPrimary(state), clock.now(), reads.lagFreshForMs)),
   }
 }
 
@@ -162,7 +162,7 @@ function haStatus(coordinator: Coordinator): HaManagerStatus | null {
   }
 }
 
-function endpointStatus(e: Endpoint, role: EndpointRole, health: EndpointHealth, lagBytes: bigint | null, isPrimary: boolean, now: number): EndpointStatus {
+function endpointStatus(e: Endpoint, role: EndpointRole, health: EndpointHealth, lagBytes: bigint | null, isPrimary: boolean, now: number, lagFreshForMs: number): EndpointStatus {
   const lastError = health.lastError
   return {
     name: e.name,
@@ -175,7 +175,7 @@ function endpointStatus(e: Endpoint, role: EndpointRole, health: EndpointHealth,
     lastProbeAt: e.lastProbeWallTime === null ? null : new Date(e.lastProbeWallTime).toISOString(),
     probeLatencyMs: e.lastProbe ? round(e.lastProbe.latencyMs) : null,
     // A down node's last lag says nothing about now; a detached standby's grows with time.
-    lagMs: e.lastProbe && lastError === null ? round(e.lagMs(now) ?? 0) : null,
+    lagMs: e.lastProbe && lastError === null ? round(e.lagMs(now, lagFreshForMs) ?? 0) : null,
     lsn: e.lastProbe?.lsn ?? null,
     timeline: e.lastProbe?.timeline ?? null,
     lastError: lastError ? maskPassword(lastError.message) : null,

@@ -27,6 +27,11 @@ export class ReadTargets {
     private readonly options: ResolvedOptions,
   ) {}
 
+  /** How long a probe's lag figure is vouched for: two health checks and a probe deadline (see Endpoint#lagMs). */
+  get lagFreshForMs(): number {
+    return 2 * this.options.healthCheckIntervalMs + this.options.probeTimeoutMs
+  }
+
   /** Endpoints that may serve reads now. */
   replicas(): Endpoint[] {
     const primary = shownPrimary(this.coordinator.state)
@@ -72,7 +77,7 @@ export class ReadTargets {
       name: e.name,
       weight: e.weight,
       get lagMs() {
-        return e.lagMs(targets.options.clock.now())
+        return e.lagMs(targets.options.clock.now(), targets.lagFreshForMs)
       },
       get lagBytes() {
         return targets.lagBytes(e)
