@@ -95,10 +95,17 @@ export class FailoverPool extends PoolSurface {
     const endpoints = resolved.endpoints.map((e) => makeEndpoint(e, resolved.poolConfig, events, resolved.clock))
     const watches = parts.watches !== undefined ? parts.watches : resolved.promotionWatch ? monitorWatchFactory : null
     // Shared monitoring: followers wait for a health check's published probes up to one and a half
-    // of the leader's intervals, and for the probes behind a published promotion up to a probe deadline.
+    // of the leader's intervals, for the probes behind a published promotion up to a probe deadline,
+    // and otherwise while in doubt for one of the leader's watch windows and two discovery rounds.
     const fleet =
       resolved.monitor === 'shared' && supportsSharedMonitor(resolved.stateStore)
-        ? new FleetMonitor(resolved.stateStore, { leaseTtlMs: resolved.monitorLeaseTtlMs, calmWaitMs: resolved.healthCheckIntervalMs * 1.5 + resolved.monitorLeaseTtlMs, noticeWaitMs: resolved.probeTimeoutMs }, resolved.clock)
+        ? new FleetMonitor(resolved.stateStore, {
+            leaseTtlMs: resolved.monitorLeaseTtlMs,
+            calmWaitMs: resolved.healthCheckIntervalMs * 1.5 + resolved.monitorLeaseTtlMs,
+            noticeWaitMs: resolved.probeTimeoutMs,
+            // The leader answers a probe of a standby it is watching at the end of the window.
+            urgentWaitMs: windowMs + resolved.discoveryIntervalMs * 2,
+          }, resolved.clock)
         : null
     this.#coordinator = new Coordinator({ endpoints, options: resolved, events: this, watches, fleet })
     parts.observe?.(this.#coordinator)

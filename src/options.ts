@@ -65,7 +65,10 @@ export interface FailoverPoolOptions extends Omit<PoolConfig, 'host' | 'port' | 
    * Default 1000.
    */
   promotionWatchWindowMs?: number
-  /** How often the server-side promotion watch checks `pg_is_in_recovery()`, in milliseconds. Default 5. */
+  /**
+   * How often the server-side promotion watch checks `pg_is_in_recovery()`, in milliseconds.
+   * Default 15 (a promotion is noticed within that; bench/WATCH.md and bench/FLEET.md have the cost).
+   */
   promotionWatchCheckMs?: number
   /**
    * How often every endpoint is probed while a primary is known (roles, lag, liveness), in
@@ -336,7 +339,9 @@ export function resolveOptions(options: unknown): ResolvedOptions {
     discoveryIntervalMs: (input.discoveryIntervalMs as number | undefined) ?? 250,
     promotionWatch: (input.promotionWatch as boolean | 'always' | undefined) ?? true,
     promotionWatchWindowMs: (input.promotionWatchWindowMs as number | undefined) ?? 1_000,
-    promotionWatchCheckMs: (input.promotionWatchCheckMs as number | undefined) ?? 5,
+    // 15 ms costs a watching standby a third of what 5 ms does (bench/WATCH.md): with hundreds of
+    // instances watching at once while the primary is gone, that is what keeps the standbys able to work.
+    promotionWatchCheckMs: (input.promotionWatchCheckMs as number | undefined) ?? 15,
     healthCheckIntervalMs: (input.healthCheckIntervalMs as number | undefined) ?? 2_000,
     routeReads: (input.routeReads as 'off' | 'auto' | undefined) ?? 'off',
     readStrategy: (input.readStrategy as ReadStrategy | undefined) ?? 'round-robin',

@@ -21,8 +21,10 @@ export interface FleetSettings {
   readonly leaseTtlMs: number
   /** How long a follower's scheduled health check waits for a published probe before probing itself. */
   readonly calmWaitMs: number
-  /** After a published promotion notice, how long a follower waits for the leader's probes before its own. */
+  /** After a published promotion notice, how long a follower's rounds wait for the leader's probes before probing on their own. */
   readonly noticeWaitMs: number
+  /** Otherwise while not calm (a failure of its own), how long they wait: a watch window and a few of the leader's discovery rounds. */
+  readonly urgentWaitMs: number
 }
 
 /** The pool's side, as the fleet monitor sees it (the coordinator implements it). */
@@ -33,8 +35,8 @@ export interface FleetHost {
   readonly calm: boolean
   /** A probe published by the leader (an observation of `endpoint` that began at clock ms `startedAt`). */
   observedElsewhere(endpoint: Endpoint, outcome: ProbeOutcome, startedAt: number): void
-  /** The leader noticed `endpoint`'s promotion. */
-  promotionNoticed(endpoint: Endpoint): void
+  /** The leader noticed `endpoint`'s promotion at clock ms `noticedAt`. */
+  promotionNoticed(endpoint: Endpoint, noticedAt: number): void
   /** A follower saw `endpoint` fail (the leader confirms it with a probe of its own). */
   confirmForFleet(endpoint: Endpoint): void
   /** This instance's part changed: watches and monitor sessions follow it. */
@@ -65,7 +67,8 @@ interface Taker {
  * publishes every probe outcome and promotion notice on the store's channel. The others hold no
  * monitoring connection: they take what is published as their probes (through {@link take}), and
  * follow promotion notices at once. Their own failures still start a local probe at once (a confirm
- * is never taken from the leader). The lease is renewed every third of its TTL; followers try to take
+ * is never taken from the leader), and ask the leader to look; the rounds that then look for a new
+ * primary take the leader's probes, so a failover never makes the whole fleet probe every node. The lease is renewed every third of its TTL; followers try to take
  * it every quarter, so a crashed leader is replaced within about `leaseTtlMs`. A store that fails
  * makes every instance monitor alone until it answers again.
  */
@@ -129,9 +132,11 @@ export class FleetMonitor {
     if (this.#role !== 'follower' || kind === 'confirm' || host === null || !host.everVerified) return Promise.resolve(null)
     const seen = this.#seen.get(endpoint)
     if (seen !== undefined && seen.startedAt >= freshSince) return Promise.resolve(seen)
-    const now = this.clock.now()
-    const waitMs = host.calm ? this.settings.calmWaitMs : this.#expectUntil - now
-    if (waitMs <= 0) return Promise.resolve(null)
+    // Calm: the leader's next health check. Otherwise (a published promotion, or this instance's
+    // own failure, already confirmed by a probe of its own): the leader's probes come within its
+    // discovery interval, so a whole fleet never probes every node at once — up to urgentWaitMs
+    // (noticeWaitMs after a notice), and at once when the leader or the store goes away.
+    const waitMs = host.calm ? this.settings.calmWaitMs : Math.max(this.#expectUntil - this.clock.now(), this.settings.urgentWaitMs)
     return new Promise((resolve) => {
       const timer = this.clock.setTimeout(() => finish(null), waitMs)
       const taker: Taker = { endpoint, freshSince, resolve: (s) => finish(s) }
@@ -193,7 +198,7 @@ export class FleetMonitor {
     const startedAt = this.clock.now() - Math.max(0, Date.now() - message.at)
     if (message.kind === 'promoted') {
       this.#expectUntil = this.clock.now() + this.settings.noticeWaitMs
-      host.promotionNoticed(endpoint)
+      host.promotionNoticed(endpoint, startedAt)
       return
     }
     if (message.kind !== 'probe') return

@@ -316,18 +316,25 @@ export class Coordinator implements ElectionHost, VerdictHost, FleetHost {
     this.effect(() => this.#discovery.confirm(endpoint, freshSince))
   }
 
-  /** A standby's promotion was noticed: stop writing to the old primary at once and verify the new one first. */
-  promotionNoticed(endpoint: Endpoint): void {
+  /**
+   * A standby's promotion was noticed: stop writing to the old primary at once and verify the new
+   * one first. `noticedAt` (clock ms): when a fleet's leader noticed it — its probes since then are
+   * current here too, so a follower takes them instead of probing on its own.
+   */
+  promotionNoticed(endpoint: Endpoint, noticedAt?: number): void {
     if (this.#state.kind === 'ended') return
     this.#tx.run(() => {
+      const now = this.#opts.clock.now()
+      const since = Math.max(this.#evidence.changedAt, Math.min(now, noticedAt ?? now))
       const reason = `promotion of ${endpoint.name} noticed`
       topologyLog(reason)
       this.health(endpoint).promotionNoticed()
-      this.#evidence.invalidate(this.#opts.clock.now())
       this.#evidence.mustHear = endpoint
       const old = writingTo(this.#state)
       // The cluster has moved on: anything still running on the old primary may be lost, so cut it.
       if (old !== null && old !== endpoint) this.leave(old, reason)
+      this.#evidence.invalidate(since)
+      if (since < now) for (const e of [endpoint, old]) if (e !== null) this.health(e).backdateEra(since)
       this.startRound(reason)
     })
   }

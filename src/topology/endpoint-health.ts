@@ -52,6 +52,14 @@ export class EndpointHealth {
    * after the last change, else an older one (its answer is stale). For observations made elsewhere
    * (shared monitoring), whose era this pool never stamped.
    */
+  /**
+   * The current era began at `at` (clock ms, in the past) rather than now: the change was seen
+   * elsewhere first (a fleet's leader noticed a promotion then), and what was probed since is current.
+   */
+  backdateEra(at: number): void {
+    this.#eraSince = Math.min(this.#eraSince, at)
+  }
+
   eraAt(startedAt: number): number {
     return startedAt >= this.#eraSince ? this.#era : this.#era - 1
   }
