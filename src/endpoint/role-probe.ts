@@ -28,6 +28,11 @@ export interface ProbeResult {
   readonly serverVersion: number
   /** Round-trip time of the probe statement, in milliseconds. */
   readonly latencyMs: number
+  /**
+   * Clock ms at which the row was evaluated when that is later than the probe was asked for: a
+   * probe answered by a watch window's row, evaluated at the window's end (absent otherwise).
+   */
+  readonly evaluatedAt?: number
 }
 
 /** The role a probe result implies. Only `primary` may receive writes. */

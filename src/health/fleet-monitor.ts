@@ -138,7 +138,10 @@ export class FleetMonitor {
     // (noticeWaitMs after a notice), and at once when the leader or the store goes away.
     const waitMs = host.calm ? this.settings.calmWaitMs : Math.max(this.#expectUntil - this.clock.now(), this.settings.urgentWaitMs)
     return new Promise((resolve) => {
-      const timer = this.clock.setTimeout(() => finish(null), waitMs)
+      const timer = this.clock.setTimeout(() => {
+        topologyLog('shared monitor: nothing published of %s in %d ms: probing it here', endpoint.name, Math.round(waitMs))
+        finish(null)
+      }, waitMs)
       const taker: Taker = { endpoint, freshSince, resolve: (s) => finish(s) }
       const finish = (s: Seen | null): void => {
         if (!this.#takers.delete(taker)) return
@@ -152,11 +155,14 @@ export class FleetMonitor {
   /** A probe this instance ran: a leader publishes it. */
   probedLocally(endpoint: Endpoint, outcome: ProbeOutcome, startedAt: number): void {
     if (this.#role !== 'leader' || outcome.kind === 'pending') return
-    const at = Date.now() - (this.clock.now() - startedAt)
+    // A row a watch window returned was evaluated at the window's end, long after it was asked for:
+    // that is what followers must compare with what they know.
+    const evaluatedAt = outcome.kind === 'ok' && outcome.probe.evaluatedAt !== undefined ? Math.max(startedAt, outcome.probe.evaluatedAt) : startedAt
+    const at = Date.now() - (this.clock.now() - evaluatedAt)
     const code = outcome.kind === 'failed' ? (outcome.error as { code?: unknown }).code : null
     this.#publish(
       outcome.kind === 'ok'
-        ? { v: 1, from: this.holder, kind: 'probe', endpoint: endpoint.name, at, probe: outcome.probe }
+        ? { v: 1, from: this.holder, kind: 'probe', endpoint: endpoint.name, at, probe: { ...outcome.probe, evaluatedAt: undefined } }
         : { v: 1, from: this.holder, kind: 'probe', endpoint: endpoint.name, at, error: { message: maskPassword(outcome.error.message), code: typeof code === 'string' ? code : null } },
     )
   }

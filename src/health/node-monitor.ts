@@ -173,7 +173,7 @@ export class NodeMonitor {
       const window = watching ? { sql: watchWindowSql(this.watch.windowMs, this.watch.checkMs), name: `pgfp_watch_${this.watch.windowMs}_${this.watch.checkMs}` } : null
       result = await probeRole(client, () => this.clock.now(), window)
       if (window === null) this.#latencyMs = result.latencyMs
-      else result = { ...result, latencyMs: this.#latencyMs }
+      else result = { ...result, latencyMs: this.#latencyMs, evaluatedAt: this.clock.now() - this.#latencyMs / 2 }
     } catch (err) {
       this.#failed(asError(err), reused, watching)
       return
