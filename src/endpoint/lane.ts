@@ -262,6 +262,14 @@ function trackingClass(config: PoolConfig, inner: InnerPool): typeof pg.Client {
       super(...args)
       inner.clients.add(this)
       this.once('end', () => inner.clients.delete(this))
+      // A FATAL error (backend terminated, server shutting down) ends the session; the server closes
+      // the socket just after. Until that close arrives pg still calls the client queryable, so one
+      // released meanwhile went back to the idle list and its next borrower's statement was sent on
+      // a dead session. Marked unqueryable at once, pg-pool destroys it on release instead.
+      const connection = (this as unknown as { connection?: { on?(event: string, listener: (msg: { severity?: string }) => void): unknown } }).connection
+      connection?.on?.('errorMessage', (msg) => {
+        if (msg.severity === 'FATAL' || msg.severity === 'PANIC') (this as unknown as { _queryable: boolean })._queryable = false
+      })
     }
   }
   Object.defineProperty(Tracked, 'name', { value: Base.name })
