@@ -83,7 +83,12 @@ export class Discovery {
     /** Asked alongside every round, one request at a time (never waited for). */
     private readonly ha: HaManager | null = null,
     /** Outcomes observed elsewhere (a fleet's shared monitor), and the era such an outcome belongs to. */
-    private readonly source: { readonly probes: ProbeSource; eraAt(endpoint: Endpoint, startedAt: number): number } | null = null,
+    private readonly source: {
+      readonly probes: ProbeSource
+      eraAt(endpoint: Endpoint, startedAt: number): number
+      /** False for the node the pool writes to: only its own probe may say that node failed. */
+      takesFailureOf(endpoint: Endpoint): boolean
+    } | null = null,
   ) {}
 
   /** The latest round, settled or not (null before the first). */
@@ -193,7 +198,9 @@ export class Discovery {
     const startedAt = this.clock.now()
     const result = previous.then(async () => {
       const shared = this.source && !this.#stopped ? await this.source.probes.take(endpoint, freshSince, kind) : null
-      if (shared) return { outcome: shared.outcome, sent: { startedAt: shared.startedAt, era: this.source!.eraAt(endpoint, shared.startedAt), skipped: false } }
+      if (shared && (shared.outcome.kind !== 'failed' || this.source!.takesFailureOf(endpoint))) {
+        return { outcome: shared.outcome, sent: { startedAt: shared.startedAt, era: this.source!.eraAt(endpoint, shared.startedAt), skipped: false } }
+      }
       const sent: ProbeSent = { startedAt: this.clock.now(), era: this.eraOf(endpoint), skipped: false }
       const outcome = await this.#runProbe(endpoint)
       this.source?.probes.probedLocally(endpoint, outcome, sent.startedAt)

@@ -91,7 +91,9 @@ export class Coordinator implements ElectionHost, VerdictHost, FleetHost {
     this.#elector = new Elector(this, this.#evidence, options)
     const verdicts = new ProbeVerdicts(this, this.#evidence, this.#watches, this.#elector)
     this.#verdicts = verdicts
-    const shared = this.#fleet ? { probes: this.#fleet, eraAt: (e: Endpoint, at: number) => this.health(e).eraAt(at) } : null
+    const shared = this.#fleet
+      ? { probes: this.#fleet, eraAt: (e: Endpoint, at: number) => this.health(e).eraAt(at), takesFailureOf: (e: Endpoint) => writingTo(this.#state) !== e }
+      : null
     this.#discovery = new Discovery(endpoints, options.probeTimeoutMs, options.clock, {
       mayProbe: (e) => this.#mayProbe(e),
       probed: (e, outcome, sent) => this.#tx.run(() => verdicts.probed(e, outcome, sent)),
@@ -282,9 +284,18 @@ export class Coordinator implements ElectionHost, VerdictHost, FleetHost {
     return s.kind === 'verified' && this.health(s.primary).doubt === null
   }
 
-  /** The fleet's leader published a probe outcome: weighed like one of ours, in the era it began. */
+  /**
+   * The fleet's leader published a probe outcome: weighed like one of ours, in the era it began —
+   * except that the leader failing to reach the node we write to only raises a doubt, which our own
+   * probe confirms: a leader cut off from the primary must not take the whole fleet off it.
+   */
   observedElsewhere(endpoint: Endpoint, outcome: ProbeOutcome, startedAt: number): void {
     if (this.#state.kind === 'ended' || this.#state.kind === 'booting') return
+    if (outcome.kind === 'failed' && writingTo(this.#state) === endpoint) {
+      const reason = `the shared monitor's leader could not reach ${endpoint.name}: ${maskPassword(outcome.error.message)}`
+      this.#tx.run(() => this.#doubt(endpoint, reason, this.health(endpoint).eraAt(startedAt)))
+      return
+    }
     this.#tx.run(() => this.#verdicts.probed(endpoint, outcome, { startedAt, era: this.health(endpoint).eraAt(startedAt), skipped: false }))
   }
 

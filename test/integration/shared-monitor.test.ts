@@ -3,6 +3,7 @@ import type { Cluster, ClusterNode } from '../support/cluster.js'
 import { FleetInstance, type InstanceEvent } from '../support/fleet.js'
 import { POOL_DEFAULTS, TEST_APPLICATION_NAME, endpointsOf, useResources } from '../support/pools.js'
 import { type RedisServer, startRedis } from '../support/redis.js'
+import { freePort } from '../support/ports.js'
 import { sleep, waitUntil } from '../support/wait.js'
 
 const res = useResources()
@@ -103,6 +104,35 @@ describe("shared monitoring (monitor: 'shared' over Redis): one instance monitor
     for (const i of rest) expect((await i.status()).primary).toBe(cluster.nodes[0]!.name)
     await redis.start()
     await settledFleet(rest)
+  })
+
+  it('a leader cut off from the primary does not take the followers off it: its failure is only a doubt, which their own probes settle', async () => {
+    const cluster = await res.cluster({ standbys: 1 })
+    const [n0] = cluster.nodes as [ClusterNode, ClusterNode]
+    const redis = res.track(await startRedis())
+    await createLedger(cluster, n0)
+    const defaults = { ...POOL_DEFAULTS, healthCheckIntervalMs: 200 }
+    // The leader reaches node0 at a closed port (as a partition would leave it), the followers at the real one.
+    const closedPort = await freePort()
+    const cutOff = endpointsOf(cluster.nodes).map((e) => (e.name === n0.name ? { ...e, port: closedPort } : e))
+    const leader = new FleetInstance('leader', cutOff, redis.url, { ...defaults, failoverTimeoutMs: 2_000 })
+    res.defer(() => leader.end())
+    await leader.next((e) => e.kind === 'role' && e.role === 'leader', 15_000)
+    const followers = [new FleetInstance('f0', endpointsOf(cluster.nodes), redis.url, defaults), new FleetInstance('f1', endpointsOf(cluster.nodes), redis.url, defaults)]
+    res.defer(() => Promise.all(followers.map((f) => f.end())))
+    await Promise.all(followers.map((f) => f.next((e) => e.kind === 'ready', 30_000)))
+    await waitUntil(() => followers.every((f) => f.role === 'follower'), { what: 'two followers', timeout: 10_000 })
+    for (const f of followers) f.send({ cmd: 'writes', every: 20, from: 1 })
+    // Many of the leader's health checks, each publishing node0 unreachable.
+    await sleep(3_000)
+    for (const f of followers) f.send({ cmd: 'stop-writes' })
+    await Promise.all(followers.map((f) => f.next((e) => e.kind === 'stopped-writes', 5_000)))
+    for (const f of followers) {
+      expect((await f.status()).primary).toBe(n0.name)
+      expect(f.events.filter((e) => e.kind === 'failover')).toEqual([])
+      expect(f.events.filter((e) => e.kind === 'error').map((e) => e.message)).toEqual([])
+      expect(acks(f).length).toBeGreaterThan(20)
+    }
   })
 
   it('a follower that sees a failure first finds the new primary on its own, without waiting for a frozen leader', async () => {
