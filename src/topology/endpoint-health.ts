@@ -81,6 +81,11 @@ export class EndpointHealth {
    * diverged old primary restarted as a standby without pg_rewind, say).
    */
   readFence: string | null = null
+  /**
+   * It answered as a writable primary since it was last seen streaming as a standby: back as a
+   * standby, it may hold writes the cluster lost until it streams from the new primary again.
+   */
+  formerPrimary = false
   /** Reports another cluster's system identifier: never used. */
   otherCluster = false
   /** Its promotion was noticed; no reads until a later probe says what it is now. */

@@ -107,11 +107,17 @@ export class ProbeVerdicts {
     // current timeline (rewound): restarted as a standby as it was, it holds writes the cluster lost.
     if (role === 'standby' && health.fenced && onCurrentTimeline && (host.cluster.systemId === null || probe.systemId === host.cluster.systemId)) health.fenced = false
     // A standby on an older timeline with no WAL receiver streaming cannot follow the primary: its
-    // data may have diverged, and it will not catch up. No reads until it does.
+    // data may have diverged, and it will not catch up. No reads until it does. The same for a
+    // former primary back as a standby that does not stream, whatever timeline the pool knows of:
+    // the new primary may be out of the pool's sight (refusing it, behind a proxy that holds).
+    if (role === 'primary') health.formerPrimary = true
+    else if (role === 'standby' && probe.receiving && onCurrentTimeline) health.formerPrimary = false
     health.readFence =
       role === 'standby' && !onCurrentTimeline && !probe.receiving
         ? `on timeline ${probe.timeline}, older than the primary's ${minTimeline}, and not streaming: it cannot follow the cluster (a diverged old primary?)`
-        : null
+        : role === 'standby' && health.formerPrimary && !probe.receiving
+          ? 'a former primary back as a standby that does not stream: it may hold writes the cluster lost'
+          : null
     if (shownPrimary(host.state) === endpoint && role !== 'primary' && startedAt >= this.evidence.changedAt) {
       host.leave(endpoint, `demoted: ${endpoint.name} is ${role} now${doubted ? ` (confirming: ${doubted})` : ''}`)
       host.startRound(`${endpoint.name} is ${role} now`)
