@@ -67,7 +67,8 @@ export interface FailoverPoolOptions extends Omit<PoolConfig, 'host' | 'port' | 
   promotionWatchWindowMs?: number
   /**
    * How often the server-side promotion watch checks `pg_is_in_recovery()`, in milliseconds.
-   * Default 15 (a promotion is noticed within that; bench/WATCH.md and bench/FLEET.md have the cost).
+   * Default 10; 15 with `monitor: 'shared'` (its leader watches continuously for the whole fleet).
+   * A promotion is noticed within about that; bench/WATCH.md and bench/FLEET.md have the cost.
    */
   promotionWatchCheckMs?: number
   /**
@@ -339,9 +340,10 @@ export function resolveOptions(options: unknown): ResolvedOptions {
     discoveryIntervalMs: (input.discoveryIntervalMs as number | undefined) ?? 250,
     promotionWatch: (input.promotionWatch as boolean | 'always' | undefined) ?? true,
     promotionWatchWindowMs: (input.promotionWatchWindowMs as number | undefined) ?? 1_000,
-    // 15 ms costs a watching standby a third of what 5 ms does (bench/WATCH.md): with hundreds of
-    // instances watching at once while the primary is gone, that is what keeps the standbys able to work.
-    promotionWatchCheckMs: (input.promotionWatchCheckMs as number | undefined) ?? 15,
+    // 10 ms keeps an idle promotion noticed within 20 ms at half the standby CPU of 5 ms while
+    // instances watch (the primary gone); the leader of a shared monitor watches continuously for
+    // the whole fleet, so it checks every 15 ms (bench/WATCH.md, bench/FLEET.md).
+    promotionWatchCheckMs: (input.promotionWatchCheckMs as number | undefined) ?? (input.monitor === 'shared' ? 15 : 10),
     healthCheckIntervalMs: (input.healthCheckIntervalMs as number | undefined) ?? 2_000,
     routeReads: (input.routeReads as 'off' | 'auto' | undefined) ?? 'off',
     readStrategy: (input.readStrategy as ReadStrategy | undefined) ?? 'round-robin',

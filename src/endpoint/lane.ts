@@ -105,16 +105,28 @@ export class Lane {
     const pending: PendingAcquire = { callback, prev: null, next: this.#pendingHead }
     if (this.#pendingHead) this.#pendingHead.prev = pending
     this.#pendingHead = pending
-    this.#pool.connect((err, client, release) => {
-      const waiting = pending.callback
-      this.#unlink(pending)
-      if (waiting === null) {
-        // Aborted by a refresh: the request went elsewhere; give the late client straight back.
-        if (client) release(err)
-        return
-      }
-      waiting(err, client, release)
-    })
+    const pool = this.#pool
+    // pg-pool hands out an idle client whose session already ended (a FATAL error, a close not yet
+    // processed) as if it were alive; its statement would then fail unsent, or be sent on a dead
+    // session. Such a client is destroyed and another taken, a bounded number of times.
+    let spares = (pool.options.max ?? 10) + 1
+    const take = (): void => {
+      pool.connect((err, client, release) => {
+        if (!err && client && isDead(client) && spares-- > 0 && pending.callback !== null) {
+          release(true)
+          return take()
+        }
+        const waiting = pending.callback
+        this.#unlink(pending)
+        if (waiting === null) {
+          // Aborted by a refresh: the request went elsewhere; give the late client straight back.
+          if (client) release(err)
+          return
+        }
+        waiting(err, client, release)
+      })
+    }
+    take()
   }
 
   /**
@@ -274,6 +286,12 @@ function trackingClass(config: PoolConfig, inner: InnerPool): typeof pg.Client {
   }
   Object.defineProperty(Tracked, 'name', { value: Base.name })
   return Tracked
+}
+
+/** True for a client pg would refuse to send anything on (its connection failed or is ending). */
+function isDead(client: pg.PoolClient): boolean {
+  const state = client as unknown as { _queryable?: boolean; _ending?: boolean }
+  return state._queryable === false || state._ending === true
 }
 
 /** Set on a client while a `pool.query` statement of ours runs on it (never on a checked-out client). */
