@@ -87,7 +87,7 @@ export class FailoverPool extends PoolSurface {
     this.#opts = resolved
     this.intent = resolved.routeReads === 'auto' ? 'auto' : 'write'
     const events: LaneEventsFactory = (endpoint, lane) =>
-      forwardLaneEvents({ pool: this, writer: () => this.#writer, readers: () => this.#readers, idleError: (e, err) => this.#coordinator.idleError(e, err) }, endpoint, lane)
+      forwardLaneEvents({ pool: this, writer: () => this.#writer, readers: () => this.#readers, idleError: (e, err) => this.#coordinator.requests.idleError(e, err) }, endpoint, lane)
     // A probe asked for during a window is answered at its end: the window must end well inside the probe's deadline.
     const windowMs = Math.min(resolved.promotionWatchWindowMs, Math.max(10, resolved.probeTimeoutMs / 2))
     const watch = { windowMs, checkMs: Math.min(resolved.promotionWatchCheckMs, windowMs), retryMs: Math.max(resolved.discoveryIntervalMs, 1_000) }

@@ -2,6 +2,7 @@ import type { PoolConfig } from 'pg'
 import type { Clock } from './clock.js'
 import { systemClock } from './clock.js'
 import { ConfigError } from './errors.js'
+import { CHOICE_OPTIONS, ENDPOINT_ONLY, OWN_OPTION_NAMES, PG_OPTION_NAMES, checkNumeric } from './option-rules.js'
 import type { ReadStrategy } from './routing/router.js'
 import { type BreakerSettings, DEFAULT_BREAKER } from './endpoint/breaker.js'
 import { DEFAULT_RETRY_BUDGET, type RetryBudgetSettings } from './surface/retry-budget.js'
@@ -194,73 +195,6 @@ export interface ResolvedOptions {
   readonly clock: Clock
 }
 
-/** Option names node-postgres's Pool and Client understand; anything else is a typo. */
-const PG_OPTION_NAMES = new Set([
-  // pg.Client / ConnectionParameters
-  'user', 'database', 'password', 'port', 'host', 'connectionString', 'keepAlive', 'stream',
-  'statement_timeout', 'ssl', 'sslnegotiation', 'sslNegotiation', 'enableChannelBinding', 'query_timeout', 'lock_timeout',
-  'keepAliveInitialDelayMillis', 'idle_in_transaction_session_timeout', 'application_name',
-  'fallback_application_name', 'connectionTimeoutMillis', 'types', 'options', 'client_encoding',
-  'binary', 'replication', 'Promise', 'pipeline', 'scramMaxIterations',
-  // pg-pool
-  'max', 'min', 'idleTimeoutMillis', 'log', 'allowExitOnIdle', 'maxUses', 'maxLifetimeSeconds',
-  'Client', 'onConnect', 'verify', 'poolSize',
-])
-
-const OWN_OPTION_NAMES = new Set([
-  'endpoints', 'failoverTimeoutMs', 'maxQueuedRequests', 'probeTimeoutMs', 'discoveryIntervalMs',
-  'promotionWatch', 'promotionWatchWindowMs', 'promotionWatchCheckMs', 'clock', 'healthCheckIntervalMs',
-  'routeReads', 'readStrategy', 'maxReplicaLagMs', 'maxReplicaLagBytes', 'readFallback', 'readYourWritesTimeoutMs',
-  'failureThreshold', 'halfOpenAfterMs', 'maxHalfOpenAfterMs', 'retryBudget',
-  'stateStore', 'stateStoreTimeoutMs', 'topology', 'onPromote', 'onPromoteFailure', 'onPromoteTimeoutMs', 'haManager',
-  'monitor', 'monitorLeaseTtlMs',
-])
-
-/** Options that take one of a fixed set of strings. */
-const CHOICE_OPTIONS: Record<string, readonly string[]> = {
-  routeReads: ['off', 'auto'],
-  readStrategy: ['round-robin', 'random', 'least-busy', 'lowest-latency'],
-  readFallback: ['primary', 'replicas-only'],
-  topology: ['physical', 'logical'],
-  onPromoteFailure: ['refuse', 'proceed'],
-  monitor: ['local', 'shared'],
-}
-
-/** Options that take a non-negative number of some unit; `Infinity` allowed where listed. */
-const NUMERIC_OPTIONS: Record<string, { min: number; infinite?: boolean; integer?: boolean; allowFalse?: boolean; allowNull?: boolean }> = {
-  max: { min: 1, integer: true },
-  min: { min: 0, integer: true },
-  poolSize: { min: 1, integer: true },
-  idleTimeoutMillis: { min: 0, allowNull: true },
-  connectionTimeoutMillis: { min: 0 },
-  maxUses: { min: 1, infinite: true },
-  maxLifetimeSeconds: { min: 0 },
-  statement_timeout: { min: 0, allowFalse: true },
-  query_timeout: { min: 0 },
-  lock_timeout: { min: 0 },
-  idle_in_transaction_session_timeout: { min: 0 },
-  keepAliveInitialDelayMillis: { min: 0 },
-  failoverTimeoutMs: { min: 0 },
-  maxQueuedRequests: { min: 0, integer: true },
-  probeTimeoutMs: { min: 1 },
-  discoveryIntervalMs: { min: 1 },
-  promotionWatchWindowMs: { min: 10 },
-  promotionWatchCheckMs: { min: 1 },
-  healthCheckIntervalMs: { min: 10 },
-  maxReplicaLagMs: { min: 0, infinite: true },
-  maxReplicaLagBytes: { min: 0, integer: true },
-  readYourWritesTimeoutMs: { min: 0 },
-  failureThreshold: { min: 1, integer: true },
-  halfOpenAfterMs: { min: 0 },
-  maxHalfOpenAfterMs: { min: 0 },
-  stateStoreTimeoutMs: { min: 1 },
-  onPromoteTimeoutMs: { min: 1 },
-  monitorLeaseTtlMs: { min: 50 },
-}
-
-/** Host-level keys that belong on an endpoint, not on the shared options. */
-const ENDPOINT_ONLY = new Set(['host', 'port', 'connectionString'])
-
 /**
  * Validates `options` and applies defaults.
  * @throws ConfigError naming the field and value (never a password) for anything invalid.
@@ -399,18 +333,4 @@ function resolveRetryBudget(value: unknown): RetryBudgetSettings {
     if (v !== undefined && (typeof v !== 'number' || !Number.isFinite(v) || v < 0)) throw new ConfigError(`retryBudget.${field}`, v, 'expected a number >= 0')
   }
   return { burst: (burst as number | undefined) ?? DEFAULT_RETRY_BUDGET.burst, perSecond: (perSecond as number | undefined) ?? DEFAULT_RETRY_BUDGET.perSecond }
-}
-
-function checkNumeric(field: string, value: unknown, key = field): void {
-  const rule = NUMERIC_OPTIONS[key]
-  if (!rule || value === undefined) return
-  if (rule.allowFalse && value === false) return
-  if (rule.allowNull && value === null) return
-  if (typeof value !== 'number' || Number.isNaN(value)) {
-    throw new ConfigError(field, value, 'expected a number')
-  }
-  if (value === Infinity && rule.infinite) return
-  if (!Number.isFinite(value)) throw new ConfigError(field, value, 'expected a finite number')
-  if (value < rule.min) throw new ConfigError(field, value, `expected a number >= ${rule.min}`)
-  if (rule.integer && !Number.isInteger(value)) throw new ConfigError(field, value, 'expected a whole number')
 }

@@ -61,11 +61,11 @@ export class TopologyHost implements RoutingHost {
   }
 
   readyWriteTarget(): Target | null {
-    return this.coordinator.readyWriteTarget()
+    return this.coordinator.requests.readyWriteTarget()
   }
 
   target(kind: 'write' | 'read', since: number, read: ReadRequest | null, callback: TargetCallback, retryOf: Target | null = null): void {
-    if (kind === 'write') return this.coordinator.whenPrimary(since, callback, retryOf)
+    if (kind === 'write') return this.coordinator.requests.whenPrimary(since, callback, retryOf)
     const choice = this.reads.choose(read!)
     if (choice.kind === 'replica') {
       const endpoint = choice.endpoint
@@ -73,7 +73,7 @@ export class TopologyHost implements RoutingHost {
     }
     if (this.options.readFallback === 'replicas-only') return callback(new NoReplicaError(choice.reason))
     // The primary has every write, so it also satisfies read-your-writes.
-    this.coordinator.whenPrimary(since, (err, write) => {
+    this.coordinator.requests.whenPrimary(since, (err, write) => {
       if (err || !write) return callback(err)
       let target = this.#primaryRead
       if (target === null || target.endpoint !== write.endpoint || target.generation !== write.generation) {
@@ -84,11 +84,11 @@ export class TopologyHost implements RoutingHost {
   }
 
   report(failure: FailureReport): void {
-    this.coordinator.report(failure)
+    this.coordinator.requests.report(failure)
   }
 
   isCurrent(target: Target): boolean {
-    if (target.role === 'primary') return this.coordinator.isCurrentPrimary(target)
+    if (target.role === 'primary') return this.coordinator.requests.isCurrentPrimary(target)
     return this.reads.stillServes(target.endpoint)
   }
 

@@ -1,29 +1,27 @@
-import { jitter, randomOf } from '../clock.js'
 import type { Endpoint } from '../endpoint/endpoint.js'
-import { classifyError, isTimeout } from '../error-policy.js'
-import { AllEndpointsDownError, type EndpointAnswer, NoPrimaryError, SplitBrainError, maskPassword } from '../errors.js'
+import { isTimeout } from '../error-policy.js'
+import type { EndpointAnswer } from '../errors.js'
 import type { EventSink, FailoverEvent } from '../events.js'
-import { Discovery } from '../health/discovery.js'
-import type { FleetHost, FleetMonitor, FleetRole } from '../health/fleet-monitor.js'
+import type { FleetMonitor, FleetRole } from '../health/fleet-monitor.js'
 import { type WatchFactory, Watches } from '../health/watches.js'
 import { topologyLog } from '../log.js'
 import type { ResolvedOptions } from '../options.js'
 import { StateSync } from '../state/state-sync.js'
 import type { StateRecord } from '../state/state-store.js'
-import type { FailureReport, Target } from '../surface/routing-host.js'
+import type { Target } from '../surface/routing-host.js'
 import type { HaManager } from '../ha/ha-manager.js'
 import { ClusterKnowledge } from './cluster-knowledge.js'
 import { type ElectionHost, Elector } from './elector.js'
-import { EndpointHealth, type HealthNews, endpointRole, nodeErrorOf } from './endpoint-health.js'
-import type { ProbeOutcome } from './election.js'
+import { EndpointHealth, endpointRole } from './endpoint-health.js'
 import { Evidence, type HaReport } from './evidence.js'
 import { ProbeVerdicts, type VerdictHost } from './probe-verdicts.js'
+import { DecisionRecord } from './decision-record.js'
+import { EndpointEvents } from './endpoint-events.js'
+import { RoundSchedule } from './round-schedule.js'
 import { Transitions } from './transitions.js'
-import { Waiters } from './waiters.js'
-import { type Loss, type WriterState, lossOf, shownPrimary, writingTo } from './writer-state.js'
-
-/** How often, at most, a verified pool checks that the state store still holds its decision (ms). */
-const STATE_HEAL_INTERVAL_MS = 30_000
+import { type GateHost, PrimaryGate } from './primary-gate.js'
+import { FleetBridge, type FleetBridgeHost } from './fleet-bridge.js'
+import { type Loss, type WriterState, shownPrimary, writingTo } from './writer-state.js'
 
 /** What the coordinator is built from; endpoints and watches are injected so its rules run on a fake clock. */
 export interface CoordinatorDeps {
@@ -47,7 +45,7 @@ export interface CoordinatorDeps {
  * requests are settled from the state by one function once the effects ran, and everything that
  * reaches user code (events, request callbacks) is deferred beyond that.
  */
-export class Coordinator implements ElectionHost, VerdictHost, FleetHost {
+export class Coordinator implements ElectionHost, VerdictHost, GateHost, FleetBridgeHost {
   readonly endpoints: readonly Endpoint[]
   #state: WriterState = { kind: 'booting' }
   /** Bumped on every change of where writes go; reports and connections from an older generation move nothing. */
@@ -57,18 +55,20 @@ export class Coordinator implements ElectionHost, VerdictHost, FleetHost {
   readonly #health = new Map<Endpoint, EndpointHealth>()
   readonly #evidence = new Evidence()
   readonly #elector: Elector
-  readonly #waiters: Waiters<Target>
-  readonly #discovery: Discovery
+  /** Where requests ask for the primary and report failures (see {@link PrimaryGate}). */
+  readonly requests: PrimaryGate
+  /** @internal What each probe outcome means (the round schedule hands outcomes to it). */
+  readonly verdicts: ProbeVerdicts
+  readonly #rounds: RoundSchedule
   readonly #watches: Watches
   readonly #opts: ResolvedOptions
   readonly #tx: Transitions
-  readonly #fleet: FleetMonitor | null
-  readonly #verdicts: ProbeVerdicts
+  readonly #fleet: FleetBridge | null
   /** Aborts the promotion hook running now, if any (end() calls it). */
   #abortHook: (() => void) | null = null
-  /** When the store was last written or checked for our decision (clock ms), and why we decided it. */
-  #lastHealAt = Number.NEGATIVE_INFINITY
-  #decisionReason = 'primary verified'
+  readonly #record: DecisionRecord
+  /** Announces endpointDown/Up, roleChange, breakerStateChange. */
+  readonly events: EndpointEvents
   /** System identifier, minimum timeline, epoch, failovers, stored hint. */
   readonly cluster: ClusterKnowledge
   readonly sync: StateSync
@@ -81,25 +81,20 @@ export class Coordinator implements ElectionHost, VerdictHost, FleetHost {
     this.#tx = new Transitions(events, () => this.#afterTransition())
     this.cluster = new ClusterKnowledge(options.topology)
     this.sync = new StateSync(options.stateStore, options.clock, options.stateStoreTimeoutMs, (event, payload) => this.#tx.announce(event, payload))
-    this.#waiters = new Waiters(options.clock)
-    this.#fleet = deps.fleet ?? null
+    this.#record = new DecisionRecord(this.sync, this.cluster, options.clock, (r) => this.storedElsewhere(r))
+    this.events = new EndpointEvents((event, payload) => this.#tx.announce(event, payload))
+    this.requests = new PrimaryGate(this, options)
     const noticed = (e: Endpoint): void => {
-      this.#fleet?.promotionNoticedLocally(e)
+      this.#fleet?.monitor.promotionNoticedLocally(e)
       this.promotionNoticed(e)
     }
     this.#watches = new Watches(deps.watches, noticed, options.promotionWatch === 'always')
     this.#elector = new Elector(this, this.#evidence, options)
     const verdicts = new ProbeVerdicts(this, this.#evidence, this.#watches, this.#elector)
-    this.#verdicts = verdicts
-    const shared = this.#fleet
-      ? { probes: this.#fleet, eraAt: (e: Endpoint, at: number) => this.health(e).eraAt(at), takesFailureOf: (e: Endpoint) => writingTo(this.#state) !== e }
-      : null
-    this.#discovery = new Discovery(endpoints, options.probeTimeoutMs, options.clock, {
-      mayProbe: (e) => this.#mayProbe(e),
-      probed: (e, outcome, sent) => this.#tx.run(() => verdicts.probed(e, outcome, sent)),
-      settled: () => this.#tx.run(() => this.#roundSettled()),
-      viewed: (result, startedAt) => this.#tx.run(() => verdicts.viewed(result, startedAt)),
-    }, (e) => this.health(e).era, options.haManager, shared)
+    this.#fleet = deps.fleet ? new FleetBridge(this, verdicts, this.#watches, deps.fleet) : null
+    const shared = this.#fleet?.probeSource ?? null
+    this.verdicts = verdicts
+    this.#rounds = new RoundSchedule(this, this.#evidence, options, shared)
   }
 
   /** Reads the state store (bounded), then starts the first discovery with its record as a hint. */
@@ -112,7 +107,7 @@ export class Coordinator implements ElectionHost, VerdictHost, FleetHost {
       // The stored primary is tried first: nobody else wins before it has answered.
       this.#evidence.mustHear = this.endpoints.find((e) => e.name === record?.primary) ?? null
       this.effect(() => this.sync.watch((r) => this.storedElsewhere(r)))
-      this.effect(() => this.#fleet?.start(this, this.endpoints))
+      this.effect(() => this.#fleet?.monitor.start(this.#fleet, this.endpoints))
       this.startRound(record ? `start (state store says ${record.primary}, epoch ${record.epoch})` : 'start')
     })
   }
@@ -145,11 +140,11 @@ export class Coordinator implements ElectionHost, VerdictHost, FleetHost {
   }
   /** True while a discovery round is probing. */
   get discovering(): boolean {
-    return this.#discovery.running
+    return this.#rounds.running
   }
   /** Requests waiting for a primary. */
   get waiting(): number {
-    return this.#waiters.size
+    return this.requests.size
   }
   health(endpoint: Endpoint): EndpointHealth {
     return this.#health.get(endpoint)!
@@ -176,101 +171,29 @@ export class Coordinator implements ElectionHost, VerdictHost, FleetHost {
 
   // ------------------------------------------------------------------ what requests ask and report
 
-  /** The verified primary's shared target, or null: the synchronous hot path of every write. */
-  readyWriteTarget(): Target | null {
-    const s = this.#state
-    return s.kind === 'verified' ? s.target : null
+  /** @internal For the gate: a request now waits, so a round starts unless one runs or is scheduled. */
+  roundForWaiter(): void {
+    this.#tx.run(() => this.#rounds.forWaiter())
   }
 
-  /** True while `target` is the current generation's primary target (or its read lane's twin). */
-  isCurrentPrimary(target: Target): boolean {
-    const s = this.#state
-    return s.kind === 'verified' && s.target.generation === target.generation
-  }
-
-  /**
-   * Calls back with the primary's target now, when one is verified, or with why there will be none.
-   * `retryOf`: a retry after an attempt failed there waits while that primary is in doubt.
-   */
-  whenPrimary(since: number, callback: (err: Error | undefined, target?: Target) => void, retryOf: Target | null = null): void {
-    const s = this.#state
-    if (s.kind === 'verified' && !(retryOf !== null && retryOf.endpoint === s.primary && this.health(s.primary).doubt !== null)) return callback(undefined, s.target)
-    const clock = this.#opts.clock
-    // Every breaker open (and no store read pending): no node can answer before its wait ends; say so now.
-    if (s.kind !== 'booting' && s.kind !== 'ended' && s.kind !== 'verified' && this.endpoints.every((e) => this.health(e).breaker.state.kind === 'open')) {
-      const report = this.endpoints.map((e) => ({ endpoint: e.name, breaker: this.health(e).breaker.state.kind, lastError: this.#errorText(e) }))
-      return callback(new AllEndpointsDownError(report))
-    }
-    if (this.#opts.failoverTimeoutMs === 0 && s.kind !== 'ended') return this.#failFast(since, callback)
-    const remaining = since + this.#opts.failoverTimeoutMs - clock.now()
-    if (s.kind !== 'ended' && (remaining <= 0 || this.#waiters.size >= this.#opts.maxQueuedRequests)) {
-      const why = remaining <= 0 ? undefined : new Error(`${this.#waiters.size} requests already wait for a primary (maxQueuedRequests)`)
-      return callback(new NoPrimaryError(this.answers(), Math.round(clock.now() - since), why ? { cause: why } : undefined))
-    }
-    this.#waiters.add(callback, Math.max(remaining, 0), () => new NoPrimaryError(this.answers(), Math.round(clock.now() - since)))
-    this.#tx.run(() => {
-      if (s.kind === 'discovering' && !this.#discovery.running && !this.#discovery.scheduled) this.startRound('a request is waiting for a primary')
-    })
-  }
-
-  /**
-   * Fail-fast mode (`failoverTimeoutMs: 0`, pg.Pool's semantics): no waiting for a failover. Only
-   * the first discovery is awaited, within `connectionTimeoutMillis` (else `probeTimeoutMs`); then,
-   * or at once when a primary was known before, the caller gets the error the node itself gave.
-   */
-  #failFast(since: number, callback: (err: Error | undefined, target?: Target) => void): void {
-    const s = this.#state
-    if (s.kind === 'split-brain') return callback(new SplitBrainError(s.candidates, s.reason))
-    const first = !this.#everVerified && (s.kind === 'booting' || this.#evidencePending())
-    if (!first) return callback(this.#nodeError())
-    const waitMs = (this.#opts.poolConfig.connectionTimeoutMillis || this.#opts.probeTimeoutMs) - (this.#opts.clock.now() - since)
-    this.#waiters.add(callback, Math.max(waitMs, 0), () => new Error('Connection terminated due to connection timeout', { cause: this.#nodeError() }))
-  }
-
-  #evidencePending(): boolean {
+  /** @internal True while some endpoint has not answered since the last topology change. */
+  evidencePending(): boolean {
     return this.#evidence.anyPending(this.endpoints, (e) => this.health(e))
   }
 
-  /** The error pg.Pool would have given (see {@link nodeErrorOf}), else NoPrimaryError. */
-  #nodeError(): Error {
-    return nodeErrorOf(this.endpoints, (e) => this.health(e), lossOf(this.#state)?.from ?? null) ?? new NoPrimaryError(this.answers(), 0)
-  }
-
-  /**
-   * A request's failure, classified where it happened and reported once. It only raises a doubt:
-   * one lost session (a terminated backend, an idle-session timeout) or a 25006 from the caller's
-   * own read-only transaction says nothing about the node, so a probe confirms first — writes keep
-   * flowing meanwhile, retries wait for the verdict — and only the probe's verdict changes anything.
-   */
-  report({ target, error, errorClass, era }: FailureReport): void {
-    if (this.#state.kind === 'ended') return
-    if (errorClass !== 'connection' && errorClass !== 'read-only') return
-    const endpoint = target.endpoint
-    const reason =
-      errorClass === 'read-only'
-        ? `${endpoint.name} answered 25006 read_only_sql_transaction`
-        : `connection failure on ${endpoint.name}: ${maskPassword(error.message)}`
-    this.#tx.run(() => this.#doubt(endpoint, reason, era))
-  }
-
-  /** An idle client's error (no request saw it): a doubt when it is connection-class. */
-  idleError(endpoint: Endpoint, error: Error): void {
-    if (this.#state.kind === 'ended' || classifyError(error) !== 'connection') return
-    this.#tx.run(() => this.#doubt(endpoint, `idle connection to ${endpoint.name} failed: ${maskPassword(error.message)}`, this.health(endpoint).era))
-  }
-
-  #doubt(endpoint: Endpoint, reason: string, era: number): void {
+  /** A failure seen of `endpoint` in era `era` (inside a transition): a doubt that a probe of our own confirms. */
+  raiseDoubt(endpoint: Endpoint, reason: string, era: number): void {
     if (!this.health(endpoint).doubted(reason, era)) return
     topologyLog('%s in doubt: %s', endpoint.name, reason)
     this.confirm(endpoint)
-    this.effect(() => this.#fleet?.doubtedLocally(endpoint))
+    this.effect(() => this.#fleet?.monitor.doubtedLocally(endpoint))
   }
 
   // ------------------------------------------------------------------ a fleet's shared monitoring
 
   /** This instance's part in shared monitoring, or null when the pool monitors on its own (`monitor: 'local'`). */
   get fleetRole(): FleetRole | null {
-    return this.#fleet?.role ?? null
+    return this.#fleet?.monitor.role ?? null
   }
 
   /** True once this pool verified a primary. */
@@ -278,53 +201,9 @@ export class Coordinator implements ElectionHost, VerdictHost, FleetHost {
     return this.#everVerified
   }
 
-  /** True while a primary is verified and in no doubt. */
-  get calm(): boolean {
-    const s = this.#state
-    return s.kind === 'verified' && this.health(s.primary).doubt === null
-  }
-
-  /**
-   * The fleet's leader published a probe outcome: weighed like one of ours, in the era it began —
-   * except that the leader failing to reach the node we write to only raises a doubt, which our own
-   * probe confirms: a leader cut off from the primary must not take the whole fleet off it.
-   */
-  observedElsewhere(endpoint: Endpoint, outcome: ProbeOutcome, startedAt: number): void {
-    if (this.#state.kind === 'ended' || this.#state.kind === 'booting') return
-    if (outcome.kind === 'failed' && writingTo(this.#state) === endpoint) {
-      const reason = `the shared monitor's leader could not reach ${endpoint.name}: ${maskPassword(outcome.error.message)}`
-      this.#tx.run(() => this.#doubt(endpoint, reason, this.health(endpoint).eraAt(startedAt)))
-      return
-    }
-    this.#tx.run(() => this.#verdicts.probed(endpoint, outcome, { startedAt, era: this.health(endpoint).eraAt(startedAt), skipped: false }))
-  }
-
-  /** A follower saw `endpoint` fail: the leader confirms it with a probe of its own. */
-  confirmForFleet(endpoint: Endpoint): void {
-    if (this.#state.kind === 'ended') return
-    this.#tx.run(() => this.confirm(endpoint))
-  }
-
-  /**
-   * This instance's part in the fleet changed: a follower watches nothing and holds no monitor
-   * session; a leader watches every standby continuously; alone, the pool monitors as configured.
-   * Leading or alone, a round probes every node now (and arms the watches it needs).
-   */
-  fleetRoleChanged(role: FleetRole): void {
-    if (this.#state.kind === 'ended') return
-    this.#tx.run(() => {
-      this.#watches.setFleetRole(role === 'alone' ? null : role)
-      this.effect(() => {
-        for (const e of this.endpoints) e.holdMonitorSession(role !== 'follower')
-      })
-      if (role !== 'follower' && this.#state.kind !== 'booting') this.startRound(`shared monitor: ${role}`)
-    })
-  }
-
   /** Probes `endpoint` now, outside any round (after the transition), for a verdict of its current era. */
   confirm(endpoint: Endpoint): void {
-    const freshSince = this.#opts.clock.now()
-    this.effect(() => this.#discovery.confirm(endpoint, freshSince))
+    this.#rounds.confirm(endpoint)
   }
 
   /**
@@ -373,23 +252,7 @@ export class Coordinator implements ElectionHost, VerdictHost, FleetHost {
     const s = this.#state
     // No verified primary, or one in doubt: a standby's promotion is likely now, so watch for it continuously.
     this.#watches.setUrgent(s.kind !== 'ended' && (s.kind !== 'verified' || this.health(s.primary).doubt !== null))
-    this.#settle()
-  }
-
-  /**
-   * Settles waiting requests from the current state — the one place that does (besides each
-   * request's own deadline).
-   */
-  #settle(): void {
-    if (this.#waiters.size === 0) return
-    const s = this.#state
-    if (s.kind === 'verified') {
-      if (this.health(s.primary).doubt === null) this.#waiters.settleAll(undefined, s.target)
-    } else if (s.kind === 'split-brain') this.#waiters.settleAll(new SplitBrainError(s.candidates, s.reason))
-    else if (s.kind === 'discovering' && s.refusal !== null) this.#waiters.settleAll(s.refusal)
-    // Fail-fast: the first discovery has answered everywhere without a primary; nobody waits longer.
-    else if (this.#opts.failoverTimeoutMs === 0 && s.kind === 'discovering' && (this.#everVerified || !this.#evidencePending())) this.#waiters.settleAll(this.#nodeError())
-    else if (s.kind === 'ended') this.#waiters.settleAll(new Error('Cannot use a pool after calling end on the pool'))
+    this.requests.settle()
   }
 
   /**
@@ -450,11 +313,8 @@ export class Coordinator implements ElectionHost, VerdictHost, FleetHost {
       const epoch = this.cluster.adopt(next.name, changed, this.sync.record)
       const now = this.#opts.clock.now()
       // The fast cadence of discovery ends here; the health check is scheduled when the round settles.
-      this.effect(() => {
-        this.#discovery.cancelSchedule()
-        if (!this.#discovery.running) this.#roundSettled()
-        this.#watches.stop(next)
-      })
+      this.#rounds.adopted()
+      this.effect(() => this.#watches.stop(next))
       if (changed) {
         const event: FailoverEvent = {
           from,
@@ -468,11 +328,8 @@ export class Coordinator implements ElectionHost, VerdictHost, FleetHost {
       } else {
         topologyLog('primary %s verified (epoch %d)', next.name, epoch)
       }
-      const { systemId, minTimeline } = this.cluster
       const why = changed ? `failover from ${from}: ${loss?.reason ?? 'promotion'}` : 'primary verified'
-      this.#decisionReason = why
-      this.#lastHealAt = now // saved now; the next check that the store still holds it is due later
-      this.effect(() => this.sync.persist({ primary: next.name, systemId, timeline: minTimeline, epoch, reason: why }, (r) => this.storedElsewhere(r)))
+      this.#record.adopted(next.name, epoch, why, (fn) => this.effect(fn))
     })
   }
 
@@ -502,82 +359,29 @@ export class Coordinator implements ElectionHost, VerdictHost, FleetHost {
     this.#tx.run(() => {
       this.#state = { kind: 'ended' }
       this.effect(() => {
-        this.#discovery.stop()
+        this.#rounds.stop()
         this.#watches.stopAll()
         this.#abortHook?.()
       })
     })
-    await Promise.all([...this.endpoints.map((e) => e.end()), this.sync.close(), this.#fleet?.stop()])
+    await Promise.all([...this.endpoints.map((e) => e.end()), this.sync.close(), this.#fleet?.monitor.stop()])
   }
 
   // ------------------------------------------------------------------ discovery: evidence and elections
 
-  /** Starts a discovery round (after the transition); probes sent before the last topology event are sent again. */
+  /** Starts a discovery round (after the transition; see {@link RoundSchedule.start}). */
   startRound(reason: string): void {
-    this.effect(() => {
-      if (this.#state.kind === 'ended') return
-      this.#discovery.start(reason, this.#evidence.changedAt)
-      topologyLog('discovery: %s', reason)
-      this.scheduleNext()
-    })
+    this.#rounds.start(reason)
   }
 
-  /** While no primary is verified, a round every `discoveryIntervalMs` whether or not the last one settled. */
+  /** While no primary is verified, a round every `discoveryIntervalMs` (see {@link RoundSchedule.scheduleNext}). */
   scheduleNext(): void {
-    this.effect(() => {
-      const s = this.#state
-      if (s.kind === 'verified' || s.kind === 'ended' || s.kind === 'booting') return
-      this.#discovery.schedule(jitter(this.#opts.discoveryIntervalMs, 0.2, randomOf(this.#opts.clock)), 'no primary yet: probing again', () => this.#evidence.changedAt, () =>
-        this.#tx.run(() => this.scheduleNext()),
-      )
-    })
+    this.#rounds.scheduleNext()
   }
 
-  #roundSettled(): void {
-    const s = this.#state
-    if (s.kind === 'ended') return
-    // The health monitor: rounds while a primary is known never overlap.
-    const known = s.kind === 'verified'
-    // A store that lost our decision (a Redis restart, a deleted file) gets it back.
-    const now = this.#opts.clock.now()
-    if (s.kind === 'verified' && now - this.#lastHealAt >= STATE_HEAL_INTERVAL_MS && this.cluster.epochPrimary === s.primary.name) {
-      this.#lastHealAt = now
-      const { systemId, minTimeline, epoch } = this.cluster
-      const decision = { primary: s.primary.name, systemId, timeline: minTimeline, epoch, reason: this.#decisionReason }
-      this.effect(() => this.sync.heal(decision, (r) => this.storedElsewhere(r)))
-    }
-    if (!known) return this.scheduleNext()
-    this.#discovery.schedule(jitter(this.#opts.healthCheckIntervalMs, 0.2, randomOf(this.#opts.clock)), 'health check', () => this.#evidence.changedAt)
-  }
-
-  /**
-   * Breakers protect user traffic, never discovery: while no primary is verified every endpoint is
-   * probed. Otherwise an open breaker skips the endpoint and a half-open one lets one trial probe
-   * through (released by whatever ends that probe).
-   */
-  #mayProbe(endpoint: Endpoint): boolean {
-    const health = this.health(endpoint)
-    this.announceBreaker(endpoint, health.breaker.refresh(), 'open wait over: one trial probe')
-    if (this.#state.kind !== 'verified') return true
-    return health.breaker.tryTrial()
-  }
-
-  /** Announces what a health change means: endpointDown/Up, breakerStateChange. */
-  announceHealth(endpoint: Endpoint, news: HealthNews, reason: string): void {
-    if (news.reachability === 'down') this.announceEndpoint('endpointDown', endpoint, 'up', 'down', reason)
-    if (news.reachability === 'up') this.announceEndpoint('endpointUp', endpoint, 'down', 'up', reason)
-    this.announceBreaker(endpoint, news.breaker, reason)
-  }
-
-  announceBreaker(endpoint: Endpoint, transition: { from: string; to: string } | null, reason: string): void {
-    if (transition) this.announceEndpoint('breakerStateChange', endpoint, transition.from, transition.to, reason)
-  }
-
-  /** Announces a per-endpoint event with a password-free reason. */
-  announceEndpoint(event: 'endpointDown' | 'endpointUp' | 'roleChange' | 'breakerStateChange', endpoint: Endpoint, from: string, to: string, reason: string): void {
-    const masked = maskPassword(reason)
-    topologyLog('%s %s: %s -> %s (%s)', event, endpoint.name, from, to, masked)
-    this.announce(event, () => ({ endpoint: endpoint.name, from, to, reason: masked, at: new Date().toISOString() }))
+  /** @internal A round settled: a store that lost our decision (a Redis restart, a deleted file) gets it back. */
+  roundSettled(primary: Endpoint | null): void {
+    if (primary !== null) this.#record.healIfDue(primary.name, (fn) => this.effect(fn))
   }
 
   /** Cuts or refreshes a replica that stopped answering (a timeout: what hangs there is cut). */
@@ -589,10 +393,5 @@ export class Coordinator implements ElectionHost, VerdictHost, FleetHost {
   /** What each endpoint last answered, for NoPrimaryError. */
   answers(): EndpointAnswer[] {
     return this.#evidence.answers(this.endpoints, (e) => this.health(e))
-  }
-
-  #errorText(e: Endpoint): string | null {
-    const error = this.health(e).lastError
-    return error ? maskPassword(error.message) : null
   }
 }

@@ -9,7 +9,8 @@ import type { EndpointRole } from '../observe/status.js'
 import type { ClusterKnowledge } from './cluster-knowledge.js'
 import type { ProbeOutcome } from './election.js'
 import type { Elector } from './elector.js'
-import type { EndpointHealth, HealthNews } from './endpoint-health.js'
+import type { EndpointHealth } from './endpoint-health.js'
+import type { EndpointEvents } from './endpoint-events.js'
 import type { Evidence } from './evidence.js'
 import { type WriterState, shownPrimary, writingTo } from './writer-state.js'
 
@@ -24,8 +25,8 @@ export interface VerdictHost {
   leave(endpoint: Endpoint, reason: string): void
   startRound(reason: string): void
   effect(fn: () => void): void
-  announceHealth(endpoint: Endpoint, news: HealthNews, reason: string): void
-  announceEndpoint(event: 'roleChange', endpoint: Endpoint, from: string, to: string, reason: string): void
+  /** Announces per-endpoint events. */
+  readonly events: EndpointEvents
   replicaDown(endpoint: Endpoint, error: Error): void
   /** Probes `endpoint` now, outside any round, for a doubt of the current era. */
   confirm(endpoint: Endpoint): void
@@ -60,12 +61,12 @@ export class ProbeVerdicts {
         const { change, news } = health.probeAnswered(sent.era)
         // A late answer from before the endpoint's last change proves nothing about now.
         if (change === 'stale') return this.#stillInDoubt(endpoint)
-        host.announceHealth(endpoint, news, 'probe succeeded')
+        host.events.health(endpoint, news, 'probe succeeded')
         this.#answered(endpoint, outcome.probe, sent.startedAt, before, doubt?.reason ?? null)
       } else if (classifyError(outcome.error) === 'connection') {
         const { change, news } = health.probeFailed(outcome.error, sent.era)
         if (change === 'stale') return this.#stillInDoubt(endpoint)
-        host.announceHealth(endpoint, news, outcome.error.message)
+        host.events.health(endpoint, news, outcome.error.message)
         this.#unreachable(endpoint, outcome.error, sent.startedAt, change === 'down')
       } else {
         health.probeRefused(outcome.error, sent.era)
@@ -124,7 +125,7 @@ export class ProbeVerdicts {
     }
     const now = host.roleOf(endpoint)
     if (before !== 'unknown' && now !== before && now !== 'unverified-primary') {
-      host.announceEndpoint('roleChange', endpoint, before, now, `probe: in recovery ${probe.inRecovery}, read-only ${probe.readOnly}`)
+      host.events.endpoint('roleChange', endpoint, before, now, `probe: in recovery ${probe.inRecovery}, read-only ${probe.readOnly}`)
     }
   }
 

@@ -130,7 +130,7 @@ export function fakeTopology(names: readonly string[] = ['a', 'b', 'c'], overrid
   /** A request's failure on `target`, reported as the request runner does (with the endpoint's era at its start, default now). */
   const report = (target: Target, error: Error, era = coordinator.health(target.endpoint).era) => {
     const errorClass = classifyError(error)
-    coordinator.report({ target, error, errorClass, era })
+    coordinator.requests.report({ target, error, errorClass, era })
   }
   return { clock, options, coordinator, endpoints, node, watches, emitted, named, report }
 }

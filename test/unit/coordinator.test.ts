@@ -22,7 +22,7 @@ const refused = (name: string) => Object.assign(new Error(`connect ECONNREFUSED 
 async function booted(t: Topology): Promise<Target> {
   await t.coordinator.start()
   await flush()
-  const target = t.coordinator.readyWriteTarget()
+  const target = t.coordinator.requests.readyWriteTarget()
   if (!target) throw new Error(`no primary after boot: ${t.coordinator.state.kind}`)
   return target
 }
@@ -37,7 +37,7 @@ async function pass(t: Topology, ms: number, step = 25): Promise<void> {
 
 /** A write request waiting for a primary; resolves with its endpoint's name or its error. */
 function waitForPrimary(t: Topology, since = t.clock.now()): Promise<string | Error> {
-  return new Promise((resolve) => t.coordinator.whenPrimary(since, (err, target) => resolve(err ?? target!.endpoint.name)))
+  return new Promise((resolve) => t.coordinator.requests.whenPrimary(since, (err, target) => resolve(err ?? target!.endpoint.name)))
 }
 
 describe('coordinator: a failed request raises a doubt, a probe decides', () => {
@@ -67,11 +67,11 @@ describe('coordinator: a failed request raises a doubt, a probe decides', () => 
     const target = await booted(t)
     t.report(target, terminated())
     // Until the probe answers, new writes still go to the primary; only a retry of the failed attempt waits.
-    expect(t.coordinator.readyWriteTarget()).toBe(target)
-    const retry = new Promise<string | Error>((resolve) => t.coordinator.whenPrimary(t.clock.now(), (err, to) => resolve(err ?? to!.endpoint.name), target))
+    expect(t.coordinator.requests.readyWriteTarget()).toBe(target)
+    const retry = new Promise<string | Error>((resolve) => t.coordinator.requests.whenPrimary(t.clock.now(), (err, to) => resolve(err ?? to!.endpoint.name), target))
     await flush()
     expect(await retry).toBe('a')
-    expect(t.coordinator.readyWriteTarget()).toBe(target)
+    expect(t.coordinator.requests.readyWriteTarget()).toBe(target)
     expect(t.node('a').actions).toEqual([])
     expect(t.named('endpointDown')).toEqual([])
   })
@@ -81,7 +81,7 @@ describe('coordinator: a failed request raises a doubt, a probe decides', () => 
     const target = await booted(t)
     t.report(target, Object.assign(new Error('cannot execute INSERT in a read-only transaction'), { code: '25006' }))
     await flush()
-    expect(t.coordinator.readyWriteTarget()).toBe(target)
+    expect(t.coordinator.requests.readyWriteTarget()).toBe(target)
     expect(t.coordinator.health(t.node('a')).saidReadOnly).toBe(false)
     expect(t.node('a').actions).toEqual([])
   })
@@ -97,14 +97,14 @@ describe('coordinator: a failed request raises a doubt, a probe decides', () => 
     expect(t.coordinator.state.kind).toBe('discovering')
     a.mode = 'primary'
     await pass(t, 300)
-    const again = t.coordinator.readyWriteTarget()
+    const again = t.coordinator.requests.readyWriteTarget()
     expect(again?.endpoint).toBe(a)
     const probes = a.probes
     // A statement that began before the crash fails late: the same old event.
     t.report(again!, refused('a'), before)
     await flush()
     expect(a.probes).toBe(probes)
-    expect(t.coordinator.readyWriteTarget()).toBe(again)
+    expect(t.coordinator.requests.readyWriteTarget()).toBe(again)
     expect(t.named('endpointDown')).toHaveLength(1)
   })
 
@@ -113,7 +113,7 @@ describe('coordinator: a failed request raises a doubt, a probe decides', () => 
     await booted(t)
     const a = t.node('a')
     a.mode = 'down'
-    t.coordinator.idleError(a, refused('a'))
+    t.coordinator.requests.idleError(a, refused('a'))
     await flush()
     expect(t.coordinator.state).toMatchObject({ kind: 'discovering', loss: { from: 'a' } })
     expect(a.actions).toEqual(['leave'])
@@ -131,7 +131,7 @@ describe('coordinator: a failed request raises a doubt, a probe decides', () => 
     await pass(t, 600)
     expect(b.actions).toEqual(['refresh'])
     expect(c.actions).toEqual(['cut-stalled'])
-    expect(t.coordinator.readyWriteTarget()?.endpoint.name).toBe('a')
+    expect(t.coordinator.requests.readyWriteTarget()?.endpoint.name).toBe('a')
   })
 })
 
@@ -158,7 +158,7 @@ describe('coordinator: discovery', () => {
     t.node('a').mode = 'primary'
     t.clock.advance(120)
     await flush()
-    expect(t.coordinator.readyWriteTarget()?.endpoint.name).toBe('a')
+    expect(t.coordinator.requests.readyWriteTarget()?.endpoint.name).toBe('a')
     expect(t.coordinator.health(t.node('a')).breaker.state.kind).toBe('closed')
   })
 
@@ -221,7 +221,7 @@ describe('coordinator: discovery', () => {
     t.clock.advance(300) // at most one interval (+20% jitter)
     await flush()
     expect(await waiting).toBe('a')
-    expect(t.coordinator.readyWriteTarget()?.endpoint).toBe(a)
+    expect(t.coordinator.requests.readyWriteTarget()?.endpoint).toBe(a)
     expect(t.clock.now() - back).toBeLessThanOrEqual(300)
     expect(t.coordinator.health(a).breaker.state.kind).toBe('closed')
     // The same node again: no failover, same epoch.
@@ -242,7 +242,7 @@ describe('coordinator: discovery', () => {
     b.timeline = 2
     t.watches.promote('b')
     await flush() // no time passes: the frozen probe is still pending
-    expect(t.coordinator.readyWriteTarget()?.endpoint).toBe(b)
+    expect(t.coordinator.requests.readyWriteTarget()?.endpoint).toBe(b)
     expect(t.named('failover')).toEqual([expect.objectContaining({ from: 'a', to: 'b', epoch: 2 })])
     // The pool left a: everything still running there was cut.
     expect(a.actions).toContain('leave')
@@ -253,10 +253,10 @@ describe('coordinator: discovery', () => {
     t.node('b').mode = 'hang'
     await t.coordinator.start()
     await flush()
-    expect(t.coordinator.readyWriteTarget()).toBeNull()
+    expect(t.coordinator.requests.readyWriteTarget()).toBeNull()
     t.clock.advance(3_000) // b's probe times out
     await flush()
-    expect(t.coordinator.readyWriteTarget()?.endpoint.name).toBe('a')
+    expect(t.coordinator.requests.readyWriteTarget()?.endpoint.name).toBe('a')
   })
 })
 
@@ -269,7 +269,7 @@ describe('coordinator: leaving a primary', () => {
     t.node('b').timeline = 2
     t.clock.advance(120)
     await flush()
-    expect(t.coordinator.readyWriteTarget()?.endpoint.name).toBe('b')
+    expect(t.coordinator.requests.readyWriteTarget()?.endpoint.name).toBe('b')
     expect(t.node('a').actions).toContain('leave')
     expect(t.node('a').cutGraces).toEqual([t.options.probeTimeoutMs])
     expect(t.named('roleChange')).toContainEqual(expect.objectContaining({ endpoint: 'a', from: 'primary', to: 'read-only' }))
@@ -283,10 +283,10 @@ describe('coordinator: leaving a primary', () => {
     t.node('b').timeline = 2
     t.report(target, Object.assign(new Error('cannot execute INSERT in a read-only transaction'), { code: '25006' }))
     await flush()
-    expect(t.coordinator.readyWriteTarget()?.endpoint.name).toBe('b')
+    expect(t.coordinator.requests.readyWriteTarget()?.endpoint.name).toBe('b')
     expect(t.node('a').cutGraces).toEqual([700])
     // b, verified writable, then fails: nothing it said makes its statements worth waiting for.
-    const onB = t.coordinator.readyWriteTarget()!
+    const onB = t.coordinator.requests.readyWriteTarget()!
     t.node('b').mode = 'down'
     t.report(onB, refused('b'))
     await flush()
@@ -309,7 +309,7 @@ describe('coordinator: leaving a primary', () => {
     // When a's connections were cut, nothing routed writes to a any more.
     expect(seen).toEqual(['discovering'])
     await flush()
-    expect(t.coordinator.readyWriteTarget()?.endpoint.name).toBe('b')
+    expect(t.coordinator.requests.readyWriteTarget()?.endpoint.name).toBe('b')
   })
 
   it('a standby made primary by switchTo leaves no answer grace behind', async () => {
@@ -320,13 +320,13 @@ describe('coordinator: leaving a primary', () => {
     t.node('b').mode = 'primary'
     t.node('b').timeline = 2
     await new Maintenance(t.coordinator, t.options).switchTo('b')
-    expect(t.coordinator.readyWriteTarget()?.endpoint.name).toBe('b')
+    expect(t.coordinator.requests.readyWriteTarget()?.endpoint.name).toBe('b')
     expect(t.coordinator.health(t.node('b')).saidReadOnly).toBe(false)
     t.node('a').mode = 'primary'
     t.node('a').timeline = 3
     t.coordinator.promotionNoticed(t.node('a'))
     await flush()
-    expect(t.coordinator.readyWriteTarget()?.endpoint.name).toBe('a')
+    expect(t.coordinator.requests.readyWriteTarget()?.endpoint.name).toBe('a')
     expect(t.node('b').cutGraces).toEqual([0])
   })
 })
@@ -338,7 +338,7 @@ describe('coordinator: waiting requests are settled from the state', () => {
     await booted(t)
     expect(await early).toBe('a')
     for (const node of t.endpoints) node.mode = node.name === 'a' ? 'down' : 'standby'
-    t.report(t.coordinator.readyWriteTarget()!, refused('a'))
+    t.report(t.coordinator.requests.readyWriteTarget()!, refused('a'))
     await flush() // the probe confirms a is down: the pool leaves it
     const late = waitForPrimary(t)
     await pass(t, 1_000)
@@ -392,11 +392,11 @@ describe('coordinator: waiting requests are settled from the state', () => {
     t.node('b').mode = 'hang'
     await t.coordinator.start()
     await pass(t, 1_000)
-    expect(t.coordinator.readyWriteTarget()).toBeNull()
+    expect(t.coordinator.requests.readyWriteTarget()).toBeNull()
     expect(t.coordinator.state.kind).toBe('discovering')
     // Only once b has answered (here: failed) may anyone else be elected.
     await pass(t, 2_100)
-    expect(t.coordinator.readyWriteTarget()?.endpoint.name).toBe('a')
+    expect(t.coordinator.requests.readyWriteTarget()?.endpoint.name).toBe('a')
     expect(t.coordinator.cluster.epoch).toBe(4)
   })
 })
@@ -414,6 +414,6 @@ describe('coordinator: the state store heals', () => {
     await pass(t, 31_000, 500)
     const healed = await store.load()
     expect(healed).toMatchObject({ primary: 'a', epoch: t.coordinator.cluster.epoch })
-    expect(t.coordinator.readyWriteTarget()?.endpoint.name).toBe('a')
+    expect(t.coordinator.requests.readyWriteTarget()?.endpoint.name).toBe('a')
   })
 })

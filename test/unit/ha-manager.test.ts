@@ -38,7 +38,7 @@ describe('the coordinator with an HA manager', () => {
     const t = fakeTopology(['a', 'b'], { healthCheckIntervalMs: 100, ...(manager ? { haManager: manager } : {}) })
     await t.coordinator.start()
     await flush()
-    expect(t.coordinator.readyWriteTarget()?.endpoint.name).toBe('a')
+    expect(t.coordinator.requests.readyWriteTarget()?.endpoint.name).toBe('a')
     t.node('b').mode = 'primary' // b is writable on the same timeline
     for (let i = 0; i < 6; i++) {
       t.clock.advance(25)
@@ -54,7 +54,7 @@ describe('the coordinator with an HA manager', () => {
 
   it("with Patroni's leader key on b, b takes writes and a is fenced (and cut)", async () => {
     const t = await twoWritable({ kind: 'fake', view: async () => view('b') })
-    expect(t.coordinator.readyWriteTarget()?.endpoint.name).toBe('b')
+    expect(t.coordinator.requests.readyWriteTarget()?.endpoint.name).toBe('b')
     expect(t.coordinator.health(t.node('a')).fenced).toBe(true)
     expect(t.node('a').actions).toContain('leave')
     expect(t.named('splitBrain')).toEqual([expect.objectContaining({ chosen: 'b', fenced: ['a'], reason: expect.stringContaining("HA manager's leader key") })])
@@ -72,7 +72,7 @@ describe('the coordinator with an HA manager', () => {
     await t.coordinator.start()
     await flush()
     // b holds the leader key but is a standby: a, the only writable node, is the primary.
-    expect(t.coordinator.readyWriteTarget()?.endpoint.name).toBe('a')
+    expect(t.coordinator.requests.readyWriteTarget()?.endpoint.name).toBe('a')
   })
 })
 

@@ -1,0 +1,118 @@
+import { jitter, randomOf } from '../clock.js'
+import type { Endpoint } from '../endpoint/endpoint.js'
+import { Discovery, type ProbeSource, type RoundListener } from '../health/discovery.js'
+import { topologyLog } from '../log.js'
+import type { ResolvedOptions } from '../options.js'
+import type { EndpointHealth } from './endpoint-health.js'
+import type { EndpointEvents } from './endpoint-events.js'
+import type { Evidence } from './evidence.js'
+import type { WriterState } from './writer-state.js'
+
+/** What the schedule reads of the coordinator. */
+export interface ScheduleHost {
+  readonly endpoints: readonly Endpoint[]
+  readonly state: WriterState
+  readonly events: EndpointEvents
+  health(endpoint: Endpoint): EndpointHealth
+  transition(change: () => void): void
+  effect(fn: () => void): void
+  /** A probe's outcome, the HA manager's answer: the verdicts (inside a transition). */
+  readonly verdicts: Pick<RoundListener, 'probed' | 'viewed'>
+  /** A round settled (inside a transition) on a verified `primary`, or with none. */
+  roundSettled(primary: Endpoint | null): void
+}
+
+/**
+ * When discovery rounds run: one now when something changed, one every `discoveryIntervalMs`
+ * while no primary is verified (whether or not the last settled), a health check every
+ * `healthCheckIntervalMs` once the last one settled while one is, and single confirming probes.
+ * Everything here runs as effects of the coordinator's transitions.
+ */
+export class RoundSchedule {
+  readonly #discovery: Discovery
+
+  constructor(
+    private readonly host: ScheduleHost,
+    private readonly evidence: Evidence,
+    private readonly opts: ResolvedOptions,
+    shared: { readonly probes: ProbeSource; eraAt(e: Endpoint, at: number): number; takesFailureOf(e: Endpoint): boolean } | null,
+  ) {
+    this.#discovery = new Discovery(host.endpoints, opts.probeTimeoutMs, opts.clock, {
+      mayProbe: (e) => this.#mayProbe(e),
+      probed: (e, outcome, sent) => host.transition(() => host.verdicts.probed(e, outcome, sent)),
+      settled: () => host.transition(() => this.#settled()),
+      viewed: (result, startedAt) => host.transition(() => host.verdicts.viewed(result, startedAt)),
+    }, (e) => host.health(e).era, opts.haManager, shared)
+  }
+
+  /** True while a discovery round is probing. */
+  get running(): boolean {
+    return this.#discovery.running
+  }
+
+  /** Starts a round (after the transition); probes sent before the last topology event are sent again. */
+  start(reason: string): void {
+    this.host.effect(() => {
+      if (this.host.state.kind === 'ended') return
+      this.#discovery.start(reason, this.evidence.changedAt)
+      topologyLog('discovery: %s', reason)
+      this.scheduleNext()
+    })
+  }
+
+  /** A request waits: a round now unless one runs or is scheduled. */
+  forWaiter(): void {
+    if (this.host.state.kind === 'discovering' && !this.#discovery.running && !this.#discovery.scheduled) this.start('a request is waiting for a primary')
+  }
+
+  /** While no primary is verified, a round every `discoveryIntervalMs` whether or not the last one settled. */
+  scheduleNext(): void {
+    this.host.effect(() => {
+      const s = this.host.state
+      if (s.kind === 'verified' || s.kind === 'ended' || s.kind === 'booting') return
+      this.#discovery.schedule(jitter(this.opts.discoveryIntervalMs, 0.2, randomOf(this.opts.clock)), 'no primary yet: probing again', () => this.evidence.changedAt, () =>
+        this.host.transition(() => this.scheduleNext()),
+      )
+    })
+  }
+
+  /** Probes `endpoint` now, outside any round (after the transition), for a verdict of its current era. */
+  confirm(endpoint: Endpoint): void {
+    const freshSince = this.opts.clock.now()
+    this.host.effect(() => this.#discovery.confirm(endpoint, freshSince))
+  }
+
+  /** A primary was adopted: the fast cadence ends; the health check follows once the running round settles (an effect). */
+  adopted(): void {
+    this.host.effect(() => {
+      this.#discovery.cancelSchedule()
+      if (!this.#discovery.running) this.#settled()
+    })
+  }
+
+  /** Stops scheduling and reporting (an effect of ending). */
+  stop(): void {
+    this.#discovery.stop()
+  }
+
+  #settled(): void {
+    const s = this.host.state
+    if (s.kind === 'ended') return
+    this.host.roundSettled(s.kind === 'verified' ? s.primary : null)
+    // The health monitor: rounds while a primary is known never overlap.
+    if (s.kind !== 'verified') return this.scheduleNext()
+    this.#discovery.schedule(jitter(this.opts.healthCheckIntervalMs, 0.2, randomOf(this.opts.clock)), 'health check', () => this.evidence.changedAt)
+  }
+
+  /**
+   * Breakers protect user traffic, never discovery: while no primary is verified every endpoint is
+   * probed. Otherwise an open breaker skips the endpoint and a half-open one lets one trial probe
+   * through (released by whatever ends that probe).
+   */
+  #mayProbe(endpoint: Endpoint): boolean {
+    const health = this.host.health(endpoint)
+    this.host.events.breaker(endpoint, health.breaker.refresh(), 'open wait over: one trial probe')
+    if (this.host.state.kind !== 'verified') return true
+    return health.breaker.tryTrial()
+  }
+}
