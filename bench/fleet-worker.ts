@@ -11,6 +11,7 @@
 import { Redis } from 'ioredis'
 import pg from 'pg'
 import { type EndpointConfig, FailoverPool, RedisStateStore } from '../src/index.js'
+import { onJsonLines } from '../test/support/json-lines.js'
 
 interface WorkerConfig {
   readonly endpoints: EndpointConfig[]
@@ -76,16 +77,7 @@ async function writeLoop(instance: Instance): Promise<void> {
   }
 }
 
-let buffer = ''
-process.stdin.setEncoding('utf8').on('data', (chunk: string) => {
-  buffer += chunk
-  let newline: number
-  while ((newline = buffer.indexOf('\n')) >= 0) {
-    const line = buffer.slice(0, newline)
-    buffer = buffer.slice(newline + 1)
-    if (line.trim() !== '') void handle(JSON.parse(line) as Record<string, unknown>)
-  }
-})
+onJsonLines(process.stdin, (command) => void handle(command))
 
 async function handle(command: Record<string, unknown>): Promise<void> {
   switch (command.cmd) {

@@ -22,6 +22,7 @@ import os from 'node:os'
 import { fileURLToPath } from 'node:url'
 import pg from 'pg'
 import { type Cluster, type ClusterNode, startCluster } from '../test/support/cluster.js'
+import { onJsonLines } from '../test/support/json-lines.js'
 import { startRedis } from '../test/support/redis.js'
 
 const arg = (name: string, fallback: number): number => {
@@ -57,15 +58,9 @@ class Worker {
 
   constructor(config: Record<string, unknown>) {
     this.#child = spawn(process.execPath, ['--import', 'tsx', WORKER, JSON.stringify(config)], { stdio: ['pipe', 'pipe', 'pipe'] })
-    let buffer = ''
-    this.#child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-      buffer += chunk
-      let newline: number
-      while ((newline = buffer.indexOf('\n')) >= 0) {
-        this.#lines.push(JSON.parse(buffer.slice(0, newline)) as Record<string, any>)
-        buffer = buffer.slice(newline + 1)
-        for (const wake of [...this.#wakers]) wake()
-      }
+    onJsonLines(this.#child.stdout!, (line) => {
+      this.#lines.push(line as Record<string, any>)
+      for (const wake of [...this.#wakers]) wake()
     })
     this.#child.stderr!.setEncoding('utf8').on('data', (c: string) => {
       this.#stderr = (this.#stderr + c).slice(-3000)

@@ -105,28 +105,30 @@ export class Lane {
     const pending: PendingAcquire = { callback, prev: null, next: this.#pendingHead }
     if (this.#pendingHead) this.#pendingHead.prev = pending
     this.#pendingHead = pending
-    const pool = this.#pool
-    // pg-pool hands out an idle client whose session already ended (a FATAL error, a close not yet
-    // processed) as if it were alive; its statement would then fail unsent, or be sent on a dead
-    // session. Such a client is destroyed and another taken, a bounded number of times.
-    let spares = (pool.options.max ?? 10) + 1
-    const take = (): void => {
-      pool.connect((err, client, release) => {
-        if (!err && client && isDead(client) && spares-- > 0 && pending.callback !== null) {
-          release(true)
-          return take()
-        }
-        const waiting = pending.callback
-        this.#unlink(pending)
-        if (waiting === null) {
-          // Aborted by a refresh: the request went elsewhere; give the late client straight back.
-          if (client) release(err)
-          return
-        }
-        waiting(err, client, release)
-      })
-    }
-    take()
+    this.#take(this.#pool, pending, (this.#pool.options.max ?? 10) + 1)
+  }
+
+  /**
+   * One checkout from `pool` for `pending`. pg-pool hands out an idle client whose session already
+   * ended (a FATAL error, a close not yet processed) as if it were alive; its statement would then
+   * fail unsent, or be sent on a dead session. Such a client is destroyed and another taken, up to
+   * `spares` times.
+   */
+  #take(pool: pg.Pool, pending: PendingAcquire, spares: number): void {
+    pool.connect((err, client, release) => {
+      if (!err && client && spares > 0 && pending.callback !== null && isDead(client)) {
+        release(true)
+        return this.#take(pool, pending, spares - 1)
+      }
+      const waiting = pending.callback
+      this.#unlink(pending)
+      if (waiting === null) {
+        // Aborted by a refresh: the request went elsewhere; give the late client straight back.
+        if (client) release(err)
+        return
+      }
+      waiting(err, client, release)
+    })
   }
 
   /**

@@ -47,6 +47,15 @@ export interface ProbeSource {
   probedLocally(endpoint: Endpoint, outcome: ProbeOutcome, startedAt: number): void
 }
 
+/** Probes observed elsewhere, and how this pool weighs them (built by topology/fleet-bridge.ts). */
+export interface SharedProbes {
+  readonly probes: ProbeSource
+  /** The era an outcome that began at `startedAt` (clock ms) belongs to. */
+  eraAt(endpoint: Endpoint, startedAt: number): number
+  /** False for the node the pool writes to: only its own probe may say that node failed. */
+  takesFailureOf(endpoint: Endpoint): boolean
+}
+
 interface InFlight {
   readonly kind: 'round' | 'confirm'
   readonly startedAt: number
@@ -83,12 +92,7 @@ export class Discovery {
     /** Asked alongside every round, one request at a time (never waited for). */
     private readonly ha: HaManager | null = null,
     /** Outcomes observed elsewhere (a fleet's shared monitor), and the era such an outcome belongs to. */
-    private readonly source: {
-      readonly probes: ProbeSource
-      eraAt(endpoint: Endpoint, startedAt: number): number
-      /** False for the node the pool writes to: only its own probe may say that node failed. */
-      takesFailureOf(endpoint: Endpoint): boolean
-    } | null = null,
+    private readonly source: SharedProbes | null = null,
   ) {}
 
   /** The latest round, settled or not (null before the first). */

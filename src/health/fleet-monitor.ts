@@ -84,8 +84,6 @@ export class FleetMonitor {
   readonly #takers = new Set<Taker>()
   /** Until when (clock ms) a follower expects the leader's probes after a promotion notice. */
   #expectUntil = Number.NEGATIVE_INFINITY
-  /** Lease handovers and messages, for status and tests. */
-  readonly counts = { published: 0, received: 0, leaderships: 0 }
 
   constructor(
     private readonly store: SharedMonitorStore,
@@ -178,7 +176,6 @@ export class FleetMonitor {
   }
 
   #publish(message: FleetMessage): void {
-    this.counts.published++
     this.store.publish(JSON.stringify(message)).catch(() => undefined)
   }
 
@@ -194,7 +191,6 @@ export class FleetMonitor {
     if (message === null || typeof message !== 'object' || message.v !== 1 || message.from === this.holder || typeof message.at !== 'number') return
     const endpoint = this.#endpoints.find((e) => e.name === message.endpoint)
     if (!endpoint) return
-    this.counts.received++
     if (message.kind === 'doubt') {
       if (this.#role === 'leader') host.confirmForFleet(endpoint)
       return
@@ -238,7 +234,6 @@ export class FleetMonitor {
     if (role === this.#role) return
     topologyLog('shared monitor: %s -> %s%s', this.#role, role, error ? ` (${maskPassword(error.message)})` : '')
     this.#role = role
-    if (role === 'leader') this.counts.leaderships++
     // No longer following: whoever waited for the leader probes on its own now.
     if (role !== 'follower') for (const taker of [...this.#takers]) taker.resolve(null)
     this.#host?.fleetRoleChanged(role)

@@ -1,5 +1,6 @@
 import type { Endpoint } from '../endpoint/endpoint.js'
 import { maskPassword } from '../errors.js'
+import type { SharedProbes } from '../health/discovery.js'
 import type { FleetHost, FleetMonitor, FleetRole } from '../health/fleet-monitor.js'
 import type { Watches } from '../health/watches.js'
 import type { ProbeOutcome } from './election.js'
@@ -46,7 +47,7 @@ export class FleetBridge implements FleetHost {
   }
 
   /** Discovery's source of probes observed elsewhere (see Discovery's `source`). */
-  get probeSource(): { probes: FleetMonitor; eraAt(e: Endpoint, at: number): number; takesFailureOf(e: Endpoint): boolean } {
+  get probeSource(): SharedProbes {
     return {
       probes: this.monitor,
       eraAt: (e, at) => this.host.health(e).eraAt(at),

@@ -1,6 +1,6 @@
 import { jitter, randomOf } from '../clock.js'
 import type { Endpoint } from '../endpoint/endpoint.js'
-import { Discovery, type ProbeSource, type RoundListener } from '../health/discovery.js'
+import { Discovery, type RoundListener, type SharedProbes } from '../health/discovery.js'
 import { topologyLog } from '../log.js'
 import type { ResolvedOptions } from '../options.js'
 import type { EndpointHealth } from './endpoint-health.js'
@@ -35,7 +35,7 @@ export class RoundSchedule {
     private readonly host: ScheduleHost,
     private readonly evidence: Evidence,
     private readonly opts: ResolvedOptions,
-    shared: { readonly probes: ProbeSource; eraAt(e: Endpoint, at: number): number; takesFailureOf(e: Endpoint): boolean } | null,
+    shared: SharedProbes | null,
   ) {
     this.#discovery = new Discovery(host.endpoints, opts.probeTimeoutMs, opts.clock, {
       mayProbe: (e) => this.#mayProbe(e),

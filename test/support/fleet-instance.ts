@@ -14,6 +14,7 @@
  */
 import { Redis } from 'ioredis'
 import { type EndpointConfig, FailoverPool, type FailoverPoolOptions, RedisStateStore } from '../../src/index.js'
+import { onJsonLines } from './json-lines.js'
 
 interface Config {
   readonly endpoints: EndpointConfig[]
@@ -65,17 +66,7 @@ async function writeLoop(): Promise<void> {
   }
 }
 
-let buffer = ''
-process.stdin.setEncoding('utf8')
-process.stdin.on('data', (chunk: string) => {
-  buffer += chunk
-  let newline: number
-  while ((newline = buffer.indexOf('\n')) >= 0) {
-    const line = buffer.slice(0, newline)
-    buffer = buffer.slice(newline + 1)
-    if (line.trim() !== '') void handle(JSON.parse(line) as Record<string, unknown>)
-  }
-})
+onJsonLines(process.stdin, (command) => void handle(command))
 
 async function handle(command: Record<string, unknown>): Promise<void> {
   switch (command.cmd) {

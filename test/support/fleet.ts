@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import type { EndpointConfig, FailoverPoolOptions } from '../../src/index.js'
+import { onJsonLines } from './json-lines.js'
 
 const SCRIPT = fileURLToPath(new URL('./fleet-instance.ts', import.meta.url))
 
@@ -22,20 +23,9 @@ export class FleetInstance {
     options: Partial<FailoverPoolOptions> = {},
   ) {
     this.#child = spawn(process.execPath, ['--import', 'tsx', SCRIPT, JSON.stringify({ name, endpoints, redisUrl, options })], { stdio: ['pipe', 'pipe', 'pipe'] })
-    let buffer = ''
-    this.#child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-      buffer += chunk
-      let newline: number
-      while ((newline = buffer.indexOf('\n')) >= 0) {
-        const line = buffer.slice(0, newline)
-        buffer = buffer.slice(newline + 1)
-        try {
-          this.events.push(JSON.parse(line) as InstanceEvent)
-        } catch {
-          continue
-        }
-        for (const wake of [...this.#waiters]) wake()
-      }
+    onJsonLines(this.#child.stdout!, (event) => {
+      this.events.push(event as InstanceEvent)
+      for (const wake of [...this.#waiters]) wake()
     })
     this.#child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (this.#stderr = (this.#stderr + chunk).slice(-4_000)))
     this.#child.on('exit', () => {
