@@ -4,7 +4,7 @@ import type { ResolvedOptions } from '../options.js'
 import type { ReadRequest } from '../surface/routing-host.js'
 import type { Coordinator } from '../topology/coordinator.js'
 import { servesReads } from '../topology/endpoint-health.js'
-import { shownPrimary } from '../topology/writer-state.js'
+import { lossOf, shownPrimary, writingTo } from '../topology/writer-state.js'
 import { type ReplicaView, type RouterCursor, chooseReplica } from './router.js'
 
 /** A replica chosen for a read, or why there is none. */
@@ -21,6 +21,8 @@ export class ReadTargets {
   readonly #views = new Map<Endpoint, ReplicaView>()
   readonly #lagCache = new Map<Endpoint, { primary: object; replica: object; lag: bigint }>()
   readonly #cursor: RouterCursor = { next: 0 }
+  /** The node writes went to last (see #reference). */
+  #lastWriter: Endpoint | null = null
 
   constructor(
     private readonly coordinator: Coordinator,
@@ -56,9 +58,14 @@ export class ReadTargets {
     return { kind: 'replica', endpoint: replicas.find((e) => e.name === choice.name)!, caughtUp: choice.caughtUp }
   }
 
-  /** Bytes of WAL a standby was behind the primary, comparing the last probes of both (memoized per pair). */
+  /**
+   * Bytes of WAL a standby was behind the primary, comparing the last probes of both (memoized per
+   * pair). While the primary is in doubt or lost, the last position it was seen at still counts: the
+   * standby is at least that far behind what the cluster committed, and a byte limit that lapsed
+   * whenever the primary did would send reads to the most lagging standby exactly when it matters.
+   */
   lagBytes(e: Endpoint): bigint | null {
-    const primaryProbe = shownPrimary(this.coordinator.state)?.lastProbe
+    const primaryProbe = this.#reference()?.lastProbe
     const probe = e.lastProbe
     if (!primaryProbe?.lsn || !probe?.inRecovery || !probe.lsn) return null
     const cached = this.#lagCache.get(e)
@@ -67,6 +74,21 @@ export class ReadTargets {
     const lag = diff > 0n ? diff : 0n
     this.#lagCache.set(e, { primary: primaryProbe, replica: probe, lag })
     return lag
+  }
+
+  /**
+   * The node whose WAL position standbys are measured against: the one writes go to (or went to
+   * until a doubt), the candidate being adopted, else the primary the pool lost or last wrote to.
+   */
+  #reference(): Endpoint | null {
+    const state = this.coordinator.state
+    const writer = writingTo(state) ?? (state.kind === 'adopting' ? state.candidate : null)
+    if (writer !== null) {
+      this.#lastWriter = writer
+      return writer
+    }
+    const lostFrom = lossOf(state)?.from
+    return (lostFrom !== null && lostFrom !== undefined ? this.coordinator.endpoints.find((c) => c.name === lostFrom) : undefined) ?? this.#lastWriter
   }
 
   #view(e: Endpoint): ReplicaView {

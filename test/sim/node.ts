@@ -78,14 +78,17 @@ const WINDOW_CTE_RE = /^WITH RECURSIVE promotion_wait[\s\S]*pg_sleep\(([\d.]+)\)
 const REPLAY_WAIT_RE = /pg_last_wal_replay_lsn\(\) < '([0-9a-fA-F]+\/[0-9a-fA-F]+)'::pg_lsn/
 const WINDOW_RE = /interval '([\d.]+) seconds'/
 
+/** Bytes of simulated WAL one commit takes. */
+export const COMMIT_BYTES = 0x100
+
 /** The LSN text of a history position. */
 export function lsnOf(length: number): string {
-  return `0/${(0x1000000 + length * 0x100).toString(16).toUpperCase()}`
+  return `0/${(0x1000000 + length * COMMIT_BYTES).toString(16).toUpperCase()}`
 }
 
 function lengthOfLsn(lsn: string): number {
   const [, lo] = lsn.split('/')
-  return Math.max(0, Math.floor((parseInt(lo!, 16) - 0x1000000) / 0x100))
+  return Math.max(0, Math.floor((parseInt(lo!, 16) - 0x1000000) / COMMIT_BYTES))
 }
 
 function pgError(message: string, code: string, severity = 'ERROR'): Error {
@@ -394,6 +397,8 @@ export class SimNode {
 
   /** Simulated time its WAL receiver stopped streaming (detachStandby), or null. */
   detachedAt: number | null = null
+  /** How long this standby has been more commits behind the primary than the lag limit allows, while the primary answered (ms). */
+  behindSeenMs = 0
   /**
    * Simulated time since which this standby holds commits its upstream's timeline never got (it
    * rejoined without pg_rewind, or had replayed past the point where another node was promoted), or null.

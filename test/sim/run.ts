@@ -5,7 +5,7 @@ import { Apps } from './apps.js'
 import { simClientClass } from './client.js'
 import { SimClock } from './clock.js'
 import { FAULT_KINDS, type FaultKind, Faults } from './faults.js'
-import { SimNode } from './node.js'
+import { COMMIT_BYTES, SimNode } from './node.js'
 import { ListenerError, type Violation, World } from './world.js'
 
 /** What one schedule drew from its seed. */
@@ -33,6 +33,8 @@ export interface ScheduleConfig {
   readonly sessions: number
   /** `maxReplicaLagMs` (null: no limit). */
   readonly maxReplicaLagMs: number | null
+  /** `maxReplicaLagBytes` in commits (a commit is 0x100 bytes of simulated WAL; null: no limit). */
+  readonly maxReplicaLagCommits: number | null
   readonly throwing: readonly string[]
   readonly faults: readonly FaultKind[]
   readonly durationMs: number
@@ -87,6 +89,7 @@ export function drawConfig(clock: SimClock, profile: Profile, overrides: Partial
     readYourWrites: clock.pick([0, 0, 1]),
     sessions: clock.pick([0, 0, 1]),
     maxReplicaLagMs: clock.chance(0.4) ? clock.pick([300, 800]) : null,
+    maxReplicaLagCommits: clock.chance(0.3) ? clock.pick([2, 5]) : null,
     throwing: clock.chance(0.4) ? EVENTS.filter(() => clock.chance(0.5)) : [],
     faults: FAULT_KINDS.filter(() => clock.chance(0.6)),
     durationMs: crowd && short ? clock.between(300, 700) : short ? clock.between(500, 1_800) : clock.between(1_500, 5_000),
@@ -148,6 +151,7 @@ export async function runSchedule(seed: number, profile: Profile = 'short', over
     promotionWatch: config.promotionWatch,
     routeReads: config.routeReads,
     ...(config.maxReplicaLagMs !== null ? { maxReplicaLagMs: config.maxReplicaLagMs } : {}),
+    ...(config.maxReplicaLagCommits !== null ? { maxReplicaLagBytes: config.maxReplicaLagCommits * COMMIT_BYTES } : {}),
     ...(hook ? { onPromote: hook, onPromoteFailure: config.onPromoteFailure } : {}),
   }
   Object.assign(options, hookBoundOption(config))
@@ -165,7 +169,8 @@ export async function runSchedule(seed: number, profile: Profile = 'short', over
   const bounds = boundsOf(config, world)
   // Reads go only where the pool can vouch for them, once its probes had time to see the change.
   const learnMs = 2 * config.healthCheckIntervalMs * 1.2 + config.probeTimeoutMs + 100
-  world.readBounds = { divergedMs: learnMs, detachedMs: config.maxReplicaLagMs === null ? Infinity : config.maxReplicaLagMs + learnMs }
+  world.readBounds = { divergedMs: learnMs, detachedMs: config.maxReplicaLagMs === null ? Infinity : config.maxReplicaLagMs + learnMs, behindMs: learnMs }
+  world.lagLimitCommits = config.maxReplicaLagCommits
   const pool = new FailoverPool(options, { observe: (c) => world.observe(c) })
   const apps = new Apps(world, pool)
   const faults = new Faults(world, config.faults)
@@ -283,6 +288,7 @@ function checkStep(world: World, apps: Apps, faults: Faults, config: ScheduleCon
       return
     }
   }
+  world.trackLag()
   const state = world.pool.coordinator?.state
   if (state && state !== world.lastState) {
     world.lastState = state

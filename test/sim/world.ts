@@ -60,7 +60,10 @@ export class World implements NodeWorld, ClientWorld {
    * How long after a node stopped being trustworthy (diverged, detached) the pool may still send it
    * reads: it learns from its probes. Infinity for detachment when no lag limit is set.
    */
-  readBounds = { divergedMs: Infinity, detachedMs: Infinity }
+  readBounds = { divergedMs: Infinity, detachedMs: Infinity, behindMs: Infinity }
+  /** `maxReplicaLagBytes` in commits, or null: no byte limit. */
+  lagLimitCommits: number | null = null
+  #lagTrackedAt = 0
   /** The coordinator's writer state at the last step (traced when it changes). */
   lastState: object | null = null
 
@@ -108,7 +111,37 @@ export class World implements NodeWorld, ClientWorld {
     if (node.role === 'standby' && node.detachedAt !== null && now > node.detachedAt + this.readBounds.detachedMs) {
       return { invariant: 'lagging-read', detail: `${node.name} answered a read run at ${now.toFixed(1)}, ${(now - node.detachedAt).toFixed(0)} ms after its WAL receiver stopped, past the lag limit` }
     }
+    if (node.role === 'standby' && node.behindSeenMs > this.readBounds.behindMs) {
+      return { invariant: 'lagging-read', detail: `${node.name} answered a read run at ${now.toFixed(1)}, more than ${this.lagLimitCommits} commits behind a primary that answered probes for ${node.behindSeenMs.toFixed(0)} ms of that time, past the byte limit` }
+    }
     return null
+  }
+
+  /**
+   * Counts, once per step, how long each standby has been further behind the primary than the byte
+   * limit allows while the primary answered (up, taking connections, no proxy holding statements):
+   * only then can the pool's probes see the primary's position. With no primary the count stands (a
+   * standby can fall no further behind); with several it starts again (there is no one truth to be behind).
+   */
+  trackLag(): void {
+    const limit = this.lagLimitCommits
+    const now = this.clock.now()
+    const elapsed = now - this.#lagTrackedAt
+    this.#lagTrackedAt = now
+    if (limit === null) return
+    const primaries = this.nodes.filter((n) => n.role === 'primary' && n.state !== 'down')
+    if (primaries.length === 0) return
+    if (primaries.length > 1) {
+      for (const node of this.nodes) node.behindSeenMs = 0
+      return
+    }
+    const primary = primaries[0]!
+    const answering = primary.state === 'up' && primary.refusal === null && primary.holdMs === 0
+    for (const node of this.nodes) {
+      const behind = node.role === 'standby' && primary.history.length - node.history.length > limit
+      if (!behind) node.behindSeenMs = 0
+      else if (answering) node.behindSeenMs += elapsed
+    }
   }
 
   trace(line: string): void {
