@@ -24,7 +24,7 @@ export const OWN_OPTION_NAMES = new Set([
   'routeReads', 'readStrategy', 'maxReplicaLagMs', 'maxReplicaLagBytes', 'readFallback', 'readYourWritesTimeoutMs',
   'failureThreshold', 'halfOpenAfterMs', 'maxHalfOpenAfterMs', 'retryBudget',
   'stateStore', 'stateStoreTimeoutMs', 'topology', 'onPromote', 'onPromoteFailure', 'onPromoteTimeoutMs', 'haManager',
-  'monitor', 'monitorLeaseTtlMs',
+  'monitor', 'monitorLeaseTtlMs', 'warmStandbys',
 ])
 
 /** Options that take one of a fixed set of strings. */

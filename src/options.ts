@@ -73,6 +73,16 @@ export interface FailoverPoolOptions extends Omit<PoolConfig, 'host' | 'port' | 
    */
   promotionWatchCheckMs?: number
   /**
+   * Keep one idle session open in each healthy standby's write pool, so that the first writes after
+   * its promotion run at once instead of waiting for a new connection — which, when a whole fleet
+   * reconnects to the new primary in the same moment, takes hundreds of milliseconds (bench/FLEET.md).
+   * It costs one connection slot per standby per pool and no work on the standby while idle. The
+   * session is exempt from `idleTimeoutMillis`, counts in `totalCount`/`idleCount`, and gets the
+   * pool's `'connect'` event (so session set-up runs on it); it is never handed to a caller while its
+   * node is a standby. Default false.
+   */
+  warmStandbys?: boolean
+  /**
    * How often every endpoint is probed while a primary is known (roles, lag, liveness), in
    * milliseconds (jittered by ±20%; probes never overlap). Default 2000.
    */
@@ -174,6 +184,7 @@ export interface ResolvedOptions {
   readonly promotionWatch: boolean | 'always'
   readonly promotionWatchWindowMs: number
   readonly promotionWatchCheckMs: number
+  readonly warmStandbys: boolean
   readonly healthCheckIntervalMs: number
   readonly routeReads: 'off' | 'auto'
   readonly readStrategy: ReadStrategy
@@ -245,6 +256,9 @@ export function resolveOptions(options: unknown): ResolvedOptions {
   if (input.promotionWatch !== undefined && typeof input.promotionWatch !== 'boolean' && input.promotionWatch !== 'always') {
     throw new ConfigError('promotionWatch', input.promotionWatch, "expected true, false or 'always'")
   }
+  if (input.warmStandbys !== undefined && typeof input.warmStandbys !== 'boolean') {
+    throw new ConfigError('warmStandbys', input.warmStandbys, 'expected true or false')
+  }
   const clock = (input.clock as Clock | undefined) ?? systemClock
   if (typeof clock.now !== 'function' || typeof clock.setTimeout !== 'function' || typeof clock.clearTimeout !== 'function') {
     throw new ConfigError('clock', '[object]', 'expected an object with now(), setTimeout() and clearTimeout()')
@@ -278,6 +292,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
     // instances watch (the primary gone); the leader of a shared monitor watches continuously for
     // the whole fleet, so it checks every 15 ms (bench/WATCH.md, bench/FLEET.md).
     promotionWatchCheckMs: (input.promotionWatchCheckMs as number | undefined) ?? (input.monitor === 'shared' ? 15 : 10),
+    warmStandbys: (input.warmStandbys as boolean | undefined) ?? false,
     healthCheckIntervalMs: (input.healthCheckIntervalMs as number | undefined) ?? 2_000,
     routeReads: (input.routeReads as 'off' | 'auto' | undefined) ?? 'off',
     readStrategy: (input.readStrategy as ReadStrategy | undefined) ?? 'round-robin',

@@ -42,6 +42,8 @@ interface InnerPool {
   readonly connected: WeakSet<pg.ClientBase>
   /** Set once the pool was told to end: resolves when its last client is gone. */
   ended: Promise<void> | null
+  /** True while the lane opens its warm session (keepWarm); the client constructed then is marked {@link WARM_UP}. */
+  warming: boolean
 }
 
 /**
@@ -59,6 +61,8 @@ export class Lane {
   /** Callbacks of whenEmpty(), re-checked whenever a client is removed. */
   #emptyWaiters: Array<() => void> = []
   #ending = false
+  /** Whether this lane keeps one idle session open (see keepWarm). */
+  #warm = false
 
   constructor(
     private readonly endpointName: string,
@@ -164,6 +168,36 @@ export class Lane {
     return running
   }
 
+  /**
+   * Keeps one idle session open in this lane, or stops keeping it: on a standby's write lane, so the
+   * first writes after its promotion need no new connection (`warmStandbys`). pg-pool's `min`
+   * exempts the session from the idle timeout, but pg-pool opens none by itself: it is opened here,
+   * when the lane has no client at all. Its checkout serves no one, so it emits no 'acquire' or
+   * 'release'; 'connect' is emitted (the user's session set-up runs on it). A failed open is
+   * forgotten: the caller asks again at its next health check.
+   */
+  keepWarm(warm: boolean): void {
+    this.#warm = warm
+    const pool = this.#pool
+    pool.options.min = this.#minOf()
+    const inner = this.#inner.get(pool)
+    if (!warm || this.#ending || inner === undefined || inner.warming || pool.totalCount > 0) return
+    inner.warming = true
+    try {
+      // pg-pool constructs the client inside connect(), synchronously: the Tracked class marks it.
+      pool.connect((err, client, release) => {
+        if (client) release(err)
+      })
+    } finally {
+      inner.warming = false
+    }
+  }
+
+  #minOf(): number {
+    const min = this.config.min ?? 0
+    return this.#warm ? Math.max(1, min) : min
+  }
+
   /** Resolves once no client of this lane is open (idle or checked out): what drain() waits for. */
   whenEmpty(): Promise<void> {
     return new Promise((resolve) => {
@@ -228,8 +262,8 @@ export class Lane {
   }
 
   #createPool(): pg.Pool {
-    const inner: InnerPool = { clients: new Set(), connected: new WeakSet(), ended: null }
-    const options: PoolConfig = { ...this.config, Client: trackingClass(this.config, inner) }
+    const inner: InnerPool = { clients: new Set(), connected: new WeakSet(), ended: null, warming: false }
+    const options: PoolConfig = { ...this.config, min: this.#minOf(), Client: trackingClass(this.config, inner) }
     if (this.config.password !== undefined) options.password = this.config.password
     const pool = new pg.Pool(options)
     this.#inner.set(pool, inner)
@@ -238,8 +272,14 @@ export class Lane {
       inner.connected.add(client)
       events.connect(client)
     })
-    pool.on('acquire', (client: PoolClient) => events.acquire(client))
-    pool.on('release', (err: Error | undefined, client: PoolClient) => events.release(err, client))
+    pool.on('acquire', (client: PoolClient) => {
+      if ((client as WarmMarked)[WARM_UP] !== true) events.acquire(client)
+    })
+    pool.on('release', (err: Error | undefined, client: PoolClient) => {
+      const marked = client as WarmMarked
+      if (marked[WARM_UP] === true) marked[WARM_UP] = false
+      else events.release(err, client)
+    })
     pool.on('remove', (client: PoolClient) => {
       inner.clients.delete(client)
       events.remove(client)
@@ -274,6 +314,7 @@ function trackingClass(config: PoolConfig, inner: InnerPool): typeof pg.Client {
   class Tracked extends Base {
     constructor(...args: ConstructorParameters<typeof pg.Client>) {
       super(...args)
+      if (inner.warming) (this as WarmMarked)[WARM_UP] = true
       inner.clients.add(this)
       this.once('end', () => inner.clients.delete(this))
       // A FATAL error (backend terminated, server shutting down) ends the session; the server closes
@@ -295,6 +336,10 @@ function isDead(client: pg.PoolClient): boolean {
   const state = client as unknown as { _queryable?: boolean; _ending?: boolean }
   return state._queryable === false || state._ending === true
 }
+
+/** Set on a lane's warm session until its opening checkout is released (that checkout emits no events). */
+const WARM_UP = Symbol('pg-failover-pool warm-up')
+type WarmMarked = pg.ClientBase & { [WARM_UP]?: boolean }
 
 /** Set on a client while a `pool.query` statement of ours runs on it (never on a checked-out client). */
 const RUNNING_STATEMENT = Symbol('pg-failover-pool running statement')

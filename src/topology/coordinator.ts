@@ -90,7 +90,7 @@ export class Coordinator implements ElectionHost, VerdictHost, GateHost, FleetBr
     }
     this.#watches = new Watches(deps.watches, noticed, options.promotionWatch === 'always')
     this.#elector = new Elector(this, this.#evidence, options)
-    const verdicts = new ProbeVerdicts(this, this.#evidence, this.#watches, this.#elector)
+    const verdicts = new ProbeVerdicts(this, this.#evidence, this.#watches, this.#elector, options.warmStandbys)
     this.#fleet = deps.fleet ? new FleetBridge(this, verdicts, this.#watches, deps.fleet) : null
     const shared = this.#fleet?.probeSource ?? null
     this.verdicts = verdicts

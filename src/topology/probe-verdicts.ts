@@ -44,6 +44,8 @@ export class ProbeVerdicts {
     private readonly evidence: Evidence,
     private readonly watches: Watches,
     private readonly elector: Elector,
+    /** `warmStandbys`: keep a write session open on every standby a promotion may pick. */
+    private readonly warmStandbys: boolean,
   ) {}
 
   /** One endpoint's probe settled (or was skipped). */
@@ -74,6 +76,7 @@ export class ProbeVerdicts {
     }
     this.evidence.record(endpoint, outcome, sent.startedAt)
     host.effect(() => this.watches.sync([endpoint], (e) => this.#isWatchedStandby(e)))
+    if (this.warmStandbys) host.effect(() => endpoint.write.keepWarm(this.#isWatchedStandby(endpoint)))
     this.elector.decide()
   }
 

@@ -35,6 +35,8 @@ export interface ScheduleConfig {
   readonly maxReplicaLagMs: number | null
   /** `maxReplicaLagBytes` in commits (a commit is 0x100 bytes of simulated WAL; null: no limit). */
   readonly maxReplicaLagCommits: number | null
+  /** `warmStandbys`. */
+  readonly warmStandbys: boolean
   readonly throwing: readonly string[]
   readonly faults: readonly FaultKind[]
   readonly durationMs: number
@@ -90,6 +92,7 @@ export function drawConfig(clock: SimClock, profile: Profile, overrides: Partial
     sessions: clock.pick([0, 0, 1]),
     maxReplicaLagMs: clock.chance(0.4) ? clock.pick([300, 800]) : null,
     maxReplicaLagCommits: clock.chance(0.3) ? clock.pick([2, 5]) : null,
+    warmStandbys: clock.chance(0.3),
     throwing: clock.chance(0.4) ? EVENTS.filter(() => clock.chance(0.5)) : [],
     faults: FAULT_KINDS.filter(() => clock.chance(0.6)),
     durationMs: crowd && short ? clock.between(300, 700) : short ? clock.between(500, 1_800) : clock.between(1_500, 5_000),
@@ -150,6 +153,7 @@ export async function runSchedule(seed: number, profile: Profile = 'short', over
     failureThreshold: config.failureThreshold,
     promotionWatch: config.promotionWatch,
     routeReads: config.routeReads,
+    warmStandbys: config.warmStandbys,
     ...(config.maxReplicaLagMs !== null ? { maxReplicaLagMs: config.maxReplicaLagMs } : {}),
     ...(config.maxReplicaLagCommits !== null ? { maxReplicaLagBytes: config.maxReplicaLagCommits * COMMIT_BYTES } : {}),
     ...(hook ? { onPromote: hook, onPromoteFailure: config.onPromoteFailure } : {}),

@@ -69,6 +69,7 @@ describe('resolveOptions', () => {
     // Found by the fuzz test: an undecodable percent escape was accepted as a host name.
     [{ endpoints: 'postgres://app:pw@%zz,127.0.0.1/app' }, 'endpoints[0].host'],
     [{ endpoints: [{ host: 'db 1' }] }, 'endpoints[0].host'],
+    [{ endpoints: ['postgres://h/db'], warmStandbys: 'yes' }, 'warmStandbys'],
   ])('rejects %j with a ConfigError naming %s', (options, field) => {
     const err = configError(options)
     expect(err.field).toBe(field)
