@@ -19,6 +19,8 @@ interface WorkerConfig {
   readonly count: number
   readonly prefix: string
   readonly mode: 'local' | 'shared'
+  /** `warmStandbys` on every instance. */
+  readonly warm: boolean
   readonly applicationName: string
 }
 
@@ -29,6 +31,8 @@ interface Instance {
   readonly acks: Array<{ id: number; at: number; port: number }>
   readonly errors: Array<{ id: number; at: number; message: string }>
   roleChanges: Array<{ role: string | null; at: number }>
+  /** Wall times of the pool's 'failover' events (its adoption of a new primary). */
+  readonly failovers: number[]
   next: number
 }
 
@@ -49,10 +53,13 @@ function makeInstance(i: number): Instance {
     application_name: config.applicationName,
     connectionTimeoutMillis: 5_000,
     failoverTimeoutMs: 30_000,
+    warmStandbys: config.warm,
     ...(config.mode === 'shared' ? { stateStore: new RedisStateStore({ client: redis }), monitor: 'shared' as const } : {}),
   })
   pool.on('error', () => undefined)
-  return { name: `${config.prefix}${i}`, pool, redis, acks: [], errors: [], roleChanges: [], next: 1 }
+  const failovers: number[] = []
+  pool.on('failover', () => failovers.push(Date.now()))
+  return { name: `${config.prefix}${i}`, pool, redis, acks: [], errors: [], roleChanges: [], failovers, next: 1 }
 }
 
 const roleTimer = setInterval(() => {
@@ -92,7 +99,7 @@ async function handle(command: Record<string, unknown>): Promise<void> {
     case 'report':
       return send({
         kind: 'report',
-        instances: instances.map((i) => ({ name: i.name, role: i.pool.status().monitor.role, roleChanges: i.roleChanges, primary: i.pool.status().primary, acks: i.acks, errors: i.errors })),
+        instances: instances.map((i) => ({ name: i.name, role: i.pool.status().monitor.role, roleChanges: i.roleChanges, primary: i.pool.status().primary, acks: i.acks, errors: i.errors, failovers: i.failovers })),
       })
     case 'end':
       writing = null
