@@ -21,8 +21,6 @@ export class ReadTargets {
   readonly #views = new Map<Endpoint, ReplicaView>()
   readonly #lagCache = new Map<Endpoint, { primary: object; replica: object; lag: bigint }>()
   readonly #cursor: RouterCursor = { next: 0 }
-  /** The node writes went to last (see #reference). */
-  #lastWriter: Endpoint | null = null
 
   constructor(
     private readonly coordinator: Coordinator,
@@ -78,17 +76,15 @@ export class ReadTargets {
 
   /**
    * The node whose WAL position standbys are measured against: the one writes go to (or went to
-   * until a doubt), the candidate being adopted, else the primary the pool lost or last wrote to.
+   * until a doubt), the candidate being adopted, else the primary the pool lost (every state that
+   * follows a verified primary names it in its loss).
    */
   #reference(): Endpoint | null {
     const state = this.coordinator.state
     const writer = writingTo(state) ?? (state.kind === 'adopting' ? state.candidate : null)
-    if (writer !== null) {
-      this.#lastWriter = writer
-      return writer
-    }
+    if (writer !== null) return writer
     const lostFrom = lossOf(state)?.from
-    return (lostFrom !== null && lostFrom !== undefined ? this.coordinator.endpoints.find((c) => c.name === lostFrom) : undefined) ?? this.#lastWriter
+    return lostFrom == null ? null : (this.coordinator.endpoints.find((c) => c.name === lostFrom) ?? null)
   }
 
   #view(e: Endpoint): ReplicaView {

@@ -4,16 +4,10 @@ import pg from 'pg'
 import { describe, expect, it } from 'vitest'
 import { type FailoverPool, isNoPrimaryError, isOutcomeUnknownError } from '../../src/index.js'
 import type { ClusterNode } from '../support/cluster.js'
-import { TEST_APPLICATION_NAME, endpointsOf, replicasKnown, useResources } from '../support/pools.js'
+import { endpointsOf, replicasKnown, sessionPids, useResources } from '../support/pools.js'
 import { nextEvent, waitUntil } from '../support/wait.js'
 
 const res = useResources()
-
-/** Backend pids of the test pools' sessions on `node` (monitoring sessions excluded). */
-async function appPids(cluster: { sql<T>(node: ClusterNode, text: string): Promise<T[]> }, node: ClusterNode): Promise<number[]> {
-  const rows = await cluster.sql<{ pid: number }>(node, `SELECT pid FROM pg_stat_activity WHERE application_name = '${TEST_APPLICATION_NAME}' ORDER BY pid`)
-  return rows.map((r) => r.pid)
-}
 
 describe('transitions: what a topology change may never do', () => {
   it('40 callers queued on 2 connections: after the failover event, not one write is acknowledged by the old primary (left up and writable)', async () => {
@@ -170,15 +164,15 @@ describe('transitions: what a topology change may never do', () => {
       }
     }
     const loops = Array.from({ length: 4 }, loop)
-    await waitUntil(async () => (await appPids(cluster, n0)).length === 4, { what: 'four sessions in use', timeout: 10_000 })
+    await waitUntil(async () => (await sessionPids(cluster, n0)).length === 4, { what: 'four sessions in use', timeout: 10_000 })
     const epoch = pool.status().epoch
     for (let round = 0; round < 3; round++) {
-      const before = await appPids(cluster, n0)
+      const before = await sessionPids(cluster, n0)
       const victim = before[round % before.length]!
       const mark = latencies.length
       await cluster.sql(n0, `SELECT pg_terminate_backend(${victim})`)
       await new Promise((resolve) => setTimeout(resolve, 500))
-      const survivors = await appPids(cluster, n0)
+      const survivors = await sessionPids(cluster, n0)
       // Every other session is still the same backend.
       expect(before.filter((pid) => pid !== victim).every((pid) => survivors.includes(pid))).toBe(true)
       expect(Math.max(...latencies.slice(mark))).toBeLessThan(300)
@@ -197,7 +191,7 @@ describe('transitions: what a topology change may never do', () => {
     await Promise.all([1, 2, 3].map((i) => pool.query('INSERT INTO r VALUES ($1)', [i])))
     const downs: unknown[] = []
     pool.on('endpointDown', (e) => downs.push(e))
-    const before = await appPids(cluster, n0)
+    const before = await sessionPids(cluster, n0)
     const client = await pool.connect()
     await client.query('BEGIN READ ONLY')
     const err = await client.query('INSERT INTO r VALUES (4)').catch((e: unknown) => e)
@@ -212,7 +206,7 @@ describe('transitions: what a topology change may never do', () => {
     expect(rows[0]!.port).toBe(n0.port)
     expect(pool.status().primary).toBe(n0.name)
     expect(downs).toEqual([])
-    const after = await appPids(cluster, n0)
+    const after = await sessionPids(cluster, n0)
     expect(before.filter((pid) => after.includes(pid)).length).toBeGreaterThanOrEqual(before.length - 2)
   })
 

@@ -1,15 +1,9 @@
 import { describe, expect, it } from 'vitest'
 import type { ClusterNode } from '../support/cluster.js'
-import { replicasKnown, useResources } from '../support/pools.js'
+import { replicasKnown, sessionPids, useResources } from '../support/pools.js'
 import { sleep, waitUntil } from '../support/wait.js'
 
 const res = useResources()
-
-/** The backends of sessions named `name` on `node` (a pool's monitor session is named `<name> monitor`: not counted). */
-async function sessionsNamed(cluster: { sql<T>(node: ClusterNode, text: string): Promise<T[]> }, node: ClusterNode, name: string): Promise<number[]> {
-  const rows = await cluster.sql<{ pid: number }>(node, `SELECT pid FROM pg_stat_activity WHERE application_name = '${name}' ORDER BY pid`)
-  return rows.map((r) => r.pid)
-}
 
 describe('warmStandbys', () => {
   it('a standby keeps one idle write session (past idleTimeoutMillis, no acquire or release event); after its promotion the first write runs on it', async () => {
@@ -27,12 +21,12 @@ describe('warmStandbys', () => {
     await replicasKnown(warm, 1)
     await replicasKnown(cold, 1)
 
-    await waitUntil(async () => (await sessionsNamed(cluster, n1, 'pgfp-warm')).length === 1, { what: 'a warm session on the standby', timeout: 5_000 })
-    const [warmPid] = await sessionsNamed(cluster, n1, 'pgfp-warm')
+    await waitUntil(async () => (await sessionPids(cluster, n1, 'pgfp-warm')).length === 1, { what: 'a warm session on the standby', timeout: 5_000 })
+    const [warmPid] = await sessionPids(cluster, n1, 'pgfp-warm')
     // Three idle timeouts later it is the same session; the pool without the option holds none there.
     await sleep(600)
-    expect(await sessionsNamed(cluster, n1, 'pgfp-warm')).toEqual([warmPid])
-    expect(await sessionsNamed(cluster, n1, 'pgfp-cold')).toEqual([])
+    expect(await sessionPids(cluster, n1, 'pgfp-warm')).toEqual([warmPid])
+    expect(await sessionPids(cluster, n1, 'pgfp-cold')).toEqual([])
     // Its opening checkout served no one: one acquire and one release, the query's; two sessions made.
     expect(events).toEqual({ connect: 2, acquire: 1, release: 1 })
 
@@ -42,7 +36,7 @@ describe('warmStandbys', () => {
     expect(first.rows[0]!.pid).toBe(warmPid)
     // The pool without it had to open a new session there.
     const coldFirst = await cold.query<{ pid: number }>('INSERT INTO warm_items VALUES (2) RETURNING pg_backend_pid() AS pid')
-    expect(await sessionsNamed(cluster, n1, 'pgfp-cold')).toContain(coldFirst.rows[0]!.pid)
+    expect(await sessionPids(cluster, n1, 'pgfp-cold')).toContain(coldFirst.rows[0]!.pid)
     expect((await cluster.sql<{ n: number }>(n1, 'SELECT count(*)::int AS n FROM warm_items'))[0]!.n).toBe(2)
   })
 })

@@ -40,6 +40,12 @@ export const POOL_DEFAULTS = {
 /** The application_name of test pools' sessions (see {@link POOL_DEFAULTS}). */
 export const TEST_APPLICATION_NAME = POOL_DEFAULTS.application_name
 
+/** Backend pids of the sessions named `applicationName` on `node` (a pool's monitor session is named `<name> monitor`: not counted). */
+export async function sessionPids(cluster: { sql<T>(node: ClusterNode, text: string): Promise<T[]> }, node: ClusterNode, applicationName: string = TEST_APPLICATION_NAME): Promise<number[]> {
+  const rows = await cluster.sql<{ pid: number }>(node, `SELECT pid FROM pg_stat_activity WHERE application_name = '${applicationName}' ORDER BY pid`)
+  return rows.map((r) => r.pid)
+}
+
 /** Endpoint configs for nodes, named after them (`node0`, ...) so status() and events name nodes as the tests do. */
 export function endpointsOf(nodes: readonly ClusterNode[]): EndpointConfig[] {
   return nodes.map((n) => ({ ...n.config, name: n.name }))
