@@ -4,7 +4,7 @@ export default defineConfig({
   // The main entry and one per integration (pg-failover-pool/typeorm, ...). Splitting puts the code
   // they share in common chunks, so an application that imports both gets one FailoverPool class
   // (per module format), and the declaration files share one declaration of it.
-  entry: { index: 'src/index.ts', typeorm: 'src/integrations/typeorm.ts', otel: 'src/integrations/otel.ts', sequelize: 'src/integrations/sequelize.ts', 'pg-boss': 'src/integrations/pg-boss.ts' },
+  entry: { index: 'src/index.ts', advanced: 'src/advanced.ts', typeorm: 'src/integrations/typeorm.ts', otel: 'src/integrations/otel.ts', sequelize: 'src/integrations/sequelize.ts', 'pg-boss': 'src/integrations/pg-boss.ts' },
   format: ['esm', 'cjs'],
   splitting: true,
   dts: true,

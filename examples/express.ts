@@ -15,7 +15,7 @@
  * Creates the table `pgfp_example_notes` if it does not exist.
  */
 import express, { type ErrorRequestHandler } from 'express'
-import { FailoverPool, healthHandler, isConfigError, isNoPrimaryError, isOutcomeUnknownError } from '../src/index.js' // in your code: from 'pg-failover-pool'
+import { FailoverPool, healthHandler, ConfigError, NoPrimaryError, isOutcomeUnknownError } from '../src/index.js' // in your code: from 'pg-failover-pool'
 
 const endpoints = (process.env.PGFP_ENDPOINTS ?? '').split(',').filter((url) => url.trim() !== '')
 if (endpoints.length === 0) {
@@ -45,7 +45,7 @@ app.use((req, res, next) => {
   try {
     pool.withReadYourWrites(next, req.get(TOKEN) ?? null)
   } catch (err) {
-    if (!isConfigError(err)) throw err
+    if (!(err instanceof ConfigError)) throw err
     res.status(400).json({ error: `bad ${TOKEN} header` })
   }
 })
@@ -71,7 +71,7 @@ app.get('/notes/:id', async (req, res) => {
 
 // Express 5 passes rejected promises here. The pool's errors tell the client different things.
 const onError: ErrorRequestHandler = (err, _req, res, _next) => {
-  if (isNoPrimaryError(err)) {
+  if ((err instanceof NoPrimaryError)) {
     // Nothing ran: safe for the client to try again shortly.
     res.set('retry-after', '2').status(503).json({ error: 'database failover in progress' })
   } else if (isOutcomeUnknownError(err)) {

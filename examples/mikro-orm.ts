@@ -18,7 +18,7 @@
  */
 import { EntitySchema, MikroORM } from '@mikro-orm/postgresql'
 import knex from 'knex'
-import { FailoverPool, isNoPrimaryError, isOutcomeUnknownError } from '../src/index.js' // in your code: from 'pg-failover-pool'
+import { FailoverPool, NoPrimaryError, isOutcomeUnknownError } from '../src/index.js' // in your code: from 'pg-failover-pool'
 
 interface Task {
   id: number
@@ -83,7 +83,7 @@ try {
   // MikroORM wraps the driver error in a DriverException that copies its properties, so the pool's
   // outcome-unknown mark is there for isOutcomeUnknownError to find.
   if (isOutcomeUnknownError(err)) console.error('a write was cut mid-flight: it may or may not have committed; check before retrying')
-  else if (isNoPrimaryError(err)) console.error(`no primary within failoverTimeoutMs: ${err.message}`)
+  else if ((err instanceof NoPrimaryError)) console.error(`no primary within failoverTimeoutMs: ${err.message}`)
   else console.error(err instanceof Error ? `${err.name}: ${err.message}` : err)
   process.exitCode = 1
 } finally {

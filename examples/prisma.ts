@@ -23,7 +23,7 @@ import { existsSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { PrismaPg } from '@prisma/adapter-pg'
-import { FailoverPool, isNoPrimaryError, isOutcomeUnknownError } from '../src/index.js' // in your code: from 'pg-failover-pool'
+import { FailoverPool, NoPrimaryError, isOutcomeUnknownError } from '../src/index.js' // in your code: from 'pg-failover-pool'
 
 const endpoints = (process.env.PGFP_ENDPOINTS ?? '').split(',').filter((url) => url.trim() !== '')
 if (endpoints.length === 0) {
@@ -110,7 +110,7 @@ try {
   // PrismaClientKnownRequestError whose `code` is the pool's 'PGFP_OUTCOME_UNKNOWN'; at the COMMIT
   // of an interactive transaction whose connection closed, pg's own (marked) error.
   if (isOutcomeUnknownError(err)) console.error('a write was cut mid-flight: it may or may not have committed; check before retrying')
-  else if (isNoPrimaryError(err)) console.error(`no primary within failoverTimeoutMs: ${err.message}`)
+  else if ((err instanceof NoPrimaryError)) console.error(`no primary within failoverTimeoutMs: ${err.message}`)
   else console.error(err instanceof Error ? `${err.name}: ${err.message}` : err)
   process.exitCode = 1
 } finally {

@@ -1,8 +1,10 @@
 import { classifyError, neverRan } from './error-policy.js'
 /**
  * Error classes thrown by pg-failover-pool. Every class carries a stable `code` (a string that
- * never changes between releases, safe to switch on) and an `is*()` guard that works across
- * package copies, because `instanceof` fails when two copies of the library are installed.
+ * never changes between releases, safe to switch on), and `instanceof` compares that code, so it
+ * answers right even when two copies of the library are installed (an application and an ORM
+ * adapter resolving different versions, or the ESM and CommonJS builds loaded side by side),
+ * where a prototype check would say false.
  *
  * No message, property or `cause` built here ever contains a password: endpoint descriptions are
  * produced by {@link describeEndpointForError}-style helpers that only know names and host:port.
@@ -18,6 +20,7 @@ export type FailoverPoolErrorCode =
   | 'PGFP_SPLIT_BRAIN'
   | 'PGFP_SWITCHOVER_REFUSED'
   | 'PGFP_POOL_ENDED'
+  | 'PGFP_STATE_STORE'
 
 /** Base class of every error created by this library. */
 export class FailoverPoolError extends Error {
@@ -29,9 +32,20 @@ export class FailoverPoolError extends Error {
     this.code = code
     this.name = new.target.name
   }
+
+  /**
+   * `err instanceof NoPrimaryError` is true for an error of that class from any copy of this
+   * library: it checks the stable code, not the prototype. `instanceof FailoverPoolError` is true
+   * for every error this library creates.
+   */
+  static override [Symbol.hasInstance]<T>(this: abstract new (...args: any[]) => T, value: unknown): value is T {
+    if (!isFailoverPoolError(value)) return false
+    const code = CLASS_CODES.get(this)
+    return code === undefined || value.code === code
+  }
 }
 
-/** True when `err` is any error created by this library (works across duplicated installs). */
+/** @internal True when `err` is any error created by this library (any copy of it): what `instanceof FailoverPoolError` asks. */
 export function isFailoverPoolError(err: unknown): err is FailoverPoolError {
   return err instanceof Error && typeof (err as { code?: unknown }).code === 'string' && (err as unknown as { code: string }).code.startsWith('PGFP_')
 }
@@ -54,10 +68,6 @@ export class ConfigError extends FailoverPoolError {
   }
 }
 
-/** True when `err` is a {@link ConfigError}. */
-export function isConfigError(err: unknown): err is ConfigError {
-  return isFailoverPoolError(err) && err.code === 'PGFP_CONFIG'
-}
 
 /** What one endpoint answered during the last attempt to find a primary. */
 export interface EndpointAnswer {
@@ -89,10 +99,6 @@ export class NoPrimaryError extends FailoverPoolError {
   }
 }
 
-/** True when `err` is a {@link NoPrimaryError}. */
-export function isNoPrimaryError(err: unknown): err is NoPrimaryError {
-  return isFailoverPoolError(err) && err.code === 'PGFP_NO_PRIMARY'
-}
 
 /**
  * The connection broke after the statement was sent, so the server may or may not have run (and
@@ -198,10 +204,6 @@ export class NoReplicaError extends FailoverPoolError {
   }
 }
 
-/** True when `err` is a {@link NoReplicaError}. */
-export function isNoReplicaError(err: unknown): err is NoReplicaError {
-  return isFailoverPoolError(err) && err.code === 'PGFP_NO_REPLICA'
-}
 
 /** One endpoint's state in an {@link AllEndpointsDownError}. */
 export interface EndpointBreakerReport {
@@ -226,10 +228,6 @@ export class AllEndpointsDownError extends FailoverPoolError {
   }
 }
 
-/** True when `err` is an {@link AllEndpointsDownError}. */
-export function isAllEndpointsDownError(err: unknown): err is AllEndpointsDownError {
-  return isFailoverPoolError(err) && err.code === 'PGFP_ALL_ENDPOINTS_DOWN'
-}
 
 /**
  * More than one node is writable and the evidence (timeline, stored epoch) cannot tell which one
@@ -245,10 +243,6 @@ export class SplitBrainError extends FailoverPoolError {
   }
 }
 
-/** True when `err` is a {@link SplitBrainError}. */
-export function isSplitBrainError(err: unknown): err is SplitBrainError {
-  return isFailoverPoolError(err) && err.code === 'PGFP_SPLIT_BRAIN'
-}
 
 /** `pool.switchTo(name)` refused: the target is not a verified primary (or its promotion hook failed). */
 export class SwitchoverRefusedError extends FailoverPoolError {
@@ -261,10 +255,6 @@ export class SwitchoverRefusedError extends FailoverPoolError {
   }
 }
 
-/** True when `err` is a {@link SwitchoverRefusedError}. */
-export function isSwitchoverRefusedError(err: unknown): err is SwitchoverRefusedError {
-  return isFailoverPoolError(err) && err.code === 'PGFP_SWITCHOVER_REFUSED'
-}
 
 function formatValue(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(maskPassword(value))
@@ -294,3 +284,14 @@ export function maskPassword(text: string): string {
 export function asError(value: unknown): Error {
   return value instanceof Error ? value : new Error(String(value))
 }
+
+/** The code each subclass's instances carry (FailoverPoolError itself matches any of them). */
+const CLASS_CODES = new Map<abstract new (...args: any[]) => unknown, FailoverPoolErrorCode>([
+  [ConfigError, 'PGFP_CONFIG'],
+  [NoPrimaryError, 'PGFP_NO_PRIMARY'],
+  [OutcomeUnknownError, 'PGFP_OUTCOME_UNKNOWN'],
+  [NoReplicaError, 'PGFP_NO_REPLICA'],
+  [AllEndpointsDownError, 'PGFP_ALL_ENDPOINTS_DOWN'],
+  [SplitBrainError, 'PGFP_SPLIT_BRAIN'],
+  [SwitchoverRefusedError, 'PGFP_SWITCHOVER_REFUSED'],
+])

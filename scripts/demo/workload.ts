@@ -4,7 +4,7 @@
  * when, which failed and how) and nothing else: no printing, no topology decisions.
  */
 import type { FailoverPool } from '../../src/index.js'
-import { isNoPrimaryError, isOutcomeUnknownError } from '../../src/index.js'
+import { NoPrimaryError, isOutcomeUnknownError } from '../../src/index.js'
 
 /** How a failed request is counted. */
 export type FailureClass = 'outcomeUnknown' | 'noPrimary' | 'other'
@@ -156,7 +156,7 @@ export class Workload {
 
   private classify(err: unknown): FailureClass {
     if (isOutcomeUnknownError(err)) return 'outcomeUnknown'
-    if (isNoPrimaryError(err)) return 'noPrimary'
+    if ((err instanceof NoPrimaryError)) return 'noPrimary'
     const message = err instanceof Error ? err.message : String(err)
     const code = (err as { code?: unknown } | null)?.code
     const key = `${typeof code === 'string' ? `${code}: ` : ''}${message}`.slice(0, 200)

@@ -99,6 +99,11 @@ export class StateStoreError extends Error {
     this.name = 'StateStoreError'
     this.failure = failure
   }
+
+  /** `instanceof` compares the stable code, so it answers right across copies of the library. */
+  static override [Symbol.hasInstance](value: unknown): value is StateStoreError {
+    return value instanceof Error && (value as { code?: unknown }).code === 'PGFP_STATE_STORE'
+  }
 }
 
 /** Checks that a parsed value is a well-formed {@link StateRecord}; returns null when it is not. */

@@ -5,7 +5,8 @@
  * Anything else is `other` and reported. For the transaction writer (`pool.connect()`, whose
  * errors reach the caller as they are) the suite decides from the step that failed.
  */
-import { classifyError, isAllEndpointsDownError, isNoPrimaryError, isOutcomeUnknownError, isSplitBrainError } from '../../src/index.js'
+import { classifyError } from '../../src/advanced.js'
+import { AllEndpointsDownError, NoPrimaryError, isOutcomeUnknownError, SplitBrainError } from '../../src/index.js'
 
 export interface Classified {
   readonly outcome: 'clean' | 'unknown' | 'other'
@@ -47,9 +48,9 @@ export function classifyTxError(step: TxStep, err: unknown): Classified {
 }
 
 function cleanReason(err: unknown): string | null {
-  if (isNoPrimaryError(err)) return 'NoPrimaryError'
-  if (isAllEndpointsDownError(err)) return 'AllEndpointsDownError'
-  if (isSplitBrainError(err)) return 'SplitBrainError'
+  if ((err instanceof NoPrimaryError)) return 'NoPrimaryError'
+  if ((err instanceof AllEndpointsDownError)) return 'AllEndpointsDownError'
+  if ((err instanceof SplitBrainError)) return 'SplitBrainError'
   if ((err as { code?: unknown } | null)?.code === '25006') return '25006 read_only_sql_transaction'
   if (err instanceof Error && err.message.includes('timeout exceeded when trying to connect')) return 'pool checkout timeout'
   return null

@@ -2,7 +2,8 @@
  * Records what the pool said during the run (failover, splitBrain, endpoint and state-store
  * events, idle-client errors), each with the suite's wall-clock time of arrival.
  */
-import type { FailoverEvent, FailoverPool, SplitBrainEvent } from '../../src/index.js'
+import type { SplitBrainEvent } from '../../src/advanced.js'
+import type { FailoverEvent, FailoverPool } from '../../src/index.js'
 import { now, waitUntil } from './clock.js'
 
 export interface Timed<T> {

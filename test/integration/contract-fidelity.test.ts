@@ -8,7 +8,8 @@
 import net from 'node:net'
 import pg from 'pg'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { FailoverPool, classifyError, isFailoverPoolError, isOutcomeUnknownError, isSafeToRetryError } from '../../src/index.js'
+import { classifyError } from '../../src/advanced.js'
+import { FailoverPool, FailoverPoolError, isOutcomeUnknownError, isSafeToRetryError } from '../../src/index.js'
 import type { Cluster, ClusterNode } from '../support/cluster.js'
 import { endpointsOf, useResources } from '../support/pools.js'
 import { sleep, waitUntil } from '../support/wait.js'
@@ -172,7 +173,7 @@ describe('fail-fast mode (failoverTimeoutMs: 0) on a real cluster', () => {
     // The node's own connection error, as pg.Pool reports it in the same moment — ECONNREFUSED, the
     // shutdown's 57P01, or pg's "Connection terminated unexpectedly", depending on what the pool saw
     // last from it — and never one of the pool's own errors.
-    expect(isFailoverPoolError(q.error)).toBe(false)
+    expect(q.error instanceof FailoverPoolError).toBe(false)
     expect(classifyError(q.error), String(q.error)).toBe('connection')
   })
 })

@@ -4,7 +4,8 @@ import createDebug from 'debug'
 import pg from 'pg'
 import * as promClient from 'prom-client'
 import { describe, expect, it } from 'vitest'
-import { type BreakerStateChangeEvent, healthHandler, isAllEndpointsDownError, isOutcomeUnknownError, registerMetrics } from '../../src/index.js'
+import type { BreakerStateChangeEvent } from '../../src/advanced.js'
+import { healthHandler, AllEndpointsDownError, isOutcomeUnknownError, registerMetrics } from '../../src/index.js'
 import type { ClusterNode } from '../support/cluster.js'
 import { useResources } from '../support/pools.js'
 import { nextEvent, sleep } from '../support/wait.js'
@@ -56,7 +57,7 @@ describe('circuit breakers on real nodes', () => {
     const started = performance.now()
     const err = await pool.query('SELECT 1').then(() => null, (e: unknown) => e)
     expect(performance.now() - started).toBeLessThan(100)
-    expect(isAllEndpointsDownError(err)).toBe(true)
+    expect((err instanceof AllEndpointsDownError)).toBe(true)
     expect((err as { endpoints: Array<{ endpoint: string; breaker: string }> }).endpoints.map((e) => [e.endpoint, e.breaker])).toEqual([
       [n0.name, 'open'],
       [n1.name, 'open'],

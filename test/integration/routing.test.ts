@@ -1,6 +1,6 @@
 import pg from 'pg'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { type FailoverPool, isNoPrimaryError, isNoReplicaError } from '../../src/index.js'
+import { type FailoverPool, NoPrimaryError, NoReplicaError } from '../../src/index.js'
 import type { Cluster, ClusterNode } from '../support/cluster.js'
 import { replicasKnown, useResources } from '../support/pools.js'
 
@@ -173,7 +173,7 @@ describe('routing through failures', () => {
     const strict = res.pool(cluster, { readFallback: 'replicas-only' })
     await expect.poll(() => strict.status().primary, { timeout: 5_000 }).toBe(n0.name)
     const err = await strict.reader.query('SELECT 1').then(() => null, (e: unknown) => e)
-    expect(isNoReplicaError(err)).toBe(true)
+    expect((err instanceof NoReplicaError)).toBe(true)
   })
 
   it('with the primary stopped, reads keep succeeding on replicas while writes fail with NoPrimaryError', async () => {
@@ -186,7 +186,7 @@ describe('routing through failures', () => {
     await expect.poll(() => pool.status().mode, { timeout: 5_000 }).toBe('read-only')
     for (let i = 0; i < 6; i++) expect([n1.port, n2.port]).toContain(await portOf(pool.reader))
     const err = await pool.query('INSERT INTO t VALUES (1)').then(() => null, (e: unknown) => e)
-    expect(isNoPrimaryError(err)).toBe(true)
+    expect((err instanceof NoPrimaryError)).toBe(true)
   })
 
   it('a promoted replica stops serving reads at once and becomes the primary; the other replica keeps reading', async () => {

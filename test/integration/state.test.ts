@@ -4,9 +4,9 @@ import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import {
   FileStateStore,
-  isNoPrimaryError,
+  NoPrimaryError,
   isOutcomeUnknownError,
-  isSwitchoverRefusedError,
+  SwitchoverRefusedError,
   logicalMirrorHook,
   MemoryStateStore,
   type StateStore,
@@ -71,7 +71,7 @@ describe('state store and fencing on real clusters', () => {
     const restarted = res.pool(c, { stateStore: new FileStateStore(file), failoverTimeoutMs: 800 })
     const fenced = nextEvent(restarted, 'splitBrain')
     const refused = await restarted.query('INSERT INTO ledger VALUES (3, inet_server_port())').then(() => null, (e: unknown) => e)
-    expect(isNoPrimaryError(refused)).toBe(true)
+    expect((refused instanceof NoPrimaryError)).toBe(true)
     expect((await fenced).fenced).toEqual([n0.name])
     expect(restarted.status().endpoints.find((e) => e.name === n0.name)!.role).toBe('fenced')
     expect(await rowsOn(c, n0, 'SELECT count(*)::int AS n FROM ledger WHERE id = 3')).toBe(0)
@@ -321,7 +321,7 @@ describe('planned switchover', () => {
     const pool = res.pool(c, { healthCheckIntervalMs: 60_000, promotionWatch: false })
     await pool.query('SELECT 1')
     const refused = await pool.switchTo(n1.name).then(() => null, (e: unknown) => e)
-    expect(isSwitchoverRefusedError(refused)).toBe(true)
+    expect((refused instanceof SwitchoverRefusedError)).toBe(true)
     expect((refused as Error).message).toMatch(/standby/)
     await expect(pool.switchTo('nope')).rejects.toMatchObject({ code: 'PGFP_CONFIG' })
 
@@ -379,7 +379,7 @@ describe('promotion hook failures', () => {
 
     expect(await reported).toMatchObject({ endpoint: n1.name, decision: 'refuse' })
     const refused = await refusing.query('INSERT INTO t VALUES (1)').then(() => null, (e: unknown) => e)
-    expect(isNoPrimaryError(refused)).toBe(true)
+    expect((refused instanceof NoPrimaryError)).toBe(true)
     expect(refusing.status().primary).toBeNull()
     expect((await c.sql<{ n: number }>(n1, 'SELECT count(*)::int AS n FROM t'))[0]!.n).toBe(0)
     // 'proceed' takes the node despite the same failure.

@@ -1,4 +1,4 @@
-import type { Clock } from '../../src/index.js'
+import type { Clock } from '../../src/advanced.js'
 
 /** A clock whose time moves only when a test says so; timers fire in order as time passes. */
 export class FakeClock implements Clock {

@@ -7,7 +7,7 @@
  * may still exist (it may have been written before the connection was lost).
  */
 import { EventEmitter } from 'node:events'
-import { isNoPrimaryError, isOutcomeUnknownError } from '../../src/index.js'
+import { NoPrimaryError, isOutcomeUnknownError } from '../../src/index.js'
 import { nextEvent } from './wait.js'
 
 /** A job a test tried to add (send, addJob), and the error if that failed (null when acknowledged). */
@@ -52,7 +52,7 @@ export class JobRuns {
     const failed = all.filter((a) => a.error !== null)
     const ran = (key: string): number => this.runs.get(key) ?? 0
     return {
-      failedOtherwise: failed.filter((f) => !isOutcomeUnknownError(f.error) && !isNoPrimaryError(f.error)).map((f) => `${f.key}: ${String(f.error)}`),
+      failedOtherwise: failed.filter((f) => !isOutcomeUnknownError(f.error) && !(f.error instanceof NoPrimaryError)).map((f) => `${f.key}: ${String(f.error)}`),
       acknowledgedNotOnce: all.filter((a) => a.error === null && ran(a.key) !== 1).map((a) => `${a.key}: ran ${ran(a.key)} times`),
       failedRanTwice: failed.filter((f) => ran(f.key) > 1).map((f) => `${f.key}: ran ${ran(f.key)} times`),
       ranUnadded: [...this.runs.keys()].filter((k) => !all.some((a) => a.key === k)),

@@ -1,7 +1,8 @@
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { type HaView, isConfigError, patroni } from '../../src/index.js'
+import type { HaView } from '../../src/advanced.js'
+import { ConfigError, patroni } from '../../src/index.js'
 import type { ProbeResult } from '../../src/endpoint/role-probe.js'
 import { parseCluster } from '../../src/ha/patroni.js'
 import { type Candidate, elect } from '../../src/topology/election.js'
@@ -134,7 +135,7 @@ describe('patroni()', () => {
     } catch (err) {
       caught = err
     }
-    expect(isConfigError(caught) && caught.field).toBe('haManager.urls[0]')
+    expect((caught instanceof ConfigError) && caught.field).toBe('haManager.urls[0]')
     expect(String((caught as Error).message)).not.toContain('s3cret')
   })
 
@@ -146,7 +147,7 @@ describe('patroni()', () => {
       } catch (err) {
         caught = err
       }
-      expect(isConfigError(caught) && caught.field).toBe(field)
+      expect((caught instanceof ConfigError) && caught.field).toBe(field)
     }
     expect(() => parseCluster('{"nope": 1}')).toThrow(/no members/)
     expect(() => parseCluster('not json')).toThrow()

@@ -1,6 +1,6 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { isConfigError } from '../../src/errors.js'
+import { ConfigError } from '../../src/errors.js'
 import { FailoverPool } from '../../src/index.js'
 import { resolveOptions } from '../../src/options.js'
 
@@ -84,7 +84,7 @@ describe('option and connection-string fuzzing', () => {
           for (const e of resolved.endpoints) expect(LOOPBACK.map((h) => h.replace(/[[\]]/g, ''))).toContain(e.host)
         } catch (err) {
           rejected++
-          if (!isConfigError(err)) throw new Error(`not a ConfigError for ${JSON.stringify(input)}: ${String(err)}`)
+          if (!(err instanceof ConfigError)) throw new Error(`not a ConfigError for ${JSON.stringify(input)}: ${String(err)}`)
           expect(err.message).not.toContain(PASSWORD)
           expect(JSON.stringify(err)).not.toContain(PASSWORD)
           expect(err.field.length).toBeGreaterThan(0)
@@ -104,7 +104,7 @@ describe('option and connection-string fuzzing', () => {
         try {
           pool = new FailoverPool({ ...(input as object), failoverTimeoutMs: 50 } as never)
         } catch (err) {
-          if (!isConfigError(err)) throw err
+          if (!(err instanceof ConfigError)) throw err
           return
         }
         await Promise.race([pool.end(), new Promise((_, reject) => setTimeout(() => reject(new Error('end() hung')), 2_000))])

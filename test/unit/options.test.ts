@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { ConfigError, isConfigError } from '../../src/errors.js'
+import { ConfigError } from '../../src/errors.js'
 import { resolveOptions } from '../../src/options.js'
 import { splitMultiHostUrl } from '../../src/endpoint/endpoint-config.js'
 
@@ -7,7 +7,7 @@ function configError(options: unknown): ConfigError {
   try {
     resolveOptions(options)
   } catch (err) {
-    expect(isConfigError(err)).toBe(true)
+    expect((err instanceof ConfigError)).toBe(true)
     expect((err as ConfigError).code).toBe('PGFP_CONFIG')
     return err as ConfigError
   }

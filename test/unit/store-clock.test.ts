@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { FileStateStore, RedisStateStore, isFailoverPoolError } from '../../src/index.js'
+import { FileStateStore, RedisStateStore, StateStoreError } from '../../src/index.js'
 import type { RedisLike } from '../../src/state/redis-store.js'
 import { FakeClock } from '../support/fake-clock.js'
 
@@ -39,7 +39,7 @@ describe('state stores run on the injected clock', () => {
       clock.advance(50)
       await new Promise((resolve) => setTimeout(resolve, 2))
     }
-    expect(isFailoverPoolError(outcome) && (outcome as { failure?: string }).failure).toBe('timeout')
+    expect(outcome instanceof StateStoreError && outcome.failure).toBe('timeout')
     expect(clock.now()).toBeGreaterThanOrEqual(2_000)
   })
 
