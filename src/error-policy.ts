@@ -1,5 +1,5 @@
 /**
- * The error policy: what an error from an endpoint means for the pool. The README's "Error policy"
+ * The error policy: what an error from an endpoint means for the pool. docs/errors.md's "Error policy"
  * table says the same for users; keep the two in step.
  *
  * - `connection`: ECONNREFUSED, ECONNRESET, ETIMEDOUT, EPIPE and the other errnos below; an 08xxx

@@ -217,7 +217,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
   const input = options as Record<string, unknown>
   for (const key of Object.keys(input)) {
     if (key === 'failback') {
-      // Accepted and ignored until 0.2; no value can be honoured safely (see the README's failback section).
+      // Accepted and ignored until 0.2; no value can be honoured safely (see docs/state-and-fencing.md, Failback).
       throw new ConfigError(key, input[key], "not an option: the pool always follows the cluster's verified primary and never moves back on its own (with topology 'logical' neither); move writes back with switchTo(name)")
     }
     // Frameworks build pg.Pool options themselves and pass address keys that are not set (TypeORM

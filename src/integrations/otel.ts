@@ -10,7 +10,7 @@
  * (from the first sign of trouble to the new primary), and a split brain is a span too.
  *
  * Spans of the statements themselves come from `@opentelemetry/instrumentation-pg`, which traces
- * the pool's inner clients with the node that served each statement (see the README).
+ * the pool's inner clients with the node that served each statement (see docs/operations.md).
  */
 import { type Attributes, type MeterProvider, type ObservableResult, SpanStatusCode, type TracerProvider, metrics, trace } from '@opentelemetry/api'
 import type { FailoverEvent, SplitBrainEvent } from '../events.js'

@@ -1,20 +1,23 @@
 import { ENDPOINT_ROLES, type FailoverPoolStatus } from './status.js'
 
-/** The parts of `prom-client` this adapter uses (pass the module itself: it stays an optional peer). */
-export interface PromClientLike {
-  Gauge: new (config: { name: string; help: string; labelNames?: readonly string[]; registers?: unknown[]; collect?: () => void }) => {
+/**
+ * The parts of `prom-client` this adapter uses (pass the module itself: it stays an optional peer).
+ * `Registry` is prom-client's registry class, inferred from the module you pass.
+ */
+export interface PromClientLike<Registry = unknown> {
+  Gauge: new (config: { name: string; help: string; labelNames?: readonly string[]; registers?: Registry[]; collect?: () => void }) => {
     set(labels: Record<string, string>, value: number): void
     reset(): void
   }
-  register: unknown
+  register: Registry
 }
 
 /** Options of {@link registerMetrics}. */
-export interface MetricsOptions {
+export interface MetricsOptions<Registry = unknown> {
   /** The `prom-client` module (`import * as promClient from 'prom-client'`). Required. */
-  client: PromClientLike
+  client: PromClientLike<Registry>
   /** Registry to register in. Default: prom-client's global registry. */
-  registry?: unknown
+  registry?: Registry
   /** Metric name prefix. Default `pg_failover_pool_`. */
   prefix?: string
   /** Value of the `pool` label, to tell several pools apart. Default `default`. */
@@ -29,7 +32,7 @@ const BREAKER_VALUE = { closed: 0, 'half-open': 1, open: 2 } as const
  * and errors, plus failovers and readiness. `prom-client` is an optional peer dependency: this
  * module never imports it; you pass it in.
  */
-export function registerMetrics(pool: { status(): FailoverPoolStatus }, options: MetricsOptions): void {
+export function registerMetrics<Registry>(pool: { status(): FailoverPoolStatus }, options: MetricsOptions<Registry>): void {
   const { client } = options
   const prefix = options.prefix ?? 'pg_failover_pool_'
   const registers = [options.registry ?? client.register]
@@ -39,8 +42,8 @@ export function registerMetrics(pool: { status(): FailoverPoolStatus }, options:
   const fresh = (): FailoverPoolStatus => (snapshot = pool.status())
   const current = (): FailoverPoolStatus => snapshot ?? fresh()
 
-  const gauge = (name: string, help: string, labelNames: readonly string[], collect: (g: InstanceType<PromClientLike['Gauge']>) => void, first = false) => {
-    const g: InstanceType<PromClientLike['Gauge']> = new client.Gauge({
+  const gauge = (name: string, help: string, labelNames: readonly string[], collect: (g: InstanceType<PromClientLike<Registry>['Gauge']>) => void, first = false) => {
+    const g: InstanceType<PromClientLike<Registry>['Gauge']> = new client.Gauge({
       name: prefix + name,
       help,
       labelNames: ['pool', ...labelNames],

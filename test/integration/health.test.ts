@@ -165,7 +165,7 @@ describe('health monitor', () => {
     try {
       const pool = res.pool(c, { healthCheckIntervalMs: 50 })
       const registry = new promClient.Registry()
-      registerMetrics(pool, { client: promClient as never, registry, pool: 'test' })
+      registerMetrics(pool, { client: promClient, registry, pool: 'test' })
       await pool.query('SELECT 1')
       await pool.reader.query('SELECT 1').catch(() => undefined)
       await c.stop(n1, 'immediate')
