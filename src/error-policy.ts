@@ -42,6 +42,19 @@ const CONNECTION_MESSAGES = [
   'terminating connection',
 ]
 
+/** Errors a client's connect() failed with (see {@link markConnectFailure}). */
+const CONNECT_FAILURES = new WeakSet<Error>()
+
+/**
+ * Records that `err` is what a client's connect() failed with: the session never opened, so the
+ * node was unreachable for it whatever the error says — a custom or native client's error may
+ * carry no code or message node-postgres would. Returns `err`.
+ */
+export function markConnectFailure(err: Error): Error {
+  CONNECT_FAILURES.add(err)
+  return err
+}
+
 /** Classifies an error raised by node-postgres for one endpoint; see the table above. */
 export function classifyError(err: unknown): ErrorClass {
   if (!(err instanceof Error)) return 'statement'
@@ -57,6 +70,7 @@ export function classifyError(err: unknown): ErrorClass {
   }
   const message = err.message
   if (CONNECTION_MESSAGES.some((m) => message.includes(m))) return 'connection'
+  if (CONNECT_FAILURES.has(err)) return 'connection'
   // AggregateError from a dual-stack connect, or an error wrapping the socket error.
   const cause = (err as { cause?: unknown }).cause
   if (cause !== undefined && cause !== err) return classifyError(cause)

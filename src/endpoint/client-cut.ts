@@ -18,7 +18,10 @@ export function cutClient(client: pg.ClientBase): void {
   const stream = (client as unknown as { connection?: { stream?: { destroy?: () => void } } }).connection?.stream
   if (typeof stream?.destroy === 'function') return stream.destroy()
   // No socket of pg's to destroy: end the session (pg-native closes its libpq connection).
-  const ending = (client as unknown as { end(): Promise<void> | void }).end()
+  // A custom Client written to pg-pool's contract may have no end() at all: nothing more to close.
+  const end = (client as unknown as { end?: () => Promise<void> | void }).end
+  if (typeof end !== 'function') return
+  const ending = end.call(client)
   if (ending && typeof ending.catch === 'function') ending.catch(() => undefined)
 }
 

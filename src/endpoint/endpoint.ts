@@ -5,6 +5,7 @@ import { asError } from '../errors.js'
 import { acquireMonitor, releaseMonitor } from '../health/monitor-registry.js'
 import { NodeMonitor, type WatchSettings } from '../health/node-monitor.js'
 import { cutClient } from './client-cut.js'
+import { connectClient } from './client-connect.js'
 import type { ResolvedEndpoint } from './endpoint-config.js'
 import { hidePassword } from './endpoint-config.js'
 import { Lane, type LaneEvents } from './lane.js'
@@ -173,7 +174,7 @@ export class Endpoint {
     client.on('error', failed)
     client.once('end', ended)
     try {
-      await client.connect()
+      await connectClient(client)
     } catch (err) {
       client.removeListener('end', ended)
       ended()

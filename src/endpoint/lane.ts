@@ -88,6 +88,12 @@ export class Lane {
   get expiredCount(): number {
     return this.#sum((p) => p.expiredCount)
   }
+  /** Every client open or opening in this lane's pools (pg-pool's private `_clients`, which some tools read). */
+  get clients(): pg.PoolClient[] {
+    const clients: pg.PoolClient[] = []
+    for (const pool of this.#inner.keys()) clients.push(...((pool as unknown as { _clients?: pg.PoolClient[] })._clients ?? []))
+    return clients
+  }
   /** Clients checked out right now (busy), for least-busy routing. */
   get activeCount(): number {
     return this.totalCount - this.idleCount

@@ -1,6 +1,7 @@
 import type pg from 'pg'
 import { type Clock, type TimerHandle, jitter, randomOf, withDeadline } from '../clock.js'
 import { cutClient } from '../endpoint/client-cut.js'
+import { connectClient } from '../endpoint/client-connect.js'
 import { type ProbeResult, probeRole, watchWindowSql } from '../endpoint/role-probe.js'
 import { classifyError, isTimeout } from '../error-policy.js'
 import { asError } from '../errors.js'
@@ -218,7 +219,7 @@ export class NodeMonitor {
     if (this.#client) return Promise.resolve(this.#client)
     if (this.#connecting) return this.#connecting.ready
     const client = this.createClient()
-    const ready = client.connect().then(
+    const ready = connectClient(client).then(
       () => {
         if (this.#connecting?.client !== client) {
           cutClient(client)

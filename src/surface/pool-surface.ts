@@ -50,6 +50,18 @@ export abstract class PoolSurface extends pg.Pool {
     ;(this as unknown as Record<symbol, PoolOptions>)[BASE_OPTIONS] = value
   }
 
+  /**
+   * pg-pool's private list of open clients, which tests and monitoring tools read (`pool._clients`):
+   * here the clients of every endpoint's pool for this surface. Not part of pg's typed API.
+   */
+  get _clients(): PoolClient[] {
+    if (!this.host) return []
+    return this.host.lanes(this.intent === 'read' ? 'read' : 'write').flatMap((lane) => lane.clients)
+  }
+  set _clients(_value: PoolClient[]) {
+    // pg-pool's constructor initialises its own list; the lanes hold the real ones.
+  }
+
   /** Clients open across every endpoint's pool for this surface (as pg.Pool#totalCount). */
   // @ts-expect-error pg's typings declare a field; pg-pool itself defines a getter, as here.
   override get totalCount(): number {

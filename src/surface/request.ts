@@ -23,6 +23,8 @@ type Release = (err?: Error | boolean) => void
 type QueryCallback = (err: Error | undefined, result?: QueryResult) => void
 type CheckoutCallback = (err: Error | undefined, client?: PoolClient, release?: Release) => void
 
+const NO_RELEASE: Release = () => undefined
+
 /** Attempts per request before giving up even within the deadline; guards against a retry loop. */
 const MAX_ATTEMPTS = 10
 const EMPTY: ReadonlySet<string> = new Set()
@@ -84,7 +86,8 @@ export class Request {
   #done(err: Error | undefined, result?: QueryResult): void {
     this.#owner.host.requestFinished()
     if (this.#query) this.#query(err, result)
-    else this.#checkout!(err)
+    // pg-pool hands a release function even with an error (calling it does nothing).
+    else this.#checkout!(err, undefined, NO_RELEASE)
   }
 
   #kind(): 'write' | 'read' {

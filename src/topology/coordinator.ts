@@ -176,6 +176,21 @@ export class Coordinator implements ElectionHost, VerdictHost, GateHost, FleetBr
     this.#tx.run(() => this.#rounds.forWaiter())
   }
 
+  /**
+   * @internal For the gate in fail-fast mode: pg.Pool tries a connection for every request, so a
+   * request that finds no primary and no round probing has every endpoint probed afresh (answers
+   * from before it stop counting). True when that round started; false while one runs anyway (the
+   * request waits for it) or the pool is not discovering.
+   */
+  lookAgain(): boolean {
+    if (this.state.kind !== 'discovering' || this.#rounds.running) return false
+    this.#tx.run(() => {
+      this.#evidence.invalidate(this.#opts.clock.now())
+      this.#rounds.start('a request asks again (fail-fast)')
+    })
+    return true
+  }
+
   /** @internal True while some endpoint has not answered since the last topology change. */
   evidencePending(): boolean {
     return this.#evidence.anyPending(this.endpoints, (e) => this.health(e))

@@ -20,6 +20,8 @@ export interface GateHost {
   evidencePending(): boolean
   /** A request now waits: a transition that starts a discovery round unless one runs or is scheduled (and then settles waiters). */
   roundForWaiter(): void
+  /** Fail-fast: probes every endpoint afresh unless a round runs; true when it started one. */
+  lookAgain(): boolean
   transition(change: () => void): void
   /** A failure seen of `endpoint` in era `era` (inside a transition): a doubt that a probe confirms. */
   raiseDoubt(endpoint: Endpoint, reason: string, era: number): void
@@ -118,22 +120,27 @@ export class PrimaryGate {
       if (host.health(s.primary).doubt === null) this.#waiters.settleAll(undefined, s.target)
     } else if (s.kind === 'split-brain') this.#waiters.settleAll(new SplitBrainError(s.candidates, s.reason))
     else if (s.kind === 'discovering' && s.refusal !== null) this.#waiters.settleAll(s.refusal)
-    // Fail-fast: the first discovery has answered everywhere without a primary; nobody waits longer.
-    else if (this.opts.failoverTimeoutMs === 0 && s.kind === 'discovering' && (host.everVerified || !host.evidencePending())) this.#waiters.settleAll(this.#nodeError())
+    // Fail-fast: the round the waiters wait for has answered everywhere without a primary; nobody waits longer.
+    else if (this.opts.failoverTimeoutMs === 0 && s.kind === 'discovering' && !host.evidencePending()) this.#waiters.settleAll(this.#nodeError())
     else if (s.kind === 'ended') this.#waiters.settleAll(new Error('Cannot use a pool after calling end on the pool'))
   }
 
   /**
-   * Fail-fast mode (`failoverTimeoutMs: 0`, pg.Pool's semantics): no waiting for a failover. Only
-   * the first discovery is awaited, within `connectionTimeoutMillis` (else `probeTimeoutMs`); then,
-   * or at once when a primary was known before, the caller gets the error the node itself gave.
+   * Fail-fast mode (`failoverTimeoutMs: 0`, pg.Pool's semantics): no waiting for a failover. While
+   * no primary is verified a request waits for one round of probes — the first discovery, the one
+   * under way, or a fresh one it starts — within `connectionTimeoutMillis` (else `probeTimeoutMs`);
+   * then the caller gets the error the node itself gave.
    */
   #failFast(since: number, callback: (err: Error | undefined, target?: Target) => void): void {
     const { host, opts } = this
     const s = host.state
     if (s.kind === 'split-brain') return callback(new SplitBrainError(s.candidates, s.reason))
     const first = !host.everVerified && (s.kind === 'booting' || host.evidencePending())
-    if (!first) return callback(this.#nodeError())
+    // Every node has answered without a primary: as pg.Pool connects afresh for every request, this
+    // one waits for a fresh look (one round for every request that arrives meanwhile) rather than
+    // get the answers of an earlier one. While a round is under way, the node's error comes at once.
+    const looking = !first && s.kind === 'discovering' && !host.evidencePending() && host.lookAgain()
+    if (!first && !looking) return callback(this.#nodeError())
     const waitMs = (opts.poolConfig.connectionTimeoutMillis || opts.probeTimeoutMs) - (opts.clock.now() - since)
     this.#waiters.add(callback, Math.max(waitMs, 0), () => new Error('Connection terminated due to connection timeout', { cause: this.#nodeError() }))
   }

@@ -5,6 +5,7 @@
  * pg.Pool's failure semantics — then what only the FailoverPool adds: errors on checked-out clients
  * recognisable as outcome-unknown, and reads that survive a failover.
  */
+import { EventEmitter } from 'node:events'
 import net from 'node:net'
 import pg from 'pg'
 import { beforeAll, describe, expect, it } from 'vitest'
@@ -147,6 +148,85 @@ describe.each(subjects.map((s) => [s.name, s] as const))('pg.Pool fidelity: %s',
     const c = await outcome(pool.connect())
     expect((c.error as { code?: string } | undefined)?.code).toBe('ECONNREFUSED')
     expect(c.ms).toBeLessThan(1_000)
+  })
+
+  it('a Client whose connect() takes only a callback (pg-pool\'s contract; pg-native\'s client): every connection works through it', async () => {
+    let promiseForm = 0
+    class CallbackOnly extends pg.Client {
+      // @ts-expect-error narrowing pg's overloads to the callback form, as pg-native's client has it
+      override connect(callback?: (err: Error) => void): void {
+        if (typeof callback !== 'function') {
+          promiseForm++
+          throw new TypeError('this client connects with a callback only')
+        }
+        super.connect(callback)
+      }
+    }
+    const pool = res.track(subject.onCluster(cluster, { Client: CallbackOnly as never }))
+    const client = await pool.connect()
+    client.release()
+    expect((await pool.query<{ n: number }>('SELECT 1 AS n')).rows[0]!.n).toBe(1)
+    expect(promiseForm).toBe(0)
+  })
+
+  it('a Client whose connect fails with an error of its own (no code): the caller gets that error, and no \'connect\' is emitted', async () => {
+    class Refusing extends EventEmitter {
+      connect(callback: (err: Error) => void): void {
+        process.nextTick(() => callback(new Error('bad news')))
+      }
+    }
+    const pool = res.track(subject.onAddress('127.0.0.1', primaryOf(cluster).port, { Client: Refusing as never }))
+    let connects = 0
+    pool.on('connect', () => connects++)
+    const c = await outcome(pool.connect())
+    expect(c.error?.message).toBe('bad news')
+    expect(connects).toBe(0)
+  })
+
+  it('connect(callback) that fails passes no client and a release function, as pg-pool does', async () => {
+    const pool = res.track(subject.onAddress('127.0.0.1', await refusedPort()))
+    const [err, client, release] = await new Promise<unknown[]>((resolve) => pool.connect((...args: unknown[]) => resolve(args)))
+    expect(err).toBeInstanceOf(Error)
+    expect(client).toBeUndefined()
+    expect(typeof release).toBe('function')
+  })
+
+  it('after a connect that failed, the next request connects afresh (no stale error)', async () => {
+    let failNext = true
+    class FailsOnce extends pg.Client {
+      // @ts-expect-error the callback form, which both pools use
+      override connect(callback: (err?: Error) => void): void {
+        if (failNext) {
+          failNext = false
+          setTimeout(() => callback(new Error('Temporary connection failure')), 50)
+          return
+        }
+        super.connect(callback)
+      }
+    }
+    const node = primaryOf(cluster)
+    // One address, as pg.Pool has it: the FailoverPool in fail-fast mode with that one endpoint.
+    const options = { Client: FailsOnce as never, connectionTimeoutMillis: 2_000 }
+    const pool = res.track(subject.name === 'pg.Pool' ? new pg.Pool({ connectionString: node.url, ...options }) : new FailoverPool({ endpoints: [node.url], failoverTimeoutMs: 0, ...options }))
+    const first = await outcome(pool.query('SELECT 1'))
+    expect(first.error?.message).toBe('Temporary connection failure')
+    const second = await outcome(pool.query<{ n: number }>('SELECT 2 AS n'))
+    expect(second.error).toBeUndefined()
+    expect(second.value!.rows[0]!.n).toBe(2)
+  })
+
+  it('pool._clients (pg-pool\'s private list, which tools read): the open clients; ending one fails its running query', async () => {
+    const pool = res.track(subject.onCluster(cluster, { max: 1 }))
+    pool.on('error', () => undefined)
+    // Not certainly read-only (a FailoverPool re-runs such a read elsewhere): it must fail here.
+    const running = outcome(pool.query('DO $$ BEGIN PERFORM pg_sleep(5); END $$'))
+    const clients = (): pg.Client[] => (pool as unknown as { _clients: pg.Client[] })._clients
+    await waitUntil(() => clients().length === 1 && pool.idleCount === 0, { what: 'the query\'s client in _clients' })
+    await sleep(100)
+    void clients()[0]!.end()
+    const result = await running
+    expect(result.error).toBeInstanceOf(Error)
+    expect(result.ms).toBeLessThan(4_000)
   })
 
   it('a server that accepts TCP and never answers: query() fails after connectionTimeoutMillis with pg-pool\'s message', async () => {
