@@ -321,8 +321,12 @@ function trackingClass(config: PoolConfig, inner: InnerPool): typeof pg.Client {
     constructor(...args: ConstructorParameters<typeof pg.Client>) {
       super(...args)
       if (inner.warming) (this as WarmMarked)[WARM_UP] = true
-      inner.clients.add(this)
-      this.once('end', () => inner.clients.delete(this))
+      // A Client written to pg-pool's bare contract (connect and on) tells no one when it ends: such
+      // a client is not tracked, as it could never be forgotten.
+      if (typeof (this as { once?: unknown }).once === 'function') {
+        inner.clients.add(this)
+        this.once('end', () => inner.clients.delete(this))
+      }
       // A FATAL error (backend terminated, server shutting down) ends the session; the server closes
       // the socket just after. Until that close arrives pg still calls the client queryable, so one
       // released meanwhile went back to the idle list and its next borrower's statement was sent on

@@ -64,6 +64,11 @@ export class TopologyHost implements RoutingHost {
     return this.coordinator.requests.readyWriteTarget()
   }
 
+  earlyWriteLane(): Lane | null {
+    const endpoints = this.coordinator.endpoints
+    return endpoints.length === 1 && !this.coordinator.everVerified && !this.isEnding() ? endpoints[0]!.write : null
+  }
+
   target(kind: 'write' | 'read', since: number, read: ReadRequest | null, callback: TargetCallback, retryOf: Target | null = null): void {
     if (kind === 'write') return this.coordinator.requests.whenPrimary(since, callback, retryOf)
     const choice = this.reads.choose(read!)

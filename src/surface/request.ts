@@ -1,10 +1,11 @@
 import type { PoolClient, QueryResult } from 'pg'
 import { holdClient, wasCut } from '../endpoint/client-cut.js'
-import { LaneRetiredError, statementEnded, statementSent } from '../endpoint/lane.js'
+import { type AcquireCallback, LaneRetiredError, statementEnded, statementSent } from '../endpoint/lane.js'
 import { type ErrorClass, classifyError, neverRan } from '../error-policy.js'
 import { NoPrimaryError, OutcomeUnknownError } from '../errors.js'
 import { requestLog } from '../log.js'
 import { type ConsistencyContext, currentConsistency } from './consistency.js'
+import { EarlyCheckout } from './early-checkout.js'
 import { captureLsn, ensureReplayed, resolveMinLsn } from './read-your-writes.js'
 import type { ReadRequest, RoutingHost, Target } from './routing-host.js'
 import { markIfLost, watchStatements } from './outcome.js'
@@ -116,23 +117,33 @@ export class Request {
     const ready = kind === 'write' && retryOf === null ? host.readyWriteTarget() : null
     // The hot path: a first attempt that found its target at once.
     if (ready !== null) return this.#acquire(ready, kind, minLsn)
+    const earlyLane = kind === 'write' && retryOf === null ? host.earlyWriteLane() : null
+    const early = earlyLane !== null ? new EarlyCheckout(earlyLane) : null
     host.target(
       kind,
       this.#since,
       kind === 'read' ? this.#readRequest(minLsn) : null,
       (err, target) => {
-        if (err || !target) return this.#done(err)
+        if (err || !target) {
+          early?.discard()
+          return this.#done(err)
+        }
+        if (early !== null && early.lane === target.lane) return this.#acquire(target, kind, minLsn, early)
+        early?.discard()
         this.#acquire(target, kind, minLsn)
       },
       retryOf,
     )
   }
 
-  /** One attempt on `target`: its failures are reported with the endpoint's era at this moment. */
-  #acquire(target: Target, kind: 'write' | 'read', minLsn: bigint | null): void {
+  /**
+   * One attempt on `target`: its failures are reported with the endpoint's era at this moment.
+   * `early`: a checkout of the target's lane started before the target was known.
+   */
+  #acquire(target: Target, kind: 'write' | 'read', minLsn: bigint | null, early: EarlyCheckout | null = null): void {
     const host = this.#owner.host
     const era = host.eraOf(target.endpoint)
-    target.lane.acquire((err, client, release) => {
+    const onClient: AcquireCallback = (err, client, release) => {
       if (err || !client || !release) return this.#acquireFailed(target, err, era)
       // Ours until handed out or sent on: its socket dying meanwhile must not crash the process.
       const unhold = holdClient(client)
@@ -147,7 +158,9 @@ export class Request {
         })
       }
       this.#run(target, client, release, unhold, kind, era)
-    })
+    }
+    if (early !== null) early.use(onClient)
+    else target.lane.acquire(onClient)
   }
 
   /**

@@ -67,6 +67,11 @@ export interface RoutingHost {
   leftSince(endpoint: Endpoint, era: number): boolean
   /** A connection-class or read-only failure seen by a request: reported exactly once per failed attempt. */
   report(failure: FailureReport): void
+  /**
+   * The write lane a request may check a client out of before its target is known (see
+   * EarlyCheckout): the only endpoint's, until the pool first verified a primary; else null.
+   */
+  earlyWriteLane(): Lane | null
   /** The lanes of every endpoint for a kind of traffic. */
   lanes(kind: 'write' | 'read'): readonly Lane[]
   /** pg.Pool#options of the current primary (or the first endpoint). */

@@ -215,6 +215,19 @@ describe.each(subjects.map((s) => [s.name, s] as const))('pg.Pool fidelity: %s',
     expect(second.value!.rows[0]!.n).toBe(2)
   })
 
+  it('counts: a new pool\'s very first query counts the connection it opens at once, and it alone serves the query', async () => {
+    // One address, as pg.Pool has it; pg.Pool connects at once, a FailoverPool while verifying the node.
+    const node = primaryOf(cluster)
+    const pool = res.track(subject.name === 'pg.Pool' ? new pg.Pool({ connectionString: node.url, idleTimeoutMillis: 1 }) : new FailoverPool({ endpoints: [node.url], idleTimeoutMillis: 1 }))
+    let connects = 0
+    pool.on('connect', () => connects++)
+    const first = pool.query('SELECT 1')
+    expect([pool.totalCount, pool.idleCount]).toEqual([1, 0])
+    await first
+    expect(connects).toBe(1)
+    await waitUntil(() => pool.totalCount === 0, { what: 'the idle timeout to close it' })
+  })
+
   it('pool._clients (pg-pool\'s private list, which tools read): the open clients; ending one fails its running query', async () => {
     const pool = res.track(subject.onCluster(cluster, { max: 1 }))
     pool.on('error', () => undefined)

@@ -40,6 +40,7 @@ function harness(behaviours: Behaviour[]) {
     readYourWritesTimeoutMs: 0,
     ending: false,
     readyWriteTarget: () => current,
+    earlyWriteLane: () => null,
     // A retry after a failure on the primary gets the target of whatever the pool decided meanwhile.
     target: (_kind, _since, _read, callback, retryOf) => callback(undefined, retryOf ? afterFailure : current),
     report: (failure) => void reports.push(failure),

@@ -1,0 +1,53 @@
+import { holdClient } from '../endpoint/client-cut.js'
+import type { AcquireCallback, Lane } from '../endpoint/lane.js'
+
+type Outcome = Parameters<AcquireCallback>
+
+/**
+ * A checkout started before its request knows its target: with one endpoint, before the pool first
+ * verified it, that node can only become the primary, so the connection opens while it is being
+ * verified instead of after (as pg.Pool opens it at once, and counts it at once). The request
+ * {@link use}s it when the target turns out to be this lane, or {@link discard}s it; either way
+ * the send-time check still decides whether anything runs on it.
+ */
+export class EarlyCheckout {
+  #outcome: Outcome | null = null
+  #unhold: (() => void) | null = null
+  #waiting: AcquireCallback | null = null
+  #discarded = false
+
+  constructor(readonly lane: Lane) {
+    lane.acquire((err, client, release) => {
+      if (this.#discarded) return release?.(err)
+      // Parked until used: its socket dying meanwhile must not crash the process.
+      if (client) this.#unhold = holdClient(client)
+      this.#outcome = [err, client, release]
+      if (this.#waiting) this.#deliver(this.#waiting)
+    })
+  }
+
+  /** Hands the checkout's outcome to `callback`, now or when the connection is made. */
+  use(callback: AcquireCallback): void {
+    if (this.#outcome) this.#deliver(callback)
+    else this.#waiting = callback
+  }
+
+  /** Gives the connection back (now, or when it is made): the request goes elsewhere or fails. */
+  discard(): void {
+    this.#discarded = true
+    this.#waiting = null
+    const outcome = this.#outcome
+    this.#outcome = null
+    if (!outcome) return
+    this.#unhold?.()
+    outcome[2]?.(outcome[0])
+  }
+
+  #deliver(callback: AcquireCallback): void {
+    const [err, client, release] = this.#outcome!
+    this.#outcome = null
+    this.#waiting = null
+    this.#unhold?.()
+    callback(err, client, release)
+  }
+}
