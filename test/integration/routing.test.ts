@@ -189,16 +189,21 @@ describe('routing through failures', () => {
     expect((err instanceof NoPrimaryError)).toBe(true)
   })
 
-  it('a promoted replica stops serving reads at once and becomes the primary; the other replica keeps reading', async () => {
+  it('a promoted replica stops serving reads at once and becomes the primary; the other replica serves reads', async () => {
     const cluster = await res.cluster({ standbys: 2 })
     const [n0, n1, n2] = cluster.nodes as [ClusterNode, ClusterNode, ClusterNode]
-    const pool = res.pool(cluster, { healthCheckIntervalMs: 60_000 })
+    // No health check (the first comes after >= 8 s) can explain what happens within 5 s.
+    const pool = res.pool(cluster, { healthCheckIntervalMs: 10_000 })
     await replicasKnown(pool, 2)
     await cluster.stop(n0, 'fast')
     await cluster.promote(n1)
     await cluster.repoint(n2, n1)
     await expect.poll(() => pool.status().primary, { timeout: 5_000 }).toBe(n1.name)
     expect(await portOf(pool)).toBe(n1.port)
+    // node2 serves reads at once, unless the pool probed it after adopting node1 and before the
+    // repoint took (an older timeline, not streaming: fenced, rightly) — then from the next health
+    // check. (Seen once in a loaded full run with a 60 s interval, where it failed the test.)
+    await expect.poll(() => portOf(pool.reader), { timeout: 15_000 }).toBe(n2.port)
     for (let i = 0; i < 4; i++) expect(await portOf(pool.reader)).toBe(n2.port)
   })
 })
