@@ -164,9 +164,11 @@ describe('the data path never answers wrongly', () => {
     await replicasKnown(pool, 2)
     // n1 is promoted while n0 stays writable and takes 100 commits the new timeline never gets.
     const failover = nextEvent(pool, 'failover')
+    // node2 streams through node1 before the promotion, so it follows node1's timeline and never
+    // replays what node0 writes after the fork (its commits below, or WAL of its own).
+    await cluster.repoint(n2, n1)
     await cluster.promote(n1)
     await failover
-    // node2 follows node1 before node0 writes (else it would replay those commits too and diverge as well).
     await cluster.repoint(n2, n1)
     for (let i = 0; i < 100; i++) await cluster.sql(n0, 'INSERT INTO lost VALUES ($1)', [i])
     await cluster.restartAsStandbyWithoutRewind(n0, n1)

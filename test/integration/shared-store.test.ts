@@ -33,6 +33,9 @@ describe('a fleet sharing the Redis state store', () => {
     expect(b.status().primary).toBe(n0.name)
 
     const failover = nextEvent(a, 'failover')
+    // Cascade first: n2 streams through n1, so it can never replay past n1's fork point (n0 stays up
+    // and keeps writing WAL of its own, e.g. running-transactions records).
+    await cluster.repoint(n2, n1)
     await cluster.promote(n1)
     await cluster.repoint(n2, n1)
     expect(await failover).toMatchObject({ from: n0.name, to: n1.name, epoch: 2 })
@@ -69,6 +72,7 @@ describe('a fleet sharing the Redis state store', () => {
     await b.query('SELECT 1')
 
     const first = nextEvent(a, 'failover')
+    await cluster.repoint(n2, n1) // cascade first (see above)
     await cluster.promote(n1) // n0 stays up and writable: only the store tells b
     await cluster.repoint(n2, n1)
     expect(await first).toMatchObject({ from: n0.name, to: n1.name, epoch: 2 })

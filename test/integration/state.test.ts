@@ -214,6 +214,8 @@ describe('state store and fencing on real clusters', () => {
     const b = res.pool(c, { stateStore: store, healthCheckIntervalMs: 60_000, promotionWatch: false })
     await a.query('SELECT 1')
     await b.query('SELECT 1')
+    // Cascade first: n2 streams through n1, so it cannot replay WAL n0 writes past n1's fork point.
+    await c.repoint(n2, n1)
     await c.promote(n1) // n0 keeps running and writable: only the timeline tells them apart
     await c.repoint(n2, n1)
     await expect.poll(() => a.status().primary, { timeout: 5_000 }).toBe(n1.name)
