@@ -66,8 +66,8 @@ describe("shared monitoring (monitor: 'shared' over Redis): one instance monitor
     const writableAt = Date.now()
     const firsts = await Promise.all(instances.map((i) => i.next((e) => e.kind === 'ack' && e.port === n1.port, 15_000)))
     for (const i of instances) i.send({ cmd: 'stop-writes' })
-    await Promise.all(instances.map((i) => i.next((e) => e.kind === 'stopped-writes', 5_000)))
-    await sleep(200) // a write sent just before the stop answers
+    // Answered once each instance's last write has settled: every ack is in before the ledger is read.
+    await Promise.all(instances.map((i) => i.next((e) => e.kind === 'stopped-writes', 20_000)))
 
     const resumedMs = firsts.map((e) => (e.at as number) - writableAt)
     for (const i of instances) expect((await i.status()).primary, `resumed after ${resumedMs.join(', ')} ms`).toBe(n1.name)

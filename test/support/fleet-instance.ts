@@ -8,7 +8,7 @@
  *
  * Commands: {"cmd":"status"} -> {"kind":"status",...}; {"cmd":"write","id":N} -> {"kind":"ack"|"error","id":N,...}
  * (one INSERT INTO fleet_ledger); {"cmd":"writes","every":ms,"from":N} starts a write loop of its own,
- * one at a time (each acknowledgement reported); {"cmd":"stop-writes"}; {"cmd":"end"} ends the pool and exits.
+ * one at a time (each acknowledgement reported); {"cmd":"stop-writes"} (answered once the last write settled); {"cmd":"end"} ends the pool and exits.
  * Events: {"kind":"ready"}, {"kind":"role","role":...,"at":ms}, {"kind":"failover","to":...,"at":ms}.
  * Times are wall-clock ms (Date.now()), comparable across the processes of one machine.
  */
@@ -49,6 +49,8 @@ const roleTimer = setInterval(() => {
 }, 5)
 
 let writing: { every: number; next: number } | null = null
+/** The write loop running, if any: 'stop-writes' answers once its last write has settled. */
+let loop: Promise<void> | null = null
 async function write(id: number): Promise<void> {
   const sentAt = Date.now()
   try {
@@ -77,11 +79,14 @@ async function handle(command: Record<string, unknown>): Promise<void> {
     case 'writes':
       if (writing === null) {
         writing = { every: (command.every as number) ?? 0, next: (command.from as number) ?? 1 }
-        void writeLoop()
+        loop = writeLoop()
       }
       return
     case 'stop-writes':
       writing = null
+      // Every write sent has answered (ack or error) before this reply.
+      await loop
+      loop = null
       return send({ kind: 'stopped-writes' })
     case 'end':
       writing = null
