@@ -14,6 +14,13 @@ import { LedgerWriter, whenWritable } from '../support/ledger-writer.js'
 import { useResources } from '../support/pools.js'
 import { waitUntil } from '../support/wait.js'
 
+/**
+ * Writes resume within this long of the new primary answering writable: a bound that a missed
+ * notice breaks (Patroni's loop and repmgrd's monitoring interval are seconds, a health check 2 s),
+ * not a benchmark (bench/HA.md has the measured medians, ~5 ms). 200 ms was exceeded under CPU
+ * load on 2 cores (211 and 235 ms, fresh connections through SCRAM and PgBouncer starved of CPU).
+ */
+const RESUME_BOUND_MS = 500
 const res = useResources()
 const TIMEOUT = 180_000
 const NONE = { acksAfterLeaving: [], failed: [], lost: [], duplicated: [], unexpected: [] }
@@ -36,14 +43,14 @@ describe('Patroni', () => {
   )
 
   it(
-    'leader node lost (Patroni and postmaster killed): writes resume within 200 ms of the new leader answering writable; the old leader rejoins with pg_rewind and reads again',
+    'leader node lost (Patroni and postmaster killed): writes resume within 500 ms of the new leader answering writable; the old leader rejoins with pg_rewind and reads again',
     async () => {
       const s = await patroniSetup(res.track)
       const old = (await s.cluster.leader())!
       await s.cluster.killMember(old)
       const next = await firstWritable(s.cluster.members.filter((m) => m !== old), 60_000)
       const resumedMs = await resumedAfter(s.writer, next.at)
-      expect(resumedMs, `writable -> first write ${resumedMs.toFixed(0)} ms`).toBeLessThanOrEqual(200)
+      expect(resumedMs, `writable -> first write ${resumedMs.toFixed(0)} ms`).toBeLessThanOrEqual(RESUME_BOUND_MS)
       expect(s.pool.status().primary).toBe(next.name)
       await s.cluster.restartMember(old)
       await waitUntil(() => s.pool.status().endpoints.find((e) => e.name === old.name)?.role === 'standby', { what: `${old.name} back as a standby`, timeout: 60_000 })
@@ -59,7 +66,7 @@ describe('Patroni', () => {
   )
 
   it(
-    'patronictl switchover: writes resume within 200 ms of the candidate answering writable',
+    'patronictl switchover: writes resume within 500 ms of the candidate answering writable',
     async () => {
       const s = await patroniSetup(res.track)
       const old = (await s.cluster.leader())!
@@ -67,7 +74,7 @@ describe('Patroni', () => {
       const writable = whenWritable(candidate.config, 60_000)
       await s.cluster.switchover(candidate)
       const resumedMs = await resumedAfter(s.writer, await writable)
-      expect(resumedMs, `writable -> first write ${resumedMs.toFixed(0)} ms`).toBeLessThanOrEqual(200)
+      expect(resumedMs, `writable -> first write ${resumedMs.toFixed(0)} ms`).toBeLessThanOrEqual(RESUME_BOUND_MS)
       expect(s.failovers.map((f) => [f.from, f.to])).toEqual([[old.name, candidate.name]])
       expect(violations(await finishScenario(s.writer, s.failovers, s.portOf, candidate))).toEqual(NONE)
     },
@@ -91,7 +98,7 @@ describe('Patroni', () => {
 
   for (const mode of ['session', 'transaction'] as const) {
     it(
-      `switchover with a ${mode}-mode PgBouncer in front of every member: writes resume within 200 ms of the candidate answering writable`,
+      `switchover with a ${mode}-mode PgBouncer in front of every member: writes resume within 500 ms of the candidate answering writable`,
       async () => {
         const s = await patroniSetup(res.track, { bouncer: mode })
         const old = (await s.cluster.leader())!
@@ -99,7 +106,7 @@ describe('Patroni', () => {
         const writable = whenWritable(candidate.config, 60_000)
         await s.cluster.switchover(candidate)
         const resumedMs = await resumedAfter(s.writer, await writable)
-        expect(resumedMs, `writable -> first write ${resumedMs.toFixed(0)} ms`).toBeLessThanOrEqual(200)
+        expect(resumedMs, `writable -> first write ${resumedMs.toFixed(0)} ms`).toBeLessThanOrEqual(RESUME_BOUND_MS)
         expect(s.pool.status().primary).toBe(candidate.name)
         expect(violations(await finishScenario(s.writer, s.failovers, s.portOf, candidate))).toEqual(NONE)
       },

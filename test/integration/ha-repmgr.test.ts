@@ -12,6 +12,13 @@ import { LEDGER_TABLE } from '../support/ledger-writer.js'
 import { useResources } from '../support/pools.js'
 import { sleep, waitUntil } from '../support/wait.js'
 
+/**
+ * Writes resume within this long of the new primary answering writable: a bound that a missed
+ * notice breaks (Patroni's loop and repmgrd's monitoring interval are seconds, a health check 2 s),
+ * not a benchmark (bench/HA.md has the measured medians, ~5 ms). 200 ms was exceeded under CPU
+ * load on 2 cores (211 and 235 ms, fresh connections through SCRAM and PgBouncer starved of CPU).
+ */
+const RESUME_BOUND_MS = 500
 const res = useResources()
 const TIMEOUT = 180_000
 const NONE = { acksAfterLeaving: [], failed: [], lost: [], duplicated: [], unexpected: [] }
@@ -29,14 +36,14 @@ async function idsOn(node: RepmgrNode): Promise<Set<number>> {
 
 describe('repmgr', () => {
   it(
-    'primary killed, a standby promoted by repmgrd: writes resume within 200 ms of it answering writable; the witness, listed as an endpoint, is never used',
+    'primary killed, a standby promoted by repmgrd: writes resume within 500 ms of it answering writable; the witness, listed as an endpoint, is never used',
     async () => {
       const s = await repmgrSetup(res.track)
       const witness = s.cluster.witness
       const old = await s.cluster.killPrimary()
       const next = await firstWritable(s.cluster.dataNodes.filter((n) => n !== old), 60_000)
       const resumedMs = await resumedAfter(s.writer, next.at)
-      expect(resumedMs, `writable -> first write ${resumedMs.toFixed(0)} ms`).toBeLessThanOrEqual(200)
+      expect(resumedMs, `writable -> first write ${resumedMs.toFixed(0)} ms`).toBeLessThanOrEqual(RESUME_BOUND_MS)
       expect(s.failovers.map((f) => [f.from, f.to])).toEqual([[old.name, next.name]])
       for (let i = 0; i < 20; i++) await s.pool.reader.query('SELECT 1')
       const w = s.pool.status().endpoints.find((e) => e.name === witness.name)!
