@@ -50,7 +50,7 @@ export class Coordinator implements ElectionHost, VerdictHost, GateHost, FleetBr
   #state: WriterState = { kind: 'booting' }
   /** Bumped on every change of where writes go; reports and connections from an older generation move nothing. */
   #generation = 0
-  /** True once this pool has verified a primary (fail-fast waits only for the first). */
+  /** True once this pool has verified a primary. */
   #everVerified = false
   readonly #health = new Map<Endpoint, EndpointHealth>()
   readonly #evidence = new Evidence()
@@ -171,24 +171,9 @@ export class Coordinator implements ElectionHost, VerdictHost, GateHost, FleetBr
 
   // ------------------------------------------------------------------ what requests ask and report
 
-  /** @internal For the gate: a request now waits, so a round starts unless one runs or is scheduled. */
-  roundForWaiter(): void {
-    this.#tx.run(() => this.#rounds.forWaiter())
-  }
-
-  /**
-   * @internal For the gate in fail-fast mode: pg.Pool tries a connection for every request, so a
-   * request that finds no primary and no round probing has every endpoint probed afresh (answers
-   * from before it stop counting). True when that round started; false while one runs anyway (the
-   * request waits for it) or the pool is not discovering.
-   */
-  lookAgain(): boolean {
-    if (this.state.kind !== 'discovering' || this.#rounds.running) return false
-    this.#tx.run(() => {
-      this.#evidence.invalidate(this.#opts.clock.now())
-      this.#rounds.start('a request asks again (fail-fast)')
-    })
-    return true
+  /** @internal The discovery rounds, for the gate: a waiting request's round, fail-fast's fresh look. */
+  get rounds(): RoundSchedule {
+    return this.#rounds
   }
 
   /** @internal True while some endpoint has not answered since the last topology change. */

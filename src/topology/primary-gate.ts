@@ -1,5 +1,6 @@
 import type { Endpoint } from '../endpoint/endpoint.js'
 import { AllEndpointsDownError, type EndpointAnswer, NoPrimaryError, SplitBrainError, maskPassword } from '../errors.js'
+import type { RoundSchedule } from './round-schedule.js'
 import type { ResolvedOptions } from '../options.js'
 import { classifyError } from '../error-policy.js'
 import type { FailureReport, Target } from '../surface/routing-host.js'
@@ -18,10 +19,8 @@ export interface GateHost {
   answers(): EndpointAnswer[]
   /** True while some endpoint has not answered since the last topology change. */
   evidencePending(): boolean
-  /** A request now waits: a transition that starts a discovery round unless one runs or is scheduled (and then settles waiters). */
-  roundForWaiter(): void
-  /** Fail-fast: probes every endpoint afresh unless a round runs; true when it started one. */
-  lookAgain(): boolean
+  /** Discovery rounds: one for a waiting request (forWaiter), fail-fast's fresh look (lookAgain). */
+  readonly rounds: Pick<RoundSchedule, 'forWaiter' | 'lookAgain'>
   transition(change: () => void): void
   /** A failure seen of `endpoint` in era `era` (inside a transition): a doubt that a probe confirms. */
   raiseDoubt(endpoint: Endpoint, reason: string, era: number): void
@@ -105,7 +104,7 @@ export class PrimaryGate {
     }
     this.#waiters.add(callback, Math.max(remaining, 0), () => new NoPrimaryError(host.answers(), Math.round(clock.now() - since)))
     // A transition (even one that changes nothing) settles the new waiter if the state already answers it.
-    host.roundForWaiter()
+    host.rounds.forWaiter()
   }
 
   /**
@@ -139,7 +138,7 @@ export class PrimaryGate {
     // Every node has answered without a primary: as pg.Pool connects afresh for every request, this
     // one waits for a fresh look (one round for every request that arrives meanwhile) rather than
     // get the answers of an earlier one. While a round is under way, the node's error comes at once.
-    const looking = !first && s.kind === 'discovering' && !host.evidencePending() && host.lookAgain()
+    const looking = !first && s.kind === 'discovering' && !host.evidencePending() && host.rounds.lookAgain()
     if (!first && !looking) return callback(this.#nodeError())
     const waitMs = (opts.poolConfig.connectionTimeoutMillis || opts.probeTimeoutMs) - (opts.clock.now() - since)
     this.#waiters.add(callback, Math.max(waitMs, 0), () => new Error('Connection terminated due to connection timeout', { cause: this.#nodeError() }))

@@ -60,9 +60,26 @@ export class RoundSchedule {
     })
   }
 
-  /** A request waits: a round now unless one runs or is scheduled. */
+  /** A request waits: a round now unless one runs or is scheduled (a transition, which settles waiters). */
   forWaiter(): void {
-    if (this.host.state.kind === 'discovering' && !this.#discovery.running && !this.#discovery.scheduled) this.start('a request is waiting for a primary')
+    this.host.transition(() => {
+      if (this.host.state.kind === 'discovering' && !this.#discovery.running && !this.#discovery.scheduled) this.start('a request is waiting for a primary')
+    })
+  }
+
+  /**
+   * Fail-fast mode: pg.Pool tries a connection for every request, so a request that finds no
+   * primary and no round probing has every endpoint probed afresh (answers from before it stop
+   * counting). True when that round started; false while one runs anyway (the request waits for
+   * it) or the pool is not discovering.
+   */
+  lookAgain(): boolean {
+    if (this.host.state.kind !== 'discovering' || this.#discovery.running) return false
+    this.host.transition(() => {
+      this.evidence.invalidate(this.opts.clock.now())
+      this.start('a request asks again (fail-fast)')
+    })
+    return true
   }
 
   /** While no primary is verified, a round every `discoveryIntervalMs` whether or not the last one settled. */
