@@ -96,9 +96,10 @@ describe('health monitor', () => {
     await c.thaw(n0)
   })
 
-  it('an idle pool notices a promotion in under 20 ms (median of 3), without polling', async () => {
+  it('an idle pool notices a promotion in under 20 ms (median of 5), without polling', async () => {
     const latencies: number[] = []
-    for (let run = 0; run < 3; run++) {
+    // Median of 5 (not 3): one slow run in three took the median of 3 past 20 ms (22.6 ms, CI).
+    for (let run = 0; run < 5; run++) {
       const c = await res.cluster({ standbys: 1 })
       const [n0, n1] = c.nodes as [ClusterNode, ClusterNode]
       // Polling is slowed right down so only the promotion watch can explain a fast notice.
@@ -125,7 +126,7 @@ describe('health monitor', () => {
       await c.destroy()
     }
     latencies.sort((a, b) => a - b)
-    expect(latencies[1]).toBeLessThan(20)
+    expect(latencies[2], latencies.map((l) => l.toFixed(1)).join(', ')).toBeLessThan(20)
   })
 
   it('healthHandler answers 200 with the status when a primary is verified, 503 when not', async () => {
