@@ -25,6 +25,16 @@ export interface Statement {
   readonly values: readonly unknown[]
 }
 
+/** Why a read's answer is stale, by which rule (see World.readArrived). */
+export interface Staleness {
+  readonly rule: 'diverged' | 'detached' | 'behind'
+  readonly invariant: string
+  readonly detail: string
+}
+
+/** The ledger count: the one read the world judges for staleness. */
+const LEDGER_READ_RE = /^SELECT count\(\*\)::int AS n FROM ledger$/i
+
 /** Server side of one connection. */
 export class Session {
   readonly pid: number
@@ -68,8 +78,8 @@ export interface NodeWorld {
   canFollow(tl: number, length: number, upstreamTl: number): boolean
   /** A new timeline forked from `parent` after `length` commits. */
   newTimeline(parent: number, length: number): number
-  /** Why a read running on `node` now would be a stale answer the pool should have prevented, or null. */
-  staleness(node: SimNode): { invariant: string; detail: string } | null
+  /** A read reached `node` now: the check, made when it runs, of whether its answer is stale in a way the pool should have prevented. */
+  readArrived(node: SimNode): () => Staleness | null
   trace(line: string): void
 }
 
@@ -161,7 +171,8 @@ export class SimNode {
     const hold = this.holdMs
     // A proxy's queue is not the node: a held statement runs later even if its client went away.
     const delay = this.world.clock.between(0.05, 0.4) + hold
-    this.#arrive(() => this.#execute(session, statement), delay)
+    const staleAtRun = LEDGER_READ_RE.test(statement.sql.trim()) ? this.world.readArrived(this) : null
+    this.#arrive(() => this.#execute(session, statement, staleAtRun), delay)
   }
 
   /** The client closed or cut its socket. Statements the node already has still run (as in PostgreSQL). */
@@ -202,7 +213,7 @@ export class SimNode {
 
   // ---------------------------------------------------------------- statements
 
-  #execute(session: Session, st: Statement): void {
+  #execute(session: Session, st: Statement, staleAtRun: (() => Staleness | null) | null): void {
     if (!session.alive || this.state === 'down') {
       session.busy--
       return
@@ -250,9 +261,9 @@ export class SimNode {
       else this.#commit(id)
       return this.#answer(session, st, rows('INSERT'))
     }
-    if (/^SELECT count\(\*\)::int AS n FROM ledger$/i.test(sql)) {
+    if (staleAtRun !== null) {
       // Judged where it ran, reported only if the answer reaches the application (one cut on its way is harmless).
-      return this.#answer(session, st, rows('SELECT', { n: this.history.length, stale: this.world.staleness(this) }))
+      return this.#answer(session, st, rows('SELECT', { n: this.history.length, stale: staleAtRun() }))
     }
     if (/^SELECT 1/i.test(sql)) return this.#answer(session, st, rows('SELECT', { '?column?': 1 }))
     if (session.txStatus === 'T') session.txStatus = 'E'

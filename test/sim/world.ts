@@ -1,7 +1,7 @@
 import type { Coordinator } from '../../src/topology/coordinator.js'
 import type { SimClock } from './clock.js'
 import { type ClientWorld, SimClient } from './client.js'
-import { type Commit, type NodeWorld, SimNode, type Statement } from './node.js'
+import { type Commit, type NodeWorld, SimNode, type Staleness, type Statement } from './node.js'
 
 /** An invariant broke: the schedule stops here and its seed replays it. */
 export class Violation extends Error {
@@ -39,6 +39,8 @@ interface PoolView {
 }
 
 const TRACE_LINES = 80
+/** The check for a read sent where nothing made it stale. */
+const NOT_STALE = (): null => null
 
 /**
  * Everything simulated, on one clock: the nodes, the network lookups, the ledger of commits, the
@@ -64,6 +66,8 @@ export class World implements NodeWorld, ClientWorld {
   /** `maxReplicaLagBytes` in commits, or null: no byte limit. */
   lagLimitCommits: number | null = null
   #lagTrackedAt = 0
+  /** The primary's commits when lag was last tracked with one primary up (what a lagging standby is measured against). */
+  #primaryCommits = 0
   /** The coordinator's writer state at the last step (traced when it changes). */
   lastState: object | null = null
 
@@ -103,16 +107,38 @@ export class World implements NodeWorld, ClientWorld {
     if (record.commits.length > 1) this.fail('write-run-twice', `${commit.writeId} committed ${record.commits.length} times (${record.commits.map((c) => `${c.node.name}@${c.at.toFixed(1)}`).join(', ')})`)
   }
 
-  staleness(node: SimNode): { invariant: string; detail: string } | null {
+  /**
+   * Judges a read that reached `node` now against the cluster as it is now, and returns the check
+   * to make when the read runs. A read answers from the data its node has when it runs, which is
+   * never older than what it had when the read arrived (a frozen node or a proxy may hold the read;
+   * a standby only replays forward): so the answer is stale only if it was sent where the pool could
+   * have known better, and the node still lacks what made it stale then — still diverged, still
+   * detached, or still more than the limit behind the primary's commits at the time of sending. A
+   * lag limit decides where reads go; it cannot make an answer in flight newer.
+   */
+  readArrived(node: SimNode): () => Staleness | null {
+    const verdict = this.#staleness(node)
+    if (verdict === null) return NOT_STALE
+    const primaryCommits = this.#primaryCommits
+    const limit = this.lagLimitCommits ?? Infinity
+    return () => {
+      if (node.role !== 'standby') return null
+      if (verdict.rule === 'diverged') return node.divergedSince !== null ? verdict : null
+      if (verdict.rule === 'detached') return node.detachedAt !== null ? verdict : null
+      return primaryCommits - node.history.length > limit ? verdict : null
+    }
+  }
+
+  #staleness(node: SimNode): Staleness | null {
     const now = this.clock.now()
     if (node.role === 'standby' && node.divergedSince !== null && now > node.divergedSince + this.readBounds.divergedMs) {
-      return { invariant: 'stale-read', detail: `${node.name} answered a read run at ${now.toFixed(1)}, ${(now - node.divergedSince).toFixed(0)} ms after it diverged (holding commits the cluster lost)` }
+      return { rule: 'diverged', invariant: 'stale-read', detail: `${node.name} was sent a read at ${now.toFixed(1)}, ${(now - node.divergedSince).toFixed(0)} ms after it diverged (holding commits the cluster lost), and answered it still diverged` }
     }
     if (node.role === 'standby' && node.detachedAt !== null && now > node.detachedAt + this.readBounds.detachedMs) {
-      return { invariant: 'lagging-read', detail: `${node.name} answered a read run at ${now.toFixed(1)}, ${(now - node.detachedAt).toFixed(0)} ms after its WAL receiver stopped, past the lag limit` }
+      return { rule: 'detached', invariant: 'lagging-read', detail: `${node.name} was sent a read at ${now.toFixed(1)}, ${(now - node.detachedAt).toFixed(0)} ms after its WAL receiver stopped, past the lag limit, and answered it still detached` }
     }
     if (node.role === 'standby' && node.behindSeenMs > this.readBounds.behindMs) {
-      return { invariant: 'lagging-read', detail: `${node.name} answered a read run at ${now.toFixed(1)}, more than ${this.lagLimitCommits} commits behind a primary that answered probes for ${node.behindSeenMs.toFixed(0)} ms of that time, past the byte limit` }
+      return { rule: 'behind', invariant: 'lagging-read', detail: `${node.name} was sent a read at ${now.toFixed(1)}, more than ${this.lagLimitCommits} commits behind a primary that answered probes for ${node.behindSeenMs.toFixed(0)} ms of that time, past the byte limit, and answered it still that far behind the primary then` }
     }
     return null
   }
@@ -136,6 +162,7 @@ export class World implements NodeWorld, ClientWorld {
       return
     }
     const primary = primaries[0]!
+    this.#primaryCommits = primary.history.length
     const answering = primary.state === 'up' && primary.refusal === null && primary.holdMs === 0
     for (const node of this.nodes) {
       const behind = node.role === 'standby' && primary.history.length - node.history.length > limit
