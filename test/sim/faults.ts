@@ -221,6 +221,8 @@ export class Faults {
       if (n === primary) continue
       n.checkDiverged()
       if (n.role === 'primary' || n.state === 'down' || n.upstream !== primary || n.diverged) n.rejoinAsStandby(primary, true)
+      // A WAL receiver that reconnects streams at once (and crosses a timeline switch), commits or not.
+      else n.replicateSoon()
     }
     this.lastDisturbance = this.#clock.now()
     this.#note(`healed: ${primary.name} is the primary`)
