@@ -123,14 +123,10 @@ beforeAll(async () => {
 }, 900_000)
 
 describe('packages', () => {
-  it('ensureDebianPackages is a cheap no-op once everything is installed', async () => {
-    const times: number[] = []
-    for (let i = 0; i < 3; i++) {
-      const t = performance.now()
-      await ensureDebianPackages(HA_PACKAGES)
-      times.push(performance.now() - t)
-    }
-    expect(Math.min(...times)).toBeLessThan(100)
+  it('ensureDebianPackages installs nothing once everything is installed', async () => {
+    // The suite's setup installed them (or found them): a second call only asks dpkg-query.
+    expect(await ensureDebianPackages(HA_PACKAGES)).toEqual([])
+    expect(await ensureDebianPackages(['haproxy'])).toEqual([])
   })
 })
 

@@ -135,17 +135,17 @@ function runInstall(missing: string[]): Promise<{ code: number | null; output: s
 }
 
 /**
- * Make sure the Debian packages `names` are installed.
+ * Make sure the Debian packages `names` are installed, and say which had to be installed.
  *
- * Resolves at once (one dpkg-query, well under 100 ms) when they are. Otherwise, when root,
+ * Resolves with `[]` at once (one dpkg-query) when they are. Otherwise, when root,
  * installs the missing ones with `apt-get install -y` (`apt-get update` first only if that
  * fails), under a `flock` on {@link APT_LOCK_FILE} so that parallel test processes queue up, with
  * service starts forbidden (policy-rc.d exit 101) and any packaged daemon that still came up
  * killed. When not root, rejects with an Error naming the `apt-get install` command to run.
  */
-export async function ensureDebianPackages(names: readonly string[]): Promise<void> {
+export async function ensureDebianPackages(names: readonly string[]): Promise<string[]> {
   const missing = missingDebianPackages(names)
-  if (missing.length === 0) return
+  if (missing.length === 0) return []
   if (!IS_ROOT) {
     throw new Error(
       `Missing Debian packages for the HA test harnesses: ${missing.join(', ')}. ` +
@@ -165,4 +165,5 @@ export async function ensureDebianPackages(names: readonly string[]): Promise<vo
   if (still.length > 0) {
     throw new Error(`Packages still missing after apt-get install: ${still.join(', ')}\n${tail(r.output, 30)}`)
   }
+  return missing
 }
