@@ -16,9 +16,22 @@ export class EarlyCheckout {
   #waiting: AcquireCallback | null = null
   #discarded = false
 
-  constructor(readonly lane: Lane) {
+  /**
+   * @param failedEarly called instead of parking the outcome when the connect fails before the
+   *   target is known, or null to park it like a success. Fail-fast mode passes one: pg.Pool
+   *   answers a checkout whose connect failed with that error at once, and so does the request.
+   */
+  constructor(
+    readonly lane: Lane,
+    failedEarly: ((err: Error) => void) | null = null,
+  ) {
     lane.acquire((err, client, release) => {
       if (this.#discarded) return release?.(err)
+      if (err && failedEarly !== null && this.#waiting === null) {
+        this.#discarded = true
+        release?.(err)
+        return failedEarly(err)
+      }
       // Parked until used: its socket dying meanwhile must not crash the process.
       if (client) this.#unhold = holdClient(client)
       this.#outcome = [err, client, release]

@@ -118,12 +118,21 @@ export class Request {
     // The hot path: a first attempt that found its target at once.
     if (ready !== null) return this.#acquire(ready, kind, minLsn)
     const earlyLane = kind === 'write' && retryOf === null ? host.earlyWriteLane() : null
-    const early = earlyLane !== null ? new EarlyCheckout(earlyLane) : null
+    // Whichever answers first: the target, or (fail-fast) the early checkout's failed connect.
+    let answered = false
+    const failedEarly = (err: Error): void => {
+      if (answered) return
+      answered = true
+      this.#done(err)
+    }
+    const early = earlyLane !== null ? new EarlyCheckout(earlyLane, host.failFast ? failedEarly : null) : null
     host.target(
       kind,
       this.#since,
       kind === 'read' ? this.#readRequest(minLsn) : null,
       (err, target) => {
+        if (answered) return
+        answered = true
         if (err || !target) {
           early?.discard()
           return this.#done(err)

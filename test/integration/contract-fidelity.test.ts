@@ -215,6 +215,34 @@ describe.each(subjects.map((s) => [s.name, s] as const))('pg.Pool fidelity: %s',
     expect(second.value!.rows[0]!.n).toBe(2)
   })
 
+  it('the first checkout\'s connect fails while the next connect is slow: that checkout gets the failure at once, not a timeout', async () => {
+    // pg-pool's own suite (connection-timeout.js): the first connect fails after 300 ms, the second
+    // takes longer than connectionTimeoutMillis. A FailoverPool's request must not wait for a
+    // verification that the slow connect holds up: its own connect failed, so it fails with that.
+    let calls = 0
+    class FailsThenSlow extends pg.Client {
+      // @ts-expect-error the callback form, which both pools use
+      override connect(callback: (err?: Error) => void): void {
+        const call = calls++
+        if (call === 0) return void setTimeout(() => callback(new Error('Temporary connection failure')), 300)
+        if (call === 1) return void setTimeout(() => super.connect(callback), 1_500)
+        super.connect(callback)
+      }
+    }
+    const node = primaryOf(cluster)
+    const options = { Client: FailsThenSlow as never, connectionTimeoutMillis: 1_000, max: 1 }
+    const pool = res.track(subject.name === 'pg.Pool' ? new pg.Pool({ connectionString: node.url, ...options }) : new FailoverPool({ endpoints: [node.url], failoverTimeoutMs: 0, ...options }))
+    const started = performance.now()
+    const first = await outcome(pool.connect())
+    expect(first.error?.message).toBe('Temporary connection failure')
+    expect(performance.now() - started).toBeLessThan(900)
+    // Once the slow connect is through, the pool works.
+    await sleep(1_600 - (performance.now() - started))
+    const later = await outcome(pool.query<{ n: number }>('SELECT 3 AS n'))
+    expect(later.error?.message).toBeUndefined()
+    expect(later.value?.rows[0]!.n).toBe(3)
+  })
+
   it('counts: a new pool\'s very first query counts the connection it opens at once, and it alone serves the query', async () => {
     // One address, as pg.Pool has it; pg.Pool connects at once, a FailoverPool while verifying the node.
     const node = primaryOf(cluster)
