@@ -48,6 +48,19 @@ if (!existsSync(join(cache, 'node_modules', 'mocha'))) {
   execFileSync('npm', ['install', '--prefix', cache, '--no-audit', '--no-fund', '--no-save', ...deps], { stdio: 'inherit' })
 }
 
+// pg-native, for the one test that uses `require('pg').native` (node-postgres's own checkout has it as a
+// workspace package). It builds against libpq (libpq-dev and a C++ toolchain); without them that test
+// fails for pg-pool and FailoverPool alike, and the rest runs as before.
+const nativeCache = join(homedir(), '.cache', 'pg-failover-pool', 'pg-pool-suite', 'pg-native')
+if (!existsSync(join(nativeCache, 'node_modules', 'pg-native'))) {
+  try {
+    mkdirSync(nativeCache, { recursive: true })
+    execFileSync('npm', ['install', '--prefix', nativeCache, '--no-audit', '--no-fund', '--no-save', 'pg-native@3'], { stdio: 'inherit' })
+  } catch (err) {
+    console.error(`pg-native could not be installed (${(err as Error).message.split('\n')[0]}): its test will fail for both pools`)
+  }
+}
+
 /** A directory holding the suite at `test/` and the pool under test at `index.js` (what `require('../')` finds). */
 function suiteDir(indexJs: string): string {
   const dir = mkdtempSync(join(tmpdir(), 'pgfp-pg-pool-suite-'))
@@ -72,7 +85,7 @@ function runSuite(label: string, indexJs: string, env: NodeJS.ProcessEnv): Mocha
     for (const file of suiteFiles.map((f) => f.split('/').pop()!).filter((f) => f !== 'setup.js')) {
       const args = [join(cache, 'node_modules', 'mocha', 'bin', 'mocha.js'), '--reporter', 'json', '--timeout', '10000', '--exit', join(dir, 'test', 'setup.js'), join(dir, 'test', file)]
       if (grep) args.push('--grep', grep)
-      const result = spawnSync(process.execPath, args, { cwd: dir, env: { ...env, NODE_PATH: [join(cache, 'node_modules'), join(root, 'node_modules')].join(':') }, encoding: 'utf8', timeout: 120_000, maxBuffer: 64 << 20 })
+      const result = spawnSync(process.execPath, args, { cwd: dir, env: { ...env, NODE_PATH: [join(cache, 'node_modules'), join(nativeCache, 'node_modules'), join(root, 'node_modules')].join(':') }, encoding: 'utf8', timeout: 120_000, maxBuffer: 64 << 20 })
       const start = result.stdout.indexOf('{\n')
       let report: MochaJson | null = null
       try {
@@ -124,6 +137,7 @@ try {
     // --stack: where it failed (the suite's line and ours).
     if (failure && process.argv.includes('--stack')) console.log((failure.err.stack ?? '').split('\n').slice(1, 8).map((l) => `      ${l.trim()}`).join('\n'))
   }
+  for (const f of ours.failures) if (!passedByReference.has(f.fullTitle)) console.log(`  (also failed: ${f.fullTitle}: ${(f.err.message ?? "").split("\n")[0]})`)
   const refFailures = reference.failures.map((f) => f.fullTitle)
   if (refFailures.length > 0) console.log(`pg-pool itself fails here: ${refFailures.join('; ')}`)
 } finally {
