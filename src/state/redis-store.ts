@@ -30,6 +30,9 @@ export interface RedisLike {
 /** ioredis states of a client's first connection: worth waiting for, as a starting app does. */
 const FIRST_CONNECT = new Set(['wait', 'connecting', 'connect'])
 
+/** First wait before a failed catch-up read is tried again (it doubles each time), in ms. */
+const CATCH_UP_FIRST_RETRY_MS = 100
+
 /** The methods of the duplicated connection that carries the subscription. */
 export interface RedisSubscriberLike {
   /** `SUBSCRIBE channel [channel ...]`; resolves once the server confirmed it. */
@@ -92,8 +95,11 @@ export class RedisStateStore implements StateStore {
   #subscribed = false
   #pollTimer: TimerHandle | null = null
   readonly #clock: Clock
-  #polling = false
+  /** The read in flight (with any reruns asked for meanwhile): resolves true when the last read succeeded. */
+  #pollRun: Promise<boolean> | null = null
   #pollAgain = false
+  /** The next try of a catch-up read that failed (see {@link #catchUp}). */
+  #catchUpTimer: TimerHandle | null = null
   #closed = false
   /** True once the client was seen ready: later outages fail fast instead of waiting. */
   #seenReady = false
@@ -264,6 +270,8 @@ export class RedisStateStore implements StateStore {
   #stopSubscriber(): void {
     if (this.#pollTimer !== null) this.#clock.clearTimeout(this.#pollTimer)
     this.#pollTimer = null
+    if (this.#catchUpTimer !== null) this.#clock.clearTimeout(this.#catchUpTimer)
+    this.#catchUpTimer = null
     this.#subscriber?.disconnect()
     this.#subscriber = null
     this.#subscribed = false
@@ -271,15 +279,32 @@ export class RedisStateStore implements StateStore {
 
   /** Subscribes (if not yet), then reads once so that nothing stored before the subscription is missed. */
   #subscribe(subscriber: RedisSubscriberLike): void {
-    const catchUp = (): void => {
-      if (this.#subscriber === subscriber) void this.#poll()
-    }
+    const catchUp = (): void => this.#catchUp(subscriber, CATCH_UP_FIRST_RETRY_MS)
     if (this.#subscribed) return catchUp()
     // With enableOfflineQueue: false this fails until connected; the 'ready' event retries it.
     subscriber.subscribe(this.#channel, this.#observationChannel).then(() => {
       if (this.#subscriber === subscriber) this.#subscribed = true
       catchUp()
     }, catchUp)
+  }
+
+  /**
+   * The read after (re)subscribing. After a restart the subscription may be back before the command
+   * connection is, and then this read fails: it is tried again, backing off from `retryMs` to
+   * `pollIntervalMs` (1 s when polling is off), until one succeeds — a change made while the
+   * subscription was down is never left to the next poll.
+   */
+  #catchUp(subscriber: RedisSubscriberLike, retryMs: number): void {
+    if (this.#subscriber !== subscriber) return
+    if (this.#catchUpTimer !== null) this.#clock.clearTimeout(this.#catchUpTimer)
+    this.#catchUpTimer = null
+    void this.#poll().then((ok) => {
+      if (ok || this.#subscriber !== subscriber || this.#watchers.size === 0 || this.#catchUpTimer !== null) return
+      this.#catchUpTimer = this.#clock.setTimeout(() => {
+        this.#catchUpTimer = null
+        this.#catchUp(subscriber, Math.min(retryMs * 2, this.#pollIntervalMs || 1_000))
+      }, retryMs)
+    })
   }
 
   #schedulePoll(): void {
@@ -292,28 +317,38 @@ export class RedisStateStore implements StateStore {
     }, this.#pollIntervalMs)
   }
 
-  /** Reads the key and delivers it; never rejects (a failed read just waits for the next one). */
-  async #poll(): Promise<void> {
-    if (this.#polling) {
+  /**
+   * Reads the key and delivers it; never rejects (a failed read just waits for the next one).
+   * Resolves true when the read succeeded (a rerun asked for while one was in flight included).
+   */
+  #poll(): Promise<boolean> {
+    if (this.#pollRun !== null) {
       // A read already in flight may have started before the change we are told about.
       this.#pollAgain = true
-      return
+      return this.#pollRun
     }
-    this.#polling = true
-    try {
-      do {
-        this.#pollAgain = false
-        if (this.#watchers.size === 0) return
-        try {
-          const record = await this.load()
-          if (record) this.#deliver(record)
-        } catch {
-          // Unavailable, slow or corrupt: load() and compareAndSet() report it; watching retries.
-        }
-      } while (this.#pollAgain)
-    } finally {
-      this.#polling = false
+    const run = async (): Promise<boolean> => {
+      let ok = true
+      try {
+        do {
+          this.#pollAgain = false
+          if (this.#watchers.size === 0) return true
+          try {
+            const record = await this.load()
+            if (record) this.#deliver(record)
+            ok = true
+          } catch {
+            // Unavailable, slow or corrupt: load() and compareAndSet() report it; watching retries.
+            ok = false
+          }
+        } while (this.#pollAgain)
+        return ok
+      } finally {
+        this.#pollRun = null
+      }
     }
+    this.#pollRun = run()
+    return this.#pollRun
   }
 
   #deliver(record: StateRecord): void {
