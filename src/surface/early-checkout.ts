@@ -1,5 +1,5 @@
 import { holdClient } from '../endpoint/client-cut.js'
-import type { AcquireCallback, Lane } from '../endpoint/lane.js'
+import { type AcquireCallback, type Lane, LaneRetiredError } from '../endpoint/lane.js'
 
 type Outcome = Parameters<AcquireCallback>
 
@@ -17,9 +17,10 @@ export class EarlyCheckout {
   #discarded = false
 
   /**
-   * @param failedEarly called instead of parking the outcome when the connect fails before the
-   *   target is known, or null to park it like a success. Fail-fast mode passes one: pg.Pool
-   *   answers a checkout whose connect failed with that error at once, and so does the request.
+   * @param failedEarly called instead of parking the outcome when the node fails the connect before
+   *   the target is known, or null to park it like a success. Fail-fast mode passes one: pg.Pool
+   *   answers a checkout whose connect failed with that error at once, and so does the request. (A
+   *   lane replaced under the checkout is the pool's own doing, not the node's answer: parked.)
    */
   constructor(
     readonly lane: Lane,
@@ -27,7 +28,7 @@ export class EarlyCheckout {
   ) {
     lane.acquire((err, client, release) => {
       if (this.#discarded) return release?.(err)
-      if (err && failedEarly !== null && this.#waiting === null) {
+      if (err && failedEarly !== null && this.#waiting === null && !(err instanceof LaneRetiredError)) {
         this.#discarded = true
         release?.(err)
         return failedEarly(err)

@@ -263,7 +263,14 @@ describe.each(subjects.map((s) => [s.name, s] as const))('pg.Pool fidelity: %s',
     const running = outcome(pool.query('DO $$ BEGIN PERFORM pg_sleep(5); END $$'))
     const clients = (): pg.Client[] => (pool as unknown as { _clients: pg.Client[] })._clients
     await waitUntil(() => clients().length === 1 && pool.idleCount === 0, { what: 'the query\'s client in _clients' })
-    await sleep(100)
+    // Running on the server, not still connecting (a connect cut before anything was sent is retried).
+    const observer = new pg.Client(primaryOf(cluster).url)
+    await observer.connect()
+    try {
+      await waitUntil(async () => (await observer.query("SELECT 1 FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'DO $$ BEGIN PERFORM pg_sleep(5)%'")).rowCount === 1, { what: 'the statement running on the primary' })
+    } finally {
+      await observer.end()
+    }
     void clients()[0]!.end()
     const result = await running
     expect(result.error).toBeInstanceOf(Error)
