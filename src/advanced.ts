@@ -15,7 +15,8 @@ export type {
   PromoteHookErrorEvent,
 } from './events.js'
 export type { FileStateStoreOptions } from './state/file-store.js'
-export type { RedisStateStoreOptions, RedisLike, RedisSubscriberLike } from './state/redis-store.js'
+export type { RedisStateStoreOptions } from './state/redis-store.js'
+export type { RedisLike, RedisSubscriberLike } from './state/redis-client.js'
 export type { StateStoreFailure } from './state/state-store.js'
 export type { StateStoreHealth } from './state/state-keeper.js'
 export type { LogicalMirrorHookOptions } from './topology/promotion-hook.js'

@@ -2,46 +2,14 @@ import { type Clock, type TimerHandle, systemClock, withDeadline } from '../cloc
 import { maskPassword } from '../errors.js'
 import { type RecordPosition, isNewerRecord } from './record-order.js'
 import { ACQUIRE_LEASE, COMPARE_AND_SET, PUBLISH, RELEASE_LEASE } from './redis-scripts.js'
+import type { RedisLike, RedisSubscriberLike } from './redis-client.js'
 import { type CompareAndSetResult, type StateRecord, type StateStore, StateStoreError, type StateUpdate, asStateRecord } from './state-store.js'
-
-/**
- * The few methods of an ioredis client this store calls. Declared structurally so the library
- * never imports ioredis (an optional peer dependency): pass any `new Redis(...)` instance.
- */
-export interface RedisLike {
-  /** `EVAL script numkeys ...keysAndArgs`; resolves to the script's reply. */
-  eval(script: string, numKeys: number, ...keysAndArgs: string[]): Promise<unknown>
-  /** `GET key`; null when the key does not exist. */
-  get(key: string): Promise<string | null>
-  /** A new connection with the same options, used for the subscription of {@link RedisStateStore.watch}. */
-  duplicate(): RedisSubscriberLike
-  /**
-   * Optional (ioredis has it): the connection's state, `'ready'` once commands can be sent. With
-   * `enableOfflineQueue: false` a command sent before then fails at once, so the store waits for
-   * `'ready'` (within the command's deadline) instead of losing the stored hint at startup.
-   */
-  readonly status?: string
-  /** Optional (ioredis has it): used with {@link status} to wait for `'ready'`. */
-  once?(event: 'ready', listener: () => void): unknown
-  /** Optional: removes the `'ready'` listener when the wait ends first. */
-  removeListener?(event: 'ready', listener: () => void): unknown
-}
 
 /** ioredis states of a client's first connection: worth waiting for, as a starting app does. */
 const FIRST_CONNECT = new Set(['wait', 'connecting', 'connect'])
 
 /** First wait before a failed catch-up read is tried again (it doubles each time), in ms. */
 const CATCH_UP_FIRST_RETRY_MS = 100
-
-/** The methods of the duplicated connection that carries the subscription. */
-export interface RedisSubscriberLike {
-  /** `SUBSCRIBE channel [channel ...]`; resolves once the server confirmed it. */
-  subscribe(...channels: string[]): Promise<unknown>
-  /** Events used: 'message' (channel, message), 'ready', 'close', 'error'. */
-  on(event: string, listener: (...args: any[]) => void): unknown
-  /** Closes the connection at once, without waiting for replies (a frozen server cannot delay it). */
-  disconnect(): void
-}
 
 /** Options of {@link RedisStateStore}. */
 export interface RedisStateStoreOptions {

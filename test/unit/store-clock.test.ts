@@ -3,7 +3,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { FileStateStore, RedisStateStore, StateStoreError } from '../../src/index.js'
-import type { RedisLike } from '../../src/state/redis-store.js'
+import type { RedisLike } from '../../src/state/redis-client.js'
 import { FakeClock } from '../support/fake-clock.js'
 
 const update = { primary: 'a', systemId: 'S1', timeline: 1, epoch: 1, updatedAt: '2026-01-01T00:00:00.000Z', reason: 'test' }
