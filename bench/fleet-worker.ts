@@ -69,6 +69,20 @@ const roleTimer = setInterval(() => {
   }
 }, 25)
 
+// FLEET_TRACE=1: when this process's event loop was held up (gaps over 4 ms in a 1 ms timer), as [wall ms, gap ms].
+const stalls: Array<[number, number]> = []
+if (process.env.FLEET_TRACE) {
+  let last = Date.now()
+  setInterval(() => {
+    const now = Date.now()
+    if (now - last > 4) stalls.push([last, now - last])
+    last = now
+  }, 1).unref()
+}
+
+// FLEET_PROF: what maps the CPU profile's clock (microseconds of the monotonic clock) onto wall time.
+if (process.env.FLEET_PROF) process.stderr.write(`clock ${config.prefix} hrtime_us=${process.hrtime.bigint() / 1000n} wall_ms=${Date.now()}\n`)
+
 let writing: { pauseMs: number } | null = null
 async function writeLoop(instance: Instance): Promise<void> {
   while (writing !== null) {
@@ -99,6 +113,7 @@ async function handle(command: Record<string, unknown>): Promise<void> {
     case 'report':
       return send({
         kind: 'report',
+        stalls,
         instances: instances.map((i) => ({ name: i.name, role: i.pool.status().monitor.role, roleChanges: i.roleChanges, primary: i.pool.status().primary, acks: i.acks, errors: i.errors, failovers: i.failovers })),
       })
     case 'end':

@@ -16,12 +16,20 @@
  * handover time and the same latencies. Every acknowledged write is looked for on the final primary.
  * The `-warm` modes set `warmStandbys` (one idle write session per standby per instance). Writes
  * bench/FLEET.md.
+ *
+ * Diagnostics (environment): DEBUG=pg-failover-pool:* shows every instance's decisions, prefixed by
+ * its worker; FLEET_TRACE=1 prints, around each failover, what the shared monitor's leader published
+ * (as it arrived here), each instance's adoption and each worker's event-loop stalls, and keeps the
+ * nodes' logs (every session opened and closed) in /tmp/pgfp-fleet-logs; FLEET_PROF=dir writes a
+ * CPU profile per worker (with the line that maps its clock onto wall time); FLEET_WATCH=1 shows
+ * the promoted node's sessions every 300 ms.
  */
 import { type ChildProcess, spawn } from 'node:child_process'
-import { readFileSync, statSync, writeFileSync } from 'node:fs'
+import { copyFileSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { fileURLToPath } from 'node:url'
 import pg from 'pg'
+import { Redis } from 'ioredis'
 import { type Cluster, type ClusterNode, startCluster } from '../test/support/cluster.js'
 import { onJsonLines } from '../test/support/json-lines.js'
 import { startRedis } from '../test/support/redis.js'
@@ -57,6 +65,8 @@ class Worker {
   readonly #lines: Array<Record<string, any>> = []
   readonly #wakers = new Set<() => void>()
   #stderr = ''
+  /** The event-loop stalls the last report carried (FLEET_TRACE), as [wall ms, gap ms]. */
+  lastStalls: Array<[number, number]> = []
 
   constructor(config: Record<string, unknown>) {
     // FLEET_PROF=dir: every worker writes a CPU profile there when it ends.
@@ -69,7 +79,7 @@ class Worker {
     this.#child.stderr!.setEncoding('utf8').on('data', (c: string) => {
       this.#stderr = (this.#stderr + c).slice(-3000)
       // DEBUG=pg-failover-pool:* shows what each instance decided, as it happens.
-      if (process.env.DEBUG) process.stderr.write(c)
+      if (process.env.DEBUG) process.stderr.write(c.replace(/^(?=.)/gm, `[${String(config.prefix)}] `))
     })
   }
 
@@ -218,13 +228,17 @@ async function reports(workers: Worker[]): Promise<InstanceReport[]> {
   const all: InstanceReport[] = []
   for (const w of workers) {
     w.send({ cmd: 'report' })
-    all.push(...((await w.next('report')).instances as InstanceReport[]))
+    const report = await w.next('report')
+    w.lastStalls = (report.stalls as Array<[number, number]> | undefined) ?? []
+    all.push(...(report.instances as InstanceReport[]))
   }
   return all
 }
 
 /** Stops `from`, promotes `to` 300 ms later, and measures writable -> first write per instance. */
-async function failover(cluster: Cluster, workers: Worker[], from: ClusterNode, to: ClusterNode, beforeStop?: () => void): Promise<FailoverFigures & { writableAt: number; reports: InstanceReport[] }> {
+async function failover(cluster: Cluster, workers: Worker[], from: ClusterNode, to: ClusterNode, beforeStop?: () => void, redisUrl?: string): Promise<FailoverFigures & { writableAt: number; reports: InstanceReport[] }> {
+  // FLEET_TRACE=1 (shared modes): what the leader published, timed as it arrived here, and each instance's adoption.
+  const trace = process.env.FLEET_TRACE && redisUrl ? await traceObservations(redisUrl) : null
   for (const w of workers) w.send({ cmd: 'writes', pauseMs: 100 })
   for (const w of workers) await w.next('writing')
   await sleep(1_500)
@@ -264,6 +278,13 @@ async function failover(cluster: Cluster, workers: Worker[], from: ClusterNode, 
       console.error(r.name, 'adopted', r.failovers.map((f) => f - writableAt).join(','), 'acks around', JSON.stringify(r.acks.filter((a) => a.at > writableAt - 1_500 && a.at < writableAt + 500).map((a) => ({ id: a.id, d: a.at - writableAt, port: a.port }))))
     }
   }
+  if (trace) {
+    printTrace(trace, writableAt, all)
+    for (const [i, w] of workers.entries()) {
+      const stalls = w.lastStalls.filter(([at]) => at > writableAt - 300 && at < writableAt + 400)
+      console.error(`trace worker ${i} stalls (start after writable:ms): ${stalls.map(([at, ms]) => `${at - writableAt}:${ms}`).join(' ')}`)
+    }
+  }
   const latencies: number[] = []
   const adoptions: number[] = []
   let noWrite = 0
@@ -275,6 +296,34 @@ async function failover(cluster: Cluster, workers: Worker[], from: ClusterNode, 
     else noWrite++
   }
   return { plainMs, adoptP50: pct(adoptions, 50), adoptP99: pct(adoptions, 99), p50: pct(latencies, 50), p99: pct(latencies, 99), max: Math.max(...latencies), noWrite, instances: all.length, writableAt, reports: all }
+}
+
+interface Trace {
+  readonly seen: Array<{ at: number; message: Record<string, unknown> }>
+  stop(): void
+}
+
+/** Every message on the shared monitor's observation channel, with the wall time it arrived here. */
+async function traceObservations(redisUrl: string): Promise<Trace> {
+  const subscriber = new Redis(redisUrl, { maxRetriesPerRequest: 0 })
+  subscriber.on('error', () => undefined)
+  const seen: Trace['seen'] = []
+  subscriber.on('message', (_channel: string, raw: string) => seen.push({ at: Date.now(), message: JSON.parse(raw) as Record<string, unknown> }))
+  await subscriber.subscribe('pg-failover-pool:state:observations')
+  return { seen, stop: () => subscriber.disconnect() }
+}
+
+function printTrace(trace: Trace, writableAt: number, all: InstanceReport[]): void {
+  trace.stop()
+  const rel = (t: number): string => `${t - writableAt >= 0 ? '+' : ''}${t - writableAt}`
+  for (const { at, message: m } of trace.seen) {
+    const sent = typeof m.at === 'number' ? m.at : Number.NaN
+    if (at < writableAt - 1_000 || at > writableAt + 1_500) continue
+    const what = m.probe ? `recovery=${(m.probe as Record<string, unknown>).inRecovery}` : m.error ? `error ${(m.error as Record<string, unknown>).message}` : ''
+    console.error(`trace ${rel(at).padStart(6)} ms (observed ${rel(sent)}) ${String(m.kind).padEnd(8)} ${String(m.endpoint)} from ${String(m.from).slice(-8)} ${what}`)
+  }
+  const adoptions = all.flatMap((r) => r.failovers.filter((f) => f >= writableAt - 1_000).slice(0, 1).map((f) => f - writableAt)).sort((a, b) => a - b)
+  console.error(`trace adoptions (ms after writable): ${adoptions.join(' ')}`)
 }
 
 /**
@@ -322,7 +371,7 @@ interface ModeFigures {
 async function runMode(name: ModeName): Promise<ModeFigures> {
   const mode = name.startsWith('shared') ? 'shared' : 'local'
   const warm = name.endsWith('-warm')
-  const cluster = await startCluster({ standbys: 2, settings: { max_connections: 1000, shared_buffers: '64MB', log_connections: 'on' } })
+  const cluster = await startCluster({ standbys: 2, settings: { max_connections: 1000, shared_buffers: '64MB', log_connections: 'on', ...(process.env.FLEET_TRACE ? { log_disconnections: 'on', log_line_prefix: '%m [%p] %a ' } : {}) } })
   const redis = await startRedis()
   const workers: Worker[] = []
   try {
@@ -353,7 +402,7 @@ async function runMode(name: ModeName): Promise<ModeFigures> {
     console.log(`${name}: monitoring connections ${JSON.stringify(connections)}, pool sessions ${JSON.stringify(sessions)}, CPU-s/s ${JSON.stringify(cpu)}`)
 
     const logFrom = statSync(n1.logFile).size
-    const firstFailover = await failover(cluster, workers, n0, n1)
+    const firstFailover = await failover(cluster, workers, n0, n1, undefined, redis.url)
     const connects = connectsIn(readFileSync(n1.logFile, 'utf8').slice(logFrom))
     console.log(`${name}: sessions opened on node1 from 1.8 s before the promotion to 5 s after, by application_name: ${JSON.stringify(connects)}`)
     const lost = await lostWrites(n1, firstFailover.reports)
@@ -369,7 +418,7 @@ async function runMode(name: ModeName): Promise<ModeFigures> {
       const second = await failover(cluster, survivors, n1, n2, () => {
         killedAt = Date.now()
         first.kill()
-      })
+      }, redis.url)
       const handovers = second.reports
         .flatMap((r) => r.roleChanges.filter((c) => c.role === 'leader' && c.at >= killedAt).map((c) => c.at - killedAt))
         .sort((a, b) => a - b)
@@ -379,6 +428,11 @@ async function runMode(name: ModeName): Promise<ModeFigures> {
     }
     return figures
   } finally {
+    // FLEET_TRACE=dir-less flag: the nodes' logs (every session opened and closed) are kept in /tmp/pgfp-fleet-logs.
+    if (process.env.FLEET_TRACE) {
+      mkdirSync('/tmp/pgfp-fleet-logs', { recursive: true })
+      for (const n of cluster.nodes) copyFileSync(n.logFile, `/tmp/pgfp-fleet-logs/${name}-${n.name}.log`)
+    }
     await Promise.all(workers.map((w) => w.end()))
     await redis.destroy().catch(() => undefined)
     await cluster.destroy()
