@@ -105,6 +105,8 @@ export class FailoverPool extends PoolSurface {
             noticeWaitMs: resolved.probeTimeoutMs,
             // The leader answers a probe of a standby it is watching at the end of the window.
             urgentWaitMs: windowMs + resolved.discoveryIntervalMs * 2,
+            // A leader answers a doubt within a publish round trip; a fifth of the lease is far beyond one.
+            answerWaitMs: resolved.monitorLeaseTtlMs / 5,
           }, resolved.clock)
         : null
     this.#coordinator = new Coordinator({ endpoints, options: resolved, events: this, watches, fleet })

@@ -25,6 +25,11 @@ export interface FleetSettings {
   readonly noticeWaitMs: number
   /** Otherwise while not calm (a failure of its own), how long they wait: a watch window and a few of the leader's discovery rounds. */
   readonly urgentWaitMs: number
+  /**
+   * How long a follower that published a doubt waits to hear anything from the leader before it
+   * takes the leader for gone (frozen, killed, cut off from the store) and probes on its own.
+   */
+  readonly answerWaitMs: number
 }
 
 /** The pool's side, as the fleet monitor sees it (the coordinator implements it). */
@@ -47,7 +52,7 @@ export interface FleetHost {
 type FleetMessage =
   | { readonly v: 1; readonly from: string; readonly kind: 'probe'; readonly endpoint: string; readonly at: number; readonly probe: ProbeResult }
   | { readonly v: 1; readonly from: string; readonly kind: 'probe'; readonly endpoint: string; readonly at: number; readonly error: { readonly message: string; readonly code: string | null } }
-  | { readonly v: 1; readonly from: string; readonly kind: 'promoted' | 'doubt'; readonly endpoint: string; readonly at: number }
+  | { readonly v: 1; readonly from: string; readonly kind: 'promoted' | 'doubt' | 'heard'; readonly endpoint: string; readonly at: number }
 
 interface Seen {
   readonly outcome: ProbeOutcome
@@ -84,6 +89,19 @@ export class FleetMonitor {
   readonly #takers = new Set<Taker>()
   /** Until when (clock ms) a follower expects the leader's probes after a promotion notice. */
   #expectUntil = Number.NEGATIVE_INFINITY
+  /** A follower: when (clock ms) it last heard the leader (any probe, notice or answer). */
+  #leaderHeardAt = Number.NEGATIVE_INFINITY
+  /** A follower: its doubt went unanswered, so it probes on its own until the leader is heard again. */
+  #leaderSilent = false
+  #answerTimer: TimerHandle | null = null
+  /** A follower: the last promotion notice received, mapped onto this clock (its probe row takes the same time). */
+  #lastNotice: { readonly endpoint: Endpoint; readonly at: number; readonly startedAt: number } | null = null
+  /** A leader: the confirm it runs for the fleet's doubts of each endpoint (clock ms asked), one at a time. */
+  readonly #confirming = new Map<Endpoint, number>()
+  /** A leader: when (clock ms) it last answered a doubt of each endpoint. */
+  readonly #answeredAt = new Map<Endpoint, number>()
+  /** A leader: wall ms of the promotion it just noticed, per endpoint, until the row that showed it is published. */
+  readonly #noticedAt = new Map<Endpoint, number>()
 
   constructor(
     private readonly store: SharedMonitorStore,
@@ -109,6 +127,8 @@ export class FleetMonitor {
     this.#stopped = true
     if (this.#timer !== null) this.clock.clearTimeout(this.#timer)
     this.#timer = null
+    if (this.#answerTimer !== null) this.clock.clearTimeout(this.#answerTimer)
+    this.#answerTimer = null
     this.#unsubscribe?.()
     this.#unsubscribe = null
     for (const taker of this.#takers) taker.resolve(null)
@@ -127,7 +147,7 @@ export class FleetMonitor {
    */
   take(endpoint: Endpoint, freshSince: number, kind: 'round' | 'confirm'): Promise<Seen | null> {
     const host = this.#host
-    if (this.#role !== 'follower' || kind === 'confirm' || host === null || !host.everVerified) return Promise.resolve(null)
+    if (this.#role !== 'follower' || kind === 'confirm' || host === null || !host.everVerified || this.#leaderSilent) return Promise.resolve(null)
     const seen = this.#seen.get(endpoint)
     if (seen !== undefined && seen.startedAt >= freshSince) return Promise.resolve(seen)
     // Calm: the leader's next health check. Otherwise (a published promotion, or this instance's
@@ -153,10 +173,22 @@ export class FleetMonitor {
   /** A probe this instance ran: a leader publishes it. */
   probedLocally(endpoint: Endpoint, outcome: ProbeOutcome, startedAt: number): void {
     if (this.#role !== 'leader' || outcome.kind === 'pending') return
+    const confirming = this.#confirming.get(endpoint)
+    if (confirming !== undefined && startedAt >= confirming) this.#confirming.delete(endpoint)
     // A row a watch window returned was evaluated at the window's end, long after it was asked for:
     // that is what followers must compare with what they know.
     const evaluatedAt = outcome.kind === 'ok' && outcome.probe.evaluatedAt !== undefined ? Math.max(startedAt, outcome.probe.evaluatedAt) : startedAt
-    const at = Date.now() - (this.clock.now() - evaluatedAt)
+    let at = Date.now() - (this.clock.now() - evaluatedAt)
+    // The row that showed the promotion is published just after the notice, evaluated a moment
+    // before it. A node out of recovery stays so while it runs (a restart would have broken the
+    // session that brought the row), so the row still holds at the notice: stamped with the
+    // notice's time, followers take it as the fresh probe the notice asks for, instead of waiting
+    // for the leader's next probe of the node.
+    const noticedAt = this.#noticedAt.get(endpoint)
+    if (noticedAt !== undefined && outcome.kind === 'ok' && !outcome.probe.inRecovery) {
+      this.#noticedAt.delete(endpoint)
+      if (noticedAt >= at && noticedAt - at <= this.settings.answerWaitMs) at = noticedAt
+    }
     const code = outcome.kind === 'failed' ? (outcome.error as { code?: unknown }).code : null
     this.#publish(
       outcome.kind === 'ok'
@@ -167,12 +199,30 @@ export class FleetMonitor {
 
   /** This instance noticed a promotion: a leader tells the fleet. */
   promotionNoticedLocally(endpoint: Endpoint): void {
-    if (this.#role === 'leader') this.#publish({ v: 1, from: this.holder, kind: 'promoted', endpoint: endpoint.name, at: Date.now() })
+    if (this.#role !== 'leader') return
+    const at = Date.now()
+    this.#noticedAt.set(endpoint, at)
+    this.#publish({ v: 1, from: this.holder, kind: 'promoted', endpoint: endpoint.name, at })
   }
 
-  /** A request of this instance saw `endpoint` fail: a follower asks the leader to look too. */
+  /**
+   * A request of this instance saw `endpoint` fail: a follower asks the leader to look too, and
+   * expects to hear from it within `answerWaitMs`. A leader that stays silent (frozen, killed just
+   * now, cut off from the store) is not waited for: this instance probes on its own until it is
+   * heard again, instead of waiting out the lease.
+   */
   doubtedLocally(endpoint: Endpoint): void {
-    if (this.#role === 'follower') this.#publish({ v: 1, from: this.holder, kind: 'doubt', endpoint: endpoint.name, at: Date.now() })
+    if (this.#role !== 'follower') return
+    this.#publish({ v: 1, from: this.holder, kind: 'doubt', endpoint: endpoint.name, at: Date.now() })
+    if (this.#answerTimer !== null || this.#leaderSilent) return
+    const askedAt = this.clock.now()
+    this.#answerTimer = this.clock.setTimeout(() => {
+      this.#answerTimer = null
+      if (this.#stopped || this.#role !== 'follower' || this.#leaderHeardAt >= askedAt) return
+      topologyLog('shared monitor: the leader did not answer a doubt of %s in %d ms: probing here until it is heard again', endpoint.name, this.settings.answerWaitMs)
+      this.#leaderSilent = true
+      for (const taker of [...this.#takers]) taker.resolve(null)
+    }, this.settings.answerWaitMs)
   }
 
   #publish(message: FleetMessage): void {
@@ -192,14 +242,20 @@ export class FleetMonitor {
     const endpoint = this.#endpoints.find((e) => e.name === message.endpoint)
     if (!endpoint) return
     if (message.kind === 'doubt') {
-      if (this.#role === 'leader') host.confirmForFleet(endpoint)
+      if (this.#role === 'leader') this.#doubted(endpoint)
       return
     }
     if (this.#role === 'leader') return // another instance's leftovers from before the handover
-    // Mapped onto this process's clock: how long ago, by the wall clock, it began.
-    const startedAt = this.clock.now() - Math.max(0, Date.now() - message.at)
+    this.#leaderHeardAt = this.clock.now()
+    this.#leaderSilent = false
+    if (message.kind === 'heard') return
+    // Mapped onto this process's clock: how long ago, by the wall clock, it began. (The row that
+    // showed a promotion carries the notice's time: it maps onto the same instant.)
+    const notice = this.#lastNotice
+    const startedAt = notice !== null && notice.endpoint === endpoint && notice.at === message.at ? notice.startedAt : this.clock.now() - Math.max(0, Date.now() - message.at)
     if (message.kind === 'promoted') {
       this.#expectUntil = this.clock.now() + this.settings.noticeWaitMs
+      this.#lastNotice = { endpoint, at: message.at, startedAt }
       host.promotionNoticed(endpoint, startedAt)
       return
     }
@@ -212,6 +268,24 @@ export class FleetMonitor {
     if (previous === undefined || previous.startedAt <= startedAt) this.#seen.set(endpoint, seen)
     host.observedElsewhere(endpoint, outcome, startedAt)
     for (const taker of [...this.#takers]) if (taker.endpoint === endpoint && startedAt >= taker.freshSince) taker.resolve(seen)
+  }
+
+  /**
+   * A follower doubts `endpoint`: the leader says it heard (at most twice per answer wait, however
+   * many followers doubt at once) and confirms it with one probe at a time for the whole fleet.
+   */
+  #doubted(endpoint: Endpoint): void {
+    const now = this.clock.now()
+    const answered = this.#answeredAt.get(endpoint)
+    if (answered === undefined || now - answered >= this.settings.answerWaitMs / 2) {
+      this.#answeredAt.set(endpoint, now)
+      this.#publish({ v: 1, from: this.holder, kind: 'heard', endpoint: endpoint.name, at: Date.now() })
+    }
+    const asked = this.#confirming.get(endpoint)
+    // A confirm that never reported (a probe outlives its deadline only by a bug) is asked again after one.
+    if (asked !== undefined && now - asked < this.settings.noticeWaitMs) return
+    this.#confirming.set(endpoint, now)
+    this.#host?.confirmForFleet(endpoint)
   }
 
   #tick(): void {
@@ -234,6 +308,9 @@ export class FleetMonitor {
     if (role === this.#role) return
     topologyLog('shared monitor: %s -> %s%s', this.#role, role, error ? ` (${maskPassword(error.message)})` : '')
     this.#role = role
+    this.#leaderSilent = false
+    this.#confirming.clear()
+    this.#noticedAt.clear()
     // No longer following: whoever waited for the leader probes on its own now.
     if (role !== 'follower') for (const taker of [...this.#takers]) taker.resolve(null)
     this.#host?.fleetRoleChanged(role)
