@@ -142,7 +142,8 @@ export interface FailoverPoolOptions extends Omit<PoolConfig, 'host' | 'port' | 
   /**
    * Shared monitoring: how long the leader's lease lasts without renewal, in milliseconds; a leader
    * that died is replaced within about this long (it renews every third of it; the others try every
-   * quarter). Default 1000.
+   * quarter), and a follower whose failure report goes unanswered for a fifth of it probes on its
+   * own. Default 1000.
    */
   monitorLeaseTtlMs?: number
   /**
