@@ -1,3 +1,5 @@
+import { format } from 'node:util'
+import createDebug from 'debug'
 import { FailoverPool } from '../../src/failover-pool.js'
 import type { FailoverPoolOptions } from '../../src/options.js'
 import type { PromoteHook } from '../../src/topology/promotion-hook.js'
@@ -128,6 +130,8 @@ function hookOf(kind: ScheduleConfig['hook'], clock: SimClock): PromoteHook | un
  */
 export async function runSchedule(seed: number, profile: Profile = 'short', overrides: Partial<ScheduleConfig> = {}): Promise<ScheduleResult> {
   const clock = new SimClock(seed)
+  // DEBUG=pg-failover-pool:* prints the pool's log against simulated time, so it lines up with the trace.
+  createDebug.log = (...args: unknown[]) => process.stderr.write(`${clock.now().toFixed(1).padStart(9)} ${format(...args).replace(/^\S+Z /, '')}\n`)
   const world = new World(clock)
   const config = drawConfig(clock, profile, overrides)
   const primary = new SimNode(world, 'n1', 'n1.sim', 5432, 'primary', '7100000000000000001')
