@@ -74,7 +74,7 @@ export class TopologyHost implements RoutingHost {
     const choice = this.reads.choose(read!)
     if (choice.kind === 'replica') {
       const endpoint = choice.endpoint
-      return callback(undefined, { endpoint, lane: endpoint.read, generation: this.coordinator.generation, role: 'replica', caughtUp: choice.caughtUp })
+      return callback(undefined, { endpoint, lane: endpoint.read, generation: this.coordinator.generation, role: 'replica', caughtUp: choice.caughtUp, maxStalenessMs: read!.maxStalenessMs })
     }
     if (this.options.readFallback === 'replicas-only') return callback(new NoReplicaError(choice.reason))
     // The primary has every write, so it also satisfies read-your-writes.
@@ -94,7 +94,7 @@ export class TopologyHost implements RoutingHost {
 
   isCurrent(target: Target): boolean {
     if (target.role === 'primary') return this.coordinator.requests.isCurrentPrimary(target)
-    return this.reads.stillServes(target.endpoint)
+    return this.reads.stillServes(target.endpoint, target.maxStalenessMs)
   }
 
   eraOf(endpoint: Endpoint): number {

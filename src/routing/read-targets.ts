@@ -5,7 +5,7 @@ import type { ReadRequest } from '../surface/routing-host.js'
 import type { Coordinator } from '../topology/coordinator.js'
 import { servesReads } from '../topology/endpoint-health.js'
 import { lossOf, shownPrimary, writingTo } from '../topology/writer-state.js'
-import { type ReplicaView, type RouterCursor, chooseReplica } from './router.js'
+import { type ReplicaView, type RouterCursor, chooseReplica, withinLagLimits } from './router.js'
 
 /** A replica chosen for a read, or why there is none. */
 export type ReadChoice = { readonly kind: 'replica'; readonly endpoint: Endpoint; readonly caughtUp: boolean } | { readonly kind: 'none'; readonly reason: string }
@@ -38,9 +38,15 @@ export class ReadTargets {
     return this.coordinator.endpoints.filter((e) => e !== primary && servesReads(e, this.coordinator.health(e)))
   }
 
-  /** True while `endpoint` may still serve a read routed to it earlier (checked right before sending). */
-  stillServes(endpoint: Endpoint): boolean {
-    return endpoint !== shownPrimary(this.coordinator.state) && servesReads(endpoint, this.coordinator.health(endpoint))
+  /**
+   * True while `endpoint` may still serve a read routed to it earlier, within that read's lag limits
+   * as the pool's figures stand now (checked right before sending). A read can wait long for a
+   * connection there — behind reads held by a node that froze — and the limits bound what it is
+   * answered from when it is sent, not when it was routed.
+   */
+  stillServes(endpoint: Endpoint, maxStalenessMs: number | undefined): boolean {
+    if (endpoint === shownPrimary(this.coordinator.state) || !servesReads(endpoint, this.coordinator.health(endpoint))) return false
+    return withinLagLimits(this.#view(endpoint), this.#limits(maxStalenessMs))
   }
 
   /** The replica for one read. */
@@ -48,7 +54,7 @@ export class ReadTargets {
     const replicas = this.replicas()
     const choice = chooseReplica(
       replicas.map((e) => this.#view(e)),
-      { maxLagMs: read.maxStalenessMs ?? this.options.maxReplicaLagMs, maxLagBytes: this.options.maxReplicaLagBytes, minLsn: read.minLsn, exclude: read.exclude },
+      { ...this.#limits(read.maxStalenessMs), minLsn: read.minLsn, exclude: read.exclude },
       this.options.readStrategy,
       this.#cursor,
     )
@@ -85,6 +91,10 @@ export class ReadTargets {
     if (writer !== null) return writer
     const lostFrom = lossOf(state)?.from
     return lostFrom == null ? null : (this.coordinator.endpoints.find((c) => c.name === lostFrom) ?? null)
+  }
+
+  #limits(maxStalenessMs: number | undefined): { maxLagMs: number; maxLagBytes: bigint | null } {
+    return { maxLagMs: maxStalenessMs ?? this.options.maxReplicaLagMs, maxLagBytes: this.options.maxReplicaLagBytes }
   }
 
   #view(e: Endpoint): ReplicaView {

@@ -52,12 +52,7 @@ export function chooseReplica(
   cursor: RouterCursor,
   random: () => number = Math.random,
 ): ReplicaChoice {
-  const eligible = replicas.filter(
-    (r) =>
-      !constraints.exclude.has(r.name) &&
-      (r.lagMs === null || r.lagMs <= constraints.maxLagMs) &&
-      (constraints.maxLagBytes === null || r.lagBytes === null || r.lagBytes <= constraints.maxLagBytes),
-  )
+  const eligible = replicas.filter((r) => !constraints.exclude.has(r.name) && withinLagLimits(r, constraints))
   if (eligible.length === 0) {
     const reason = replicas.length === 0 ? 'no healthy replica' : 'every replica is over the lag limit or already failed for this read'
     return { kind: 'none', reason }
@@ -67,6 +62,11 @@ export function chooseReplica(
   const pool = caughtUp.length > 0 ? caughtUp : eligible
   const picked = pick(pool, strategy, cursor, random)
   return { kind: 'replica', name: picked.name, caughtUp: caughtUp.length > 0 }
+}
+
+/** True while the replica's lag, as the pool can vouch for it now, is within both limits (an unknown figure passes). */
+export function withinLagLimits(r: Pick<ReplicaView, 'lagMs' | 'lagBytes'>, limits: Pick<ReadConstraints, 'maxLagMs' | 'maxLagBytes'>): boolean {
+  return (r.lagMs === null || r.lagMs <= limits.maxLagMs) && (limits.maxLagBytes === null || r.lagBytes === null || r.lagBytes <= limits.maxLagBytes)
 }
 
 function pick(pool: readonly ReplicaView[], strategy: ReadStrategy, cursor: RouterCursor, random: () => number): ReplicaView {

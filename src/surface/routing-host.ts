@@ -14,6 +14,8 @@ export interface Target {
   readonly role: 'primary' | 'replica'
   /** True when the node is known to satisfy the read-your-writes requirement. */
   readonly caughtUp: boolean
+  /** A replica's read: its per-query staleness budget in ms (undefined: `maxReplicaLagMs`), held again at send time. */
+  readonly maxStalenessMs?: number | undefined
 }
 
 /** Per-read requirements passed to the host. */
