@@ -1,14 +1,13 @@
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import createDebug from 'debug'
-import pg from 'pg'
 import * as promClient from 'prom-client'
 import { describe, expect, it } from 'vitest'
 import type { BreakerStateChangeEvent } from '../../src/advanced.js'
 import { healthHandler, AllEndpointsDownError, isOutcomeUnknownError, registerMetrics } from '../../src/index.js'
 import type { ClusterNode } from '../support/cluster.js'
 import { useResources } from '../support/pools.js'
-import { nextEvent, sleep } from '../support/wait.js'
+import { nextEvent } from '../support/wait.js'
 
 const res = useResources()
 
@@ -94,39 +93,6 @@ describe('health monitor', () => {
     const { rows } = await pool.query('INSERT INTO t VALUES (2) RETURNING inet_server_port() AS port')
     expect(rows[0].port).toBe(n1.port)
     await c.thaw(n0)
-  })
-
-  it('an idle pool notices a promotion in under 20 ms (median of 5), without polling', async () => {
-    const latencies: number[] = []
-    // Median of 5 (not 3): one slow run in three took the median of 3 past 20 ms (22.6 ms, CI).
-    for (let run = 0; run < 5; run++) {
-      const c = await res.cluster({ standbys: 1 })
-      const [n0, n1] = c.nodes as [ClusterNode, ClusterNode]
-      // Polling is slowed right down so only the promotion watch can explain a fast notice.
-      const pool = res.pool(c, { discoveryIntervalMs: 10_000, healthCheckIntervalMs: 10_000 })
-      await pool.query('SELECT 1')
-      await c.stop(n0, 'immediate')
-      await sleep(300) // idle: nothing asks the pool anything for a while
-      const watcher = res.track(new pg.Client(n1.config))
-      await watcher.connect()
-      const failover = nextEvent(pool, 'failover')
-      const promoting = c.promote(n1)
-      let promotedAt = 0
-      while (promotedAt === 0) {
-        const { rows } = await watcher.query('SELECT pg_is_in_recovery() AS r')
-        if (!rows[0].r) promotedAt = performance.now()
-      }
-      const event = await failover
-      latencies.push(performance.now() - promotedAt)
-      expect(event.to).toBe(n1.name)
-      await promoting
-      await watcher.end()
-      // Only one cluster at a time: the next run's timing must not share the CPU with this one.
-      await pool.end()
-      await c.destroy()
-    }
-    latencies.sort((a, b) => a - b)
-    expect(latencies[2], latencies.map((l) => l.toFixed(1)).join(', ')).toBeLessThan(20)
   })
 
   it('healthHandler answers 200 with the status when a primary is verified, 503 when not', async () => {
