@@ -184,13 +184,19 @@ export class Request {
     unhold()
     requestLog('%s is no longer current for this request: routing again', target.endpoint.name)
     release(wasCut(client) || host.leftSince(target.endpoint, era) ? true : undefined)
-    // Each time this happens the topology changed: finitely often, but never loop on it.
-    if (++this.#staleTargets > MAX_ATTEMPTS) {
-      this.#done(new NoPrimaryError([], Math.round(host.clock.now() - this.#since), { cause: new Error(`the topology changed ${MAX_ATTEMPTS} times while this request was being routed; it was never sent`) }))
-      return false
-    }
-    this.#dispatch()
+    this.#routeAgain()
     return false
+  }
+
+  /**
+   * The topology changed under this request before it was sent (its target stopped being current,
+   * its lane was replaced): it goes to the new target. Finitely often, but never a loop: past
+   * MAX_ATTEMPTS such changes it fails as never sent.
+   */
+  #routeAgain(): void {
+    if (++this.#staleTargets <= MAX_ATTEMPTS) return this.#dispatch()
+    const host = this.#owner.host
+    this.#done(new NoPrimaryError([], Math.round(host.clock.now() - this.#since), { cause: new Error(`the topology changed ${MAX_ATTEMPTS} times while this request was being routed; it was never sent`) }))
   }
 
   #run(target: Target, client: PoolClient, release: Release, unhold: () => void, kind: 'write' | 'read', era: number): void {
@@ -296,10 +302,11 @@ export class Request {
   /** A failed checkout never reached the server, so it may go again (not in fail-fast mode: pg.Pool would not). */
   #acquireFailed(target: Target, err: Error | undefined, era: number): void {
     const error = err ?? new Error(`no client from ${target.endpoint.name}`)
+    // A replaced lane means the request was never sent: it simply goes to the new target (the
+    // pool's own doing, never an attempt of the caller's, and never the caller's error).
+    if (error instanceof LaneRetiredError) return this.#routeAgain()
     if (this.#attempt >= MAX_ATTEMPTS) return this.#done(error)
     this.#attempt++
-    // A replaced lane means the request was never sent: it simply goes to the new target.
-    if (error instanceof LaneRetiredError) return this.#dispatch()
     const errorClass = classifyError(error)
     if (errorClass === 'connection' || errorClass === 'read-only') {
       this.#report(target, error, errorClass, era)
