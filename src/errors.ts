@@ -21,6 +21,7 @@ export type FailoverPoolErrorCode =
   | 'PGFP_SWITCHOVER_REFUSED'
   | 'PGFP_POOL_ENDED'
   | 'PGFP_STATE_STORE'
+  | 'PGFP_ENDPOINT_SOURCE'
 
 /** Base class of every error created by this library. */
 export class FailoverPoolError extends Error {
@@ -255,6 +256,20 @@ export class SwitchoverRefusedError extends FailoverPoolError {
   }
 }
 
+/**
+ * An endpoint provider's answer was not applied: the source could not answer, or what it answered
+ * is not a usable endpoint list (empty, duplicates, a malformed entry). The pool keeps its last good
+ * list and reports this (the `endpointsRejected` event, `status().endpointSource`).
+ */
+export class EndpointSourceError extends FailoverPoolError {
+  /** The provider's description (e.g. `DNS SRV _pg._tcp.db`), never a password. */
+  readonly source: string
+
+  constructor(source: string, reason: string, options?: { cause?: unknown }) {
+    super('PGFP_ENDPOINT_SOURCE', `Endpoint list from ${source} not applied: ${maskPassword(reason)}`, options)
+    this.source = source
+  }
+}
 
 function formatValue(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(maskPassword(value))
@@ -294,4 +309,5 @@ const CLASS_CODES = new Map<abstract new (...args: any[]) => unknown, FailoverPo
   [AllEndpointsDownError, 'PGFP_ALL_ENDPOINTS_DOWN'],
   [SplitBrainError, 'PGFP_SPLIT_BRAIN'],
   [SwitchoverRefusedError, 'PGFP_SWITCHOVER_REFUSED'],
+  [EndpointSourceError, 'PGFP_ENDPOINT_SOURCE'],
 ])
