@@ -245,13 +245,17 @@ export class SplitBrainError extends FailoverPoolError {
 }
 
 
-/** `pool.switchTo(name)` refused: the target is not a verified primary (or its promotion hook failed). */
+/**
+ * `pool.switchTo(name)` refused: the target is not a verified primary (or its promotion hook
+ * failed); or `pool.setEndpoints()` refused to remove the primary (`removing`): no endpoint of the
+ * new list verified as the primary to switch to.
+ */
 export class SwitchoverRefusedError extends FailoverPoolError {
-  /** The endpoint that was asked for. */
+  /** The endpoint that was asked for (`switchTo`), or the primary a new list would remove (`removing`). */
   readonly endpoint: string
 
-  constructor(endpoint: string, reason: string, options?: { cause?: unknown }) {
-    super('PGFP_SWITCHOVER_REFUSED', `Cannot switch to ${endpoint}: ${reason}`, options)
+  constructor(endpoint: string, reason: string, options?: { cause?: unknown; removing?: boolean }) {
+    super('PGFP_SWITCHOVER_REFUSED', `Cannot ${options?.removing ? `remove ${endpoint}, the primary` : `switch to ${endpoint}`}: ${reason}`, options)
     this.endpoint = endpoint
   }
 }

@@ -1,7 +1,7 @@
 import type pg from 'pg'
 import type { PoolConfig } from 'pg'
 import type { Clock } from './clock.js'
-import type { ResolvedEndpoint } from './endpoint/endpoint-config.js'
+import { type EndpointsInput, type ResolvedEndpoint, resolveEndpoints } from './endpoint/endpoint-config.js'
 import { Endpoint, type LaneEventsFactory } from './endpoint/endpoint.js'
 import type { FailoverPoolEvents, PgPoolEvents } from './events.js'
 import { FleetMonitor } from './health/fleet-monitor.js'
@@ -21,6 +21,7 @@ import { RetryBudget } from './surface/retry-budget.js'
 import { RoutedPool } from './surface/routed-pool.js'
 import { Coordinator } from './topology/coordinator.js'
 import { Maintenance } from './topology/maintenance.js'
+import { Membership } from './topology/membership.js'
 
 // Typed listeners for our own events; pg.Pool's overloads still apply for its events.
 export interface FailoverPool {
@@ -72,6 +73,7 @@ export class FailoverPool extends PoolSurface {
   readonly #coordinator: Coordinator
   readonly #reads: ReadTargets
   readonly #maintenance: Maintenance
+  readonly #membership: Membership
   #reader: RoutedPool | null = null
   #writer: RoutedPool | null = null
   /** Every reader view made (`reader` and `readerView()`), which read connections' events go to. */
@@ -113,6 +115,7 @@ export class FailoverPool extends PoolSurface {
     parts.observe?.(this.#coordinator)
     this.#reads = new ReadTargets(this.#coordinator, resolved)
     this.#maintenance = new Maintenance(this.#coordinator, resolved)
+    this.#membership = new Membership(this.#coordinator, this.#maintenance, resolved, (r) => makeEndpoint(r, resolved.poolConfig, events, resolved.clock))
     this.host = new TopologyHost(this.#coordinator, this.#reads, resolved, new RetryBudget(resolved.retryBudget, resolved.clock), () => this.ending)
     this.handleClientErrors()
     void this.#coordinator.start()
@@ -219,6 +222,26 @@ export class FailoverPool extends PoolSurface {
   }
 
   /**
+   * Changes the endpoints while the pool runs; the same forms as the `endpoints` option. An
+   * endpoint whose definition is unchanged keeps its connections; a new one is probed before it
+   * takes any traffic; a removed one gets no new checkout from the moment the promise resolves, its
+   * idle connections close, and clients checked out there get `drainTimeoutMs` before they are cut.
+   * Removing the primary switches writes over to the verified primary of the new list first (writes
+   * queue meanwhile, as in {@link switchTo}). Calls run one at a time.
+   * @throws ConfigError for a list the `endpoints` option would refuse; SwitchoverRefusedError
+   *   (nothing changes) when it removes the primary and no endpoint of the new list verifies as one.
+   */
+  setEndpoints(endpoints: EndpointsInput): Promise<void> {
+    let resolved: ResolvedEndpoint[]
+    try {
+      resolved = resolveEndpoints(endpoints, this.#opts.poolConfig)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    return this.#membership.change(resolved, 'setEndpoints()')
+  }
+
+  /**
    * Planned maintenance: new writes queue (bounded by `failoverTimeoutMs` and `maxQueuedRequests`)
    * instead of reaching the primary, while the HA tool switches roles. Running statements finish.
    */
@@ -257,6 +280,6 @@ export class FailoverPool extends PoolSurface {
    */
   protected override async shutdown(): Promise<void> {
     await this.host.whenIdle()
-    await this.#coordinator.end()
+    await Promise.all([this.#coordinator.end(), this.#membership.retired()])
   }
 }

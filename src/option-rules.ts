@@ -19,7 +19,7 @@ export const PG_OPTION_NAMES = new Set([
 ])
 
 export const OWN_OPTION_NAMES = new Set([
-  'endpoints', 'failoverTimeoutMs', 'maxQueuedRequests', 'probeTimeoutMs', 'discoveryIntervalMs',
+  'endpoints', 'failoverTimeoutMs', 'maxQueuedRequests', 'probeTimeoutMs', 'drainTimeoutMs', 'discoveryIntervalMs',
   'promotionWatch', 'promotionWatchWindowMs', 'promotionWatchCheckMs', 'clock', 'healthCheckIntervalMs',
   'routeReads', 'readStrategy', 'maxReplicaLagMs', 'maxReplicaLagBytes', 'readFallback', 'readYourWritesTimeoutMs',
   'failureThreshold', 'halfOpenAfterMs', 'maxHalfOpenAfterMs', 'retryBudget',
@@ -54,6 +54,7 @@ export const NUMERIC_OPTIONS: Record<string, { min: number; infinite?: boolean; 
   failoverTimeoutMs: { min: 0 },
   maxQueuedRequests: { min: 0, integer: true },
   probeTimeoutMs: { min: 1 },
+  drainTimeoutMs: { min: 0 },
   discoveryIntervalMs: { min: 1 },
   promotionWatchWindowMs: { min: 10 },
   promotionWatchCheckMs: { min: 1 },

@@ -44,6 +44,12 @@ export interface FailoverPoolOptions extends Omit<PoolConfig, 'host' | 'port' | 
   /** Deadline for one role probe (connect plus one round trip), in milliseconds. Default 3000. */
   probeTimeoutMs?: number
   /**
+   * A node removed by `setEndpoints()` (or an endpoint provider): how long clients checked out
+   * there may run on before they are cut, in milliseconds. Its idle connections close at once and
+   * it gets no new checkout. Default 30000.
+   */
+  drainTimeoutMs?: number
+  /**
    * While no primary is known, how often every endpoint is probed again, in milliseconds
    * (jittered by ±20%). Default 250.
    */
@@ -181,6 +187,7 @@ export interface ResolvedOptions {
   readonly failoverTimeoutMs: number
   readonly maxQueuedRequests: number
   readonly probeTimeoutMs: number
+  readonly drainTimeoutMs: number
   readonly discoveryIntervalMs: number
   readonly promotionWatch: boolean | 'always'
   readonly promotionWatchWindowMs: number
@@ -286,6 +293,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
     failoverTimeoutMs: (input.failoverTimeoutMs as number | undefined) ?? 30_000,
     maxQueuedRequests: (input.maxQueuedRequests as number | undefined) ?? 10_000,
     probeTimeoutMs: (input.probeTimeoutMs as number | undefined) ?? 3_000,
+    drainTimeoutMs: (input.drainTimeoutMs as number | undefined) ?? 30_000,
     discoveryIntervalMs: (input.discoveryIntervalMs as number | undefined) ?? 250,
     promotionWatch: (input.promotionWatch as boolean | 'always' | undefined) ?? true,
     promotionWatchWindowMs: (input.promotionWatchWindowMs as number | undefined) ?? 1_000,

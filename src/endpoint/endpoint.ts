@@ -34,6 +34,8 @@ export interface EndpointRouting {
  * reports and obeys; it never decides topology (the coordinator does, and keeps the node's health).
  */
 export class Endpoint {
+  /** What the endpoint was made from (a membership change keeps an endpoint whose definition is unchanged). */
+  readonly definition: ResolvedEndpoint
   readonly name: string
   readonly host: string
   readonly port: number
@@ -73,6 +75,7 @@ export class Endpoint {
     /** How this node's promotion is watched (see {@link NodeMonitor}). */
     watch: WatchSettings = DEFAULT_WATCH,
   ) {
+    this.definition = resolved
     this.name = resolved.name
     this.host = resolved.host
     this.port = resolved.port

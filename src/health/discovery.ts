@@ -83,7 +83,8 @@ export class Discovery {
   #asking = false
 
   constructor(
-    private readonly endpoints: readonly Endpoint[],
+    /** The endpoints now (the list may change between rounds). */
+    private readonly endpointsNow: () => readonly Endpoint[],
     private readonly probeTimeoutMs: number,
     private readonly clock: Clock,
     private readonly listener: RoundListener,
@@ -116,11 +117,12 @@ export class Discovery {
    */
   start(reason: string, freshSince: number): Round {
     this.cancelSchedule()
-    const round: Round = { id: this.#nextId++, reason, startedAt: this.clock.now(), pending: this.endpoints.length }
+    const endpoints = this.endpointsNow()
+    const round: Round = { id: this.#nextId++, reason, startedAt: this.clock.now(), pending: endpoints.length }
     this.#current = round
     if (this.#stopped) return round
     this.#askHaManager()
-    for (const endpoint of this.endpoints) {
+    for (const endpoint of endpoints) {
       const probing = this.listener.mayProbe(endpoint)
         ? this.#probe(endpoint, freshSince)
         : Promise.resolve({ outcome: SKIPPED, sent: { startedAt: round.startedAt, era: this.eraOf(endpoint), skipped: true } })

@@ -122,6 +122,12 @@ export class FleetMonitor {
     this.#tick()
   }
 
+  /** The pool's endpoints changed: messages about the others are ignored from now on. */
+  setEndpoints(endpoints: readonly Endpoint[]): void {
+    this.#endpoints = endpoints
+    for (const e of [...this.#seen.keys()]) if (!endpoints.includes(e)) this.#seen.delete(e)
+  }
+
   /** Stops; a leader gives the lease up so another instance takes over at once. */
   async stop(): Promise<void> {
     this.#stopped = true

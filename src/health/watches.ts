@@ -85,6 +85,12 @@ export class Watches {
     return this.#urgent || this.always || this.#fleet === 'leader'
   }
 
+  /** Disarms and drops the watch of an endpoint removed from the pool. */
+  forget(endpoint: Endpoint): void {
+    this.#watches.get(endpoint)?.stop()
+    this.#watches.delete(endpoint)
+  }
+
   /** Disarms the watch of one endpoint (it just became the primary). */
   stop(endpoint: Endpoint): void {
     this.#watches.get(endpoint)?.stop()

@@ -23,7 +23,8 @@ export class TopologyHost implements RoutingHost {
   /** Requests that have not answered their caller yet. */
   #inFlight = 0
   #idleWaiters: Array<() => void> = []
-  readonly #lanes: { readonly write: readonly Lane[]; readonly read: readonly Lane[] }
+  /** Both kinds of lane of the endpoints in `of` (the coordinator's list: a new array after each membership change). */
+  #lanes: { readonly of: readonly unknown[]; readonly write: readonly Lane[]; readonly read: readonly Lane[] }
 
   constructor(
     private readonly coordinator: Coordinator,
@@ -35,8 +36,7 @@ export class TopologyHost implements RoutingHost {
     this.clock = options.clock
     this.readYourWritesTimeoutMs = options.readYourWritesTimeoutMs
     this.failFast = options.failoverTimeoutMs === 0
-    // Lanes never change (retiring swaps the pool inside a lane): counted without allocating.
-    this.#lanes = { write: coordinator.endpoints.map((e) => e.write), read: coordinator.endpoints.map((e) => e.read) }
+    this.#lanes = { of: [], write: [], read: [] }
   }
 
   requestStarted(): void {
@@ -106,6 +106,10 @@ export class TopologyHost implements RoutingHost {
   }
 
   lanes(kind: 'write' | 'read'): readonly Lane[] {
+    // An endpoint's lanes never change (retiring swaps the pool inside a lane), only the list does:
+    // counted without allocating until it changes.
+    const endpoints = this.coordinator.endpoints
+    if (this.#lanes.of !== endpoints) this.#lanes = { of: endpoints, write: endpoints.map((e) => e.write), read: endpoints.map((e) => e.read) }
     return this.#lanes[kind]
   }
 

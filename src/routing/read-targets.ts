@@ -39,13 +39,13 @@ export class ReadTargets {
   }
 
   /**
-   * True while `endpoint` may still serve a read routed to it earlier, within that read's lag limits
-   * as the pool's figures stand now (checked right before sending). A read can wait long for a
-   * connection there — behind reads held by a node that froze — and the limits bound what it is
-   * answered from when it is sent, not when it was routed.
+   * True while `endpoint` may still serve a read routed to it earlier — a member still, within that
+   * read's lag limits as the pool's figures stand now (checked right before sending). A read can
+   * wait long for a connection there — behind reads held by a node that froze — and the limits
+   * bound what it is answered from when it is sent, not when it was routed.
    */
   stillServes(endpoint: Endpoint, maxStalenessMs: number | undefined): boolean {
-    if (endpoint === shownPrimary(this.coordinator.state) || !servesReads(endpoint, this.coordinator.health(endpoint))) return false
+    if (endpoint === shownPrimary(this.coordinator.state) || !this.coordinator.isMember(endpoint) || !servesReads(endpoint, this.coordinator.health(endpoint))) return false
     return withinLagLimits(this.#view(endpoint), this.#limits(maxStalenessMs))
   }
 

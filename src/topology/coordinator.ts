@@ -46,13 +46,15 @@ export interface CoordinatorDeps {
  * reaches user code (events, request callbacks) is deferred beyond that.
  */
 export class Coordinator implements ElectionHost, VerdictHost, GateHost, FleetBridgeHost {
-  readonly endpoints: readonly Endpoint[]
+  /** The endpoints now: replaced as a whole by a membership change, never changed in place. */
+  #endpoints: readonly Endpoint[]
   #state: WriterState = { kind: 'booting' }
   /** Bumped on every change of where writes go; reports and connections from an older generation move nothing. */
   #generation = 0
   /** True once this pool has verified a primary. */
   #everVerified = false
-  readonly #health = new Map<Endpoint, EndpointHealth>()
+  /** Every endpoint's health; a removed endpoint's entry lives on only while late reports may still name it. */
+  readonly #health = new WeakMap<Endpoint, EndpointHealth>()
   readonly #evidence = new Evidence()
   readonly #elector: Elector
   /** Where requests ask for the primary and report failures (see {@link PrimaryGate}). */
@@ -75,7 +77,7 @@ export class Coordinator implements ElectionHost, VerdictHost, GateHost, FleetBr
 
   constructor(deps: CoordinatorDeps) {
     const { endpoints, options, events } = deps
-    this.endpoints = endpoints
+    this.#endpoints = endpoints
     this.#opts = options
     for (const e of endpoints) this.#health.set(e, new EndpointHealth(options.breaker, options.clock))
     this.#tx = new Transitions(events, () => this.#afterTransition())
@@ -110,6 +112,47 @@ export class Coordinator implements ElectionHost, VerdictHost, GateHost, FleetBr
       this.effect(() => this.#fleet?.monitor.start(this.#fleet, this.endpoints))
       this.startRound(record ? `start (state store says ${record.primary}, epoch ${record.epoch})` : 'start')
     })
+  }
+
+  /** The pool's endpoints now (a new array after each membership change). */
+  get endpoints(): readonly Endpoint[] {
+    return this.#endpoints
+  }
+
+  /** True while `endpoint` is one of the pool's endpoints: what a removed one reports late moves nothing. */
+  isMember(endpoint: Endpoint): boolean {
+    return this.#endpoints.includes(endpoint)
+  }
+
+  /**
+   * A membership change (inside one transition): `next` becomes the endpoint list. An added
+   * endpoint gets its health record and is probed at once; it takes no traffic before a probe says
+   * what it is. A removed one leaves routing at once (no new checkout), is no longer probed, watched
+   * or shown, and is returned for the caller to retire. The node writes go to, or one being adopted,
+   * is never removed here: the caller switches writes over first.
+   * @throws Error when `next` would remove that node (a caller's bug).
+   */
+  changeMembership(next: readonly Endpoint[], reason: string): Endpoint[] {
+    const current = this.#endpoints
+    const removed = current.filter((e) => !next.includes(e))
+    const s = this.#state
+    const writer = writingTo(s) ?? (s.kind === 'adopting' ? s.candidate : null)
+    if (writer !== null && removed.includes(writer)) throw new Error(`cannot remove ${writer.name}: writes go there (switch over first)`)
+    this.#tx.run(() => {
+      for (const e of next) if (!current.includes(e)) this.#health.set(e, new EndpointHealth(this.#opts.breaker, this.#opts.clock))
+      this.#endpoints = [...next]
+      topologyLog('endpoints: %s (%s)', next.map((e) => e.name).join(', '), reason)
+      const now = this.#state
+      if (now.kind === 'discovering' && now.suspect !== null && removed.includes(now.suspect)) this.#state = { ...now, suspect: null }
+      if (now.kind === 'paused' && now.primary !== null && removed.includes(now.primary)) this.#state = { ...now, primary: null }
+      this.#evidence.forget(removed)
+      this.effect(() => {
+        for (const e of removed) this.#watches.forget(e)
+        this.#fleet?.monitor.setEndpoints(this.#endpoints)
+      })
+      this.startRound(reason)
+    })
+    return removed
   }
 
   get state(): WriterState {
@@ -183,7 +226,7 @@ export class Coordinator implements ElectionHost, VerdictHost, GateHost, FleetBr
 
   /** A failure seen of `endpoint` in era `era` (inside a transition): a doubt that a probe of our own confirms. */
   raiseDoubt(endpoint: Endpoint, reason: string, era: number): void {
-    if (!this.health(endpoint).doubted(reason, era)) return
+    if (!this.isMember(endpoint) || !this.health(endpoint).doubted(reason, era)) return
     topologyLog('%s in doubt: %s', endpoint.name, reason)
     this.confirm(endpoint)
     this.effect(() => this.#fleet?.monitor.doubtedLocally(endpoint))

@@ -24,6 +24,12 @@ export interface HaReport {
  */
 export class Evidence {
   readonly #latest = new Map<Endpoint, { readonly outcome: ProbeOutcome; readonly startedAt: number }>()
+
+  /** Endpoints removed from the pool: nothing is kept of them, and none is waited for. */
+  forget(removed: readonly Endpoint[]): void {
+    for (const e of removed) this.#latest.delete(e)
+    if (this.mustHear !== null && removed.includes(this.mustHear)) this.mustHear = null
+  }
   /** Clock ms of the last topology event: probes sent before it are not evidence any more. */
   changedAt = Number.NEGATIVE_INFINITY
   /** An endpoint that must answer before anything is elected: the stored hint at start, a promoted node. */

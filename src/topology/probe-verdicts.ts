@@ -17,6 +17,8 @@ import { type WriterState, shownPrimary, writingTo } from './writer-state.js'
 /** The coordinator's side of probe verdicts (the coordinator implements it). */
 export interface VerdictHost {
   readonly endpoints: readonly Endpoint[]
+  /** False for an endpoint removed from the pool: its late outcomes are ignored. */
+  isMember(endpoint: Endpoint): boolean
   readonly haManager: HaManager | null
   readonly state: WriterState
   readonly cluster: ClusterKnowledge
@@ -51,7 +53,7 @@ export class ProbeVerdicts {
   /** One endpoint's probe settled (or was skipped). */
   probed(endpoint: Endpoint, outcome: ProbeOutcome, sent: ProbeSent): void {
     const host = this.host
-    if (host.state.kind === 'ended' || outcome.kind === 'pending') return
+    if (host.state.kind === 'ended' || outcome.kind === 'pending' || !host.isMember(endpoint)) return
     const health = host.health(endpoint)
     // Whatever ended this probe ends a half-open trial it held: the next probe may try.
     if (!sent.skipped) health.breaker.endTrial()

@@ -37,7 +37,7 @@ export class RoundSchedule {
     private readonly opts: ResolvedOptions,
     shared: SharedProbes | null,
   ) {
-    this.#discovery = new Discovery(host.endpoints, opts.probeTimeoutMs, opts.clock, {
+    this.#discovery = new Discovery(() => host.endpoints, opts.probeTimeoutMs, opts.clock, {
       mayProbe: (e) => this.#mayProbe(e),
       probed: (e, outcome, sent) => host.transition(() => host.verdicts.probed(e, outcome, sent)),
       settled: () => host.transition(() => this.#settled()),

@@ -21,7 +21,7 @@ describe('dnsSrv: endpoints from DNS SRV records', () => {
     ])
 
     await dns.setRecords([...dns.records, { name, target: '127.0.0.1', port: 5435, priority: 10, weight: 1 }])
-    expect((await provider.list(2_000)).map((e) => e.name)).toEqual(['127.0.0.1:5433', '127.0.0.1:5434', '127.0.0.1:5435'])
+    expect((await provider.list(2_000)).map((e) => (e as { name?: string }).name)).toEqual(['127.0.0.1:5433', '127.0.0.1:5434', '127.0.0.1:5435'])
 
     await dns.setRecords([{ name: '_other._tcp.pgfp.test', target: '127.0.0.1', port: 5433 }])
     await expect(provider.list(2_000)).rejects.toThrow(/ENOTFOUND|ENODATA|EREFUSED/)
