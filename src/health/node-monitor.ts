@@ -38,7 +38,8 @@ interface ProbeRequest {
 }
 
 interface Watcher {
-  readonly onPromoted: () => void
+  /** Called with the row that showed the node out of recovery. */
+  readonly onPromoted: (row: ProbeResult) => void
   urgent: boolean
 }
 
@@ -104,7 +105,7 @@ export class NodeMonitor {
   }
 
   /** Subscribes to this node's promotion (see {@link WatchHandle}). */
-  watchPromotion(onPromoted: () => void): WatchHandle {
+  watchPromotion(onPromoted: (row: ProbeResult) => void): WatchHandle {
     const watcher: Watcher = { onPromoted, urgent: false }
     this.#watchers.add(watcher)
     return {
@@ -185,7 +186,7 @@ export class NodeMonitor {
     // after those made before it was sent.
     const answered = watching ? this.#requests.splice(0) : this.#take((r) => r.at <= sentAt)
     for (const r of answered) r.resolve(result)
-    if (wasStandby && !result.inRecovery) for (const w of [...this.#watchers]) w.onPromoted()
+    if (wasStandby && !result.inRecovery) for (const w of [...this.#watchers]) w.onPromoted(result)
   }
 
   /**

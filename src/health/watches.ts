@@ -1,4 +1,5 @@
 import type { Endpoint } from '../endpoint/endpoint.js'
+import type { ProbeResult } from '../endpoint/role-probe.js'
 
 /** One watch on one standby: armed and disarmed, calling back when the standby is promoted. */
 export interface Watch {
@@ -8,8 +9,11 @@ export interface Watch {
   setUrgent(urgent: boolean): void
 }
 
-/** Makes the watch of one endpoint (injected so the coordinator's rules run without sockets). */
-export type WatchFactory = (endpoint: Endpoint, onPromoted: (endpoint: Endpoint) => void) => Watch
+/**
+ * Makes the watch of one endpoint (injected so the coordinator's rules run without sockets).
+ * `onPromoted` gets the row that showed the promotion, where the watch has one.
+ */
+export type WatchFactory = (endpoint: Endpoint, onPromoted: (endpoint: Endpoint, row?: ProbeResult) => void) => Watch
 
 /** The production factory: a subscription to the endpoint's shared monitor (health/node-monitor.ts). */
 export const monitorWatchFactory: WatchFactory = (endpoint, onPromoted) => {
@@ -18,7 +22,7 @@ export const monitorWatchFactory: WatchFactory = (endpoint, onPromoted) => {
   return {
     start() {
       if (handle !== null) return
-      handle = endpoint.monitor.watchPromotion(() => onPromoted(endpoint))
+      handle = endpoint.monitor.watchPromotion((row) => onPromoted(endpoint, row))
       handle.setUrgent(urgent)
     },
     stop() {
@@ -41,7 +45,7 @@ export class Watches {
 
   constructor(
     private readonly factory: WatchFactory | null,
-    private readonly onPromoted: (endpoint: Endpoint) => void,
+    private readonly onPromoted: (endpoint: Endpoint, row?: ProbeResult) => void,
     /** Watch continuously whatever the pool's state (`promotionWatch: 'always'`). */
     private readonly always = false,
   ) {}

@@ -1,4 +1,5 @@
 import type { Endpoint } from '../endpoint/endpoint.js'
+import type { ProbeResult } from '../endpoint/role-probe.js'
 import { isTimeout } from '../error-policy.js'
 import type { EndpointAnswer } from '../errors.js'
 import type { EventSink, FailoverEvent } from '../events.js'
@@ -86,9 +87,9 @@ export class Coordinator implements ElectionHost, VerdictHost, GateHost, FleetBr
     this.#record = new DecisionRecord(this.sync, this.cluster, options.clock, (r) => this.storedElsewhere(r))
     this.events = new EndpointEvents((event, payload) => this.#tx.announce(event, payload))
     this.requests = new PrimaryGate(this, options)
-    const noticed = (e: Endpoint): void => {
+    const noticed = (e: Endpoint, row?: ProbeResult): void => {
       this.#fleet?.monitor.promotionNoticedLocally(e)
-      this.promotionNoticed(e)
+      this.promotionNoticed(e, undefined, row)
     }
     this.#watches = new Watches(deps.watches, noticed, options.promotionWatch === 'always')
     this.#elector = new Elector(this, this.#evidence, options)
@@ -252,9 +253,10 @@ export class Coordinator implements ElectionHost, VerdictHost, GateHost, FleetBr
   /**
    * A standby's promotion was noticed: stop writing to the old primary at once and verify the new
    * one first. `noticedAt` (clock ms): when a fleet's leader noticed it — its probes since then are
-   * current here too, so a follower takes them instead of probing on its own.
+   * current here too, so a follower takes them instead of probing on its own. `row`: what the watch
+   * read that showed the node out of recovery.
    */
-  promotionNoticed(endpoint: Endpoint, noticedAt?: number): void {
+  promotionNoticed(endpoint: Endpoint, noticedAt?: number, row?: ProbeResult): void {
     if (this.#state.kind === 'ended') return
     this.#tx.run(() => {
       const now = this.#opts.clock.now()
@@ -269,6 +271,10 @@ export class Coordinator implements ElectionHost, VerdictHost, GateHost, FleetBr
       this.#evidence.invalidate(since)
       if (since < now) for (const e of [endpoint, old]) if (e !== null) this.health(e).backdateEra(since)
       this.startRound(reason)
+      // The row that showed the promotion is this node's probe as of now: a node out of recovery
+      // stays so while it runs (a restart would have broken the session that read it), so the
+      // election need not wait a round trip for the round's probe of it to say the same.
+      if (row !== undefined && !row.inRecovery) this.verdicts.probed(endpoint, { kind: 'ok', probe: row }, { startedAt: now, era: this.health(endpoint).era, skipped: false })
     })
   }
 

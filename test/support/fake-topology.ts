@@ -93,7 +93,7 @@ export class FakeWatches {
   readonly armed = new Set<string>()
   /** Watches told to watch continuously (the pool has no primary, or doubts it). */
   readonly urgent = new Set<string>()
-  readonly #notify = new Map<string, (e: Endpoint) => void>()
+  readonly #notify = new Map<string, (e: Endpoint, row?: ProbeResult) => void>()
   readonly #endpoints = new Map<string, Endpoint>()
 
   readonly factory: WatchFactory = (endpoint, onPromoted): Watch => {
@@ -102,10 +102,10 @@ export class FakeWatches {
     return { start: () => void this.armed.add(endpoint.name), stop: () => void this.armed.delete(endpoint.name), setUrgent: (u) => void (u ? this.urgent.add(endpoint.name) : this.urgent.delete(endpoint.name)) }
   }
 
-  /** The watch on `name` sees its standby leave recovery. */
-  promote(name: string): void {
+  /** The watch on `name` sees its standby leave recovery (`row`: what its statement read, if it says). */
+  promote(name: string, row?: ProbeResult): void {
     if (!this.armed.has(name)) throw new Error(`no armed watch on ${name}`)
-    this.#notify.get(name)!(this.#endpoints.get(name)!)
+    this.#notify.get(name)!(this.#endpoints.get(name)!, row)
   }
 }
 

@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { AllEndpointsDownError, NoPrimaryError, SplitBrainError } from '../../src/errors.js'
 import type { Target } from '../../src/surface/routing-host.js'
+import type { ProbeResult } from '../../src/endpoint/role-probe.js'
 import { MemoryStateStore } from '../../src/state/memory-store.js'
 import { Maintenance } from '../../src/topology/maintenance.js'
 import { fakeTopology, flush } from '../support/fake-topology.js'
@@ -246,6 +247,19 @@ describe('coordinator: discovery', () => {
     expect(t.named('failover')).toEqual([expect.objectContaining({ from: 'a', to: 'b', epoch: 2 })])
     // The pool left a: everything still running there was cut.
     expect(a.actions).toContain('leave')
+  })
+
+  it('the row that showed the promotion verifies the promoted node: no second round trip to it before adopting', async () => {
+    const t = fakeTopology(['a', 'b'])
+    await booted(t)
+    const [a, b] = [t.node('a'), t.node('b')]
+    a.mode = 'down'
+    // Its next probe would take the whole probe timeout: only the watch's row can verify it now.
+    b.mode = 'hang'
+    t.watches.promote('b', { inRecovery: false, readOnly: false, systemId: 'S1', timeline: 2, latencyMs: 1 } as ProbeResult)
+    await flush() // no time passes
+    expect(t.coordinator.requests.readyWriteTarget()?.endpoint).toBe(b)
+    expect(t.named('failover')).toEqual([expect.objectContaining({ from: 'a', to: 'b' })])
   })
 
   it('the first discovery waits for every endpoint before trusting any cluster identity', async () => {
