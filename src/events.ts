@@ -1,6 +1,7 @@
 import type { PoolClient } from 'pg'
 import type { BreakerStateName } from './endpoint/breaker.js'
 import type { EndpointRole } from './observe/status.js'
+import type { EndpointSourceError } from './errors.js'
 
 /** Payload of the `failover` event. */
 export interface FailoverEvent {
@@ -76,6 +77,17 @@ export interface PromoteHookErrorEvent {
   readonly at: string
 }
 
+/** `endpointsChanged`: the endpoint list changed (`setEndpoints()`, or an endpoint provider's new answer). */
+export interface EndpointsChangedEvent {
+  /** The endpoints now, by name. */
+  readonly endpoints: readonly string[]
+  readonly added: readonly string[]
+  readonly removed: readonly string[]
+  /** `setEndpoints()`, or the provider's description. */
+  readonly source: string
+  readonly at: string
+}
+
 /** Events a FailoverPool emits beyond pg.Pool's, with their payloads. */
 export interface FailoverPoolEvents {
   failover: (event: FailoverEvent) => void
@@ -86,6 +98,9 @@ export interface FailoverPoolEvents {
   endpointUp: (event: EndpointReachabilityEvent) => void
   roleChange: (event: RoleChangeEvent) => void
   breakerStateChange: (event: BreakerStateChangeEvent) => void
+  endpointsChanged: (event: EndpointsChangedEvent) => void
+  /** An endpoint provider's answer was not applied (the last good list stays); see EndpointSourceError. */
+  endpointsRejected: (error: EndpointSourceError) => void
 }
 
 /** pg.Pool's own events and their listener shapes. */

@@ -9,7 +9,7 @@ import { monitorWatchFactory, type WatchFactory } from './health/watches.js'
 import { supportsSharedMonitor } from './state/state-store.js'
 import { cutClient } from './endpoint/client-cut.js'
 import { classifyError } from './error-policy.js'
-import { type FailoverPoolOptions, type ResolvedOptions, resolveOptions } from './options.js'
+import { type FailoverPoolOptions, type ResolvedOptions, checkEndpointOptions, resolveOptions } from './options.js'
 import { type FailoverPoolStatus, buildStatus } from './observe/status.js'
 import { TopologyHost } from './routing/host.js'
 import { ReadTargets } from './routing/read-targets.js'
@@ -22,6 +22,8 @@ import { RoutedPool } from './surface/routed-pool.js'
 import { Coordinator } from './topology/coordinator.js'
 import { Maintenance } from './topology/maintenance.js'
 import { Membership } from './topology/membership.js'
+import { MembershipFeed } from './membership/membership-feed.js'
+import { EndpointSourceError, asError } from './errors.js'
 
 // Typed listeners for our own events; pg.Pool's overloads still apply for its events.
 export interface FailoverPool {
@@ -74,6 +76,8 @@ export class FailoverPool extends PoolSurface {
   readonly #reads: ReadTargets
   readonly #maintenance: Maintenance
   readonly #membership: Membership
+  /** Asks the endpoint provider (the `endpoints` option), when there is one. */
+  readonly #feed: MembershipFeed | null = null
   #reader: RoutedPool | null = null
   #writer: RoutedPool | null = null
   /** Every reader view made (`reader` and `readerView()`), which read connections' events go to. */
@@ -118,6 +122,19 @@ export class FailoverPool extends PoolSurface {
     this.#membership = new Membership(this.#coordinator, this.#maintenance, resolved, (r) => makeEndpoint(r, resolved.poolConfig, events, resolved.clock))
     this.host = new TopologyHost(this.#coordinator, this.#reads, resolved, new RetryBudget(resolved.retryBudget, resolved.clock), () => this.ending)
     this.handleClientErrors()
+    const provider = resolved.endpointProvider
+    if (provider !== null) {
+      const feed = new MembershipFeed(provider, resolved.poolConfig, resolved.probeTimeoutMs, resolved.clock, {
+        changed: (list) =>
+          void this.#membership.change(list, provider.description).catch((err: unknown) => {
+            feed.forgetApplied()
+            this.#sourceRejected(err instanceof EndpointSourceError ? err : new EndpointSourceError(provider.description, asError(err).message, { cause: err }))
+          }),
+        rejected: (err) => this.#sourceRejected(err),
+      })
+      this.#feed = feed
+      feed.start()
+    }
     void this.#coordinator.start()
   }
 
@@ -206,7 +223,14 @@ export class FailoverPool extends PoolSurface {
 
   /** A JSON-serialisable snapshot of the topology: primary, roles, lag, failovers. No passwords. */
   status(): FailoverPoolStatus {
-    return buildStatus({ coordinator: this.#coordinator, reads: this.#reads, topology: this.#opts.topology, clock: this.#opts.clock })
+    return buildStatus({ coordinator: this.#coordinator, reads: this.#reads, topology: this.#opts.topology, clock: this.#opts.clock, source: this.#feed })
+  }
+
+  /** An endpoint provider's answer was not applied: told to `endpointsRejected` listeners (never 'error': nothing is lost). */
+  #sourceRejected(error: EndpointSourceError): void {
+    queueMicrotask(() => {
+      if (this.listenerCount('endpointsRejected') > 0) this.emit('endpointsRejected', error)
+    })
   }
 
   /**
@@ -235,6 +259,7 @@ export class FailoverPool extends PoolSurface {
     let resolved: ResolvedEndpoint[]
     try {
       resolved = resolveEndpoints(endpoints, this.#opts.poolConfig)
+      checkEndpointOptions(resolved)
     } catch (err) {
       return Promise.reject(err)
     }
@@ -279,6 +304,7 @@ export class FailoverPool extends PoolSurface {
    * called (see PoolSurface#end).
    */
   protected override async shutdown(): Promise<void> {
+    this.#feed?.stop()
     await this.host.whenIdle()
     await Promise.all([this.#coordinator.end(), this.#membership.retired()])
   }

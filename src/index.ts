@@ -8,7 +8,6 @@
  */
 export { FailoverPool } from './failover-pool.js'
 export type { RoutedPool } from './surface/routed-pool.js'
-export type { RoutedQueryConfig } from './surface/pool-surface.js'
 export type { FailoverPoolOptions } from './options.js'
 export type { EndpointConfig } from './endpoint/endpoint-config.js'
 export type { FailoverPoolStatus, EndpointStatus } from './observe/status.js'
@@ -22,6 +21,7 @@ export {
   AllEndpointsDownError,
   SplitBrainError,
   SwitchoverRefusedError,
+  EndpointSourceError,
   isOutcomeUnknownError,
   isSafeToRetryError,
   type FailoverPoolErrorCode,
@@ -29,8 +29,11 @@ export {
 export { MemoryStateStore } from './state/memory-store.js'
 export { FileStateStore } from './state/file-store.js'
 export { RedisStateStore } from './state/redis-store.js'
-export { StateStoreError, type StateStore, type StateRecord, type StateUpdate, type CompareAndSetResult } from './state/state-store.js'
-export { logicalMirrorHook, type PromoteHook, type PromotionContext } from './topology/promotion-hook.js'
+export { StateStoreError, type StateStore, type StateRecord } from './state/state-store.js'
+export { logicalMirrorHook, type PromoteHook } from './topology/promotion-hook.js'
 export { patroni } from './ha/patroni.js'
+export { endpointsFrom } from './membership/endpoint-provider.js'
+export { dnsSrv } from './membership/dns-srv.js'
+export { patroniMembers } from './membership/patroni-members.js'
 export { healthHandler, readiness } from './observe/health.js'
 export { registerMetrics } from './observe/metrics.js'

@@ -11,6 +11,7 @@ import type { HaManager } from './ha/ha-manager.js'
 import { MemoryStateStore } from './state/memory-store.js'
 import { type StateStore, supportsSharedMonitor } from './state/state-store.js'
 import { type EndpointsInput, type ResolvedEndpoint, hidePassword, resolveEndpoints } from './endpoint/endpoint-config.js'
+import { type EndpointProvider, isEndpointProvider } from './membership/endpoint-provider.js'
 
 /**
  * Options for `new FailoverPool()`. Every `pg.Pool` option (`max`, `idleTimeoutMillis`,
@@ -22,8 +23,10 @@ export interface FailoverPoolOptions extends Omit<PoolConfig, 'host' | 'port' | 
    * The PostgreSQL nodes: a list of connection strings or pg client config objects (each may carry
    * a `name`, default `host:port`, IPv6 hosts in brackets), or one libpq-style multi-host URL
    * `postgres://user:pass@h1:5432,h2:5433/db`. Required unless `connectionString` or `host` is given.
+   * Or a provider whose list may change while the pool runs: `patroniMembers({ urls })`,
+   * `dnsSrv(name)`, `endpointsFrom(fn)` (the pool waits for its first good answer, as for a primary).
    */
-  endpoints?: EndpointsInput
+  endpoints?: EndpointsInput | EndpointProvider
   /**
    * As for pg.Pool, when `endpoints` is not given: one connection string, or libpq's multi-host form
    * `postgres://u:p@h1:5432,h2:5433/db` (one endpoint per host). `target_session_attrs` may be `any`,
@@ -181,7 +184,10 @@ export interface FailoverPoolOptions extends Omit<PoolConfig, 'host' | 'port' | 
 
 /** Options after validation, with defaults applied. */
 export interface ResolvedOptions {
+  /** The endpoints at start (empty with a provider: its first answer brings them). */
   readonly endpoints: readonly ResolvedEndpoint[]
+  /** Where the endpoint list comes from while the pool runs, when `endpoints` is a provider. */
+  readonly endpointProvider: EndpointProvider | null
   /** The pg.Pool options shared by every endpoint's pool (password hidden). */
   readonly poolConfig: PoolConfig
   readonly failoverTimeoutMs: number
@@ -260,6 +266,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
   if (ha !== undefined && (ha === null || typeof ha !== 'object' || typeof ha.view !== 'function' || typeof ha.kind !== 'string')) {
     throw new ConfigError('haManager', '[object]', 'expected an HA manager such as patroni({ urls }) (an object with kind and view())')
   }
+  const endpointProvider = isEndpointProvider(input.endpoints) ? input.endpoints : null
   const endpointsInput = input.endpoints !== undefined ? input.endpoints : addressAsEndpoints(input)
   if (input.promotionWatch !== undefined && typeof input.promotionWatch !== 'boolean' && input.promotionWatch !== 'always') {
     throw new ConfigError('promotionWatch', input.promotionWatch, "expected true, false or 'always'")
@@ -279,16 +286,12 @@ export function resolveOptions(options: unknown): ResolvedOptions {
   }
   if ('password' in input) hidePassword(poolConfig, input.password)
 
-  const endpoints = resolveEndpoints(endpointsInput, poolConfig, input.endpoints !== undefined ? 'endpoints' : input.connectionString !== undefined ? 'connectionString' : 'host')
-  endpoints.forEach((e, i) => {
-    for (const key of Object.keys(e.config)) {
-      if (!PG_OPTION_NAMES.has(key)) throw new ConfigError(`endpoints[${i}].${key}`, (e.config as Record<string, unknown>)[key], 'unknown option name')
-      checkNumeric(`endpoints[${i}].${key}`, (e.config as Record<string, unknown>)[key], key)
-    }
-  })
+  const endpoints = endpointProvider !== null ? [] : resolveEndpoints(endpointsInput, poolConfig, input.endpoints !== undefined ? 'endpoints' : input.connectionString !== undefined ? 'connectionString' : 'host')
+  checkEndpointOptions(endpoints)
 
   return {
     endpoints,
+    endpointProvider,
     poolConfig,
     failoverTimeoutMs: (input.failoverTimeoutMs as number | undefined) ?? 30_000,
     maxQueuedRequests: (input.maxQueuedRequests as number | undefined) ?? 10_000,
@@ -357,4 +360,17 @@ function resolveRetryBudget(value: unknown): RetryBudgetSettings {
     if (v !== undefined && (typeof v !== 'number' || !Number.isFinite(v) || v < 0)) throw new ConfigError(`retryBudget.${field}`, v, 'expected a number >= 0')
   }
   return { burst: (burst as number | undefined) ?? DEFAULT_RETRY_BUDGET.burst, perSecond: (perSecond as number | undefined) ?? DEFAULT_RETRY_BUDGET.perSecond }
+}
+
+/**
+ * Every endpoint's own client settings are pg options with valid values (the `endpoints` option,
+ * `setEndpoints()`, a provider's answer). @throws ConfigError naming `endpoints[i].key`.
+ */
+export function checkEndpointOptions(endpoints: readonly ResolvedEndpoint[]): void {
+  endpoints.forEach((e, i) => {
+    for (const key of Object.keys(e.config)) {
+      if (!PG_OPTION_NAMES.has(key)) throw new ConfigError(`endpoints[${i}].${key}`, (e.config as Record<string, unknown>)[key], 'unknown option name')
+      checkNumeric(`endpoints[${i}].${key}`, (e.config as Record<string, unknown>)[key], key)
+    }
+  })
 }

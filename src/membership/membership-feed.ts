@@ -2,6 +2,7 @@ import type { ClientConfig } from 'pg'
 import { type Clock, type TimerHandle, jitter, randomOf, withDeadline } from '../clock.js'
 import { type ResolvedEndpoint, resolveEndpoints } from '../endpoint/endpoint-config.js'
 import { EndpointSourceError, asError } from '../errors.js'
+import { checkEndpointOptions } from '../options.js'
 import type { EndpointProvider } from './endpoint-provider.js'
 
 /** Who hears what a provider answered: the pool applies a good list and reports a bad one. */
@@ -21,7 +22,9 @@ export function checkAnswer(source: string, answer: unknown, shared: ClientConfi
   if (!Array.isArray(answer)) throw new EndpointSourceError(source, `expected a list of endpoints, got ${answer === null ? 'null' : typeof answer}`)
   if (answer.length === 0) throw new EndpointSourceError(source, 'the list is empty')
   try {
-    return resolveEndpoints(answer, shared)
+    const endpoints = resolveEndpoints(answer, shared)
+    checkEndpointOptions(endpoints)
+    return endpoints
   } catch (err) {
     throw new EndpointSourceError(source, asError(err).message, { cause: err })
   }
@@ -68,6 +71,16 @@ export class MembershipFeed {
   /** Clock ms of the last good answer, or null. */
   get lastAnswerAt(): number | null {
     return this.#lastAnswerAt
+  }
+
+  /** What the provider asks (its description). */
+  get description(): string {
+    return this.provider.description
+  }
+
+  /** The list last handed to `changed` was not applied after all (refused): the next answer is applied again. */
+  forgetApplied(): void {
+    this.#applied = null
   }
 
   /** Asks now, then every `refreshMs`. */

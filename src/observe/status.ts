@@ -91,7 +91,19 @@ export interface FailoverPoolStatus {
    * store is unreachable: monitoring on its own).
    */
   readonly monitor: { readonly mode: 'local' | 'shared'; readonly role: 'leader' | 'follower' | 'alone' | null }
+  /** Where the endpoint list comes from when `endpoints` is a provider (null otherwise). */
+  readonly endpointSource: EndpointSourceStatus | null
   readonly endpoints: readonly EndpointStatus[]
+}
+
+/** An endpoint provider's last answers, in {@link FailoverPoolStatus}. */
+export interface EndpointSourceStatus {
+  /** What it asks (e.g. `DNS SRV _postgresql._tcp.db`). */
+  readonly description: string
+  /** Why its last answer was not applied (password-free), or null when it was usable. */
+  readonly lastError: string | null
+  /** How long ago its last usable answer came, in ms (null before the first). */
+  readonly lastAnswerAgoMs: number | null
 }
 
 /** What the HA manager (e.g. Patroni) said last, in {@link FailoverPoolStatus}. */
@@ -118,10 +130,12 @@ export interface StatusInput {
   readonly topology: 'physical' | 'logical'
   /** The pool's clock (a detached standby's lag grows with it). */
   readonly clock: Clock
+  /** The endpoint provider's state, when there is one. */
+  readonly source?: { readonly description: string; readonly lastError: Error | null; readonly lastAnswerAt: number | null } | null
 }
 
 /** Assembles the status snapshot from the coordinator's state. No passwords. */
-export function buildStatus({ coordinator, reads, topology, clock }: StatusInput): FailoverPoolStatus {
+export function buildStatus({ coordinator, reads, topology, clock, source = null }: StatusInput): FailoverPoolStatus {
   const state = coordinator.state
   const primary = shownPrimary(state)
   const { cluster } = coordinator
@@ -142,6 +156,10 @@ export function buildStatus({ coordinator, reads, topology, clock }: StatusInput
     stateStore: { ...health, lastError: health.lastError && maskPassword(health.lastError) },
     haManager: haStatus(coordinator),
     monitor: coordinator.fleetRole === null ? { mode: 'local', role: null } : { mode: 'shared', role: coordinator.fleetRole },
+    endpointSource:
+      source === null
+        ? null
+        : { description: source.description, lastError: source.lastError && maskPassword(source.lastError.message), lastAnswerAgoMs: source.lastAnswerAt === null ? null : Math.round(clock.now() - source.lastAnswerAt) },
     endpoints: coordinator.endpoints.map((e) => endpointStatus(e, coordinator.roleOf(e), coordinator.health(e), reads.lagBytes(e), e === shownPrimary(state), clock.now(), reads.lagFreshForMs)),
   }
 }

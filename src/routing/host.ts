@@ -114,7 +114,8 @@ export class TopologyHost implements RoutingHost {
   }
 
   primaryOptions(): PoolOptions {
-    return (shownPrimary(this.coordinator.state) ?? this.coordinator.endpoints[0]!).options
+    // Before an endpoint provider's first answer there is no endpoint: the pool's own settings.
+    return (shownPrimary(this.coordinator.state) ?? this.coordinator.endpoints[0])?.options ?? (this.options.poolConfig as PoolOptions)
   }
 
   waitingForPrimary(): number {

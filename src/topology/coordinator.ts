@@ -133,7 +133,7 @@ export class Coordinator implements ElectionHost, VerdictHost, GateHost, FleetBr
    * is never removed here: the caller switches writes over first.
    * @throws Error when `next` would remove that node (a caller's bug).
    */
-  changeMembership(next: readonly Endpoint[], reason: string): Endpoint[] {
+  changeMembership(next: readonly Endpoint[], reason: string, source = reason): Endpoint[] {
     const current = this.#endpoints
     const removed = current.filter((e) => !next.includes(e))
     const s = this.#state
@@ -147,6 +147,8 @@ export class Coordinator implements ElectionHost, VerdictHost, GateHost, FleetBr
       if (now.kind === 'discovering' && now.suspect !== null && removed.includes(now.suspect)) this.#state = { ...now, suspect: null }
       if (now.kind === 'paused' && now.primary !== null && removed.includes(now.primary)) this.#state = { ...now, primary: null }
       this.#evidence.forget(removed)
+      const added = next.filter((e) => !current.includes(e)).map((e) => e.name)
+      this.announce('endpointsChanged', () => ({ endpoints: next.map((e) => e.name), added, removed: removed.map((e) => e.name), source, at: new Date().toISOString() }))
       this.effect(() => {
         for (const e of removed) this.#watches.forget(e)
         this.#fleet?.monitor.setEndpoints(this.#endpoints)

@@ -35,8 +35,8 @@ export class Membership {
   ) {}
 
   /** Applies `next` after the changes before it (serialised); resolves once it is applied (retiring goes on after). */
-  change(next: readonly ResolvedEndpoint[], reason: string): Promise<void> {
-    const run = this.#changing.then(() => this.#change(next, reason))
+  change(next: readonly ResolvedEndpoint[], source: string): Promise<void> {
+    const run = this.#changing.then(() => this.#change(next, source))
     this.#changing = run.catch(() => undefined)
     return run
   }
@@ -46,7 +46,8 @@ export class Membership {
     while (this.#retiring.size > 0) await Promise.all([...this.#retiring])
   }
 
-  async #change(definitions: readonly ResolvedEndpoint[], reason: string): Promise<void> {
+  async #change(definitions: readonly ResolvedEndpoint[], source: string): Promise<void> {
+    const reason = `endpoints changed by ${source}`
     const coordinator = this.coordinator
     // A function, not a narrowed property: the pool may end while the change awaits a switchover.
     const ended = (): boolean => coordinator.state.kind === 'ended'
@@ -63,7 +64,7 @@ export class Membership {
         if (attempt > MAX_SWITCHOVERS) throw new SwitchoverRefusedError(writer.name, 'writes kept moving onto a node the change removes', { removing: true })
         const target = await this.#verifiedPrimary(next, writer)
         // The new primary joins first (writes can only go to a member), then writes move there.
-        coordinator.changeMembership([...coordinator.endpoints, ...fresh.filter((e) => !coordinator.endpoints.includes(e))], `${reason}: adding before switching over`)
+        coordinator.changeMembership([...coordinator.endpoints, ...fresh.filter((e) => !coordinator.endpoints.includes(e))], `${reason}: adding before switching over`, source)
         await this.maintenance.switchTo(target.name)
       }
     } catch (err) {
@@ -77,7 +78,7 @@ export class Membership {
       await Promise.all(fresh.filter((e) => !coordinator.endpoints.includes(e)).map((e) => e.end().catch(() => undefined)))
       throw new Error('Cannot use a pool after calling end on the pool')
     }
-    const removed = coordinator.changeMembership(next, reason)
+    const removed = coordinator.changeMembership(next, reason, source)
     for (const e of removed) this.#retire(e)
   }
 

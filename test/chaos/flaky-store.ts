@@ -4,7 +4,8 @@
  * `hang` holds every call until the outage ends, then fails it (as a dead connection finally
  * would), so nothing is left pending after the run.
  */
-import { MemoryStateStore, type CompareAndSetResult, type StateRecord, type StateStore, StateStoreError, type StateUpdate } from '../../src/index.js'
+import type { CompareAndSetResult, StateUpdate } from '../../src/advanced.js'
+import { MemoryStateStore, type StateRecord, type StateStore, StateStoreError } from '../../src/index.js'
 
 export type StoreMode = 'ok' | 'fail' | 'hang'
 

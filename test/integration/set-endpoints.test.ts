@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
-import { SwitchoverRefusedError } from '../../src/index.js'
+import { type EndpointConfig, EndpointSourceError, SwitchoverRefusedError, dnsSrv, endpointsFrom } from '../../src/index.js'
 import type { ClusterNode } from '../support/cluster.js'
+import { DnsServer } from '../support/dnsmasq.js'
 import { LedgerWriter } from '../support/ledger-writer.js'
 import { endpointsOf, replicasKnown, useResources } from '../support/pools.js'
 import { sleep, waitUntil } from '../support/wait.js'
@@ -95,5 +96,49 @@ describe('pool.setEndpoints(): nodes join and leave while the pool runs', () => 
     expect(pool.status().endpoints.map((e) => e.name)).toEqual(['node1'])
     const { rows } = await pool.query<{ port: number }>('SELECT inet_server_port() AS port')
     expect(rows[0]!.port).toBe(n1.port)
+  })
+
+  it('endpoints from a provider: the pool starts on its first answer, follows its changes, and keeps the last good list on a bad one', async () => {
+    const cluster = await res.cluster({ standbys: 2 })
+    const [n0, n1, n2] = cluster.nodes as [ClusterNode, ClusterNode, ClusterNode]
+    let answer: EndpointConfig[] = endpointsOf([n0, n1])
+    const pool = res.pool([n0], { endpoints: endpointsFrom(() => answer, { refreshMs: 200, description: 'the test list' }), routeReads: 'auto' })
+    const changes: string[][] = []
+    const rejected: EndpointSourceError[] = []
+    pool.on('endpointsChanged', (e) => changes.push([...e.endpoints]))
+    pool.on('endpointsRejected', (err) => rejected.push(err))
+    const { rows } = await pool.query<{ port: number }>('SELECT inet_server_port() AS port')
+    expect(rows[0]!.port).toBe(n0.port)
+    expect(pool.status().endpoints.map((e) => e.name)).toEqual(['node0', 'node1'])
+
+    answer = endpointsOf([n0, n1, n2])
+    await waitUntil(async () => (await pool.reader.query<{ port: number }>('SELECT inet_server_port() AS port')).rows[0]!.port === n2.port, { what: 'a read on node2', timeout: 5_000 })
+    expect(changes).toEqual([['node0', 'node1'], ['node0', 'node1', 'node2']])
+
+    answer = [...endpointsOf([n0, n1]), { ...n1.config, name: 'node1-again' }]
+    await waitUntil(() => rejected.length > 0, { what: 'the bad answer reported', timeout: 5_000 })
+    expect(rejected[0]).toBeInstanceOf(EndpointSourceError)
+    expect(rejected[0]!.message).toMatch(/Endpoint list from the test list not applied: .*duplicate endpoint/)
+    expect(rejected[0]!.message).not.toContain(cluster.password)
+    expect(pool.status().endpointSource).toMatchObject({ description: 'the test list', lastError: expect.stringMatching(/duplicate endpoint/) })
+    expect(pool.status().endpoints.map((e) => e.name)).toEqual(['node0', 'node1', 'node2'])
+  })
+
+  it('endpoints from DNS SRV: a record added on a real DNS server brings its node into the pool without a restart', async () => {
+    const cluster = await res.cluster({ standbys: 2 })
+    const [n0, n1, n2] = cluster.nodes as [ClusterNode, ClusterNode, ClusterNode]
+    const name = '_postgresql._tcp.cluster.pgfp.test'
+    const record = (n: ClusterNode) => ({ name, target: '127.0.0.1', port: n.port })
+    const dns = await DnsServer.start([record(n0), record(n1)])
+    res.defer(() => dns.stop())
+    const { user, password, database } = n0.config
+    const pool = res.pool([n0], { endpoints: dnsSrv(name, { servers: [dns.address], refreshMs: 300, user, password, database }), routeReads: 'auto' })
+    await pool.query('SELECT 1')
+    expect(pool.status().endpoints.map((e) => e.name)).toEqual([`127.0.0.1:${n0.port}`, `127.0.0.1:${n1.port}`])
+    await dns.setRecords([record(n0), record(n1), record(n2)])
+    await waitUntil(async () => (await pool.reader.query<{ port: number }>('SELECT inet_server_port() AS port')).rows[0]!.port === n2.port, { what: 'a read on node2', timeout: 5_000 })
+    await dns.setRecords([record(n0), record(n2)])
+    await waitUntil(() => !pool.status().endpoints.some((e) => e.name === `127.0.0.1:${n1.port}`), { what: 'node1 gone from the pool', timeout: 5_000 })
+    expect(pool.status().primary).toBe(`127.0.0.1:${n0.port}`)
   })
 })

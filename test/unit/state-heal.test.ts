@@ -294,6 +294,7 @@ function statusWith(stateStore: FailoverPoolStatus['stateStore']): FailoverPoolS
     stateStore,
     haManager: null,
     monitor: { mode: 'local', role: null },
+    endpointSource: null,
     endpoints: [],
   } as FailoverPoolStatus
 }
