@@ -55,6 +55,11 @@ import { freePort, httpRequest, makeServerTempDir, pgQuery, type PgConfig, timel
 export interface PatroniOptions {
   /** Number of members (default 3). Member 0 bootstraps the cluster and is the first leader. */
   members?: number
+  /**
+   * How many of them start with the cluster (default all); the others join when the test calls
+   * {@link PatroniCluster.joinMember} (a member added at runtime clones the leader as any replica).
+   */
+  initialMembers?: number
   /** Patroni `synchronous_mode` (default false). */
   synchronousMode?: boolean
   /** Extra PostgreSQL parameters (bootstrap DCS config, i.e. for every member). */
@@ -404,6 +409,14 @@ export class PatroniCluster extends TempHarness {
     if (wait) await this.waitForStreaming([m], timeoutMs)
   }
 
+  /** Starts a member that was left out at start (`initialMembers`): resolves once it streams from the leader. */
+  async joinMember(member: PatroniMember | string, timeoutMs = 90_000): Promise<void> {
+    const m = this.resolve(member)
+    if (m.daemon !== null) throw new Error(`joinMember(${m.name}): it was started before (use restartMember)`)
+    this.spawnPatroni(m)
+    await this.waitForStreaming([m], timeoutMs)
+  }
+
   /**
    * Planned switchover: `patronictl -c <cfg> switchover --leader <current> --candidate <to>
    * --force` (patroni 3.0.2 flags; `--leader` has the aliases --primary/--master), once `to`
@@ -479,14 +492,15 @@ export class PatroniCluster extends TempHarness {
 
   /** @internal Bootstrap member 0, then start the others and wait until they stream. */
   async init(timeoutMs: number): Promise<void> {
-    const [first, ...rest] = this.impls
+    const [first, ...others] = this.impls
     if (first === undefined) throw new Error('a Patroni cluster needs at least one member')
+    const rest = others.slice(0, Math.max(0, (this.options.initialMembers ?? this.impls.length) - 1))
     const deadline = Date.now() + timeoutMs
     this.spawnPatroni(first)
     const leader = await this.waitForLeader(undefined, timeoutMs)
     if (leader !== first) throw new Error(`expected ${first.name} to bootstrap, but ${leader.name} is leader`)
     for (const m of rest) this.spawnPatroni(m)
-    await this.waitForStreaming(this.impls, Math.max(1000, deadline - Date.now()))
+    await this.waitForStreaming([first, ...rest], Math.max(1000, deadline - Date.now()))
   }
 
   private spawnPatroni(m: MemberImpl): void {
