@@ -149,9 +149,12 @@ export class Coordinator implements ElectionHost, VerdictHost, GateHost, FleetBr
       this.#evidence.forget(removed)
       const added = next.filter((e) => !current.includes(e)).map((e) => e.name)
       this.announce('endpointsChanged', () => ({ endpoints: next.map((e) => e.name), added, removed: removed.map((e) => e.name), source, at: new Date().toISOString() }))
+      const follower = this.#fleet?.monitor.role === 'follower'
       this.effect(() => {
         for (const e of removed) this.#watches.forget(e)
         this.#fleet?.monitor.setEndpoints(this.#endpoints)
+        // A fleet's follower holds no monitor session, on a node that just joined either.
+        if (follower) for (const e of next) if (!current.includes(e)) e.holdMonitorSession(false)
       })
       this.startRound(reason)
     })
