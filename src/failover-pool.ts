@@ -3,7 +3,7 @@ import type { PoolConfig } from 'pg'
 import type { Clock } from './clock.js'
 import { type EndpointsInput, type ResolvedEndpoint, resolveEndpoints } from './endpoint/endpoint-config.js'
 import { Endpoint, type LaneEventsFactory } from './endpoint/endpoint.js'
-import type { FailoverPoolEvents, PgPoolEvents } from './events.js'
+import type { EventSink, FailoverPoolEvents, PgPoolEvents } from './events.js'
 import { FleetMonitor } from './health/fleet-monitor.js'
 import { monitorWatchFactory, type WatchFactory } from './health/watches.js'
 import { supportsSharedMonitor } from './state/state-store.js'
@@ -115,7 +115,15 @@ export class FailoverPool extends PoolSurface {
             answerWaitMs: resolved.monitorLeaseTtlMs / 5,
           }, resolved.clock)
         : null
-    this.#coordinator = new Coordinator({ endpoints, options: resolved, events: this, watches, fleet })
+    // A provider is asked again after every failover (Patroni's member list changes with the roles).
+    const topologyEvents: EventSink = {
+      emit: (event, payload) => {
+        if (event === 'failover') this.#feed?.refreshNow()
+        return this.listenerCount(event) > 0 && this.emit(event, payload)
+      },
+      listenerCount: (event) => this.listenerCount(event) + (event === 'failover' && resolved.endpointProvider !== null ? 1 : 0),
+    }
+    this.#coordinator = new Coordinator({ endpoints, options: resolved, events: topologyEvents, watches, fleet })
     parts.observe?.(this.#coordinator)
     this.#reads = new ReadTargets(this.#coordinator, resolved)
     this.#maintenance = new Maintenance(this.#coordinator, resolved)

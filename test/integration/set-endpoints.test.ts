@@ -141,4 +141,25 @@ describe('pool.setEndpoints(): nodes join and leave while the pool runs', () => 
     await waitUntil(() => !pool.status().endpoints.some((e) => e.name === `127.0.0.1:${n1.port}`), { what: 'node1 gone from the pool', timeout: 5_000 })
     expect(pool.status().primary).toBe(`127.0.0.1:${n0.port}`)
   })
+
+  it('a provider is asked again right after a failover, not only every refreshMs', async () => {
+    const cluster = await res.cluster({ standbys: 1 })
+    const [n0, n1] = cluster.nodes as [ClusterNode, ClusterNode]
+    let asked = 0
+    const pool = res.pool([n0], {
+      endpoints: endpointsFrom(
+        () => {
+          asked++
+          return endpointsOf([n0, n1])
+        },
+        { refreshMs: 60_000 },
+      ),
+    })
+    await pool.query('SELECT 1')
+    expect(asked).toBe(1)
+    await cluster.stop(n0, 'fast')
+    await cluster.promote(n1)
+    await waitUntil(() => pool.status().primary === 'node1', { what: 'the failover to node1', timeout: 15_000 })
+    await waitUntil(() => asked === 2, { what: 'the provider asked again', timeout: 1_000 })
+  })
 })
