@@ -20,15 +20,16 @@ export class Maintenance {
     private readonly options: ResolvedOptions,
   ) {}
 
-  /** See FailoverPool#switchTo. */
-  switchTo(name: string): Promise<void> {
+  /** See FailoverPool#switchTo. An Endpoint (not a name) when two may share one: a node given new settings. */
+  switchTo(name: string | Endpoint): Promise<void> {
     const run = this.#switching.then(() => this.#switchTo(name))
     this.#switching = run.catch(() => undefined)
     return run
   }
 
-  async #switchTo(name: string): Promise<void> {
-    const target = this.#endpoint(name, 'switchTo(name)')
+  async #switchTo(which: string | Endpoint): Promise<void> {
+    const target = typeof which === 'string' ? this.#endpoint(which, 'switchTo(name)') : which
+    const name = target.name
     let probe
     try {
       probe = await target.probe(this.options.probeTimeoutMs)

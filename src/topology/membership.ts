@@ -63,9 +63,11 @@ export class Membership {
         if (writer === null || next.includes(writer)) break
         if (attempt > MAX_SWITCHOVERS) throw new SwitchoverRefusedError(writer.name, 'writes kept moving onto a node the change removes', { removing: true })
         const target = await this.#verifiedPrimary(next, writer)
-        // The new primary joins first (writes can only go to a member), then writes move there.
-        coordinator.changeMembership([...coordinator.endpoints, ...fresh.filter((e) => !coordinator.endpoints.includes(e))], `${reason}: adding before switching over`, source)
-        await this.maintenance.switchTo(target.name)
+        // The new primary joins first (writes only go to a member), then writes move there; the
+        // other new endpoints join with the change itself. (By the object: a node whose settings
+        // changed is a new endpoint with the old one's name.)
+        if (!coordinator.endpoints.includes(target)) coordinator.changeMembership([...coordinator.endpoints, target], `${reason}: adding ${target.name} before switching over`, source)
+        await this.maintenance.switchTo(target)
       }
     } catch (err) {
       // Refused: nothing changes; endpoints made for the change and never used are closed.

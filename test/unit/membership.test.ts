@@ -13,11 +13,12 @@ afterEach(() => {
 })
 
 /** The coordinator's rules for a changing endpoint list, on fake nodes and a fake clock. */
-function setup() {
+function setup(modeOf: (name: string) => FakeEndpoint['mode'] = () => 'standby') {
   const t = fakeTopology(['a', 'b'])
   const made: FakeEndpoint[] = []
   const membership = new Membership(t.coordinator, new Maintenance(t.coordinator, t.options), t.options, (r) => {
     const e = new FakeEndpoint(r, t.options.poolConfig, t.clock)
+    e.mode = modeOf(r.name)
     made.push(e)
     return e
   })
@@ -88,5 +89,25 @@ describe('membership changes', () => {
     const second = membership.change(list(['a', 'c']), 'second')
     await Promise.all([first, second])
     expect(t.coordinator.endpoints.map((e) => e.name)).toEqual(['a', 'c'])
+  })
+
+  it("new settings for the primary (same name) move writes to the re-made endpoint, by the object, and retire the old one", async () => {
+    // The same node, reached with the new settings, answers as the primary it is.
+    const { t, made, membership } = setup((name) => (name === 'a' ? 'primary' : 'standby'))
+    await booted(t)
+    const [oldA] = t.endpoints
+    const changed = resolveEndpoints(
+      [
+        { name: 'a', host: '10.0.0.1', port: 5432, application_name: 'renamed' },
+        { name: 'b', host: '10.0.0.2', port: 5432 },
+      ],
+      t.options.poolConfig,
+    )
+    await membership.change(changed, 'test')
+    const s = t.coordinator.state
+    expect(s.kind === 'verified' && s.primary).toBe(made[0])
+    expect(t.coordinator.endpoints.map((e) => e.name)).toEqual(['a', 'b'])
+    expect(t.coordinator.isMember(oldA!)).toBe(false)
+    expect(oldA!.actions).toContain('leave')
   })
 })
