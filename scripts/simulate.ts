@@ -3,7 +3,7 @@
  * Runs schedules N .. N+M-1 (test/sim/run.ts; `--long` for longer, busier ones) and prints, per invariant broken, the first seeds
  * that broke it; `--seed N --runs 1 --trace` prints one schedule's configuration and trace, which
  * replay exactly (with the same flags). `--faults a,b` draws only those fault kinds, in 4-second
- * schedules; `--duration MS` sets the traffic phase; `--lag-commits N` sets a byte lag limit of N commits. `--soak N` runs one pool through N failovers and checks that what it retains
+ * schedules; `--duration MS` sets the traffic phase; `--lag-commits N` sets a byte lag limit of N commits; `--members` adds an operator calling `setEndpoints` in every schedule. `--soak N` runs one pool through N failovers and checks that what it retains
  * (inner pools, connections, timers, listeners, waiters) does not grow. Exits 1 when any schedule
  * broke an invariant.
  */
@@ -36,6 +36,8 @@ const overrides: Partial<ScheduleConfig> = {}
 if (faultsArg !== -1) Object.assign(overrides, { faults: process.argv[faultsArg + 1]!.split(',') as FaultKind[], durationMs: 4_000, endEarlyAt: null })
 if (process.argv.includes('--duration')) Object.assign(overrides, { durationMs: arg('duration', 4_000) })
 // --lag-commits N: every schedule sets maxReplicaLagBytes to N commits of simulated WAL.
+// --members: every schedule has an operator changing the endpoints at runtime (setEndpoints).
+if (process.argv.includes('--members')) Object.assign(overrides, { members: true })
 if (process.argv.includes('--lag-commits')) Object.assign(overrides, { maxReplicaLagCommits: arg('lag-commits', 2) })
 const profile = process.argv.includes('--long') ? 'long' : 'short'
 const quiet = process.argv.includes('--quiet')

@@ -23,8 +23,8 @@ export class Apps {
     private readonly pool: FailoverPool,
   ) {}
 
-  /** Runs `request`, tracking it as in flight; an unexpected error (a library bug) is a violation. */
-  async #track<T>(label: string, request: () => Promise<T>): Promise<T | Error> {
+  /** Runs `request`, tracking it as in flight (bounded); an unexpected error (a library bug) is a violation. */
+  async track<T>(label: string, request: () => Promise<T>): Promise<T | Error> {
     const entry: InFlight = { label, startedAt: this.world.clock.now() }
     this.inFlight.add(entry)
     try {
@@ -79,6 +79,14 @@ export class Apps {
     for (let i = 0; i < count; i++) this.#loop(() => this.#sessionRead())
   }
 
+  /**
+   * Callers that check a replica client out (`pool.reader.connect()`) and hold it a while, querying
+   * now and then: what a removed node's drain must let finish, and cut once `drainTimeoutMs` is over.
+   */
+  readerCheckouts(count: number): void {
+    for (let i = 0; i < count; i++) this.#loop(() => this.#heldRead())
+  }
+
   /** Listeners that throw on the given events. */
   throwingListeners(events: readonly string[]): void {
     for (const event of events) {
@@ -107,7 +115,7 @@ export class Apps {
   async #write(): Promise<void> {
     const id = `w${++this.#ids}`
     const record = this.world.newWrite(id, 'query')
-    const result = await this.#track(`write ${id}`, () => this.pool.query('INSERT INTO ledger (id) VALUES ($1)', [id]))
+    const result = await this.track(`write ${id}`, () => this.pool.query('INSERT INTO ledger (id) VALUES ($1)', [id]))
     if (!(result instanceof Error)) {
       this.counts.acked++
       return this.world.acked(record)
@@ -119,14 +127,14 @@ export class Apps {
   async #txWrite(): Promise<void> {
     const id = `t${++this.#ids}`
     const record = this.world.newWrite(id, 'tx')
-    const client = await this.#track(`checkout for ${id}`, () => this.pool.connect())
+    const client = await this.track(`checkout for ${id}`, () => this.pool.connect())
     if (client instanceof Error) {
       record.outcome = 'failed'
       return
     }
     let failure: Error | null = null
     for (const [sql, values] of [['BEGIN', []], ['INSERT INTO ledger (id) VALUES ($1)', [id]], ['COMMIT', []]] as const) {
-      const result = await this.#track(`${sql.split(' ')[0]} ${id}`, () => client.query(sql, [...values]))
+      const result = await this.track(`${sql.split(' ')[0]} ${id}`, () => client.query(sql, [...values]))
       if (result instanceof Error) {
         failure = result
         break
@@ -142,7 +150,7 @@ export class Apps {
   }
 
   async #read(): Promise<void> {
-    const result = await this.#track('read', () => this.pool.reader.query('SELECT count(*)::int AS n FROM ledger'))
+    const result = await this.track('read', () => this.pool.reader.query('SELECT count(*)::int AS n FROM ledger'))
     if (result instanceof Error) return
     this.counts.reads++
     const stale = result.rows[0]?.stale as { invariant: string; detail: string } | null | undefined
@@ -151,27 +159,40 @@ export class Apps {
 
   async #sessionRead(): Promise<void> {
     const tenant = `tenant${++this.#ids}`
-    const client = await this.#track(`checkout for ${tenant}`, () => this.pool.connect())
+    const client = await this.track(`checkout for ${tenant}`, () => this.pool.connect())
     if (client instanceof Error) return
     let failure: Error | undefined
-    const set = await this.#track(`SET ${tenant}`, () => client.query(`SET app.tenant = '${tenant}'`))
+    const set = await this.track(`SET ${tenant}`, () => client.query(`SET app.tenant = '${tenant}'`))
     if (set instanceof Error) failure = set
     else {
-      const read = await this.#track(`read as ${tenant}`, () => client.query("SELECT current_setting('app.tenant', true) AS tenant"))
+      const read = await this.track(`read as ${tenant}`, () => client.query("SELECT current_setting('app.tenant', true) AS tenant"))
       if (read instanceof Error) failure = read
       else if (read.rows[0]?.tenant !== tenant) this.world.fail('read-without-session', `a read on ${tenant}'s checked-out client answered as '${read.rows[0]?.tenant}'`)
     }
     client.release(failure)
   }
 
+  async #heldRead(): Promise<void> {
+    const client = await this.track('reader checkout', () => this.pool.reader.connect())
+    if (client instanceof Error) return
+    let failure: Error | undefined
+    const until = this.world.clock.now() + this.world.clock.between(50, 1_500)
+    while (failure === undefined && this.world.clock.now() < until) {
+      const result = await this.track('read on a held replica client', () => client.query('SELECT 1'))
+      if (result instanceof Error) failure = result
+      else await this.#think(20, 200)
+    }
+    client.release(failure)
+  }
+
   async #readOnlyTx(): Promise<void> {
     const id = `r${++this.#ids}`
-    const client = await this.#track(`checkout for read-only ${id}`, () => this.pool.connect())
+    const client = await this.track(`checkout for read-only ${id}`, () => this.pool.connect())
     if (client instanceof Error) return
     let failure: Error | undefined
     let readOnly: Error | undefined
     for (const sql of ['BEGIN READ ONLY', 'INSERT INTO ledger (id) VALUES ($1)', 'ROLLBACK']) {
-      const result = await this.#track(`${sql} (${id})`, () => client.query(sql, sql.startsWith('INSERT') ? [id] : []))
+      const result = await this.track(`${sql} (${id})`, () => client.query(sql, sql.startsWith('INSERT') ? [id] : []))
       if (!(result instanceof Error)) continue
       if ((result as { code?: string }).code === '25006') readOnly = result
       else {

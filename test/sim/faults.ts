@@ -199,6 +199,23 @@ export class Faults {
     }
   }
 
+  /**
+   * A planned switchover, as an operator runs one before taking the old primary out of the pool's
+   * list: the most advanced standby is promoted and the old primary stays up and writable until it
+   * rejoins as a standby (rewound). Returns the old primary, or null while another role change is
+   * in progress (or there is no standby).
+   */
+  switchover(): SimNode | null {
+    const primary = this.world.truePrimary()
+    const candidate = this.#bestStandby()
+    if (!primary || !candidate || this.#roleFault || this.#stopped) return null
+    this.#roleFault = true
+    this.lastDisturbance = this.#clock.now()
+    this.#note(`switchover: promote ${candidate.name}; ${primary.name} stays up and writable until it rejoins`)
+    this.#failover(primary, candidate, 300, 2000)
+    return primary
+  }
+
   /** Ends every fault: nodes up and thawed, refusals and holds gone, one primary, standbys following it. */
   healAll(): void {
     this.stop()

@@ -33,7 +33,7 @@ export interface Staleness {
 }
 
 /** The ledger count: the one read the world judges for staleness. */
-const LEDGER_READ_RE = /^SELECT count\(\*\)::int AS n FROM ledger$/i
+export const LEDGER_READ_RE = /^SELECT count\(\*\)::int AS n FROM ledger$/i
 
 /** Server side of one connection. */
 export class Session {

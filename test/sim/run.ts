@@ -6,7 +6,9 @@ import type { PromoteHook } from '../../src/topology/promotion-hook.js'
 import { Apps } from './apps.js'
 import { simClientClass } from './client.js'
 import { SimClock } from './clock.js'
+import { mulberry32 } from '../chaos/prng.js'
 import { FAULT_KINDS, type FaultKind, Faults } from './faults.js'
+import { type MemberDefinition, Members } from './members.js'
 import { COMMIT_BYTES, SimNode } from './node.js'
 import { ListenerError, type Violation, World } from './world.js'
 
@@ -44,6 +46,10 @@ export interface ScheduleConfig {
   readonly durationMs: number
   /** Simulated ms at which end() is called while everything still runs, or null: at the end. */
   readonly endEarlyAt: number | null
+  /** An operator changes the endpoints at runtime (`setEndpoints`); drawn from a stream of its own. */
+  readonly members: boolean
+  /** `drainTimeoutMs` when `members`. */
+  readonly drainTimeoutMs: number
 }
 
 /** How one schedule ended. */
@@ -67,8 +73,12 @@ const EVENTS = ['failover', 'endpointDown', 'endpointUp', 'roleChange', 'breaker
  */
 export type Profile = 'short' | 'long'
 
-/** Draws a schedule's configuration from its clock (so from its seed). */
-export function drawConfig(clock: SimClock, profile: Profile, overrides: Partial<ScheduleConfig> = {}): ScheduleConfig {
+/**
+ * Draws a schedule's configuration from its clock (so from its seed). Membership changes draw from
+ * `side`, a stream of their own: a schedule without them draws from the clock exactly as before
+ * they existed, so every seed found before replays unchanged.
+ */
+export function drawConfig(clock: SimClock, profile: Profile, overrides: Partial<ScheduleConfig> = {}, side: () => number = () => 1): ScheduleConfig {
   const crowd = clock.chance(0.15)
   const short = profile === 'short'
   const config: ScheduleConfig = {
@@ -99,6 +109,8 @@ export function drawConfig(clock: SimClock, profile: Profile, overrides: Partial
     faults: FAULT_KINDS.filter(() => clock.chance(0.6)),
     durationMs: crowd && short ? clock.between(300, 700) : short ? clock.between(500, 1_800) : clock.between(1_500, 5_000),
     endEarlyAt: clock.chance(0.2) ? clock.between(100, short ? 900 : 2_500) : null,
+    members: side() < 0.25,
+    drainTimeoutMs: [50, 300, 1_000][Math.floor(side() * 3)]!,
     ...overrides,
   }
   return config
@@ -133,7 +145,8 @@ export async function runSchedule(seed: number, profile: Profile = 'short', over
   // DEBUG=pg-failover-pool:* prints the pool's log against simulated time, so it lines up with the trace.
   createDebug.log = (...args: unknown[]) => process.stderr.write(`${clock.now().toFixed(1).padStart(9)} ${format(...args).replace(/^\S+Z /, '')}\n`)
   const world = new World(clock)
-  const config = drawConfig(clock, profile, overrides)
+  const side = mulberry32(seed ^ 0x6d656d62)
+  const config = drawConfig(clock, profile, overrides, side)
   const primary = new SimNode(world, 'n1', 'n1.sim', 5432, 'primary', '7100000000000000001')
   world.nodes.push(primary)
   for (let i = 2; i <= config.nodes; i++) {
@@ -142,8 +155,9 @@ export async function runSchedule(seed: number, profile: Profile = 'short', over
     standby.follow(primary)
   }
   const hook = hookOf(config.hook, clock)
+  const definitions: MemberDefinition[] = world.nodes.map((n) => ({ name: n.name, host: n.host, port: n.port, user: 'app', password: 'secret', database: 'app' }))
   const options: FailoverPoolOptions = {
-    endpoints: world.nodes.map((n) => ({ name: n.name, host: n.host, port: n.port, user: 'app', password: 'secret', database: 'app' })),
+    endpoints: definitions,
     Client: simClientClass(world, config.variant) as never,
     clock,
     max: config.max,
@@ -161,6 +175,7 @@ export async function runSchedule(seed: number, profile: Profile = 'short', over
     ...(config.maxReplicaLagMs !== null ? { maxReplicaLagMs: config.maxReplicaLagMs } : {}),
     ...(config.maxReplicaLagCommits !== null ? { maxReplicaLagBytes: config.maxReplicaLagCommits * COMMIT_BYTES } : {}),
     ...(hook ? { onPromote: hook, onPromoteFailure: config.onPromoteFailure } : {}),
+    ...(config.members ? { drainTimeoutMs: config.drainTimeoutMs } : {}),
   }
   Object.assign(options, hookBoundOption(config))
 
@@ -182,6 +197,7 @@ export async function runSchedule(seed: number, profile: Profile = 'short', over
   const pool = new FailoverPool(options, { observe: (c) => world.observe(c) })
   const apps = new Apps(world, pool)
   const faults = new Faults(world, config.faults)
+  const members = config.members ? new Members(world, pool, apps, definitions, side, () => faults.switchover()) : null
   let lastVerified: { name: string } | null = null
 
   /** One step: let every promise and tick run, check the invariants, fire the next timer. */
@@ -190,6 +206,7 @@ export async function runSchedule(seed: number, profile: Profile = 'short', over
     steps++
     if (crashes.length > 0) world.fail('uncaught', `${crashes[0]!.name}: ${crashes[0]!.message}`)
     checkStep(world, apps, faults, config, bounds, () => lastVerified, (v) => (lastVerified = v))
+    if (members !== null) checkRemoved(world, config, bounds)
     if (world.violation) return false
     try {
       if (!clock.fireNext()) return false
@@ -206,8 +223,10 @@ export async function runSchedule(seed: number, profile: Profile = 'short', over
     apps.readOnlyTransactions(config.readOnlyTx)
     apps.readYourWrites(config.readYourWrites)
     apps.sessions(config.sessions)
+    if (config.members) apps.readerCheckouts(1)
     apps.throwingListeners(config.throwing)
     faults.start(100, profile === 'short' ? 500 : 900)
+    members?.start(150, profile === 'short' ? 600 : 1_200)
 
     let ending: Promise<void> | null = null
     let endCalledAt = 0
@@ -232,13 +251,14 @@ export async function runSchedule(seed: number, profile: Profile = 'short', over
     if (!world.violation && !ended) {
       try {
         faults.healAll()
+        members?.restore()
       } catch (err) {
         onUncaught(err)
       }
       // The pool must settle on the healed cluster within the bound (it usually does at once).
       let problem: string | null = 'not checked'
       await phaseUntil(clock.now() + bounds.settleMs, () => ended || (ending === null && (problem = unsettled(world, pool, config)) === null))
-      if (!world.violation && ending === null && problem !== null) world.fail(problem.startsWith('primary') ? 'no-primary-after-heal' : 'replica-not-serving', `${bounds.settleMs.toFixed(0)} ms after the cluster healed: ${problem}`)
+      if (!world.violation && ending === null && problem !== null) world.fail(problem.startsWith('primary') ? 'no-primary-after-heal' : problem.startsWith('members') ? 'members-not-restored' : 'replica-not-serving', `${bounds.settleMs.toFixed(0)} ms after the cluster healed: ${problem}`)
     }
     if (!world.violation && ending === null) callEnd()
     if (!world.violation) await phaseUntil(endCalledAt + bounds.endMs + 1, () => ended)
@@ -274,6 +294,8 @@ interface Bounds {
   readonly settleMs: number
   /** How long after the last disturbance a healthy primary must not be dropped. */
   readonly quietMs: number
+  /** How long after `setEndpoints` removed a node its last connection may stay open: the drain, then a probe or a connect in flight. */
+  readonly drainedMs: number
 }
 
 function boundsOf(config: ScheduleConfig, world: World): Bounds {
@@ -282,7 +304,9 @@ function boundsOf(config: ScheduleConfig, world: World): Bounds {
   return {
     requestMs,
     endMs: requestMs + config.probeTimeoutMs + 1_000,
-    settleMs: config.maxHalfOpenAfterMs * 1.3 + 3 * config.healthCheckIntervalMs * 1.2 + 2 * config.probeTimeoutMs + 3 * config.discoveryIntervalMs + (config.hook === 'none' ? 0 : 600) + 200,
+    // A change queued before the heal may still be switching over (probes, the hook) when every node is added back.
+    settleMs: config.maxHalfOpenAfterMs * 1.3 + 3 * config.healthCheckIntervalMs * 1.2 + 2 * config.probeTimeoutMs + 3 * config.discoveryIntervalMs + (config.hook === 'none' ? 0 : 600) + 200 + (config.members ? 3 * (2 * config.probeTimeoutMs + 600) : 0),
+    drainedMs: config.drainTimeoutMs + 50,
     quietMs: config.probeTimeoutMs + 2 * config.healthCheckIntervalMs + 100,
   }
 }
@@ -317,6 +341,19 @@ function checkStep(world: World, apps: Apps, faults: Faults, config: ScheduleCon
   setLast(verified ? { name: verified.name } : null)
 }
 
+/** A node `setEndpoints` removed is forgotten: no connection of the pool's stays open past the drain. */
+function checkRemoved(world: World, config: ScheduleConfig, bounds: Bounds): void {
+  const now = world.clock.now()
+  for (const [name, since] of world.removed()) {
+    if (now - since <= bounds.drainedMs) continue
+    const open = [...world.clients].filter((c) => !c.closed && c.node?.name === name)
+    if (open.length > 0) {
+      world.fail('removed-not-drained', `${open.length} connection(s) to ${name} (${open.map((c) => c.applicationName || 'app').join(', ')}) still open ${(now - since).toFixed(0)} ms after setEndpoints removed it (drainTimeoutMs ${config.drainTimeoutMs})`)
+      return
+    }
+  }
+}
+
 function describeState(state: { kind: string } & Record<string, any>): string {
   switch (state.kind) {
     case 'verified':
@@ -341,6 +378,7 @@ function describeState(state: { kind: string } & Record<string, any>): string {
 function unsettled(world: World, pool: FailoverPool, config: ScheduleConfig): string | null {
   const truth = world.truePrimary()
   const status = pool.status()
+  if (status.endpoints.length !== world.nodes.length) return `members: every node was added back, but the pool has ${status.endpoints.map((e) => e.name).join(', ')}`
   // onPromoteFailure 'refuse' keeps a node whose hook failed (or timed out: a proxy may hold even a
   // quick hook past onPromoteTimeoutMs) out until switchTo(): no primary is then the configured answer.
   const coordinator = world.pool.coordinator!

@@ -80,6 +80,21 @@ describe('deterministic simulator', () => {
     }
   })
 
+  it('endpoints changed at runtime under faults: no read reaches a removed node, its connections close within the drain, a refused change changes nothing (600 schedules)', { timeout: 180_000 }, async () => {
+    // An operator calls setEndpoints every 150-600 ms — removing a standby, the primary (refused
+    // unless a switchover promoted another node first), adding nodes back — while every fault runs.
+    // Found by it (seed 1334): a change that added a new primary for its switchover, then had the
+    // switchover refused (the promotion hook failed), left that node in the pool. It now leaves again.
+    const runs = await Promise.all([
+      simulate(['--seed', '1', '--runs', '300', '--members', '--quiet']),
+      simulate(['--seed', '1334', '--runs', '300', '--members', '--quiet']),
+    ])
+    for (const run of runs) {
+      expect(run.output).toMatch(/no invariant broken/)
+      expect(run.code, run.output).toBe(0)
+    }
+  })
+
   it('a thousand failovers leave nothing behind: inner pools, connections, timers, listeners', { timeout: 120_000 }, async () => {
     const run = await simulate(['--soak', '1000', '--seed', '3'])
     expect(run.output).toMatch(/soak: 1000 failovers/)

@@ -1,7 +1,7 @@
 import type { Coordinator } from '../../src/topology/coordinator.js'
 import type { SimClock } from './clock.js'
 import { type ClientWorld, SimClient } from './client.js'
-import { type Commit, type NodeWorld, SimNode, type Staleness, type Statement } from './node.js'
+import { type Commit, LEDGER_READ_RE, type NodeWorld, SimNode, type Staleness, type Statement } from './node.js'
 
 /** An invariant broke: the schedule stops here and its seed replays it. */
 export class Violation extends Error {
@@ -70,6 +70,10 @@ export class World implements NodeWorld, ClientWorld {
   #primaryCommits = 0
   /** The coordinator's writer state at the last step (traced when it changes). */
   lastState: object | null = null
+  /** Nodes a resolved `setEndpoints` removed (and none since added back), with when it resolved. */
+  readonly #removedSince = new Map<string, number>()
+  /** How many unanswered `setEndpoints` calls include each node: the pool may probe a node it is asked to add. */
+  readonly #askedFor = new Map<string, number>()
 
   constructor(readonly clock: SimClock) {}
 
@@ -192,7 +196,35 @@ export class World implements NodeWorld, ClientWorld {
     client.once('end', () => this.clients.delete(client))
   }
 
+  /** A `setEndpoints(names)` call was made. */
+  membersAsked(names: readonly string[]): void {
+    for (const name of names) this.#askedFor.set(name, (this.#askedFor.get(name) ?? 0) + 1)
+  }
+
+  /** A `setEndpoints(names)` call answered; `applied`: it resolved, so the nodes left out are removed from now. */
+  membersAnswered(names: readonly string[], applied: boolean): void {
+    for (const name of names) this.#askedFor.set(name, this.#askedFor.get(name)! - 1)
+    if (!applied) {
+      // A refused call may have let a node join for its switchover, then retired it again: its drain starts now.
+      for (const name of names) if (this.#removedSince.has(name)) this.#removedSince.set(name, this.clock.now())
+      return
+    }
+    for (const node of this.nodes) {
+      if (names.includes(node.name)) this.#removedSince.delete(node.name)
+      else if (!this.#removedSince.has(node.name)) this.#removedSince.set(node.name, this.clock.now())
+    }
+  }
+
+  /** Nodes removed and not being added back by a call still unanswered, with when they were removed. */
+  removed(): Array<[string, number]> {
+    return [...this.#removedSince].filter(([name]) => (this.#askedFor.get(name) ?? 0) === 0)
+  }
+
   sending(client: SimClient, statement: Statement): void {
+    const removedAt = this.#removedSince.get(client.node!.name)
+    if (removedAt !== undefined && (this.#askedFor.get(client.node!.name) ?? 0) === 0 && LEDGER_READ_RE.test(statement.sql.trim())) {
+      this.fail('read-on-removed', `a read was sent to ${client.node!.name} at ${this.clock.now().toFixed(1)}, after setEndpoints removed it (resolved at ${removedAt.toFixed(1)})`)
+    }
     if (!/^INSERT INTO ledger/i.test(statement.sql)) return
     const id = String(statement.values[0])
     const record = this.writes.get(id)
