@@ -261,7 +261,8 @@ export class FailoverPool extends PoolSurface {
    * Removing the primary switches writes over to the verified primary of the new list first (writes
    * queue meanwhile, as in {@link switchTo}). Calls run one at a time.
    * @throws ConfigError for a list the `endpoints` option would refuse; SwitchoverRefusedError
-   *   (nothing changes) when it removes the primary and no endpoint of the new list verifies as one.
+   *   (the list stays as it was) when it removes the primary and no endpoint of the new list
+   *   verifies as one, or the switchover to it is refused (its promotion hook failed).
    */
   setEndpoints(endpoints: EndpointsInput): Promise<void> {
     let resolved: ResolvedEndpoint[]

@@ -26,6 +26,8 @@ const MAX_SWITCHOVERS = 3
 export class Membership {
   #changing: Promise<unknown> = Promise.resolve()
   readonly #retiring = new Set<Promise<void>>()
+  /** Endpoints handed to {@link #retire} (they close themselves; never closed twice). */
+  readonly #retired = new WeakSet<Endpoint>()
 
   constructor(
     private readonly coordinator: Coordinator,
@@ -70,8 +72,9 @@ export class Membership {
         await this.maintenance.switchTo(target)
       }
     } catch (err) {
-      // Refused: nothing changes; endpoints made for the change and never used are closed.
-      const unused = fresh.filter((e) => !coordinator.endpoints.includes(e))
+      this.#undoJoins(fresh, reason, source)
+      // Endpoints made for the change and never used are closed.
+      const unused = fresh.filter((e) => !coordinator.endpoints.includes(e) && !this.#retired.has(e))
       await Promise.all(unused.map((e) => e.end().catch(() => undefined)))
       throw err
     }
@@ -81,6 +84,22 @@ export class Membership {
       throw new Error('Cannot use a pool after calling end on the pool')
     }
     const removed = coordinator.changeMembership(next, reason, source)
+    for (const e of removed) this.#retire(e)
+  }
+
+  /**
+   * A refused change leaves the list as it was: a new primary that joined for a switchover that then
+   * failed (its promotion hook, a failover meanwhile) leaves again and is retired — unless writes
+   * went there after all, which no list change may undo.
+   */
+  #undoJoins(fresh: readonly Endpoint[], reason: string, source: string): void {
+    const coordinator = this.coordinator
+    if (coordinator.state.kind === 'ended') return
+    const s = coordinator.state
+    const writer = writingTo(s) ?? (s.kind === 'adopting' ? s.candidate : null)
+    const joined = coordinator.endpoints.filter((e) => fresh.includes(e) && e !== writer)
+    if (joined.length === 0) return
+    const removed = coordinator.changeMembership(coordinator.endpoints.filter((e) => !joined.includes(e)), `${reason}: refused, ${joined.map((e) => e.name).join(', ')} leave again`, source)
     for (const e of removed) this.#retire(e)
   }
 
@@ -114,6 +133,7 @@ export class Membership {
 
   /** Idle connections close now; checked-out clients get drainTimeoutMs, then are cut; then the endpoint is closed. */
   #retire(endpoint: Endpoint): void {
+    this.#retired.add(endpoint)
     const clock = this.options.clock
     const retiring = (async () => {
       topologyLog('retiring %s: removed from the endpoints', endpoint.name)
