@@ -106,6 +106,11 @@ export class Discovery {
     return this.#current !== null && this.#current.pending > 0
   }
 
+  /** True while a probe of `endpoint` is in flight (a round's or a confirm's). */
+  probing(endpoint: Endpoint): boolean {
+    return this.#inFlight.has(endpoint)
+  }
+
   /** True while a round is scheduled. */
   get scheduled(): boolean {
     return this.#timer !== null
@@ -123,9 +128,12 @@ export class Discovery {
     if (this.#stopped) return round
     this.#askHaManager()
     for (const endpoint of endpoints) {
+      // A skip is dated no later than a probe of the endpoint still in flight (a confirm, a node's
+      // first probes), so it never shadows that probe's answer when it comes.
+      const skippedAt = Math.min(round.startedAt, this.#inFlight.get(endpoint)?.startedAt ?? round.startedAt)
       const probing = this.listener.mayProbe(endpoint)
         ? this.#probe(endpoint, freshSince)
-        : Promise.resolve({ outcome: SKIPPED, sent: { startedAt: round.startedAt, era: this.eraOf(endpoint), skipped: true } })
+        : Promise.resolve({ outcome: SKIPPED, sent: { startedAt: skippedAt, era: this.eraOf(endpoint), skipped: true } })
       void probing.then(({ outcome, sent }) => {
         if (this.#stopped) return
         round.pending--

@@ -56,6 +56,7 @@ export class RoundSchedule {
       if (this.host.state.kind === 'ended') return
       this.#discovery.start(reason, this.evidence.changedAt)
       topologyLog('discovery: %s', reason)
+      this.#probeJoining()
       this.scheduleNext()
     })
   }
@@ -118,7 +119,23 @@ export class RoundSchedule {
     this.host.roundSettled(s.kind === 'verified' ? s.primary : null)
     // The health monitor: rounds while a primary is known never overlap.
     if (s.kind !== 'verified') return this.scheduleNext()
-    this.#discovery.schedule(jitter(this.opts.healthCheckIntervalMs, 0.2, randomOf(this.opts.clock)), 'health check', () => this.evidence.changedAt)
+    this.#discovery.schedule(jitter(this.opts.healthCheckIntervalMs, 0.2, randomOf(this.opts.clock)), 'health check', () => this.evidence.changedAt, () => this.#probeJoining())
+  }
+
+  /**
+   * Nodes that have never answered — added at runtime while still being built, or down since the
+   * pool started — are probed on their own once per round, outside it and whatever their breaker
+   * says (one probe each at a time): a new replica serves reads within a health interval of first
+   * answering, not after the breaker's backoff (10 s, doubling to 60 s, by default), and one that
+   * never answers never holds up the health of the others. (Until a primary is verified every round
+   * probes every node anyway.)
+   */
+  #probeJoining(): void {
+    if (this.host.state.kind !== 'verified') return
+    const now = this.opts.clock.now()
+    for (const e of this.host.endpoints) {
+      if (e.lastProbe === null) this.host.effect(() => !this.#discovery.probing(e) && this.#discovery.confirm(e, now))
+    }
   }
 
   /**
@@ -130,6 +147,8 @@ export class RoundSchedule {
     const health = this.host.health(endpoint)
     this.host.events.breaker(endpoint, health.breaker.refresh(), 'open wait over: one trial probe')
     if (this.host.state.kind !== 'verified') return true
+    // Never answered: probed on its own (#probeJoining), so a silent one never holds up a round.
+    if (endpoint.lastProbe === null) return false
     return health.breaker.tryTrial()
   }
 }

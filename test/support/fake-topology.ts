@@ -26,6 +26,8 @@ export class FakeEndpoint extends Endpoint {
   systemId = 'S1'
   /** Probes sent to this node. */
   probes = 0
+  /** How long an answer takes (ms on the fake clock; 0: at once). */
+  answerDelayMs = 0
   /** A standby's WAL receiver streams (false: detached, or it cannot follow). */
   receiving = true
   /** What the coordinator did to this node's connections, in order: fresh pools, a leave (cut), a stalled replica's cut. */
@@ -65,8 +67,12 @@ export class FakeEndpoint extends Endpoint {
           serverVersion: 150000,
           latencyMs: 1,
         }
-        this.lastProbe = probe
-        resolve(probe)
+        const answer = (): void => {
+          this.lastProbe = probe
+          resolve(probe)
+        }
+        if (this.answerDelayMs > 0) this.fakeClock.setTimeout(answer, this.answerDelayMs)
+        else answer()
       }
     })
   }

@@ -3,6 +3,7 @@ import { AllEndpointsDownError, NoPrimaryError, SplitBrainError } from '../../sr
 import type { Target } from '../../src/surface/routing-host.js'
 import type { ProbeResult } from '../../src/endpoint/role-probe.js'
 import { MemoryStateStore } from '../../src/state/memory-store.js'
+import { servesReads } from '../../src/topology/endpoint-health.js'
 import { Maintenance } from '../../src/topology/maintenance.js'
 import { fakeTopology, flush } from '../support/fake-topology.js'
 
@@ -181,6 +182,42 @@ describe('coordinator: discovery', () => {
     await pass(t, 200)
     expect(t.coordinator.health(b).breaker.state.kind).toBe('closed')
     expect(t.coordinator.health(b).lastError).toBeNull()
+  })
+
+  it('a node that has never answered (a replica still being built) is probed every health interval whatever its breaker, and serves reads within one of answering', async () => {
+    // Found on Patroni (issue 19): a member added at runtime while still cloning had its breaker
+    // open for halfOpenAfterMs (10 s by default, doubling to 60 s) when it came up, and took no read till then.
+    const t = fakeTopology(['a', 'b', 'c'], { healthCheckIntervalMs: 100, halfOpenAfterMs: 60_000, maxHalfOpenAfterMs: 60_000 })
+    const c = t.node('c')
+    c.mode = 'down'
+    await booted(t)
+    await pass(t, 500)
+    expect(t.coordinator.health(c).breaker.state.kind).toBe('open')
+    const probes = c.probes
+    await pass(t, 1_000) // ten health intervals
+    expect(c.probes - probes).toBeGreaterThanOrEqual(8)
+    // Its first answer is slow (a server just started): health rounds that skip it meanwhile must not shadow it.
+    c.mode = 'standby'
+    c.answerDelayMs = 150
+    await pass(t, 275)
+    expect(t.coordinator.health(c).breaker.state.kind).toBe('closed')
+    expect(servesReads(c, t.coordinator.health(c))).toBe(true)
+  })
+
+  it('a node that never answers never holds up the health of the others: rounds go on at their interval while its probes hang', async () => {
+    const t = fakeTopology(['a', 'b', 'c'], { healthCheckIntervalMs: 100, probeTimeoutMs: 1_000 })
+    const c = t.node('c')
+    c.mode = 'hang'
+    const b = t.node('b')
+    await t.coordinator.start()
+    await pass(t, 2_000) // the first election waits for c's probe deadline
+    expect(t.coordinator.requests.readyWriteTarget()?.endpoint.name).toBe('a')
+    const before = b.probes
+    const hangs = c.probes
+    await pass(t, 1_000)
+    // ~10 rounds probe b; c gets one probe at a time (each hangs for the 1 s deadline).
+    expect(b.probes - before).toBeGreaterThanOrEqual(8)
+    expect(c.probes - hangs).toBeLessThanOrEqual(2)
   })
 
   it('while a primary is verified, an open breaker keeps health probes away until its half-open trial', async () => {
