@@ -222,9 +222,10 @@ export class Endpoint {
   }
 
   /**
-   * Replay lag in ms as the pool can vouch for it: the server's own figure, and — while no WAL
-   * receiver streams, so nothing can arrive and PostgreSQL reports 0 — at least the time since
-   * the probes first found it detached. A figure is vouched for `freshForMs` after the probe that
+   * Replay lag in ms as the pool can vouch for it: the server's own figure (while no WAL receiver
+   * streams: the time since the last transaction it replayed was committed, which is 0 when it has
+   * replayed none since it started) and, while detached, at least the time since the probes first
+   * found it so. A figure is vouched for `freshForMs` after the probe that
    * measured it; past that (the node refuses probes: 53300, 3D000, a password rotated) every ms
    * unheard counts as lag, since nothing says it replayed anything. Null before the first probe.
    */

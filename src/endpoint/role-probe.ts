@@ -22,7 +22,12 @@ export interface ProbeResult {
   readonly receiving: boolean
   /** Current WAL insert position on a primary, last replayed position on a standby (`X/Y`). */
   readonly lsn: string | null
-  /** Replay lag in milliseconds on a standby that has received WAL it has not replayed yet; 0 when caught up or on a primary. */
+  /**
+   * Replay lag in milliseconds on a standby: since the last transaction it replayed was committed,
+   * when it has received WAL it has not replayed yet or its WAL receiver does not stream (nothing
+   * can arrive: how stale its data may be is all it can tell, even to a pool that has just met
+   * it); 0 when streaming and caught up, or on a primary.
+   */
   readonly lagMs: number
   /** `server_version_num`, e.g. 150004. */
   readonly serverVersion: number
@@ -59,7 +64,9 @@ const PROBE_COLUMNS = `pg_is_in_recovery() AS in_recovery,
     THEN EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status IS NULL OR status = 'streaming')
     ELSE true END AS receiving,
   CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END::text AS lsn,
-  CASE WHEN NOT pg_is_in_recovery() OR pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn() THEN 0
+  CASE WHEN NOT pg_is_in_recovery() THEN 0
+    WHEN EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status IS NULL OR status = 'streaming')
+      AND pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn() THEN 0
     ELSE COALESCE(EXTRACT(EPOCH FROM clock_timestamp() - pg_last_xact_replay_timestamp()) * 1000, 0) END::float8 AS lag_ms,
   current_setting('server_version_num')::int AS server_version`
 

@@ -4,7 +4,7 @@ import type { ClusterNode } from '../support/cluster.js'
 import { freePort } from '../support/ports.js'
 import { replicasKnown, useResources } from '../support/pools.js'
 import { promoteMostAdvanced } from '../support/standbys.js'
-import { nextEvent, waitUntil } from '../support/wait.js'
+import { nextEvent, sleep, waitUntil } from '../support/wait.js'
 import { settle } from '../support/writes-in-flight.js'
 
 const res = useResources()
@@ -154,6 +154,25 @@ describe('the data path never answers wrongly', () => {
     const ports = await readPorts(pool, 200)
     expect(ports.get(n1.port) ?? 0).toBe(0)
     expect(ports.get(n2.port)).toBe(200)
+  })
+
+  it('a standby the pool meets already detached (a new pool, a node added at runtime) is as stale as its last replayed transaction, not fresh from the first probe', async () => {
+    const cluster = await res.cluster({ standbys: 2 })
+    const [n0, n1, n2] = cluster.nodes as [ClusterNode, ClusterNode, ClusterNode]
+    await cluster.sql(n0, 'CREATE TABLE m (id int)')
+    await cluster.sql(n0, 'INSERT INTO m VALUES (1)')
+    await cluster.waitForReplication(n0)
+    await cluster.detach(n1, await freePort())
+    await cluster.sql(n0, 'INSERT INTO m VALUES (2)')
+    await sleep(1_200) // n1 last replayed a transaction more than maxReplicaLagMs ago
+    const pool = res.pool(cluster, { maxReplicaLagMs: 1_000 })
+    await pool.query('SELECT 1')
+    await waitUntil(() => pool.status().endpoints.every((e) => e.role !== 'unknown' && e.role !== 'unreachable'), { what: 'every node probed', timeout: 10_000 })
+    const shown = pool.status().endpoints.find((e) => e.name === n1.name)!
+    expect(shown.lagMs, JSON.stringify(shown)).toBeGreaterThan(1_000)
+    const ports = await readPorts(pool, 100)
+    expect(ports.get(n1.port) ?? 0).toBe(0)
+    expect(ports.get(n2.port)).toBe(100)
   })
 
   it('a diverged old primary restarted as a standby without pg_rewind serves no reads; status says why', async () => {

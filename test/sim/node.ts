@@ -80,6 +80,8 @@ export interface NodeWorld {
   newTimeline(parent: number, length: number): number
   /** A read reached `node` now: the check, made when it runs, of whether its answer is stale in a way the pool should have prevented. */
   readArrived(node: SimNode): () => Staleness | null
+  /** When the write `writeId` was committed on the primary that took it (undefined: unknown). */
+  commitTime(writeId: string): number | undefined
   trace(line: string): void
 }
 
@@ -290,9 +292,21 @@ export class SimNode {
       timeline: this.timeline,
       receiving: !this.inRecovery || this.receiving,
       lsn: lsnOf(this.history.length),
-      lag_ms: 0,
+      lag_ms: this.#replayLagMs(),
       server_version: 150000,
     })
+  }
+
+  /**
+   * What PostgreSQL reports as `lag_ms` (see PROBE_SQL): on a standby whose WAL receiver does not
+   * stream, the time since the last transaction it replayed was committed on the primary (0 if it
+   * has none); otherwise 0 (simulated replication replays what it receives at once).
+   */
+  #replayLagMs(): number {
+    if (!this.inRecovery || this.receiving) return 0
+    const last = this.history[this.history.length - 1]
+    const committedAt = last === undefined ? undefined : this.world.commitTime(last)
+    return committedAt === undefined ? 0 : this.world.clock.now() - committedAt
   }
 
   /** A watch window: returns the probe row when the node leaves recovery or the window ends. */

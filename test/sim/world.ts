@@ -102,6 +102,10 @@ export class World implements NodeWorld, ClientWorld {
     return length <= limit
   }
 
+  commitTime(writeId: string): number | undefined {
+    return this.writes.get(writeId)?.commits[0]?.at
+  }
+
   committed(commit: Commit): void {
     const record = this.writes.get(commit.writeId)
     if (!record) return
