@@ -120,9 +120,11 @@ export class Discovery {
    * Starts a round now, superseding any running one and cancelling the scheduled one. Probes sent
    * before `freshSince` (clock ms) are not trusted: those endpoints are probed again.
    */
-  start(reason: string, freshSince: number): Round {
+  start(reason: string, freshSince: number, skipInFlight = false): Round {
     this.cancelSchedule()
-    const endpoints = this.endpointsNow()
+    // A health check leaves out a node whose last probe is still out (a frozen node): that probe
+    // reports when it ends, and this round never waits for it.
+    const endpoints = skipInFlight ? this.endpointsNow().filter((e) => !this.#inFlight.has(e)) : this.endpointsNow()
     const round: Round = { id: this.#nextId++, reason, startedAt: this.clock.now(), pending: endpoints.length }
     this.#current = round
     if (this.#stopped) return round
@@ -139,6 +141,12 @@ export class Discovery {
         round.pending--
         this.listener.probed(endpoint, outcome, sent)
         if (round.pending === 0 && this.#current === round) this.listener.settled(round)
+      })
+    }
+    // Nothing to probe (every node's last probe is still out): settled as soon as it started.
+    if (endpoints.length === 0) {
+      void Promise.resolve().then(() => {
+        if (!this.#stopped && this.#current === round) this.listener.settled(round)
       })
     }
     return round
@@ -158,14 +166,15 @@ export class Discovery {
 
   /**
    * Runs `start(reason, …)` after `delayMs` unless a round is already scheduled, then `started`
-   * (the coordinator schedules the next one there while no primary is verified: a round that waits
-   * for a slow node — a standby answering at the end of its watch window — never holds up the next).
+   * (the coordinator schedules the next one there: a round that waits for a slow node — a standby
+   * answering at the end of its watch window, a frozen one — never holds up the next).
+   * `skipInFlight`: see {@link start}.
    */
-  schedule(delayMs: number, reason: string, freshSince: () => number, started?: () => void): void {
+  schedule(delayMs: number, reason: string, freshSince: () => number, started?: () => void, skipInFlight = false): void {
     if (this.#stopped || this.#timer !== null) return
     this.#timer = this.clock.setTimeout(() => {
       this.#timer = null
-      this.start(reason, freshSince())
+      this.start(reason, freshSince(), skipInFlight)
       started?.()
     }, delayMs)
   }

@@ -24,8 +24,8 @@ export interface ScheduleHost {
 
 /**
  * When discovery rounds run: one now when something changed, one every `discoveryIntervalMs`
- * while no primary is verified (whether or not the last settled), a health check every
- * `healthCheckIntervalMs` once the last one settled while one is, and single confirming probes.
+ * while no primary is verified, a health check every `healthCheckIntervalMs` while one is (both
+ * whether or not the last settled), and single confirming probes.
  * Everything here runs as effects of the coordinator's transitions.
  */
 export class RoundSchedule {
@@ -119,7 +119,27 @@ export class RoundSchedule {
     this.host.roundSettled(s.kind === 'verified' ? s.primary : null)
     // The health monitor: rounds while a primary is known never overlap.
     if (s.kind !== 'verified') return this.scheduleNext()
-    this.#discovery.schedule(jitter(this.opts.healthCheckIntervalMs, 0.2, randomOf(this.opts.clock)), 'health check', () => this.evidence.changedAt, () => this.#probeJoining())
+    this.#scheduleHealthCheck()
+  }
+
+  /**
+   * The health monitor, while a primary is verified: a check every `healthCheckIntervalMs` from the
+   * start of the last, whether or not it settled. A node whose probe is still out (frozen, a
+   * partition) is left out of the checks until that probe ends, so it delays neither the next check
+   * nor the others' (a frozen standby used to hold the primary's next check for a probe deadline).
+   */
+  #scheduleHealthCheck(): void {
+    this.#discovery.schedule(
+      jitter(this.opts.healthCheckIntervalMs, 0.2, randomOf(this.opts.clock)),
+      'health check',
+      () => this.evidence.changedAt,
+      () =>
+        this.host.transition(() => {
+          this.#probeJoining()
+          if (this.host.state.kind === 'verified') this.host.effect(() => this.#scheduleHealthCheck())
+        }),
+      true,
+    )
   }
 
   /**

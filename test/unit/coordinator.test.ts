@@ -220,6 +220,18 @@ describe('coordinator: discovery', () => {
     expect(c.probes - hangs).toBeLessThanOrEqual(2)
   })
 
+  it('a frozen standby delays neither the health checks of the primary nor their interval (seed 35385523: one held the next check for a probe deadline)', async () => {
+    const t = fakeTopology(['a', 'b', 'c'], { healthCheckIntervalMs: 100, probeTimeoutMs: 1_000, failureThreshold: 3 })
+    await booted(t)
+    const a = t.node('a')
+    t.node('b').mode = 'hang'
+    const before = a.probes
+    await pass(t, 1_000)
+    // ~10 checks of the primary in a second, while every probe of b hangs for its 1 s deadline.
+    expect(a.probes - before).toBeGreaterThanOrEqual(8)
+    expect(t.node('b').probes).toBeLessThanOrEqual(3)
+  })
+
   it('while a primary is verified, an open breaker keeps health probes away until its half-open trial', async () => {
     const t = fakeTopology(['a', 'b'], { healthCheckIntervalMs: 100, halfOpenAfterMs: 1_000, maxHalfOpenAfterMs: 1_000 })
     await booted(t)
