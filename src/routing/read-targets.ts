@@ -1,5 +1,6 @@
 import type { Endpoint } from '../endpoint/endpoint.js'
 import { parseLsn } from '../endpoint/lsn.js'
+import type { ProbeResult } from '../endpoint/role-probe.js'
 import type { ResolvedOptions } from '../options.js'
 import type { ReadRequest } from '../surface/routing-host.js'
 import type { Coordinator } from '../topology/coordinator.js'
@@ -69,7 +70,7 @@ export class ReadTargets {
    * whenever the primary did would send reads to the most lagging standby exactly when it matters.
    */
   lagBytes(e: Endpoint): bigint | null {
-    const primaryProbe = this.#reference()?.lastProbe
+    const primaryProbe = this.#referenceProbe()
     const probe = e.lastProbe
     if (!primaryProbe?.lsn || !probe?.inRecovery || !probe.lsn) return null
     const cached = this.#lagCache.get(e)
@@ -81,16 +82,21 @@ export class ReadTargets {
   }
 
   /**
-   * The node whose WAL position standbys are measured against: the one writes go to (or went to
-   * until a doubt), the candidate being adopted, else the primary the pool lost (every state that
-   * follows a verified primary names it in its loss).
+   * The last probe of the node whose WAL position standbys are measured against: the one writes go
+   * to (or went to until a doubt), the candidate being adopted, else the primary the pool lost
+   * (every state that follows a verified primary names it in its loss) — as last seen, even once
+   * it was removed from the endpoints.
    */
-  #reference(): Endpoint | null {
+  #referenceProbe(): ProbeResult | null {
     const state = this.coordinator.state
     const writer = writingTo(state) ?? (state.kind === 'adopting' ? state.candidate : null)
-    if (writer !== null) return writer
+    if (writer !== null) return writer.lastProbe
     const lostFrom = lossOf(state)?.from
-    return lostFrom == null ? null : (this.coordinator.endpoints.find((c) => c.name === lostFrom) ?? null)
+    if (lostFrom == null) return null
+    const member = this.coordinator.endpoints.find((c) => c.name === lostFrom)?.lastProbe
+    if (member != null) return member
+    const removed = this.coordinator.lostPrimaryProbe
+    return removed?.name === lostFrom ? removed.probe : null
   }
 
   #limits(maxStalenessMs: number | undefined): { maxLagMs: number; maxLagBytes: bigint | null } {

@@ -22,7 +22,7 @@ import { RoundSchedule } from './round-schedule.js'
 import { Transitions } from './transitions.js'
 import { type GateHost, PrimaryGate } from './primary-gate.js'
 import { FleetBridge, type FleetBridgeHost } from './fleet-bridge.js'
-import { type Loss, type WriterState, shownPrimary, writingTo } from './writer-state.js'
+import { type Loss, type WriterState, lossOf, shownPrimary, writingTo } from './writer-state.js'
 
 /** What the coordinator is built from; endpoints and watches are injected so its rules run on a fake clock. */
 export interface CoordinatorDeps {
@@ -137,6 +137,8 @@ export class Coordinator implements ElectionHost, VerdictHost, GateHost, FleetBr
     const current = this.#endpoints
     const removed = current.filter((e) => !next.includes(e))
     const s = this.#state
+    const lost = removed.find((e) => e.name === lossOf(s)?.from && e.lastProbe !== null)
+    if (lost !== undefined) this.lostPrimaryProbe = { name: lost.name, probe: lost.lastProbe! }
     const writer = writingTo(s) ?? (s.kind === 'adopting' ? s.candidate : null)
     if (writer !== null && removed.includes(writer)) throw new Error(`cannot remove ${writer.name}: writes go there (switch over first)`)
     this.#tx.run(() => {
@@ -164,6 +166,13 @@ export class Coordinator implements ElectionHost, VerdictHost, GateHost, FleetBr
   get state(): WriterState {
     return this.#state
   }
+
+  /**
+   * The last probe of the primary the pool lost, when that node was then removed from the
+   * endpoints: standbys are still measured against the position it was seen at (routing/read-targets.ts),
+   * so a byte lag limit does not lapse because the lost primary left the list.
+   */
+  lostPrimaryProbe: { readonly name: string; readonly probe: ProbeResult } | null = null
   /** @internal Only transitions (the elector's, inside {@link transition}) assign it from outside. */
   set state(next: WriterState) {
     this.#state = next

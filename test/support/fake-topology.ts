@@ -28,6 +28,8 @@ export class FakeEndpoint extends Endpoint {
   probes = 0
   /** How long an answer takes (ms on the fake clock; 0: at once). */
   answerDelayMs = 0
+  /** The WAL position its probes report (`X/Y`). */
+  lsn = '0/3000000'
   /** A standby's WAL receiver streams (false: detached, or it cannot follow). */
   receiving = true
   /** What the coordinator did to this node's connections, in order: fresh pools, a leave (cut), a stalled replica's cut. */
@@ -62,7 +64,7 @@ export class FakeEndpoint extends Endpoint {
           systemId: this.systemId,
           timeline: this.timeline,
           receiving: mode !== 'standby' || this.receiving,
-          lsn: '0/3000000',
+          lsn: this.lsn,
           lagMs: 0,
           serverVersion: 150000,
           latencyMs: 1,

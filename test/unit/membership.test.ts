@@ -3,6 +3,7 @@ import { SwitchoverRefusedError } from '../../src/errors.js'
 import { resolveEndpoints } from '../../src/endpoint/endpoint-config.js'
 import { Maintenance } from '../../src/topology/maintenance.js'
 import { Membership } from '../../src/topology/membership.js'
+import { ReadTargets } from '../../src/routing/read-targets.js'
 import { FakeEndpoint, fakeTopology, flush } from '../support/fake-topology.js'
 
 beforeEach(() => {
@@ -33,6 +34,26 @@ async function booted(t: ReturnType<typeof fakeTopology>): Promise<void> {
 }
 
 describe('membership changes', () => {
+  it('a byte lag limit still holds once the lost primary is removed from the list: standbys are measured against where it was last seen', async () => {
+    const t = fakeTopology(['a', 'b', 'c'], { maxReplicaLagBytes: 1024 })
+    const membership = new Membership(t.coordinator, new Maintenance(t.coordinator, t.options), t.options, () => {
+      throw new Error('no endpoint is made here')
+    })
+    const reads = new ReadTargets(t.coordinator, t.options)
+    const [a, b, c] = t.endpoints as [FakeEndpoint, FakeEndpoint, FakeEndpoint]
+    c.lsn = '0/2000000' // 16 MiB behind the primary (detached long ago, say)
+    await booted(t)
+    expect(reads.lagBytes(c)).toBe(0x1000000n)
+    a.mode = 'down'
+    t.report(t.coordinator.requests.readyWriteTarget()!, Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }))
+    await flush()
+    expect(t.coordinator.state).toMatchObject({ kind: 'discovering', loss: { from: 'a' } })
+    await membership.change(t.options.endpoints.filter((r) => r.name !== 'a'), 'test')
+    expect(t.coordinator.endpoints.map((e) => e.name)).toEqual(['b', 'c'])
+    expect(reads.lagBytes(c)).toBe(0x1000000n)
+    for (let i = 0; i < 10; i++) expect(reads.choose({ exclude: new Set(), maxStalenessMs: undefined, minLsn: null })).toMatchObject({ kind: 'replica', endpoint: b })
+  })
+
   it('keeps unchanged endpoints as they are, probes a new one at once, and forgets a removed one', async () => {
     const { t, made, membership, list } = setup()
     await booted(t)
