@@ -93,7 +93,8 @@ export interface FailoverPoolOptions extends Omit<PoolConfig, 'host' | 'port' | 
   warmStandbys?: boolean
   /**
    * How often every endpoint is probed while a primary is known (roles, lag, liveness), in
-   * milliseconds (jittered by ±20%; probes never overlap). Default 2000.
+   * milliseconds, from the start of one check to the next (jittered by ±20%; one probe per node
+   * at a time: a node whose probe is still out is left out of the next check). Default 2000.
    */
   healthCheckIntervalMs?: number
   /**
