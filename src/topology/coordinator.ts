@@ -142,7 +142,23 @@ export class Coordinator implements ElectionHost, VerdictHost, GateHost, FleetBr
     const writer = writingTo(s) ?? (s.kind === 'adopting' ? s.candidate : null)
     if (writer !== null && removed.includes(writer)) throw new Error(`cannot remove ${writer.name}: writes go there (switch over first)`)
     this.#tx.run(() => {
-      for (const e of next) if (!current.includes(e)) this.#health.set(e, new EndpointHealth(this.#opts.breaker, this.#opts.clock))
+      for (const e of removed) {
+        const h = this.health(e)
+        if (h.fenced || h.formerPrimary) this.#distrusted.set(e.name, { fenced: h.fenced, formerPrimary: h.formerPrimary })
+      }
+      for (const e of next) {
+        if (current.includes(e)) continue
+        const health = new EndpointHealth(this.#opts.breaker, this.#opts.clock)
+        // A node removed while distrusted (a fenced or diverged old primary) comes back so: a new
+        // Endpoint for the same name is the same server until a probe clears it (streaming, rewound).
+        const distrust = this.#distrusted.get(e.name)
+        if (distrust !== undefined) {
+          health.fenced = distrust.fenced
+          health.formerPrimary = distrust.formerPrimary
+          this.#distrusted.delete(e.name)
+        }
+        this.#health.set(e, health)
+      }
       this.#endpoints = [...next]
       topologyLog('endpoints: %s (%s)', next.map((e) => e.name).join(', '), reason)
       const now = this.#state
@@ -173,6 +189,8 @@ export class Coordinator implements ElectionHost, VerdictHost, GateHost, FleetBr
    * so a byte lag limit does not lapse because the lost primary left the list.
    */
   lostPrimaryProbe: { readonly name: string; readonly probe: ProbeResult } | null = null
+  /** What made a removed node unsafe (fenced, a former primary not streaming yet), by name, until it is added back. */
+  readonly #distrusted = new Map<string, { readonly fenced: boolean; readonly formerPrimary: boolean }>()
   /** @internal Only transitions (the elector's, inside {@link transition}) assign it from outside. */
   set state(next: WriterState) {
     this.#state = next

@@ -72,7 +72,10 @@ describe('deterministic simulator', () => {
     // 40064873 (unexpected-error), the pool's: a write waited on a primary that kept refusing
     // connections until its attempts ran out, and the last attempt's lane was replaced under it;
     // the caller got the pool's internal LaneRetiredError instead of a NoPrimaryError.
-    const seeds = ['9103202', '9118019', '35385523', '40064873']
+    // 50019541 (stale-read), the pool's: a diverged old primary removed by setEndpoints and added
+    // back came back as a new Endpoint with nothing known about it, and served reads; what made a
+    // node unsafe (fenced, a former primary not streaming) now survives its removal.
+    const seeds = ['9103202', '9118019', '35385523', '40064873', '50019541']
     const runs = await Promise.all(seeds.map((seed) => simulate(['--seed', seed, '--runs', '1', '--quiet'])))
     for (const run of runs) {
       expect(run.output).toMatch(/no invariant broken/)
