@@ -92,11 +92,17 @@ export class NodeMonitor {
    */
   probe(timeoutMs: number, clock: Clock = this.clock): Promise<ProbeResult> {
     if (this.#closed) return Promise.reject(new Error(`${this.name}: the pool has ended`))
+    let request: ProbeRequest | undefined
     const result = new Promise<ProbeResult>((resolve, reject) => {
-      this.#requests.push({ at: this.clock.now(), resolve, reject, retried: false })
+      request = { at: this.clock.now(), resolve, reject, retried: false }
+      this.#requests.push(request)
     })
     this.#pump()
     const timedOut = (): Error => {
+      // The caller has given up: its request leaves the queue, or a later run would serve it with
+      // no deadline left to cut a session a proxy holds, and every probe after would queue behind
+      // a statement nobody waits for (simulator seed 60045021).
+      this.#take((r) => r === request)
       // A frozen node holds the statement: cut the session so the next request starts afresh.
       this.#dropSession()
       return Object.assign(new Error(`role probe of ${this.name} timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' })
@@ -249,10 +255,13 @@ export class NodeMonitor {
     const connecting = this.#connecting
     this.#connecting = null
     if (connecting) cutClient(connecting.client)
-    if (this.#client) {
-      cutClient(this.#client)
-      this.#client.end().catch(() => undefined)
-    }
+    // Taken first: a client that emits 'end' while being cut (a custom Client whose end() is
+    // synchronous) clears #client from its 'end' listener.
+    const client = this.#client
     this.#client = null
+    if (client) {
+      cutClient(client)
+      client.end().catch(() => undefined)
+    }
   }
 }
