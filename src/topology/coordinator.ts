@@ -393,7 +393,7 @@ export class Coordinator implements ElectionHost, VerdictHost, GateHost, FleetBr
       const changed = from !== null && from !== next.name
       const epoch = this.cluster.adopt(next.name, changed, this.sync.record)
       const now = this.#opts.clock.now()
-      // The fast cadence of discovery ends here; the health check is scheduled when the round settles.
+      // The fast cadence of discovery ends here; the health checks start now (see RoundSchedule.adopted).
       this.#rounds.adopted()
       this.effect(() => this.#watches.stop(next))
       if (changed) {

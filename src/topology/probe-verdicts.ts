@@ -25,6 +25,8 @@ export interface VerdictHost {
   health(endpoint: Endpoint): EndpointHealth
   roleOf(endpoint: Endpoint): EndpointRole
   leave(endpoint: Endpoint, reason: string): void
+  /** Replaces the writer state; entering `discovering` starts a round of probes newer than the change. */
+  replaceState(next: WriterState, reason: string): void
   startRound(reason: string): void
   effect(fn: () => void): void
   /** Announces per-endpoint events. */
@@ -141,6 +143,11 @@ export class ProbeVerdicts {
       // The primary (or the suspect) failed its verification: the pool leaves it.
       this.host.leave(endpoint, `connection failure on ${endpoint.name}: ${maskPassword(error.message)}`)
       if (s.kind === 'verified') this.host.startRound(`${endpoint.name} failed its probe`)
+    } else if (s.kind === 'adopting' && s.candidate === endpoint && startedAt >= this.evidence.changedAt) {
+      // The node being adopted stopped answering while its promotion hook ran: it does not take
+      // writes when the hook ends (a hook that times out on a frozen node would otherwise hand it
+      // the writes); discovery goes on, and the hook's end finds the pool moved on.
+      this.host.replaceState({ kind: 'discovering', loss: s.loss, suspect: null, refusal: null }, `${endpoint.name} failed its probe while being adopted`)
     } else if (justDown && writing !== endpoint) {
       // A replica that stopped answering gets fresh pools; one that hangs has its statements cut.
       this.host.replicaDown(endpoint, error)

@@ -58,6 +58,10 @@ export class RoundSchedule {
       topologyLog('discovery: %s', reason)
       this.#probeJoining()
       this.scheduleNext()
+      // A round while a primary is verified (endpoints changed, a doubt) replaced the scheduled
+      // health check: the next one is due an interval from now, not when this round settles, which
+      // may wait for a frozen node's probe deadline while the primary goes unchecked.
+      if (this.host.state.kind === 'verified') this.#scheduleHealthCheck()
     })
   }
 
@@ -100,11 +104,17 @@ export class RoundSchedule {
     this.host.effect(() => this.#discovery.confirm(endpoint, freshSince))
   }
 
-  /** A primary was adopted: the fast cadence ends; the health check follows once the running round settles (an effect). */
+  /**
+   * A primary was adopted: the fast cadence ends and the health checks start from now (an effect).
+   * Not from when the running round settles: it may still wait on a standby answering at the end
+   * of its watch window or a frozen one's probe deadline, and a primary that fails meanwhile would
+   * go unchecked past the documented detection bound (probeTimeoutMs + 1.2 × healthCheckIntervalMs).
+   */
   adopted(): void {
     this.host.effect(() => {
       this.#discovery.cancelSchedule()
-      if (!this.#discovery.running) this.#settled()
+      if (!this.#discovery.running) return this.#settled()
+      this.#scheduleHealthCheck()
     })
   }
 
@@ -166,7 +176,11 @@ export class RoundSchedule {
   #mayProbe(endpoint: Endpoint): boolean {
     const health = this.host.health(endpoint)
     this.host.events.breaker(endpoint, health.breaker.refresh(), 'open wait over: one trial probe')
-    if (this.host.state.kind !== 'verified') return true
+    const s = this.host.state
+    if (s.kind !== 'verified') return true
+    // The verified primary is checked every time whatever its breaker says: the check is how its
+    // failure is noticed, and an open breaker would hide a frozen primary until the trial.
+    if (endpoint === s.primary) return true
     // Never answered: probed on its own (#probeJoining), so a silent one never holds up a round.
     if (endpoint.lastProbe === null) return false
     return health.breaker.tryTrial()

@@ -115,6 +115,8 @@ function pgError(message: string, code: string, severity = 'ERROR'): Error {
  */
 export class SimNode {
   state: 'up' | 'down' | 'frozen' = 'up'
+  /** Simulated time since which this node has been down or frozen without a break (null while up). */
+  unavailableSince: number | null = null
   role: 'primary' | 'standby'
   readOnly = false
   timeline = 1
@@ -383,6 +385,7 @@ export class SimNode {
 
   /** The postmaster dies (kill -9) or stops: every session is lost, connects are refused. */
   kill(): void {
+    if (this.state === 'up') this.unavailableSince = this.world.clock.now()
     this.state = 'down'
     this.#frozen = []
     for (const s of [...this.sessions]) this.#lose(s, Object.assign(new Error('Connection terminated unexpectedly'), {}))
@@ -393,19 +396,23 @@ export class SimNode {
   start(): void {
     if (this.state !== 'down') return
     this.state = 'up'
+    this.unavailableSince = null
     this.replicateSoon()
     for (const f of this.followers) f.replicateSoon()
   }
 
   /** SIGSTOP: nothing is answered, connects hang. */
   freeze(): void {
-    if (this.state === 'up') this.state = 'frozen'
+    if (this.state !== 'up') return
+    this.state = 'frozen'
+    this.unavailableSince = this.world.clock.now()
   }
 
   /** SIGCONT: what arrived meanwhile runs now. */
   thaw(): void {
     if (this.state !== 'frozen') return
     this.state = 'up'
+    this.unavailableSince = null
     const queued = this.#frozen
     this.#frozen = []
     for (const fn of queued) fn()
@@ -454,6 +461,7 @@ export class SimNode {
       this.timeline = upstream.timeline
     }
     this.state = 'up'
+    this.unavailableSince = null
     this.follow(upstream)
     this.checkDiverged()
   }

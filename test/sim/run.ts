@@ -294,6 +294,8 @@ interface Bounds {
   readonly settleMs: number
   /** How long after the last disturbance a healthy primary must not be dropped. */
   readonly quietMs: number
+  /** How long a verified primary may be down or frozen before the pool must have left it. */
+  readonly detectMs: number
   /** How long after `setEndpoints` removed a node its last connection may stay open: the drain, then a probe or a connect in flight. */
   readonly drainedMs: number
 }
@@ -308,6 +310,7 @@ function boundsOf(config: ScheduleConfig, world: World): Bounds {
     settleMs: config.maxHalfOpenAfterMs * 1.3 + 3 * config.healthCheckIntervalMs * 1.2 + 2 * config.probeTimeoutMs + 3 * config.discoveryIntervalMs + (config.hook === 'none' ? 0 : 600) + 200 + (config.members ? 3 * (2 * config.probeTimeoutMs + 600) : 0),
     drainedMs: config.drainTimeoutMs + 50,
     quietMs: config.probeTimeoutMs + 2 * config.healthCheckIntervalMs + 100,
+    detectMs: config.probeTimeoutMs + 1.2 * config.healthCheckIntervalMs + 50,
   }
 }
 
@@ -327,6 +330,21 @@ function checkStep(world: World, apps: Apps, faults: Faults, config: ScheduleCon
     world.trace(`writer state: ${describeState(state)}`)
   }
   const verified = state?.kind === 'verified' ? state.primary : null
+  if (state?.kind === 'verified') {
+    if (state.target !== world.verifiedTarget) {
+      world.verifiedTarget = state.target
+      world.verifiedAt = now
+    }
+    // A verified primary that is down or frozen is left within the documented bound, counted from
+    // when it went or when the pool adopted it (a hook may have run meanwhile): one health interval
+    // (with its jitter) for the next check, its probe deadline, and a little for the step.
+    const node = world.nodes.find((n) => n.name === state.primary.name)
+    const since = node?.unavailableSince == null ? null : Math.max(node.unavailableSince, world.verifiedAt)
+    if (node && since !== null && now - since > bounds.detectMs) {
+      world.fail('detection-late', `${node.name} has been ${node.state} since ${node.unavailableSince!.toFixed(1)} (verified since ${world.verifiedAt.toFixed(1)}) and the pool still writes to it ${(now - since).toFixed(0)} ms later (bound ${bounds.detectMs.toFixed(0)} ms)`)
+      return
+    }
+  }
   const previous = last()
   if (previous !== null && verified?.name !== previous.name && state?.kind !== 'ended') {
     // The pool stopped writing to a node that is the cluster's healthy primary, nothing else writable,

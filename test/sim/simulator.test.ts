@@ -87,6 +87,19 @@ describe('deterministic simulator', () => {
     }
   })
 
+  it('a verified primary that freezes is left within probeTimeoutMs + 1.2 × healthCheckIntervalMs (detection-late)', { timeout: 60_000 }, async () => {
+    // Found by npm run bench (frozen-primary detection 1.9-2.0 s against its 1.6 s bound), then by the
+    // simulator once it checked the bound: the next health check of the primary waited for the
+    // running round to settle — the round that re-verified it (seeds 9, 12: a standby answering at
+    // the end of its watch window) or one a change of endpoints started (111, 319: a frozen standby's
+    // probe deadline) — so the primary went unchecked for up to a probe deadline more.
+    const runs = await Promise.all(['9', '12', '111', '319'].map((seed) => simulate(['--seed', seed, '--runs', '1', '--faults', 'freeze', '--quiet'])))
+    for (const run of runs) {
+      expect(run.output).toMatch(/no invariant broken/)
+      expect(run.code, run.output).toBe(0)
+    }
+  })
+
   it('endpoints changed at runtime under faults: no read reaches a removed node, its connections close within the drain, a refused change changes nothing (600 schedules)', { timeout: 180_000 }, async () => {
     // An operator calls setEndpoints every 150-600 ms — removing a standby, the primary (refused
     // unless a switchover promoted another node first), adding nodes back — while every fault runs.

@@ -70,6 +70,9 @@ export class World implements NodeWorld, ClientWorld {
   #primaryCommits = 0
   /** The coordinator's writer state at the last step (traced when it changes). */
   lastState: object | null = null
+  /** The hot-path target of the verified primary at the last step, and when the pool first wrote through it. */
+  verifiedTarget: object | null = null
+  verifiedAt = 0
   /** Nodes a resolved `setEndpoints` removed (and none since added back), with when it resolved. */
   readonly #removedSince = new Map<string, number>()
   /** How many unanswered `setEndpoints` calls include each node: the pool may probe a node it is asked to add. */

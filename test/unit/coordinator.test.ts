@@ -220,6 +220,75 @@ describe('coordinator: discovery', () => {
     expect(c.probes - hangs).toBeLessThanOrEqual(2)
   })
 
+  it('a primary re-verified while its round still waits on a standby (a watch window, a frozen node) is health-checked from then on, so its failure is seen within probeTimeoutMs + 1.2 × healthCheckIntervalMs', async () => {
+    // Found by npm run bench (frozen-primary detection, 1.9-2.0 s against a 1.6 s bound): the first
+    // check of a re-verified primary waited for the round that verified it, and that round for a
+    // standby answering at the end of its watch window (up to probeTimeoutMs / 2) or its deadline.
+    const t = fakeTopology(['a', 'b'], { healthCheckIntervalMs: 100, probeTimeoutMs: 1_000, discoveryIntervalMs: 50 })
+    await booted(t)
+    const a = t.node('a')
+    const downs = (): number => t.named('endpointDown').filter((e: { endpoint: string }) => e.endpoint === 'a').length
+    /** Steps until `a` has gone down `n` times; the clock ms then. */
+    const untilDown = async (n: number): Promise<number> => {
+      for (let step = 0; step < 1_000 && downs() < n; step++) await pass(t, 5, 5)
+      expect(downs()).toBe(n)
+      return t.clock.now()
+    }
+    // a freezes and is left; b now answers only at the end of a 900 ms window.
+    t.node('b').answerDelayMs = 900
+    a.mode = 'hang'
+    await untilDown(1)
+    a.mode = 'primary'
+    for (let step = 0; step < 1_000 && t.coordinator.requests.readyWriteTarget()?.endpoint !== a; step++) await pass(t, 5, 5)
+    expect(t.coordinator.requests.readyWriteTarget()?.endpoint).toBe(a)
+    // Frozen again right after it was verified, while b's probe is still out.
+    a.mode = 'hang'
+    const frozenAt = t.clock.now()
+    const downAt = await untilDown(2)
+    expect(downAt - frozenAt).toBeLessThanOrEqual(1_000 + 1.2 * 100 + 10)
+  })
+
+  it('a node that stops answering while its promotion hook runs is not handed the writes when the hook times out (onPromoteFailure: proceed)', async () => {
+    // Found by the simulator with its detection bound (seed 5088 of --members --faults
+    // freeze,crash-primary): the candidate froze during a hook that then hit onPromoteTimeoutMs; its
+    // probe had failed meanwhile, yet the pool adopted it and wrote to a frozen node.
+    const t = fakeTopology(['a', 'b'], { probeTimeoutMs: 200, discoveryIntervalMs: 50, healthCheckIntervalMs: 100, onPromote: async () => undefined, onPromoteTimeoutMs: 500, onPromoteFailure: 'proceed' })
+    await booted(t)
+    const [a, b] = [t.node('a'), t.node('b')]
+    // The hook's session on b never connects: the hook runs until its deadline.
+    ;(b.write as unknown as { acquire: (cb: unknown) => void }).acquire = () => undefined
+    a.mode = 'down'
+    b.mode = 'primary'
+    for (let step = 0; step < 400 && t.coordinator.state.kind !== 'adopting'; step++) await pass(t, 5, 5)
+    expect(t.coordinator.state).toMatchObject({ kind: 'adopting', candidate: b })
+    b.mode = 'hang'
+    await pass(t, 1_000, 5)
+    expect(t.named('failover').filter((e: { to: string }) => e.to === 'b')).toEqual([])
+    // Back: adopted again (its hook runs again).
+    b.mode = 'primary'
+    for (let step = 0; step < 600 && t.coordinator.requests.readyWriteTarget()?.endpoint !== b; step++) await pass(t, 5, 5)
+    expect(t.coordinator.requests.readyWriteTarget()?.endpoint).toBe(b)
+  })
+
+  it("a verified primary whose breaker is open is still health-checked, so its failure is seen within the detection bound", async () => {
+    const t = fakeTopology(['a', 'b'], { healthCheckIntervalMs: 100, probeTimeoutMs: 1_000, halfOpenAfterMs: 10_000, maxHalfOpenAfterMs: 10_000 })
+    await booted(t)
+    const a = t.node('a')
+    // Failed requests opened it; the pool still writes to a (nothing has probed it since).
+    for (let i = 0; i < 10 && t.coordinator.health(a).breaker.allowsTraffic; i++) t.coordinator.health(a).breaker.recordFailure()
+    expect(t.coordinator.health(a).breaker.allowsTraffic).toBe(false)
+    expect(t.coordinator.requests.readyWriteTarget()?.endpoint).toBe(a)
+    a.mode = 'hang'
+    const frozenAt = t.clock.now()
+    let downAt: number | null = null
+    for (let step = 0; step < 600 && downAt === null; step++) {
+      await pass(t, 5, 5)
+      if (t.coordinator.requests.readyWriteTarget()?.endpoint !== a) downAt = t.clock.now()
+    }
+    expect(downAt).not.toBeNull()
+    expect(downAt! - frozenAt).toBeLessThanOrEqual(1_000 + 1.2 * 100 + 10)
+  })
+
   it('a frozen standby delays neither the health checks of the primary nor their interval (seed 35385523: one held the next check for a probe deadline)', async () => {
     const t = fakeTopology(['a', 'b', 'c'], { healthCheckIntervalMs: 100, probeTimeoutMs: 1_000, failureThreshold: 3 })
     await booted(t)
