@@ -8,6 +8,13 @@ export interface PromotionSample {
   readonly promotionToWriteMs: number
   /** `durationMs` of the pool's failover event (first sign of trouble to new primary verified), ms. */
   readonly failoverEventMs: number
+  /** From the same moment to the pool's `failover` event (the new primary adopted), ms. */
+  readonly promotionToAdoptedMs: number
+  /**
+   * A plain pg.Client started at the same moment: connect to the promoted node and INSERT, ms. What
+   * one fresh connection and first write cost the node right after its promotion, without the pool.
+   */
+  readonly plainClientWriteMs: number
 }
 
 /**
@@ -22,8 +29,10 @@ export async function measurePromotionToWrite(): Promise<PromotionSample> {
   const watcher = new pg.Client(standby.config)
   watcher.on('error', () => undefined)
   let failoverEventMs = Number.NaN
+  let adoptedAt = Number.NaN
   pool.on('failover', (e) => {
     failoverEventMs = e.durationMs
+    adoptedAt = performance.now()
   })
   try {
     await pool.query('CREATE TABLE bench_writes (id serial PRIMARY KEY, at timestamptz DEFAULT clock_timestamp())')
@@ -52,14 +61,29 @@ export async function measurePromotionToWrite(): Promise<PromotionSample> {
       if (rows[0]!.r === false) promotedAt = performance.now()
       else await new Promise((r) => setTimeout(r, 1))
     }
+    const plain = plainClientWrite(standby)
     await promoting
     await Promise.race([writer, new Promise((r) => setTimeout(r, 30_000))])
     stop = true
     if (firstAckAfter === null) throw new Error('no write was acknowledged within 30 s of the promotion')
-    return { promotionToWriteMs: (firstAckAfter as number) - promotedAt, failoverEventMs }
+    return { promotionToWriteMs: (firstAckAfter as number) - promotedAt, failoverEventMs, promotionToAdoptedMs: adoptedAt - promotedAt, plainClientWriteMs: await plain }
   } finally {
     await watcher.end().catch(() => undefined)
     await pool.end().catch(() => undefined)
     await cluster.destroy()
+  }
+}
+
+/** Connect + INSERT on a fresh pg.Client, ms. */
+async function plainClientWrite(node: ClusterNode): Promise<number> {
+  const started = performance.now()
+  const client = new pg.Client(node.config)
+  client.on('error', () => undefined)
+  try {
+    await client.connect()
+    await client.query('INSERT INTO bench_writes DEFAULT VALUES')
+    return performance.now() - started
+  } finally {
+    await client.end().catch(() => undefined)
   }
 }
