@@ -9,7 +9,8 @@ import { EarlyCheckout } from './early-checkout.js'
 import { captureLsn, ensureReplayed, resolveMinLsn } from './read-your-writes.js'
 import type { ReadRequest, RoutingHost, Target } from './routing-host.js'
 import { markIfLost, watchStatements } from './outcome.js'
-import { isCertainlyReadOnly, isSafeToRunAgain, sqlOf } from './statement-kind.js'
+import { certainlyReadOnly, mayHaveWritten, readRequestOf } from './request-statement.js'
+import { isSafeToRunAgain } from './statement-kind.js'
 
 /** What a surface sends its statements to: `write` (the primary), `read` (replicas), or `auto` (by statement). */
 export type Intent = 'write' | 'read' | 'auto'
@@ -28,7 +29,6 @@ const NO_RELEASE: Release = () => undefined
 
 /** Attempts per request before giving up even within the deadline; guards against a retry loop. */
 const MAX_ATTEMPTS = 10
-const EMPTY: ReadonlySet<string> = new Set()
 
 /**
  * One request — a statement (`pool.query`) or a checkout (`pool.connect`) — from the call to its
@@ -99,7 +99,7 @@ export class Request {
     const route = typeof text === 'object' && text !== null ? (text as { route?: unknown }).route : undefined
     if (route === 'primary') return 'write'
     if (route === 'replica' || intent === 'read') return 'read'
-    return this.#certainlyReadOnly() ? 'read' : 'write'
+    return certainlyReadOnly(this.#text) ? 'read' : 'write'
   }
 
   #dispatch(): void {
@@ -129,7 +129,7 @@ export class Request {
     host.target(
       kind,
       this.#since,
-      kind === 'read' ? this.#readRequest(minLsn) : null,
+      kind === 'read' ? readRequestOf(this.#text, this.#exclude, minLsn) : null,
       (err, target) => {
         if (answered) return
         answered = true
@@ -235,7 +235,7 @@ export class Request {
         statementEnded(client)
         // The pool left the node while this ran (it answered within the leave's grace, or the
         // client could not be cut in time): a write there may be lost, so it is never acknowledged.
-        if ((wasCut(client) || host.leftSince(endpoint, era)) && this.#mayHaveWritten(target)) {
+        if ((wasCut(client) || host.leftSince(endpoint, era)) && mayHaveWritten(this.#text)) {
           client.removeListener('error', onClientError)
           release(true)
           const left = new Error(`${endpoint.name} is no longer the primary; the write may be lost there`)
@@ -350,7 +350,7 @@ export class Request {
     if (errorClass === 'connection') {
       // What cannot have written may run again elsewhere — and anything else only if it provably
       // never ran (never sent, or refused by a proxy such as PgBouncer before it reached a server).
-      if (replayable && (neverRan(err) || !this.#mayHaveWritten(target))) {
+      if (replayable && (neverRan(err) || !mayHaveWritten(this.#text))) {
         if (target.role === 'replica') this.#excludeTarget(target)
         else this.#retryOf = target
         return this.#retry(err)
@@ -375,30 +375,8 @@ export class Request {
     this.#dispatch()
   }
 
-  /** True for a plain statement the classifier proves read-only (what `routeReads: 'auto'` sends to replicas). */
-  #certainlyReadOnly(): boolean {
-    const sql = sqlOf(this.#text)
-    return sql !== null && isCertainlyReadOnly(sql)
-  }
-
-  /**
-   * False only when this statement cannot have written wherever it ran: it calls nothing but
-   * built-ins that read ({@link isSafeToRunAgain}: `SELECT my_function()` may write). Where it ran
-   * does not help: a replica refuses writes only while it is one, and one promoted between the
-   * check before sending and the statement's arrival runs them.
-   */
-  #mayHaveWritten(_target: Target): boolean {
-    const sql = sqlOf(this.#text)
-    return sql === null || !isSafeToRunAgain(sql)
-  }
-
   #excludeTarget(target: Target): void {
     ;(this.#exclude ??= new Set()).add(target.endpoint.name)
   }
 
-  #readRequest(minLsn: bigint | null): ReadRequest {
-    const text = this.#text
-    const budget = typeof text === 'object' && text !== null ? (text as { maxStalenessMs?: unknown }).maxStalenessMs : undefined
-    return { exclude: this.#exclude ?? EMPTY, maxStalenessMs: typeof budget === 'number' ? budget : undefined, minLsn }
-  }
 }
