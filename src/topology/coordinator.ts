@@ -13,7 +13,8 @@ import type { Target } from '../surface/routing-host.js'
 import type { HaManager } from '../ha/ha-manager.js'
 import { ClusterKnowledge } from './cluster-knowledge.js'
 import { type ElectionHost, Elector } from './elector.js'
-import { EndpointHealth, endpointRole } from './endpoint-health.js'
+import { type EndpointHealth, endpointRole } from './endpoint-health.js'
+import { MemberSet, type RemovedPrimaryProbe } from './member-set.js'
 import { Evidence, type HaReport } from './evidence.js'
 import { ProbeVerdicts, type VerdictHost } from './probe-verdicts.js'
 import { DecisionRecord } from './decision-record.js'
@@ -47,15 +48,13 @@ export interface CoordinatorDeps {
  * reaches user code (events, request callbacks) is deferred beyond that.
  */
 export class Coordinator implements ElectionHost, VerdictHost, GateHost, FleetBridgeHost {
-  /** The endpoints now: replaced as a whole by a membership change, never changed in place. */
-  #endpoints: readonly Endpoint[]
+  /** The endpoints and each one's health. */
+  readonly #members: MemberSet
   #state: WriterState = { kind: 'booting' }
   /** Bumped on every change of where writes go; reports and connections from an older generation move nothing. */
   #generation = 0
   /** True once this pool has verified a primary. */
   #everVerified = false
-  /** Every endpoint's health; a removed endpoint's entry lives on only while late reports may still name it. */
-  readonly #health = new WeakMap<Endpoint, EndpointHealth>()
   readonly #evidence = new Evidence()
   readonly #elector: Elector
   /** Where requests ask for the primary and report failures (see {@link PrimaryGate}). */
@@ -78,9 +77,8 @@ export class Coordinator implements ElectionHost, VerdictHost, GateHost, FleetBr
 
   constructor(deps: CoordinatorDeps) {
     const { endpoints, options, events } = deps
-    this.#endpoints = endpoints
+    this.#members = new MemberSet(endpoints, options.breaker, options.clock)
     this.#opts = options
-    for (const e of endpoints) this.#health.set(e, new EndpointHealth(options.breaker, options.clock))
     this.#tx = new Transitions(events, () => this.#afterTransition())
     this.cluster = new ClusterKnowledge(options.topology)
     this.sync = new StateSync(options.stateStore, options.clock, options.stateStoreTimeoutMs, (event, payload) => this.#tx.announce(event, payload))
@@ -117,12 +115,12 @@ export class Coordinator implements ElectionHost, VerdictHost, GateHost, FleetBr
 
   /** The pool's endpoints now (a new array after each membership change). */
   get endpoints(): readonly Endpoint[] {
-    return this.#endpoints
+    return this.#members.list
   }
 
   /** True while `endpoint` is one of the pool's endpoints: what a removed one reports late moves nothing. */
   isMember(endpoint: Endpoint): boolean {
-    return this.#endpoints.includes(endpoint)
+    return this.#members.includes(endpoint)
   }
 
   /**
@@ -134,45 +132,24 @@ export class Coordinator implements ElectionHost, VerdictHost, GateHost, FleetBr
    * @throws Error when `next` would remove that node (a caller's bug).
    */
   changeMembership(next: readonly Endpoint[], reason: string, source = reason): Endpoint[] {
-    const current = this.#endpoints
-    const removed = current.filter((e) => !next.includes(e))
     const s = this.#state
-    const lost = removed.find((e) => e.name === lossOf(s)?.from && e.lastProbe !== null)
-    if (lost !== undefined) this.lostPrimaryProbe = { name: lost.name, probe: lost.lastProbe! }
     const writer = writingTo(s) ?? (s.kind === 'adopting' ? s.candidate : null)
+    const removed = this.#members.removedBy(next)
     if (writer !== null && removed.includes(writer)) throw new Error(`cannot remove ${writer.name}: writes go there (switch over first)`)
     this.#tx.run(() => {
-      for (const e of removed) {
-        const h = this.health(e)
-        if (h.fenced || h.formerPrimary) this.#distrusted.set(e.name, { fenced: h.fenced, formerPrimary: h.formerPrimary })
-      }
-      for (const e of next) {
-        if (current.includes(e)) continue
-        const health = new EndpointHealth(this.#opts.breaker, this.#opts.clock)
-        // A node removed while distrusted (a fenced or diverged old primary) comes back so: a new
-        // Endpoint for the same name is the same server until a probe clears it (streaming, rewound).
-        const distrust = this.#distrusted.get(e.name)
-        if (distrust !== undefined) {
-          health.fenced = distrust.fenced
-          health.formerPrimary = distrust.formerPrimary
-          this.#distrusted.delete(e.name)
-        }
-        this.#health.set(e, health)
-      }
-      this.#endpoints = [...next]
+      const { added, removed } = this.#members.replace(next, lossOf(this.#state)?.from ?? null)
       topologyLog('endpoints: %s (%s)', next.map((e) => e.name).join(', '), reason)
       const now = this.#state
       if (now.kind === 'discovering' && now.suspect !== null && removed.includes(now.suspect)) this.#state = { ...now, suspect: null }
       if (now.kind === 'paused' && now.primary !== null && removed.includes(now.primary)) this.#state = { ...now, primary: null }
       this.#evidence.forget(removed)
-      const added = next.filter((e) => !current.includes(e)).map((e) => e.name)
-      this.announce('endpointsChanged', () => ({ endpoints: next.map((e) => e.name), added, removed: removed.map((e) => e.name), source, at: new Date().toISOString() }))
+      this.announce('endpointsChanged', () => ({ endpoints: next.map((e) => e.name), added: added.map((e) => e.name), removed: removed.map((e) => e.name), source, at: new Date().toISOString() }))
       const follower = this.#fleet?.monitor.role === 'follower'
       this.effect(() => {
         for (const e of removed) this.#watches.forget(e)
-        this.#fleet?.monitor.setEndpoints(this.#endpoints)
+        this.#fleet?.monitor.setEndpoints(this.endpoints)
         // A fleet's follower holds no monitor session, on a node that just joined either.
-        if (follower) for (const e of next) if (!current.includes(e)) e.holdMonitorSession(false)
+        if (follower) for (const e of added) e.holdMonitorSession(false)
       })
       this.startRound(reason)
     })
@@ -183,14 +160,10 @@ export class Coordinator implements ElectionHost, VerdictHost, GateHost, FleetBr
     return this.#state
   }
 
-  /**
-   * The last probe of the primary the pool lost, when that node was then removed from the
-   * endpoints: standbys are still measured against the position it was seen at (routing/read-targets.ts),
-   * so a byte lag limit does not lapse because the lost primary left the list.
-   */
-  lostPrimaryProbe: { readonly name: string; readonly probe: ProbeResult } | null = null
-  /** What made a removed node unsafe (fenced, a former primary not streaming yet), by name, until it is added back. */
-  readonly #distrusted = new Map<string, { readonly fenced: boolean; readonly formerPrimary: boolean }>()
+  /** The last probe of the lost primary, kept when it was removed (see {@link MemberSet.lostPrimaryProbe}). */
+  get lostPrimaryProbe(): RemovedPrimaryProbe | null {
+    return this.#members.lostPrimaryProbe
+  }
   /** @internal Only transitions (the elector's, inside {@link transition}) assign it from outside. */
   set state(next: WriterState) {
     this.#state = next
@@ -223,7 +196,7 @@ export class Coordinator implements ElectionHost, VerdictHost, GateHost, FleetBr
     return this.requests.size
   }
   health(endpoint: Endpoint): EndpointHealth {
-    return this.#health.get(endpoint)!
+    return this.#members.health(endpoint)
   }
   /** The role `status()` shows for an endpoint. */
   roleOf(endpoint: Endpoint): ReturnType<typeof endpointRole> {
@@ -328,11 +301,12 @@ export class Coordinator implements ElectionHost, VerdictHost, GateHost, FleetBr
 
   // ------------------------------------------------------------------ transitions
 
-  /** After every transition's effects: waiting requests are settled, and the watches told how urgent a promotion notice is. */
+  /** After every transition's effects: the health checks kept scheduled, waiting requests settled, and the watches told how urgent a promotion notice is. */
   #afterTransition(): void {
     const s = this.#state
     // No verified primary, or one in doubt: a standby's promotion is likely now, so watch for it continuously.
     this.#watches.setUrgent(s.kind !== 'ended' && (s.kind !== 'verified' || this.health(s.primary).doubt !== null))
+    this.#rounds.keepChecking()
     this.requests.settle()
   }
 
@@ -393,7 +367,7 @@ export class Coordinator implements ElectionHost, VerdictHost, GateHost, FleetBr
       const changed = from !== null && from !== next.name
       const epoch = this.cluster.adopt(next.name, changed, this.sync.record)
       const now = this.#opts.clock.now()
-      // The fast cadence of discovery ends here; the health checks start now (see RoundSchedule.adopted).
+      // The fast cadence of discovery ends here; the health checks start after this transition (see RoundSchedule.keepChecking).
       this.#rounds.adopted()
       this.effect(() => this.#watches.stop(next))
       if (changed) {

@@ -58,10 +58,6 @@ export class RoundSchedule {
       topologyLog('discovery: %s', reason)
       this.#probeJoining()
       this.scheduleNext()
-      // A round while a primary is verified (endpoints changed, a doubt) replaced the scheduled
-      // health check: the next one is due an interval from now, not when this round settles, which
-      // may wait for a frozen node's probe deadline while the primary goes unchecked.
-      if (this.host.state.kind === 'verified') this.#scheduleHealthCheck()
     })
   }
 
@@ -105,17 +101,26 @@ export class RoundSchedule {
   }
 
   /**
-   * A primary was adopted: the fast cadence ends and the health checks start from now (an effect).
-   * Not from when the running round settles: it may still wait on a standby answering at the end
-   * of its watch window or a frozen one's probe deadline, and a primary that fails meanwhile would
-   * go unchecked past the documented detection bound (probeTimeoutMs + 1.2 × healthCheckIntervalMs).
+   * A primary was adopted: the fast cadence ends (an effect), and {@link keepChecking} starts the
+   * health checks from now, after the transition, whether or not the round that found it settled.
    */
   adopted(): void {
     this.host.effect(() => {
       this.#discovery.cancelSchedule()
-      if (!this.#discovery.running) return this.#settled()
-      this.#scheduleHealthCheck()
+      if (!this.#discovery.running) this.#settled()
     })
+  }
+
+  /**
+   * The one rule of the health checks, run after every transition: while a primary is verified, a
+   * check is always scheduled — `healthCheckIntervalMs` (±20 %) after the last one started, or after
+   * whatever replaced it (an adoption, a round started while verified). Never after a round
+   * settles: a round may wait for a standby answering at the end of its watch window or a frozen
+   * one's probe deadline, and a primary that fails meanwhile would go unchecked past the documented
+   * detection bound (probeTimeoutMs + 1.2 × healthCheckIntervalMs).
+   */
+  keepChecking(): void {
+    if (this.host.state.kind === 'verified' && !this.#discovery.scheduled) this.#scheduleHealthCheck()
   }
 
   /** Stops scheduling and reporting (an effect of ending). */
@@ -127,27 +132,22 @@ export class RoundSchedule {
     const s = this.host.state
     if (s.kind === 'ended') return
     this.host.roundSettled(s.kind === 'verified' ? s.primary : null)
-    // The health monitor: rounds while a primary is known never overlap.
-    if (s.kind !== 'verified') return this.scheduleNext()
-    this.#scheduleHealthCheck()
+    if (s.kind !== 'verified') this.scheduleNext()
   }
 
   /**
-   * The health monitor, while a primary is verified: a check every `healthCheckIntervalMs` from the
-   * start of the last, whether or not it settled. A node whose probe is still out (frozen, a
-   * partition) is left out of the checks until that probe ends, so it delays neither the next check
-   * nor the others' (a frozen standby used to hold the primary's next check for a probe deadline).
+   * The next health check (see {@link keepChecking}), whether or not the last settled. A node whose
+   * probe is still out (frozen, a partition) is left out of the checks until that probe ends, so it
+   * delays neither the next check nor the others' (a frozen standby used to hold the primary's
+   * next check for a probe deadline).
    */
   #scheduleHealthCheck(): void {
     this.#discovery.schedule(
       jitter(this.opts.healthCheckIntervalMs, 0.2, randomOf(this.opts.clock)),
       'health check',
       () => this.evidence.changedAt,
-      () =>
-        this.host.transition(() => {
-          this.#probeJoining()
-          if (this.host.state.kind === 'verified') this.host.effect(() => this.#scheduleHealthCheck())
-        }),
+      // A transition of its own: keepChecking schedules the next check after it.
+      () => this.host.transition(() => this.#probeJoining()),
       true,
     )
   }
