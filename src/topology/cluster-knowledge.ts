@@ -20,7 +20,11 @@ export class ClusterKnowledge {
   /** The primary named by the state store or by our last decision: a hint, verified before use. */
   storedPrimary: string | null = null
 
-  constructor(private readonly topology: 'physical' | 'logical') {}
+  constructor(
+    private readonly topology: 'physical' | 'logical',
+    /** Called (inside the transition) when {@link minTimeline} rises: what was judged against the old one is judged again. */
+    private readonly timelineRaised: () => void = () => undefined,
+  ) {}
 
   /**
    * The primary the current epoch stands for: the one adopted at that epoch here, or named by the
@@ -54,7 +58,9 @@ export class ClusterKnowledge {
 
   /** Raises the minimum timeline (physical topology only; never lowers it). */
   raiseTimeline(timeline: number | null): void {
-    if (this.topology === 'physical' && timeline !== null) this.minTimeline = Math.max(this.minTimeline ?? 0, timeline)
+    if (this.topology !== 'physical' || timeline === null || (this.minTimeline !== null && timeline <= this.minTimeline)) return
+    this.minTimeline = timeline
+    this.timelineRaised()
   }
 
   /**

@@ -80,7 +80,7 @@ export class Coordinator implements ElectionHost, VerdictHost, GateHost, FleetBr
     this.#members = new MemberSet(endpoints, options.breaker, options.clock)
     this.#opts = options
     this.#tx = new Transitions(events, () => this.#afterTransition())
-    this.cluster = new ClusterKnowledge(options.topology)
+    this.cluster = new ClusterKnowledge(options.topology, () => this.verdicts.timelineRaised())
     this.sync = new StateSync(options.stateStore, options.clock, options.stateStoreTimeoutMs, (event, payload) => this.#tx.announce(event, payload))
     this.#record = new DecisionRecord(this.sync, this.cluster, options.clock, (r) => this.storedElsewhere(r))
     this.events = new EndpointEvents((event, payload) => this.#tx.announce(event, payload))

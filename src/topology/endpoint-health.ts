@@ -3,7 +3,7 @@ import { randomOf } from '../clock.js'
 import { type BreakerSettings, type BreakerTransition, CircuitBreaker } from '../endpoint/breaker.js'
 import type { Endpoint } from '../endpoint/endpoint.js'
 import { roleOf } from '../endpoint/role-probe.js'
-import { classifyError } from '../error-policy.js'
+import { classifyError, isTimeout } from '../error-policy.js'
 import type { EndpointRole } from '../observe/status.js'
 
 /** What a probe outcome did to an endpoint's reachability. */
@@ -118,9 +118,15 @@ export class EndpointHealth {
     return true
   }
 
-  /** A probe that began in era `era` failed with a connection-class error. */
+  /**
+   * A probe that began in era `era` failed with a connection-class error. One from an older era is
+   * stale, except a timeout whose only later change is the doubt being confirmed: it says the node
+   * has not answered for probeTimeoutMs up to now, which is the verdict the doubt waits for. (The
+   * confirming probe queues behind it on the node's one monitor session; waiting for that one too
+   * would leave a primary that froze just then unnoticed for twice the probe timeout.)
+   */
   probeFailed(error: Error, era: number): { change: ReachabilityChange; news: HealthNews } {
-    if (era < this.era) return { change: 'stale', news: NO_NEWS }
+    if (era < this.era && !this.#confirmsDoubt(error, era)) return { change: 'stale', news: NO_NEWS }
     this.doubt = null
     this.lastError = error
     const breaker = this.breaker.recordFailure()
@@ -128,6 +134,11 @@ export class EndpointHealth {
     this.reachability = 'down'
     this.era++
     return { change: 'down', news: { reachability: 'down', breaker } }
+  }
+
+  /** True when a probe of era `era` that failed with `error` is the doubt's confirmation (see {@link probeFailed}). */
+  #confirmsDoubt(error: Error, era: number): boolean {
+    return this.doubt !== null && this.doubt.era === this.era && era === this.era - 1 && isTimeout(error)
   }
 
   /** A probe that began in era `era` got an answer. */

@@ -114,18 +114,11 @@ export class ProbeVerdicts {
     // A fenced old primary is safe again as a reader only once it is a standby of our cluster on the
     // current timeline (rewound): restarted as a standby as it was, it holds writes the cluster lost.
     if (role === 'standby' && health.fenced && onCurrentTimeline && (host.cluster.systemId === null || probe.systemId === host.cluster.systemId)) health.fenced = false
-    // A standby on an older timeline with no WAL receiver streaming cannot follow the primary: its
-    // data may have diverged, and it will not catch up. No reads until it does. The same for a
-    // former primary back as a standby that does not stream, whatever timeline the pool knows of:
-    // the new primary may be out of the pool's sight (refusing it, behind a proxy that holds).
+    // A former primary stays one (no reads while it does not stream, see readFenceOf) until a probe
+    // finds it streaming on the current timeline.
     if (role === 'primary') health.formerPrimary = true
     else if (role === 'standby' && probe.receiving && onCurrentTimeline) health.formerPrimary = false
-    health.readFence =
-      role === 'standby' && !onCurrentTimeline && !probe.receiving
-        ? `on timeline ${probe.timeline}, older than the primary's ${minTimeline}, and not streaming: it cannot follow the cluster (a diverged old primary?)`
-        : role === 'standby' && health.formerPrimary && !probe.receiving
-          ? 'a former primary back as a standby that does not stream: it may hold writes the cluster lost'
-          : null
+    health.readFence = readFenceOf(probe, health, minTimeline)
     if (shownPrimary(host.state) === endpoint && role !== 'primary' && startedAt >= this.evidence.changedAt) {
       host.leave(endpoint, `demoted: ${endpoint.name} is ${role} now${doubted ? ` (confirming: ${doubted})` : ''}`)
       host.startRound(`${endpoint.name} is ${role} now`)
@@ -133,6 +126,19 @@ export class ProbeVerdicts {
     const now = host.roleOf(endpoint)
     if (before !== 'unknown' && now !== before && now !== 'unverified-primary') {
       host.events.endpoint('roleChange', endpoint, before, now, `probe: in recovery ${probe.inRecovery}, read-only ${probe.readOnly}`)
+    }
+  }
+
+  /**
+   * The cluster's timeline rose (a primary on a newer one was elected, or the store says so): a
+   * standby whose last probe showed it on an older timeline and not streaming stops serving reads
+   * now, not at its next probe — the pool knows already that it may have replayed past the fork.
+   */
+  timelineRaised(): void {
+    const host = this.host
+    for (const e of host.endpoints) {
+      const health = host.health(e)
+      if (e.lastProbe !== null && health.readFence === null) health.readFence = readFenceOf(e.lastProbe, health, host.cluster.minTimeline)
     }
   }
 
@@ -163,4 +169,19 @@ export class ProbeVerdicts {
     const health = this.host.health(e)
     return health.lastError === null && e.lastProbe !== null && e.lastProbe.inRecovery && !health.otherCluster && e !== shownPrimary(this.host.state)
   }
+}
+
+/**
+ * Why a node that answered `probe` may not serve reads, or null. A standby on an older timeline
+ * than `minTimeline` with no WAL receiver streaming cannot follow the primary: its data may have
+ * diverged, and it will not catch up. The same for a former primary back as a standby that does
+ * not stream, whatever timeline the pool knows of: the new primary may be out of the pool's sight
+ * (refusing it, behind a proxy that holds).
+ */
+function readFenceOf(probe: ProbeResult, health: EndpointHealth, minTimeline: number | null): string | null {
+  if (roleOf(probe) !== 'standby' || probe.receiving) return null
+  if (minTimeline !== null && probe.timeline !== null && probe.timeline < minTimeline) {
+    return `on timeline ${probe.timeline}, older than the primary's ${minTimeline}, and not streaming: it cannot follow the cluster (a diverged old primary?)`
+  }
+  return health.formerPrimary ? 'a former primary back as a standby that does not stream: it may hold writes the cluster lost' : null
 }

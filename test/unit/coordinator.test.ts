@@ -289,6 +289,31 @@ describe('coordinator: discovery', () => {
     expect(downAt! - frozenAt).toBeLessThanOrEqual(1_000 + 1.2 * 100 + 10)
   })
 
+  it('a doubt raised while a health probe of the primary is out, the primary frozen: that probe timing out confirms the doubt, within the detection bound (seed 692 of --faults freeze)', async () => {
+    // The confirming probe queues behind the one in flight (one monitor session per node), and the
+    // doubt made that one's era stale: its timeout counted for nothing, and the frozen primary was
+    // left only when the confirm timed out too, a probe deadline later.
+    const t = fakeTopology(['a', 'b'], { healthCheckIntervalMs: 100, probeTimeoutMs: 1_000 })
+    const target = await booted(t)
+    const a = t.node('a')
+    a.mode = 'hang'
+    const frozenAt = t.clock.now()
+    const sent = a.probes
+    for (let step = 0; step < 100 && a.probes === sent; step++) await pass(t, 5, 5)
+    expect(a.probes).toBe(sent + 1)
+    // The application's own BEGIN READ ONLY transaction fails a write meanwhile: a doubt.
+    t.report(target, Object.assign(new Error('cannot execute INSERT in a read-only transaction'), { code: '25006' }))
+    await flush()
+    expect(t.coordinator.health(a).doubt).not.toBeNull()
+    let leftAt: number | null = null
+    for (let step = 0; step < 1_000 && leftAt === null; step++) {
+      await pass(t, 5, 5)
+      if (t.coordinator.requests.readyWriteTarget()?.endpoint !== a) leftAt = t.clock.now()
+    }
+    expect(leftAt).not.toBeNull()
+    expect(leftAt! - frozenAt).toBeLessThanOrEqual(1_000 + 1.2 * 100 + 10)
+  })
+
   it('a frozen standby delays neither the health checks of the primary nor their interval (seed 35385523: one held the next check for a probe deadline)', async () => {
     const t = fakeTopology(['a', 'b', 'c'], { healthCheckIntervalMs: 100, probeTimeoutMs: 1_000, failureThreshold: 3 })
     await booted(t)
@@ -405,6 +430,28 @@ describe('coordinator: leaving a primary', () => {
     expect(t.node('a').actions).toContain('leave')
     expect(t.node('a').cutGraces).toEqual([t.options.probeTimeoutMs])
     expect(t.named('roleChange')).toContainEqual(expect.objectContaining({ endpoint: 'a', from: 'primary', to: 'read-only' }))
+  })
+
+  it('a standby on an older timeline that does not stream serves no reads from the moment a primary on a newer one is elected, not from its next probe', async () => {
+    // Found by the simulator (seed 604 of --members --faults freeze,crash-primary): the promoted node
+    // was out of the pool's sight when it was promoted; once it was elected, a standby that had
+    // replayed past its fork point still served a read until its next health check.
+    const t = fakeTopology(['a', 'b', 'c'], { healthCheckIntervalMs: 10_000, discoveryIntervalMs: 50 })
+    await booted(t)
+    const [a, b, c] = [t.node('a'), t.node('b'), t.node('c')]
+    expect(servesReads(b, t.coordinator.health(b))).toBe(true)
+    b.receiving = false
+    a.mode = 'down'
+    c.mode = 'primary'
+    c.timeline = 2
+    // c answers after b in every round: b's probe is judged while the cluster's timeline is still 1.
+    c.answerDelayMs = 10
+    t.report(t.coordinator.requests.readyWriteTarget()!, refused('a'))
+    for (let step = 0; step < 400 && t.coordinator.requests.readyWriteTarget()?.endpoint !== c; step++) await pass(t, 1, 1)
+    expect(t.coordinator.requests.readyWriteTarget()?.endpoint).toBe(c)
+    expect(b.lastProbe?.timeline).toBe(1)
+    expect(t.coordinator.health(b).readFence).toMatch(/older than the primary's 2/)
+    expect(servesReads(b, t.coordinator.health(b))).toBe(false)
   })
 
   it('a 25006 from a demoted primary is confirmed by the probe: the node is left with the answer grace, a failed one is cut at once', async () => {
