@@ -7,7 +7,7 @@
  * (inner pools, connections, timers, listeners, waiters) does not grow. Exits 1 when any schedule
  * broke an invariant.
  */
-import type { FaultKind } from '../test/sim/faults.js'
+import { FAULT_KINDS, type FaultKind } from '../test/sim/faults.js'
 import { type ScheduleConfig, runSchedule } from '../test/sim/run.js'
 import { runSoak } from '../test/sim/soak.js'
 
@@ -33,7 +33,16 @@ const showTrace = process.argv.includes('--trace')
 // --faults a,b: only these fault kinds (and schedules long enough for them to matter); --duration ms.
 const faultsArg = process.argv.indexOf('--faults')
 const overrides: Partial<ScheduleConfig> = {}
-if (faultsArg !== -1) Object.assign(overrides, { faults: process.argv[faultsArg + 1]!.split(',') as FaultKind[], durationMs: 4_000, endEarlyAt: null })
+if (faultsArg !== -1) {
+  const kinds = (process.argv[faultsArg + 1] ?? '').split(',')
+  const unknown = kinds.filter((k) => !(FAULT_KINDS as readonly string[]).includes(k))
+  // A misspelt kind would silently run schedules without the fault the caller meant to explore.
+  if (unknown.length > 0) {
+    console.error(`--faults: unknown kind ${unknown.join(', ')} (known: ${FAULT_KINDS.join(', ')})`)
+    process.exit(2)
+  }
+  Object.assign(overrides, { faults: kinds as FaultKind[], durationMs: 4_000, endEarlyAt: null })
+}
 if (process.argv.includes('--duration')) Object.assign(overrides, { durationMs: arg('duration', 4_000) })
 // --lag-commits N: every schedule sets maxReplicaLagBytes to N commits of simulated WAL.
 // --members: every schedule has an operator changing the endpoints at runtime (setEndpoints).

@@ -436,6 +436,11 @@ export class SimNode {
    * rejoined without pg_rewind, or had replayed past the point where another node was promoted), or null.
    */
   divergedSince: number | null = null
+  /**
+   * How long this standby has been diverged while the pool could see a primary on a newer timeline (a
+   * member, answering): only then can its probes learn that this one cannot follow the cluster.
+   */
+  divergedSeenMs = 0
 
   get diverged(): boolean {
     return this.divergedSince !== null

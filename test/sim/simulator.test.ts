@@ -87,7 +87,7 @@ describe('deterministic simulator', () => {
     }
   })
 
-  it('a verified primary that freezes is left within probeTimeoutMs + 1.2 × healthCheckIntervalMs (detection-late)', { timeout: 60_000 }, async () => {
+  it('a verified primary that freezes is left within probeTimeoutMs + 1.2 × healthCheckIntervalMs (detection-late); a diverged standby serves no reads once the pool can see past it (stale-read)', { timeout: 60_000 }, async () => {
     // Found by npm run bench (frozen-primary detection 1.9-2.0 s against its 1.6 s bound), then by the
     // simulator once it checked the bound: the next health check of the primary waited for the
     // running round to settle — the round that re-verified it (seeds 9, 12: a standby answering at
@@ -95,9 +95,18 @@ describe('deterministic simulator', () => {
     // probe deadline) — so the primary went unchecked for up to a probe deadline more.
     // 5088 (with an operator): a node that froze while its promotion hook ran was adopted when the
     // hook timed out, and with its breaker open the health checks left it out until the trial.
+    // 692: the application's BEGIN READ ONLY raised a doubt while a health probe of the primary was
+    // out, and the primary froze; the doubt made that probe's timeout stale, and the confirming probe
+    // queued behind it timed out a probe deadline later.
+    // 386, 1318 (stale-read), the simulator's: a standby diverged when a node out of the pool's sight
+    // (removed by setEndpoints, then frozen) was promoted; nothing the pool could probe showed it, so
+    // the divergence now counts only while a primary on a newer timeline is in the pool's sight.
+    // 604 (stale-read under that count, on the code before): once that primary was elected, the
+    // standby still served reads until its next probe — 6 ms there, within the bound the invariant
+    // now applies, so a unit test (coordinator.test.ts) holds it: the timeline's rise fences it at once.
     const runs = await Promise.all([
-      ...['9', '12', '111', '319'].map((seed) => simulate(['--seed', seed, '--runs', '1', '--faults', 'freeze', '--quiet'])),
-      simulate(['--seed', '5088', '--runs', '1', '--members', '--faults', 'freeze,crash-primary', '--quiet']),
+      ...['9', '12', '111', '319', '692'].map((seed) => simulate(['--seed', seed, '--runs', '1', '--faults', 'freeze', '--quiet'])),
+      ...['5088', '386', '604', '1318'].map((seed) => simulate(['--seed', seed, '--runs', '1', '--members', '--faults', 'freeze,crash-primary', '--quiet'])),
     ])
     for (const run of runs) {
       expect(run.output).toMatch(/no invariant broken/)

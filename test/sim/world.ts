@@ -142,8 +142,8 @@ export class World implements NodeWorld, ClientWorld {
 
   #staleness(node: SimNode): Staleness | null {
     const now = this.clock.now()
-    if (node.role === 'standby' && node.divergedSince !== null && now > node.divergedSince + this.readBounds.divergedMs) {
-      return { rule: 'diverged', invariant: 'stale-read', detail: `${node.name} was sent a read at ${now.toFixed(1)}, ${(now - node.divergedSince).toFixed(0)} ms after it diverged (holding commits the cluster lost), and answered it still diverged` }
+    if (node.role === 'standby' && node.divergedSince !== null && node.divergedSeenMs > this.readBounds.divergedMs) {
+      return { rule: 'diverged', invariant: 'stale-read', detail: `${node.name} was sent a read at ${now.toFixed(1)}, ${(now - node.divergedSince).toFixed(0)} ms after it diverged (holding commits the cluster lost; ${node.divergedSeenMs.toFixed(0)} ms of it with a primary on a newer timeline in the pool's sight), and answered it still diverged` }
     }
     if (node.role === 'standby' && node.detachedAt !== null && now > node.detachedAt + this.readBounds.detachedMs) {
       return { rule: 'detached', invariant: 'lagging-read', detail: `${node.name} was sent a read at ${now.toFixed(1)}, ${(now - node.detachedAt).toFixed(0)} ms after its WAL receiver stopped, past the lag limit, and answered it still detached` }
@@ -165,6 +165,7 @@ export class World implements NodeWorld, ClientWorld {
     const now = this.clock.now()
     const elapsed = now - this.#lagTrackedAt
     this.#lagTrackedAt = now
+    this.#trackDivergence(elapsed)
     if (limit === null) return
     const primaries = this.nodes.filter((n) => n.role === 'primary' && n.state !== 'down')
     if (primaries.length === 0) return
@@ -179,6 +180,24 @@ export class World implements NodeWorld, ClientWorld {
       const behind = node.role === 'standby' && primary.history.length - node.history.length > limit
       if (!behind) node.behindSeenMs = 0
       else if (answering) node.behindSeenMs += elapsed
+    }
+  }
+
+  /**
+   * Counts, once per step, how long each diverged standby has been so while a primary on a newer
+   * timeline was in the pool's sight — a member (not removed by setEndpoints), up, taking
+   * connections, no proxy holding statements. A promotion the pool cannot see (the promoted node
+   * removed or frozen all along) leaves a standby that replayed past its fork point looking like
+   * any standby of a primary that went down: nothing tells the pool before that node is seen.
+   */
+  #trackDivergence(elapsed: number): void {
+    for (const node of this.nodes) {
+      if (node.divergedSince === null) {
+        node.divergedSeenMs = 0
+        continue
+      }
+      const seen = this.nodes.some((m) => m !== node && m.role === 'primary' && m.timeline > node.timeline && !this.#removedSince.has(m.name) && m.state === 'up' && m.refusal === null && m.holdMs === 0)
+      if (seen) node.divergedSeenMs += elapsed
     }
   }
 
