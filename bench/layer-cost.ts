@@ -4,10 +4,12 @@ import { FailoverPool } from '../dist/index.js'
 import type { Cluster } from '../test/support/cluster.js'
 import { median } from './overhead.js'
 
-/** Client CPU per query spent in the pool layer alone (no network), FailoverPool against pg.Pool. */
+/** Client CPU per query spent in the pool layer alone (no network), FailoverPool (writes and reads) against pg.Pool. */
 export interface LayerCost {
   readonly pgPoolUs: number
   readonly failoverPoolUs: number
+  /** The same through `pool.reader` (replica routing, lag limits, the send-time check). */
+  readonly readerUs: number
   readonly rounds: number
 }
 
@@ -19,10 +21,13 @@ export interface LayerCost {
  * median; the first two rounds warm the JIT and are dropped.
  */
 export async function measureLayerCost(cluster: Cluster, perRound = 50_000, rounds = 12): Promise<LayerCost> {
-  const failover = new FailoverPool({ endpoints: cluster.nodes.map((n) => n.url), max: 1, promotionWatch: false, healthCheckIntervalMs: 600_000 })
+  // A lag limit the run cannot outlast: the replicas' probes (one, at start) stay fresh enough to read from.
+  const failover = new FailoverPool({ endpoints: cluster.nodes.map((n) => n.url), max: 1, promotionWatch: false, healthCheckIntervalMs: 600_000, maxReplicaLagMs: 3_600_000 })
   const plain = new pg.Pool({ connectionString: cluster.nodes[0]!.url, max: 1 })
   await failover.query('SELECT 1')
+  await failover.reader.query('SELECT 1')
   await plain.query('SELECT 1')
+  if (!failover.status().endpoints.some((e) => e.servesReads)) throw new Error('layer cost: no replica serves reads')
   const result = { rows: [{ n: 1 }], rowCount: 1, command: 'SELECT', fields: [] }
   const client = Object.assign(new EventEmitter(), {
     query: (_text: unknown, _values: unknown, cb: (err: Error | null, res: unknown) => void) => queueMicrotask(() => cb(null, result)),
@@ -33,10 +38,11 @@ export async function measureLayerCost(cluster: Cluster, perRound = 50_000, roun
     if (!cb) return Promise.resolve(client)
     cb(undefined, client, () => undefined)
   } as typeof realConnect
-  const costs = { pg: [] as number[], failover: [] as number[] }
+  const costs = { pg: [] as number[], failover: [] as number[], reader: [] as number[] }
+  const subjects: Array<['pg' | 'failover' | 'reader', Pick<pg.Pool, 'query'>]> = [['pg', plain], ['failover', failover], ['reader', failover.reader]]
   try {
     for (let round = 0; round < rounds; round++) {
-      for (const [name, pool] of (round % 2 ? [['failover', failover], ['pg', plain]] : [['pg', plain], ['failover', failover]]) as Array<['pg' | 'failover', pg.Pool]>) {
+      for (const [name, pool] of round % 2 ? [...subjects].reverse() : subjects) {
         const cpu = process.cpuUsage()
         for (let i = 0; i < perRound; i++) await pool.query('SELECT 1')
         const used = process.cpuUsage(cpu)
@@ -48,5 +54,5 @@ export async function measureLayerCost(cluster: Cluster, perRound = 50_000, roun
     await failover.end()
     await plain.end()
   }
-  return { pgPoolUs: median(costs.pg), failoverPoolUs: median(costs.failover), rounds: rounds - 2 }
+  return { pgPoolUs: median(costs.pg), failoverPoolUs: median(costs.failover), readerUs: median(costs.reader), rounds: rounds - 2 }
 }

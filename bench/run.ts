@@ -40,7 +40,7 @@ async function main(): Promise<void> {
   } finally {
     await cluster.destroy()
   }
-  console.log(`  layer alone (no network): pg.Pool ${layer.pgPoolUs.toFixed(3)} µs/query, FailoverPool ${layer.failoverPoolUs.toFixed(3)} µs/query`)
+  console.log(`  layer alone (no network): pg.Pool ${layer.pgPoolUs.toFixed(3)} µs/query, FailoverPool ${layer.failoverPoolUs.toFixed(3)} µs/query, pool.reader ${layer.readerUs.toFixed(3)} µs/read`)
   for (const r of overhead) {
     console.log(
       `  concurrency ${r.concurrency}: pg.Pool ${r.pgPoolQps.toFixed(0)} q/s, FailoverPool ${r.failoverPoolQps.toFixed(0)} q/s, ratio ${r.ratio.toFixed(3)}; client CPU ${r.pgPoolCpuUs.toFixed(1)} vs ${r.failoverPoolCpuUs.toFixed(1)} µs/query`,
@@ -105,9 +105,9 @@ async function main(): Promise<void> {
     `so only queueing, routing, the request object, reporting and events remain), median of ${layer.rounds} interleaved rounds of`,
     '50 000 queries: this is the CPU the library adds per query, free of the servers\' noise.',
     '',
-    '| pg.Pool layer (µs/query) | FailoverPool layer (µs/query) | added by the library (µs/query) |',
-    '|---:|---:|---:|',
-    `| ${layer.pgPoolUs.toFixed(3)} | ${layer.failoverPoolUs.toFixed(3)} | ${(layer.failoverPoolUs - layer.pgPoolUs).toFixed(3)} |`,
+    '| pg.Pool layer (µs/query) | FailoverPool layer (µs/query) | added by the library (µs/query) | pool.reader layer (µs/read) | added by the library (µs/read) |',
+    '|---:|---:|---:|---:|---:|',
+    `| ${layer.pgPoolUs.toFixed(3)} | ${layer.failoverPoolUs.toFixed(3)} | ${(layer.failoverPoolUs - layer.pgPoolUs).toFixed(3)} | ${layer.readerUs.toFixed(3)} | ${(layer.readerUs - layer.pgPoolUs).toFixed(3)} |`,
     '',
     '## Reads through pool.reader',
     '',
