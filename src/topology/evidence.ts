@@ -1,6 +1,6 @@
 import type { Endpoint } from '../endpoint/endpoint.js'
 import type { HaView } from '../ha/ha-manager.js'
-import { roleOf } from '../endpoint/role-probe.js'
+import { type ProbeResult, roleOf } from '../endpoint/role-probe.js'
 import { type EndpointAnswer, maskPassword } from '../errors.js'
 import type { Candidate, ProbeOutcome } from './election.js'
 import type { EndpointHealth } from './endpoint-health.js'
@@ -58,6 +58,12 @@ export class Evidence {
   heard(endpoint: Endpoint): boolean {
     const held = this.#latest.get(endpoint)
     return held !== undefined && held.startedAt >= this.changedAt
+  }
+
+  /** The endpoint's latest answer, however old (a promotion watch's row included), or null when its latest probe failed or none answered. */
+  latestAnswer(endpoint: Endpoint): ProbeResult | null {
+    const held = this.#latest.get(endpoint)
+    return held?.outcome.kind === 'ok' ? held.outcome.probe : null
   }
 
   /** Records an outcome (the caller checked {@link isLatest}). */

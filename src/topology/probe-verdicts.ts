@@ -131,14 +131,18 @@ export class ProbeVerdicts {
 
   /**
    * The cluster's timeline rose (a primary on a newer one was elected, or the store says so): a
-   * standby whose last probe showed it on an older timeline and not streaming stops serving reads
-   * now, not at its next probe — the pool knows already that it may have replayed past the fork.
+   * standby whose latest answer showed it on an older timeline and not streaming stops serving
+   * reads now, not at its next probe — the pool knows already that it may have replayed past the
+   * fork. Its next probe that finds it streaming lifts the fence. (Probing it again at once would
+   * find the same: a WAL receiver takes seconds to reconnect to a new primary.)
    */
   timelineRaised(): void {
     const host = this.host
     for (const e of host.endpoints) {
       const health = host.health(e)
-      if (e.lastProbe !== null && health.readFence === null) health.readFence = readFenceOf(e.lastProbe, health, host.cluster.minTimeline)
+      const probe = this.evidence.latestAnswer(e) ?? e.lastProbe
+      if (probe === null || health.readFence !== null) continue
+      health.readFence = readFenceOf(probe, health, host.cluster.minTimeline)
     }
   }
 

@@ -452,6 +452,15 @@ describe('coordinator: leaving a primary', () => {
     expect(b.lastProbe?.timeline).toBe(1)
     expect(t.coordinator.health(b).readFence).toMatch(/older than the primary's 2/)
     expect(servesReads(b, t.coordinator.health(b))).toBe(false)
+    // The new primary itself is judged by its winning answer, not its last probe as a standby.
+    expect(t.coordinator.health(c).readFence).toBeNull()
+    // Once it follows the new primary, its next probe lifts the fence.
+    b.receiving = true
+    b.timeline = 2
+    t.coordinator.confirm(b)
+    await pass(t, 20, 1)
+    expect(t.coordinator.health(b).readFence).toBeNull()
+    expect(servesReads(b, t.coordinator.health(b))).toBe(true)
   })
 
   it('a 25006 from a demoted primary is confirmed by the probe: the node is left with the answer grace, a failed one is cut at once', async () => {
