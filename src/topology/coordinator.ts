@@ -2,14 +2,13 @@ import type { Endpoint } from '../endpoint/endpoint.js'
 import type { ProbeResult } from '../endpoint/role-probe.js'
 import { isTimeout } from '../error-policy.js'
 import type { EndpointAnswer } from '../errors.js'
-import type { EventSink, FailoverEvent } from '../events.js'
+import type { EventSink } from '../events.js'
 import type { FleetMonitor, FleetRole } from '../health/fleet-monitor.js'
 import { type WatchFactory, Watches } from '../health/watches.js'
 import { topologyLog } from '../log.js'
 import type { ResolvedOptions } from '../options.js'
 import { StateSync } from '../state/state-sync.js'
 import type { StateRecord } from '../state/state-store.js'
-import type { Target } from '../surface/routing-host.js'
 import type { HaManager } from '../ha/ha-manager.js'
 import { ClusterKnowledge } from './cluster-knowledge.js'
 import { type ElectionHost, Elector } from './elector.js'
@@ -24,6 +23,7 @@ import { Transitions } from './transitions.js'
 import { type GateHost, PrimaryGate } from './primary-gate.js'
 import { FleetBridge, type FleetBridgeHost } from './fleet-bridge.js'
 import { type Loss, type WriterState, lossOf, shownPrimary, writingTo } from './writer-state.js'
+import { WriterMachine } from './writer-machine.js'
 
 /** What the coordinator is built from; endpoints and watches are injected so its rules run on a fake clock. */
 export interface CoordinatorDeps {
@@ -37,10 +37,12 @@ export interface CoordinatorDeps {
 }
 
 /**
- * The only place topology changes. It owns the writer's state ({@link WriterState}), each
- * endpoint's {@link EndpointHealth}, the requests waiting for a primary and the evidence of the
- * latest probes. Requests, probes and watches report outcomes here; this class alone decides, one
- * decision at a time (JavaScript's single thread is the lock: every decision is synchronous).
+ * The only place topology changes. It composes the writer's state and its transitions
+ * ({@link WriterMachine}), each endpoint's {@link EndpointHealth} ({@link MemberSet}), the requests
+ * waiting for a primary and the evidence of the latest probes, and takes the signals from outside
+ * the probes (a promotion noticed, the state store, a membership change). Requests, probes and
+ * watches report outcomes here; this class alone decides, one decision at a time (JavaScript's
+ * single thread is the lock: every decision is synchronous).
  *
  * Every change is a transition ({@link Transitions}): it assigns the complete new state first —
  * generation, writer state, health — and queues its effects, which run after, in order; waiting
@@ -50,11 +52,8 @@ export interface CoordinatorDeps {
 export class Coordinator implements ElectionHost, VerdictHost, GateHost, FleetBridgeHost {
   /** The endpoints and each one's health. */
   readonly #members: MemberSet
-  #state: WriterState = { kind: 'booting' }
-  /** Bumped on every change of where writes go; reports and connections from an older generation move nothing. */
-  #generation = 0
-  /** True once this pool has verified a primary. */
-  #everVerified = false
+  /** Where writes go, and the transitions that move it. */
+  readonly #writer: WriterMachine
   readonly #evidence = new Evidence()
   readonly #elector: Elector
   /** Where requests ask for the primary and report failures (see {@link PrimaryGate}). */
@@ -90,6 +89,20 @@ export class Coordinator implements ElectionHost, VerdictHost, GateHost, FleetBr
       this.promotionNoticed(e, undefined, row)
     }
     this.#watches = new Watches(deps.watches, noticed, options.promotionWatch === 'always')
+    this.#writer = new WriterMachine({
+      tx: this.#tx,
+      evidence: this.#evidence,
+      members: this.#members,
+      cluster: this.cluster,
+      record: this.#record,
+      sync: this.sync,
+      options,
+      startRound: (reason) => this.startRound(reason),
+      adopted: (primary) => {
+        this.#rounds.adopted()
+        this.effect(() => this.#watches.stop(primary))
+      },
+    })
     this.#elector = new Elector(this, this.#evidence, options)
     const verdicts = new ProbeVerdicts(this, this.#evidence, this.#watches, this.#elector, options.warmStandbys)
     this.#fleet = deps.fleet ? new FleetBridge(this, verdicts, this.#watches, deps.fleet) : null
@@ -102,9 +115,9 @@ export class Coordinator implements ElectionHost, VerdictHost, GateHost, FleetBr
   async start(): Promise<void> {
     const record = await this.sync.load()
     this.#tx.run(() => {
-      if (this.#state.kind !== 'booting') return
+      if (this.state.kind !== 'booting') return
       if (record) this.cluster.learnFromStore(record)
-      this.#state = { kind: 'discovering', loss: null, suspect: null, refusal: null }
+      this.state = { kind: 'discovering', loss: null, suspect: null, refusal: null }
       // The stored primary is tried first: nobody else wins before it has answered.
       this.#evidence.mustHear = this.endpoints.find((e) => e.name === record?.primary) ?? null
       this.effect(() => this.sync.watch((r) => this.storedElsewhere(r)))
@@ -132,16 +145,16 @@ export class Coordinator implements ElectionHost, VerdictHost, GateHost, FleetBr
    * @throws Error when `next` would remove that node (a caller's bug).
    */
   changeMembership(next: readonly Endpoint[], reason: string, source = reason): Endpoint[] {
-    const s = this.#state
+    const s = this.state
     const writer = writingTo(s) ?? (s.kind === 'adopting' ? s.candidate : null)
     const removed = this.#members.removedBy(next)
     if (writer !== null && removed.includes(writer)) throw new Error(`cannot remove ${writer.name}: writes go there (switch over first)`)
     this.#tx.run(() => {
-      const { added, removed } = this.#members.replace(next, lossOf(this.#state)?.from ?? null)
+      const { added, removed } = this.#members.replace(next, lossOf(this.state)?.from ?? null)
       topologyLog('endpoints: %s (%s)', next.map((e) => e.name).join(', '), reason)
-      const now = this.#state
-      if (now.kind === 'discovering' && now.suspect !== null && removed.includes(now.suspect)) this.#state = { ...now, suspect: null }
-      if (now.kind === 'paused' && now.primary !== null && removed.includes(now.primary)) this.#state = { ...now, primary: null }
+      const now = this.state
+      if (now.kind === 'discovering' && now.suspect !== null && removed.includes(now.suspect)) this.state = { ...now, suspect: null }
+      if (now.kind === 'paused' && now.primary !== null && removed.includes(now.primary)) this.state = { ...now, primary: null }
       this.#evidence.forget(removed)
       this.announce('endpointsChanged', () => ({ endpoints: next.map((e) => e.name), added: added.map((e) => e.name), removed: removed.map((e) => e.name), source, at: new Date().toISOString() }))
       const follower = this.#fleet?.monitor.role === 'follower'
@@ -156,8 +169,9 @@ export class Coordinator implements ElectionHost, VerdictHost, GateHost, FleetBr
     return removed
   }
 
+  /** Where writes go now. */
   get state(): WriterState {
-    return this.#state
+    return this.#writer.state
   }
 
   /** The last probe of the lost primary, kept when it was removed (see {@link MemberSet.lostPrimaryProbe}). */
@@ -166,7 +180,7 @@ export class Coordinator implements ElectionHost, VerdictHost, GateHost, FleetBr
   }
   /** @internal Only transitions (the elector's, inside {@link transition}) assign it from outside. */
   set state(next: WriterState) {
-    this.#state = next
+    this.#writer.state = next
   }
   /** The HA manager asked for a second opinion, if any. */
   get haManager(): HaManager | null {
@@ -180,8 +194,9 @@ export class Coordinator implements ElectionHost, VerdictHost, GateHost, FleetBr
   get storedRecord(): StateRecord | null {
     return this.sync.record
   }
+  /** Bumped on every change of where writes go (see {@link WriterMachine.generation}). */
   get generation(): number {
-    return this.#generation
+    return this.#writer.generation
   }
   /** The latest election's outcome in words. */
   get lastElection(): string {
@@ -200,7 +215,7 @@ export class Coordinator implements ElectionHost, VerdictHost, GateHost, FleetBr
   }
   /** The role `status()` shows for an endpoint. */
   roleOf(endpoint: Endpoint): ReturnType<typeof endpointRole> {
-    return endpointRole(endpoint, this.health(endpoint), endpoint === shownPrimary(this.#state))
+    return endpointRole(endpoint, this.health(endpoint), endpoint === shownPrimary(this.state))
   }
 
   /** Runs `change` as a transition (see {@link Transitions.run}). */
@@ -247,7 +262,7 @@ export class Coordinator implements ElectionHost, VerdictHost, GateHost, FleetBr
 
   /** True once this pool verified a primary. */
   get everVerified(): boolean {
-    return this.#everVerified
+    return this.#writer.everVerified
   }
 
   /** Probes `endpoint` now, outside any round (after the transition), for a verdict of its current era. */
@@ -262,7 +277,7 @@ export class Coordinator implements ElectionHost, VerdictHost, GateHost, FleetBr
    * read that showed the node out of recovery.
    */
   promotionNoticed(endpoint: Endpoint, noticedAt?: number, row?: ProbeResult): void {
-    if (this.#state.kind === 'ended') return
+    if (this.state.kind === 'ended') return
     this.#tx.run(() => {
       const now = this.#opts.clock.now()
       const since = Math.max(this.#evidence.changedAt, Math.min(now, noticedAt ?? now))
@@ -270,7 +285,7 @@ export class Coordinator implements ElectionHost, VerdictHost, GateHost, FleetBr
       topologyLog(reason)
       this.health(endpoint).promotionNoticed()
       this.#evidence.mustHear = endpoint
-      const old = writingTo(this.#state)
+      const old = writingTo(this.state)
       // The cluster has moved on: anything still running on the old primary may be lost, so cut it.
       if (old !== null && old !== endpoint) this.leave(old, reason)
       this.#evidence.invalidate(since)
@@ -286,7 +301,7 @@ export class Coordinator implements ElectionHost, VerdictHost, GateHost, FleetBr
   /** Another instance recorded a decision in the shared store: follow it if it is newer, after verifying. */
   storedElsewhere(record: StateRecord): void {
     this.#tx.run(() => {
-      const s = this.#state
+      const s = this.state
       if (s.kind === 'ended' || s.kind === 'booting' || record.epoch < this.cluster.epoch) return
       if (record.primary === shownPrimary(s)?.name) {
         this.cluster.epoch = Math.max(this.cluster.epoch, record.epoch)
@@ -294,7 +309,7 @@ export class Coordinator implements ElectionHost, VerdictHost, GateHost, FleetBr
       }
       topologyLog('state store: %s chosen elsewhere (epoch %d)', record.primary, record.epoch)
       this.cluster.learnFromStore(record)
-      if (s.kind === 'verified') this.#suspect(s.primary, `state store: ${record.primary} chosen by another instance (epoch ${record.epoch})`)
+      if (s.kind === 'verified') this.#writer.suspect(s.primary, `state store: ${record.primary} chosen by another instance (epoch ${record.epoch})`)
       else this.startRound('state store changed')
     })
   }
@@ -303,102 +318,26 @@ export class Coordinator implements ElectionHost, VerdictHost, GateHost, FleetBr
 
   /** After every transition's effects: the health checks kept scheduled, waiting requests settled, and the watches told how urgent a promotion notice is. */
   #afterTransition(): void {
-    const s = this.#state
+    const s = this.state
     // No verified primary, or one in doubt: a standby's promotion is likely now, so watch for it continuously.
     this.#watches.setUrgent(s.kind !== 'ended' && (s.kind !== 'verified' || this.health(s.primary).doubt !== null))
     this.#rounds.keepChecking()
     this.requests.settle()
   }
 
-  /**
-   * Stop writing to the primary (new requests wait), give it fresh pools, and verify it again.
-   * Statements still running there go on: if it verifies, nothing was lost.
-   */
-  #suspect(primary: Endpoint, reason: string): void {
-    topologyLog('primary %s suspect: %s', primary.name, reason)
-    this.#generation++
-    const now = this.#opts.clock.now()
-    this.#evidence.invalidate(now)
-    this.#state = { kind: 'discovering', loss: { from: primary.name, reason, since: now }, suspect: primary, refusal: null }
-    this.effect(() => primary.refreshPools())
-    this.startRound(reason)
-  }
-
-  /**
-   * The pool leaves a node it wrote to: the writer state moves on first (no request can be routed
-   * there any more), then everything still running there is cut (its outcome is unknown), so a
-   * node the pool has left can never acknowledge a write afterwards. A node that said it takes no
-   * writes is alive and its running statements are failing on their own (25006, then retried on the
-   * new primary): they get up to `probeTimeoutMs` to answer before the cut.
-   */
+  /** The pool leaves a node it wrote to: writes move on first, then what runs there is cut (see {@link WriterMachine.leave}). */
   leave(endpoint: Endpoint, reason: string): void {
-    this.#tx.run(() => {
-      topologyLog('leaving %s: %s', endpoint.name, reason)
-      const s = this.#state
-      const now = this.#opts.clock.now()
-      if (s.kind === 'verified' && s.primary === endpoint) {
-        this.#generation++
-        this.#evidence.invalidate(now)
-        this.#state = { kind: 'discovering', loss: { from: endpoint.name, reason, since: now }, suspect: null, refusal: null }
-      } else if (s.kind === 'discovering' && s.suspect === endpoint) {
-        this.#state = { ...s, suspect: null }
-      } else if (s.kind === 'paused' && s.primary === endpoint) {
-        this.#state = { ...s, primary: null, loss: s.loss ?? { from: endpoint.name, reason, since: now } }
-      }
-      const health = this.health(endpoint)
-      const graceMs = health.saidReadOnly ? this.#opts.probeTimeoutMs : 0
-      health.left()
-      this.effect(() => endpoint.leave(graceMs))
-    })
+    this.#writer.leave(endpoint, reason)
   }
 
-  /** Makes `next` the primary: a new generation and target, the epoch, the failover event, the store, the waiters. */
+  /** Makes `next` the primary (see {@link WriterMachine.adopt}). */
   adopt(next: Endpoint, from: string | null, loss: Loss | null, paused = false): void {
-    this.#tx.run(() => {
-      this.#generation++
-      this.#everVerified = true
-      this.#evidence.mustHear = null
-      const health = this.health(next)
-      health.fenced = false
-      // Verified writable just now (switchTo verifies with its own probe, not through the verdicts).
-      health.saidReadOnly = false
-      const target: Target = { endpoint: next, lane: next.write, generation: this.#generation, role: 'primary', caughtUp: true }
-      this.#state = paused ? { kind: 'paused', primary: next, loss: null } : { kind: 'verified', primary: next, target }
-      const changed = from !== null && from !== next.name
-      const epoch = this.cluster.adopt(next.name, changed, this.sync.record)
-      const now = this.#opts.clock.now()
-      // The fast cadence of discovery ends here; the health checks start after this transition (see RoundSchedule.keepChecking).
-      this.#rounds.adopted()
-      this.effect(() => this.#watches.stop(next))
-      if (changed) {
-        const event: FailoverEvent = {
-          from,
-          to: next.name,
-          reason: loss?.reason ?? `promotion of ${next.name}`,
-          durationMs: Math.round(loss ? now - loss.since : 0),
-          epoch,
-        }
-        topologyLog('failover %s -> %s (%s) in %d ms', event.from, event.to, event.reason, event.durationMs)
-        this.announce('failover', () => event)
-      } else {
-        topologyLog('primary %s verified (epoch %d)', next.name, epoch)
-      }
-      const why = changed ? `failover from ${from}: ${loss?.reason ?? 'promotion'}` : 'primary verified'
-      this.#record.adopted(next.name, epoch, why, (fn) => this.effect(fn))
-    })
+    this.#writer.adopt(next, from, loss, paused)
   }
 
-  /**
-   * Replaces the writer state (maintenance operations). Entering `discovering` starts a round whose
-   * probes must all be newer than this change.
-   */
+  /** Replaces the writer state (maintenance; see {@link WriterMachine.replace}). */
   replaceState(next: WriterState, reason: string): void {
-    this.#tx.run(() => {
-      this.#state = next
-      if (next.kind !== 'discovering') return
-      this.#evidence.invalidate(this.#opts.clock.now())
-      this.startRound(reason)
-    })
+    this.#writer.replace(next, reason)
   }
 
   /** Registers how to abort the promotion hook running now (null when it finished). */
@@ -412,7 +351,7 @@ export class Coordinator implements ElectionHost, VerdictHost, GateHost, FleetBr
    */
   async end(): Promise<void> {
     this.#tx.run(() => {
-      this.#state = { kind: 'ended' }
+      this.state = { kind: 'ended' }
       this.effect(() => {
         this.#rounds.stop()
         this.#watches.stopAll()
