@@ -14,6 +14,7 @@ export const FAULT_KINDS = [
   'read-only-primary',
   'detach-standby',
   'diverged-rejoin',
+  'promote-by-hand',
 ] as const
 
 export type FaultKind = (typeof FAULT_KINDS)[number]
@@ -86,6 +87,26 @@ export class Faults {
         this.#roleFault = true
         this.#note(`promote ${candidate.name}; ${primary.name} stays up and writable`)
         this.#failover(primary, candidate, 100, 2000)
+        return
+      }
+      case 'promote-by-hand': {
+        // `pg_ctl promote` on one standby and nothing else: the old primary stays up and writable, and
+        // its other standbys go on streaming from it (on the old timeline) until someone repoints them.
+        const candidate = this.#bestStandby()
+        if (!primary || !candidate || this.#roleFault) return
+        this.#roleFault = true
+        this.#note(`promote ${candidate.name} by hand; ${primary.name} stays up and writable, its standbys still stream from it`)
+        candidate.promote()
+        this.#later(300, 3000, () => {
+          this.#note(`the operator repoints ${primary.name}'s standbys at ${candidate.name}`)
+          for (const n of this.world.nodes) if (n !== candidate && n.role === 'standby' && n.upstream === primary) this.#repoint(n, candidate)
+          this.#later(0, 1000, () => {
+            this.#note(`${primary.name} rejoins as a standby of ${candidate.name} (rewound)`)
+            if (primary.role === 'primary') primary.rejoinAsStandby(candidate, true)
+            this.#roleFault = false
+            this.lastDisturbance = this.#clock.now()
+          })
+        })
         return
       }
       case 'freeze': {

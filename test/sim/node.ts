@@ -27,7 +27,7 @@ export interface Statement {
 
 /** Why a read's answer is stale, by which rule (see World.readArrived). */
 export interface Staleness {
-  readonly rule: 'diverged' | 'detached' | 'behind'
+  readonly rule: 'diverged' | 'branch' | 'detached' | 'behind'
   readonly invariant: string
   readonly detail: string
 }
@@ -293,6 +293,8 @@ export class SimNode {
       system_id: this.systemId,
       timeline: this.timeline,
       receiving: !this.inRecovery || this.receiving,
+      // The pool's role may read pg_stat_wal_receiver here (the tests' superuser).
+      received_timeline: this.inRecovery && this.receiving ? this.timeline : null,
       lsn: lsnOf(this.history.length),
       lag_ms: this.#replayLagMs(),
       server_version: 150000,
@@ -441,6 +443,12 @@ export class SimNode {
    * member, answering): only then can its probes learn that this one cannot follow the cluster.
    */
   divergedSeenMs = 0
+  /**
+   * How long this standby has streamed from a primary on an older timeline than one the pool could
+   * see (a member, answering) that holds commits this standby lacks: it follows a branch the cluster
+   * left (a promotion by hand that nobody repointed it after), and will never get them.
+   */
+  branchSeenMs = 0
 
   get diverged(): boolean {
     return this.divergedSince !== null

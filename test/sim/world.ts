@@ -132,9 +132,13 @@ export class World implements NodeWorld, ClientWorld {
     if (verdict === null) return NOT_STALE
     const primaryCommits = this.#primaryCommits
     const limit = this.lagLimitCommits ?? Infinity
+    // What the newer primary held when the read was sent: the answer is stale while the node lacks any of it.
+    const newer = verdict.rule === 'branch' && node.upstream !== null ? this.#newerPrimaryInSight(node.upstream.timeline, node) : null
+    const wanted = newer === null ? [] : newer.history.slice()
     return () => {
       if (node.role !== 'standby') return null
       if (verdict.rule === 'diverged') return node.divergedSince !== null ? verdict : null
+      if (verdict.rule === 'branch') return lacks(node.history, wanted) ? verdict : null
       if (verdict.rule === 'detached') return node.detachedAt !== null ? verdict : null
       return primaryCommits - node.history.length > limit ? verdict : null
     }
@@ -144,6 +148,9 @@ export class World implements NodeWorld, ClientWorld {
     const now = this.clock.now()
     if (node.role === 'standby' && node.divergedSince !== null && node.divergedSeenMs > this.readBounds.divergedMs) {
       return { rule: 'diverged', invariant: 'stale-read', detail: `${node.name} was sent a read at ${now.toFixed(1)}, ${(now - node.divergedSince).toFixed(0)} ms after it diverged (holding commits the cluster lost; ${node.divergedSeenMs.toFixed(0)} ms of it with a primary on a newer timeline in the pool's sight), and answered it still diverged` }
+    }
+    if (node.role === 'standby' && node.branchSeenMs > this.readBounds.divergedMs) {
+      return { rule: 'branch', invariant: 'stale-read', detail: `${node.name} was sent a read at ${now.toFixed(1)}, streaming from ${node.upstream?.name ?? '?'} on timeline ${node.timeline} while a primary on a newer timeline with commits it lacks was in the pool's sight for ${node.branchSeenMs.toFixed(0)} ms, and answered it still on that branch` }
     }
     if (node.role === 'standby' && node.detachedAt !== null && now > node.detachedAt + this.readBounds.detachedMs) {
       return { rule: 'detached', invariant: 'lagging-read', detail: `${node.name} was sent a read at ${now.toFixed(1)}, ${(now - node.detachedAt).toFixed(0)} ms after its WAL receiver stopped, past the lag limit, and answered it still detached` }
@@ -192,13 +199,32 @@ export class World implements NodeWorld, ClientWorld {
    */
   #trackDivergence(elapsed: number): void {
     for (const node of this.nodes) {
+      this.#trackBranch(node, elapsed)
       if (node.divergedSince === null) {
         node.divergedSeenMs = 0
         continue
       }
-      const seen = this.nodes.some((m) => m !== node && m.role === 'primary' && m.timeline > node.timeline && !this.#removedSince.has(m.name) && m.state === 'up' && m.refusal === null && m.holdMs === 0)
-      if (seen) node.divergedSeenMs += elapsed
+      if (this.#newerPrimaryInSight(node.timeline, node) !== null) node.divergedSeenMs += elapsed
     }
+  }
+
+  /** A standby streaming from a primary the cluster left, while the newer one has commits it lacks: see {@link SimNode.branchSeenMs}. */
+  #trackBranch(node: SimNode, elapsed: number): void {
+    const up = node.upstream
+    const onBranch = node.role === 'standby' && node.state === 'up' && up !== null && up.role === 'primary' && node.receiving
+    const newer = onBranch ? this.#newerPrimaryInSight(up.timeline, node) : null
+    if (newer === null || !this.#lacksCommitsOf(node, newer)) node.branchSeenMs = 0
+    else node.branchSeenMs += elapsed
+  }
+
+  /** A primary on a timeline newer than `timeline` that the pool can see (a member, answering), other than `node`. */
+  #newerPrimaryInSight(timeline: number, node: SimNode): SimNode | null {
+    return this.nodes.find((m) => m !== node && m.role === 'primary' && m.timeline > timeline && !this.#removedSince.has(m.name) && m.state === 'up' && m.refusal === null && m.holdMs === 0) ?? null
+  }
+
+  /** True when `primary` holds a commit `node` does not. */
+  #lacksCommitsOf(node: SimNode, primary: SimNode): boolean {
+    return lacks(node.history, primary.history)
   }
 
   trace(line: string): void {
@@ -324,4 +350,11 @@ export class World implements NodeWorld, ClientWorld {
     if (writable.length === 0) return null
     return writable.reduce((a, b) => (b.timeline > a.timeline ? b : a))
   }
+}
+
+/** True when `wanted` holds a commit `history` does not (they part somewhere, or `history` is shorter). */
+function lacks(history: readonly string[], wanted: readonly string[]): boolean {
+  if (wanted.length > history.length) return true
+  for (let i = 0; i < wanted.length; i++) if (wanted[i] !== history[i]) return true
+  return false
 }
