@@ -20,6 +20,13 @@ export interface ProbeResult {
    * a primary.
    */
   readonly receiving: boolean
+  /**
+   * On a streaming standby, where the pool's role may read `pg_stat_wal_receiver` (superuser,
+   * pg_read_all_stats or pg_monitor): the timeline its WAL receiver receives. A standby that streams
+   * an older timeline than the cluster's primary follows a node the cluster left (a promotion by hand
+   * that nobody repointed it after). Null otherwise (not streaming, a primary, or not readable).
+   */
+  readonly receivedTimeline: number | null
   /** Current WAL insert position on a primary, last replayed position on a standby (`X/Y`). */
   readonly lsn: string | null
   /**
@@ -63,6 +70,7 @@ const PROBE_COLUMNS = `pg_is_in_recovery() AS in_recovery,
   CASE WHEN pg_is_in_recovery()
     THEN EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status IS NULL OR status = 'streaming')
     ELSE true END AS receiving,
+  CASE WHEN pg_is_in_recovery() THEN (SELECT received_tli FROM pg_stat_wal_receiver WHERE status = 'streaming') END AS received_timeline,
   CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END::text AS lsn,
   CASE WHEN NOT pg_is_in_recovery() THEN 0
     WHEN EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status IS NULL OR status = 'streaming')
@@ -79,6 +87,7 @@ interface ProbeRow {
   system_id: string | null
   timeline: number | null
   receiving: boolean
+  received_timeline: number | null
   lsn: string | null
   lag_ms: number
   server_version: number
@@ -101,6 +110,7 @@ export async function probeRole(client: ClientBase, now: () => number = () => pe
     systemId: row.system_id,
     timeline: row.timeline,
     receiving: row.receiving !== false,
+    receivedTimeline: row.received_timeline ?? null,
     lsn: row.lsn,
     lagMs: Math.max(0, Number(row.lag_ms) || 0),
     serverVersion: row.server_version,

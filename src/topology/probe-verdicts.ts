@@ -131,9 +131,9 @@ export class ProbeVerdicts {
 
   /**
    * The cluster's timeline rose (a primary on a newer one was elected, or the store says so): a
-   * standby whose latest answer showed it on an older timeline and not streaming stops serving
-   * reads now, not at its next probe — the pool knows already that it may have replayed past the
-   * fork. Its next probe that finds it streaming lifts the fence. (Probing it again at once would
+   * standby whose latest answer showed it on an older timeline and not streaming, or streaming that
+   * older timeline, stops serving reads now, not at its next probe — the pool knows already that it
+   * may have replayed past the fork, or follows a node the cluster left. Its next probe that finds it streaming lifts the fence. (Probing it again at once would
    * find the same: a WAL receiver takes seconds to reconnect to a new primary.)
    */
   timelineRaised(): void {
@@ -176,14 +176,21 @@ export class ProbeVerdicts {
 }
 
 /**
- * Why a node that answered `probe` may not serve reads, or null. A standby on an older timeline
- * than `minTimeline` with no WAL receiver streaming cannot follow the primary: its data may have
- * diverged, and it will not catch up. The same for a former primary back as a standby that does
+ * Why a node that answered `probe` may not serve reads, or null. A standby whose WAL receiver
+ * streams an older timeline than `minTimeline` follows a node the cluster left: it will never get
+ * what the primary commits. A standby on an older timeline with no WAL receiver streaming cannot
+ * follow the primary: its data may have diverged, and it will not catch up. The same for a former primary back as a standby that does
  * not stream, whatever timeline the pool knows of: the new primary may be out of the pool's sight
  * (refusing it, behind a proxy that holds).
  */
 function readFenceOf(probe: ProbeResult, health: EndpointHealth, minTimeline: number | null): string | null {
-  if (roleOf(probe) !== 'standby' || probe.receiving) return null
+  if (roleOf(probe) !== 'standby') return null
+  // A leader of an older version publishes probes without the field (fleet monitoring).
+  const received = probe.receivedTimeline ?? null
+  if (probe.receiving && minTimeline !== null && received !== null && received < minTimeline) {
+    return `streams timeline ${received} from a primary the cluster left (the primary is on ${minTimeline}): it will never replay what is committed there (promoted by hand, not repointed?)`
+  }
+  if (probe.receiving) return null
   if (minTimeline !== null && probe.timeline !== null && probe.timeline < minTimeline) {
     return `on timeline ${probe.timeline}, older than the primary's ${minTimeline}, and not streaming: it cannot follow the cluster (a diverged old primary?)`
   }

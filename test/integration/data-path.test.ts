@@ -204,4 +204,33 @@ describe('the data path never answers wrongly', () => {
     const shown = pool.status().endpoints.find((e) => e.name === n0.name)!
     expect(shown.servesReads).toBe(false)
   })
+
+  it('a standby still streaming from the primary the pool left (promoted by hand, the old one up) serves no reads from the failover on; repointed, it serves again', async () => {
+    const cluster = await res.cluster({ standbys: 2 })
+    const [n0, n1, n2] = cluster.nodes as [ClusterNode, ClusterNode, ClusterNode]
+    const pool = res.pool(cluster, {})
+    await pool.query('CREATE TABLE branch (id int)')
+    await cluster.waitForReplication(n0)
+    await replicasKnown(pool, 2)
+    // pg_ctl promote on node1 only: node0 stays up and writable, and node2 goes on streaming
+    // timeline 1 from it — it will never replay what the cluster commits on node1 from now on.
+    const failover = nextEvent(pool, 'failover')
+    await cluster.promote(n1)
+    expect((await failover).to).toBe(n1.name)
+    await pool.query('INSERT INTO branch VALUES (1)')
+    const ports = await readPorts(pool, 100)
+    expect(ports.get(n2.port) ?? 0, JSON.stringify(pool.status().endpoints)).toBe(0)
+    const shown = pool.status().endpoints.find((e) => e.name === n2.name)!
+    expect(shown.servesReads).toBe(false)
+    expect(shown.readFence).toMatch(/timeline 1/)
+    // Repointed at the new primary, it crosses to timeline 2, gets the row, and serves reads again.
+    await cluster.repoint(n2, n1)
+    await waitUntil(() => pool.status().endpoints.find((e) => e.name === n2.name)!.servesReads, {
+      what: 'node2 serving reads again',
+      timeout: 20_000,
+      diagnostics: () => JSON.stringify(pool.status().endpoints),
+    })
+    const { rows } = await pool.reader.query<{ port: number; n: number }>('SELECT inet_server_port() AS port, count(*)::int AS n FROM branch')
+    expect(rows[0]).toEqual({ port: n2.port, n: 1 })
+  })
 })

@@ -54,6 +54,16 @@ describe('deterministic simulator', () => {
     expect(run.code, run.output).toBe(0)
   })
 
+  it('a standby still streaming from the old primary after a promotion by hand serves no reads once the pool follows it (200 schedules of promote-by-hand)', { timeout: 300_000 }, async () => {
+    // Found on 2026-12-06 while writing its real-cluster test (data-path.test.ts), then made a fault
+    // of the simulator first: pg_ctl promote on one standby leaves the old primary up and its other
+    // standbys streaming timeline 1 from it, lag 0, never to replay what the new primary acknowledges;
+    // the pool kept reading from them. 63 of 300 such schedules broke stale-read before the fix, 0 after.
+    const run = await simulate(['--seed', '1', '--runs', '200', '--faults', 'promote-by-hand', '--quiet'])
+    expect(run.output).toMatch(/no invariant broken/)
+    expect(run.code, run.output).toBe(0)
+  })
+
   it('a byte lag limit holds while the primary is in doubt or lost (200 schedules of detach, freeze and crash)', { timeout: 300_000 }, async () => {
     // Found by CI (routing test, a replica with paused replay): the byte lag was measured only against a
     // verified primary, so while the primary was in doubt every standby passed the byte limit. 16 of 200

@@ -32,6 +32,8 @@ export class FakeEndpoint extends Endpoint {
   lsn = '0/3000000'
   /** A standby's WAL receiver streams (false: detached, or it cannot follow). */
   receiving = true
+  /** The timeline a streaming standby's WAL receiver shows (null: the role may not read it). */
+  receivedTimeline: number | null = null
   /** What the coordinator did to this node's connections, in order: fresh pools, a leave (cut), a stalled replica's cut. */
   readonly actions: Array<'refresh' | 'leave' | 'cut-stalled'> = []
   /** The answer grace (ms) of every leave, in order. */
@@ -64,6 +66,7 @@ export class FakeEndpoint extends Endpoint {
           systemId: this.systemId,
           timeline: this.timeline,
           receiving: mode !== 'standby' || this.receiving,
+          receivedTimeline: mode === 'standby' && this.receiving ? this.receivedTimeline : null,
           lsn: this.lsn,
           lagMs: 0,
           serverVersion: 150000,

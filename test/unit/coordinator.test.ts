@@ -463,6 +463,49 @@ describe('coordinator: leaving a primary', () => {
     expect(servesReads(b, t.coordinator.health(b))).toBe(true)
   })
 
+  it('a standby streaming the timeline the cluster left (promoted by hand, nobody repointed it) serves no reads from the election on, and again once it streams the new one', async () => {
+    // Found by the simulator (--faults promote-by-hand) and on PostgreSQL 15 (data-path.test.ts):
+    // it streamed timeline 1 from the old primary, lag 0, and answered every read without a row the
+    // new primary had acknowledged.
+    const t = fakeTopology(['a', 'b', 'c'], { healthCheckIntervalMs: 10_000 })
+    await booted(t)
+    const [a, b, c] = [t.node('a'), t.node('b'), t.node('c')]
+    b.receivedTimeline = 1
+    t.coordinator.confirm(b)
+    await pass(t, 20, 1)
+    expect(servesReads(b, t.coordinator.health(b))).toBe(true)
+    // a stays up and writable on timeline 1; c is promoted to timeline 2.
+    c.mode = 'primary'
+    c.timeline = 2
+    t.watches.promote('c')
+    await flush()
+    expect(t.coordinator.requests.readyWriteTarget()?.endpoint).toBe(c)
+    expect(a.actions).toContain('leave')
+    expect(t.coordinator.health(b).readFence).toMatch(/streams timeline 1 from a primary the cluster left/)
+    expect(servesReads(b, t.coordinator.health(b))).toBe(false)
+    // Repointed, it streams timeline 2: its next probe lifts the fence.
+    b.receivedTimeline = 2
+    b.timeline = 2
+    t.coordinator.confirm(b)
+    await pass(t, 20, 1)
+    expect(t.coordinator.health(b).readFence).toBeNull()
+    expect(servesReads(b, t.coordinator.health(b))).toBe(true)
+  })
+
+  it('where the role may not read pg_stat_wal_receiver, a streaming standby on an older timeline is not fenced (it may be streaming the new one before its next restartpoint)', async () => {
+    const t = fakeTopology(['a', 'b', 'c'], { healthCheckIntervalMs: 10_000 })
+    await booted(t)
+    const [b, c] = [t.node('b'), t.node('c')]
+    expect(b.receivedTimeline).toBeNull()
+    c.mode = 'primary'
+    c.timeline = 2
+    t.watches.promote('c')
+    await flush()
+    expect(t.coordinator.requests.readyWriteTarget()?.endpoint).toBe(c)
+    expect(t.coordinator.health(b).readFence).toBeNull()
+    expect(servesReads(b, t.coordinator.health(b))).toBe(true)
+  })
+
   it('a 25006 from a demoted primary is confirmed by the probe: the node is left with the answer grace, a failed one is cut at once', async () => {
     const t = fakeTopology(['a', 'b'], { probeTimeoutMs: 700 })
     const target = await booted(t)

@@ -9,7 +9,7 @@ import { type Candidate, elect } from '../../src/topology/election.js'
 import { FakeClock } from '../support/fake-clock.js'
 import { fakeTopology, flush } from '../support/fake-topology.js'
 
-const probe = (p: Partial<ProbeResult>): ProbeResult => ({ inRecovery: false, readOnly: false, systemId: 'S1', timeline: 1, receiving: true, lsn: '0/1', lagMs: 0, serverVersion: 150000, latencyMs: 1, ...p })
+const probe = (p: Partial<ProbeResult>): ProbeResult => ({ inRecovery: false, readOnly: false, systemId: 'S1', timeline: 1, receiving: true, receivedTimeline: null, lsn: '0/1', lagMs: 0, serverVersion: 150000, latencyMs: 1, ...p })
 const writable = (name: string, timeline = 1): Candidate => ({ name, outcome: { kind: 'ok', probe: probe({ timeline }) } })
 const known = { systemId: 'S1', minTimeline: 1 }
 

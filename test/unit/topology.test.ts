@@ -3,7 +3,7 @@ import type { ProbeResult } from '../../src/endpoint/role-probe.js'
 import { type Candidate, elect, electLogical } from '../../src/topology/election.js'
 
 function probe(overrides: Partial<ProbeResult>): ProbeResult {
-  return { inRecovery: false, readOnly: false, systemId: 'S1', timeline: 1, receiving: true, lsn: '0/1', lagMs: 0, serverVersion: 150000, latencyMs: 1, ...overrides }
+  return { inRecovery: false, readOnly: false, systemId: 'S1', timeline: 1, receiving: true, receivedTimeline: null, lsn: '0/1', lagMs: 0, serverVersion: 150000, latencyMs: 1, ...overrides }
 }
 const ok = (name: string, p: Partial<ProbeResult>): Candidate => ({ name, outcome: { kind: 'ok', probe: probe(p) } })
 const failed = (name: string): Candidate => ({ name, outcome: { kind: 'failed', error: new Error('ECONNREFUSED') } })
