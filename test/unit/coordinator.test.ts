@@ -37,6 +37,15 @@ async function pass(t: Topology, ms: number, step = 25): Promise<void> {
   }
 }
 
+/** Steps the fake clock `ms` at a time, at most `steps` times, until `done()` holds: the clock then, or null if it never did. */
+async function stepUntil(t: Topology, done: () => boolean, steps: number, ms = 5): Promise<number | null> {
+  for (let step = 0; step < steps; step++) {
+    if (done()) return t.clock.now()
+    await pass(t, ms, ms)
+  }
+  return done() ? t.clock.now() : null
+}
+
 /** A write request waiting for a primary; resolves with its endpoint's name or its error. */
 function waitForPrimary(t: Topology, since = t.clock.now()): Promise<string | Error> {
   return new Promise((resolve) => t.coordinator.requests.whenPrimary(since, (err, target) => resolve(err ?? target!.endpoint.name)))
@@ -230,7 +239,7 @@ describe('coordinator: discovery', () => {
     const downs = (): number => t.named('endpointDown').filter((e: { endpoint: string }) => e.endpoint === 'a').length
     /** Steps until `a` has gone down `n` times; the clock ms then. */
     const untilDown = async (n: number): Promise<number> => {
-      for (let step = 0; step < 1_000 && downs() < n; step++) await pass(t, 5, 5)
+      await stepUntil(t, () => downs() >= n, 1_000)
       expect(downs()).toBe(n)
       return t.clock.now()
     }
@@ -239,7 +248,7 @@ describe('coordinator: discovery', () => {
     a.mode = 'hang'
     await untilDown(1)
     a.mode = 'primary'
-    for (let step = 0; step < 1_000 && t.coordinator.requests.readyWriteTarget()?.endpoint !== a; step++) await pass(t, 5, 5)
+    await stepUntil(t, () => t.coordinator.requests.readyWriteTarget()?.endpoint === a, 1_000)
     expect(t.coordinator.requests.readyWriteTarget()?.endpoint).toBe(a)
     // Frozen again right after it was verified, while b's probe is still out.
     a.mode = 'hang'
@@ -259,14 +268,14 @@ describe('coordinator: discovery', () => {
     ;(b.write as unknown as { acquire: (cb: unknown) => void }).acquire = () => undefined
     a.mode = 'down'
     b.mode = 'primary'
-    for (let step = 0; step < 400 && t.coordinator.state.kind !== 'adopting'; step++) await pass(t, 5, 5)
+    await stepUntil(t, () => t.coordinator.state.kind === 'adopting', 400)
     expect(t.coordinator.state).toMatchObject({ kind: 'adopting', candidate: b })
     b.mode = 'hang'
     await pass(t, 1_000, 5)
     expect(t.named('failover').filter((e: { to: string }) => e.to === 'b')).toEqual([])
     // Back: adopted again (its hook runs again).
     b.mode = 'primary'
-    for (let step = 0; step < 600 && t.coordinator.requests.readyWriteTarget()?.endpoint !== b; step++) await pass(t, 5, 5)
+    await stepUntil(t, () => t.coordinator.requests.readyWriteTarget()?.endpoint === b, 600)
     expect(t.coordinator.requests.readyWriteTarget()?.endpoint).toBe(b)
   })
 
@@ -280,11 +289,7 @@ describe('coordinator: discovery', () => {
     expect(t.coordinator.requests.readyWriteTarget()?.endpoint).toBe(a)
     a.mode = 'hang'
     const frozenAt = t.clock.now()
-    let downAt: number | null = null
-    for (let step = 0; step < 600 && downAt === null; step++) {
-      await pass(t, 5, 5)
-      if (t.coordinator.requests.readyWriteTarget()?.endpoint !== a) downAt = t.clock.now()
-    }
+    const downAt = await stepUntil(t, () => t.coordinator.requests.readyWriteTarget()?.endpoint !== a, 600)
     expect(downAt).not.toBeNull()
     expect(downAt! - frozenAt).toBeLessThanOrEqual(1_000 + 1.2 * 100 + 10)
   })
@@ -299,17 +304,13 @@ describe('coordinator: discovery', () => {
     a.mode = 'hang'
     const frozenAt = t.clock.now()
     const sent = a.probes
-    for (let step = 0; step < 100 && a.probes === sent; step++) await pass(t, 5, 5)
+    await stepUntil(t, () => a.probes !== sent, 100)
     expect(a.probes).toBe(sent + 1)
     // The application's own BEGIN READ ONLY transaction fails a write meanwhile: a doubt.
     t.report(target, Object.assign(new Error('cannot execute INSERT in a read-only transaction'), { code: '25006' }))
     await flush()
     expect(t.coordinator.health(a).doubt).not.toBeNull()
-    let leftAt: number | null = null
-    for (let step = 0; step < 1_000 && leftAt === null; step++) {
-      await pass(t, 5, 5)
-      if (t.coordinator.requests.readyWriteTarget()?.endpoint !== a) leftAt = t.clock.now()
-    }
+    const leftAt = await stepUntil(t, () => t.coordinator.requests.readyWriteTarget()?.endpoint !== a, 1_000)
     expect(leftAt).not.toBeNull()
     expect(leftAt! - frozenAt).toBeLessThanOrEqual(1_000 + 1.2 * 100 + 10)
   })
@@ -447,7 +448,7 @@ describe('coordinator: leaving a primary', () => {
     // c answers after b in every round: b's probe is judged while the cluster's timeline is still 1.
     c.answerDelayMs = 10
     t.report(t.coordinator.requests.readyWriteTarget()!, refused('a'))
-    for (let step = 0; step < 400 && t.coordinator.requests.readyWriteTarget()?.endpoint !== c; step++) await pass(t, 1, 1)
+    await stepUntil(t, () => t.coordinator.requests.readyWriteTarget()?.endpoint === c, 400, 1)
     expect(t.coordinator.requests.readyWriteTarget()?.endpoint).toBe(c)
     expect(b.lastProbe?.timeline).toBe(1)
     expect(t.coordinator.health(b).readFence).toMatch(/older than the primary's 2/)
