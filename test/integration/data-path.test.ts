@@ -19,6 +19,17 @@ async function readPorts(pool: { reader: { query<R>(sql: string): Promise<{ rows
   return ports
 }
 
+/** Three nodes (node0 the primary), a pool over them, table `name (id int)` replicated, both standbys verified. */
+async function threeNodesWithTable(name: string) {
+  const cluster = await res.cluster({ standbys: 2 })
+  const [n0, n1, n2] = cluster.nodes as [ClusterNode, ClusterNode, ClusterNode]
+  const pool = res.pool(cluster, {})
+  await pool.query(`CREATE TABLE ${name} (id int)`)
+  await cluster.waitForReplication(n0)
+  await replicasKnown(pool, 2)
+  return { cluster, n0, n1, n2, pool }
+}
+
 describe('the data path never answers wrongly', () => {
   it('withReadYourWrites callers through a failover: every error is an answer, never an uncaught exception', async () => {
     const cluster = await res.cluster({ standbys: 2 })
@@ -176,12 +187,7 @@ describe('the data path never answers wrongly', () => {
   })
 
   it('a diverged old primary restarted as a standby without pg_rewind serves no reads; status says why', async () => {
-    const cluster = await res.cluster({ standbys: 2 })
-    const [n0, n1, n2] = cluster.nodes as [ClusterNode, ClusterNode, ClusterNode]
-    const pool = res.pool(cluster, {})
-    await pool.query('CREATE TABLE lost (id int)')
-    await cluster.waitForReplication(n0)
-    await replicasKnown(pool, 2)
+    const { cluster, n0, n1, n2, pool } = await threeNodesWithTable('lost')
     // n1 is promoted while n0 stays writable and takes 100 commits the new timeline never gets.
     const failover = nextEvent(pool, 'failover')
     // node2 streams through node1 before the promotion, so it follows node1's timeline and never
@@ -206,12 +212,7 @@ describe('the data path never answers wrongly', () => {
   })
 
   it('a standby still streaming from the primary the pool left (promoted by hand, the old one up) serves no reads from the failover on; repointed, it serves again', async () => {
-    const cluster = await res.cluster({ standbys: 2 })
-    const [n0, n1, n2] = cluster.nodes as [ClusterNode, ClusterNode, ClusterNode]
-    const pool = res.pool(cluster, {})
-    await pool.query('CREATE TABLE branch (id int)')
-    await cluster.waitForReplication(n0)
-    await replicasKnown(pool, 2)
+    const { cluster, n0, n1, n2, pool } = await threeNodesWithTable('branch')
     // pg_ctl promote on node1 only: node0 stays up and writable, and node2 goes on streaming
     // timeline 1 from it — it will never replay what the cluster commits on node1 from now on.
     const failover = nextEvent(pool, 'failover')
