@@ -57,6 +57,17 @@ async function settle<T>(promise: Promise<T>): Promise<{ ok: true; value: T } | 
   }
 }
 
+/** `pool.connect()`, tried up to `tries` times while opening the connection outlasts connectionTimeoutMillis. */
+async function connectRetrying(pool: pg.Pool, tries: number): Promise<pg.PoolClient> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await pool.connect()
+    } catch (err) {
+      if (attempt >= tries || !/connection timeout|timeout exceeded when trying to connect/.test((err as Error).message)) throw err
+    }
+  }
+}
+
 async function rejection(promise: Promise<unknown>): Promise<Error> {
   const outcome = await settle(promise)
   if (outcome.ok) throw new Error('expected the promise to reject, but it resolved')
@@ -514,7 +525,10 @@ describe.each(SUBJECTS.map((s) => [s.name, s] as const))('pg.Pool contract: %s',
 
   it('connectionTimeoutMillis: with the only client checked out, connect() and query() fail after ~200 ms with pg.Pool\'s message', async () => {
     const pool = make({ max: 1, connectionTimeoutMillis: 200 })
-    const held = await pool.connect()
+    // Opening the held client is not what is tested, and it has the same 200 ms budget: on a loaded
+    // machine (CI beside other CPU-bound jobs) a backend can take longer to start, and pg.Pool itself
+    // then failed here. It is tried again; what follows times only the waits for it.
+    const held = await connectRetrying(pool, 10)
 
     for (const attempt of [() => pool.connect(), () => pool.query('select 1')]) {
       const started = performance.now()
