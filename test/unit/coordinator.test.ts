@@ -46,6 +46,21 @@ async function stepUntil(t: Topology, done: () => boolean, steps: number, ms = 5
   return done() ? t.clock.now() : null
 }
 
+/** A standby promoted to timeline 2 and noticed by its watch (whatever the old primary does): the pool writes there after. */
+async function promoteByHand(t: Topology, node: ReturnType<Topology['node']>): Promise<void> {
+  node.mode = 'primary'
+  node.timeline = 2
+  t.watches.promote(node.name)
+  await flush()
+  expect(t.coordinator.requests.readyWriteTarget()?.endpoint).toBe(node)
+}
+
+/** Probes `node` outside any round and lets the answer in. */
+async function probeAgain(t: Topology, node: ReturnType<Topology['node']>): Promise<void> {
+  t.coordinator.confirm(node)
+  await pass(t, 20, 1)
+}
+
 /** A write request waiting for a primary; resolves with its endpoint's name or its error. */
 function waitForPrimary(t: Topology, since = t.clock.now()): Promise<string | Error> {
   return new Promise((resolve) => t.coordinator.requests.whenPrimary(since, (err, target) => resolve(err ?? target!.endpoint.name)))
@@ -458,8 +473,7 @@ describe('coordinator: leaving a primary', () => {
     // Once it follows the new primary, its next probe lifts the fence.
     b.receiving = true
     b.timeline = 2
-    t.coordinator.confirm(b)
-    await pass(t, 20, 1)
+    await probeAgain(t, b)
     expect(t.coordinator.health(b).readFence).toBeNull()
     expect(servesReads(b, t.coordinator.health(b))).toBe(true)
   })
@@ -472,23 +486,17 @@ describe('coordinator: leaving a primary', () => {
     await booted(t)
     const [a, b, c] = [t.node('a'), t.node('b'), t.node('c')]
     b.receivedTimeline = 1
-    t.coordinator.confirm(b)
-    await pass(t, 20, 1)
+    await probeAgain(t, b)
     expect(servesReads(b, t.coordinator.health(b))).toBe(true)
-    // a stays up and writable on timeline 1; c is promoted to timeline 2.
-    c.mode = 'primary'
-    c.timeline = 2
-    t.watches.promote('c')
-    await flush()
-    expect(t.coordinator.requests.readyWriteTarget()?.endpoint).toBe(c)
+    // a stays up and writable on timeline 1.
+    await promoteByHand(t, c)
     expect(a.actions).toContain('leave')
     expect(t.coordinator.health(b).readFence).toMatch(/streams timeline 1 from a primary the cluster left/)
     expect(servesReads(b, t.coordinator.health(b))).toBe(false)
     // Repointed, it streams timeline 2: its next probe lifts the fence.
     b.receivedTimeline = 2
     b.timeline = 2
-    t.coordinator.confirm(b)
-    await pass(t, 20, 1)
+    await probeAgain(t, b)
     expect(t.coordinator.health(b).readFence).toBeNull()
     expect(servesReads(b, t.coordinator.health(b))).toBe(true)
   })
@@ -498,11 +506,7 @@ describe('coordinator: leaving a primary', () => {
     await booted(t)
     const [b, c] = [t.node('b'), t.node('c')]
     expect(b.receivedTimeline).toBeNull()
-    c.mode = 'primary'
-    c.timeline = 2
-    t.watches.promote('c')
-    await flush()
-    expect(t.coordinator.requests.readyWriteTarget()?.endpoint).toBe(c)
+    await promoteByHand(t, c)
     expect(t.coordinator.health(b).readFence).toBeNull()
     expect(servesReads(b, t.coordinator.health(b))).toBe(true)
   })
